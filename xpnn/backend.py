@@ -1,0 +1,312 @@
+"""Array backends: the one place that knows which array library does the maths.
+
+A :class:`Backend` carries the array namespace ``xp``, the device and the float dtype, and the few
+operations the array API standard lacks (host <-> device transfer, one-hot, synchronisation).
+The base class is written against the standard alone and is the reference; a library's subclass
+overrides a method only for speed, and the tests compare it with the reference.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Backend", "get_backend", "to_numpy", "BACKEND_NAMES"]
+
+BACKEND_NAMES = ("numpy", "cupy", "strict", "auto")
+FLOAT_DTYPES = ("float32", "float64")
+
+log = logging.getLogger("xpnn")
+
+
+class Backend:
+    """An array library, a device on it and a float dtype.
+
+    Layers use ``backend.xp`` for the maths and the backend's methods to create arrays, so the
+    same layer code runs on every library.
+    """
+
+    name = "generic"
+
+    def __init__(self, xp: Any, device: Any, dtype: str = "float32", *, pass_device: bool = True):
+        self.xp = xp
+        self.device = device
+        self.dtype_name = dtype
+        self.dtype = getattr(xp, dtype)
+        self.index_dtype = xp.int64
+        # Creation functions take device= where the library follows the standard; CuPy's use
+        # the current device instead.
+        self._on_device = {"device": device} if pass_device else {}
+        self.array_type = type(xp.zeros(0, **self._on_device))
+
+    def __repr__(self) -> str:
+        return f"Backend(name={self.name!r}, device={self.device!r}, dtype={self.dtype_name!r})"
+
+    def with_dtype(self, dtype: str) -> Backend:
+        """The same library and device with another float dtype."""
+        return get_backend(self.name, dtype)
+
+    # -- arrays on the device -------------------------------------------------------------------
+
+    def is_own(self, a: Any) -> bool:
+        """True for an array of this backend's library on its device."""
+        return type(a) is self.array_type and a.device == self.device
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """``a`` on the device, in ``dtype`` (the float dtype by default); host arrays are copied."""
+        dtype = self.dtype if dtype is None else dtype
+        if self.is_own(a):
+            return a if a.dtype == dtype else self.xp.astype(a, dtype)
+        return self.xp.asarray(to_numpy(a), dtype=dtype, **self._on_device)
+
+    def ensure(self, a: Any, argument: str = "inputs") -> Any:
+        """``a`` as a float array of this backend: host data moves, a foreign device array is refused."""
+        if self.is_own(a):
+            return a if a.dtype == self.dtype else self.xp.astype(a, self.dtype)
+        self.refuse_foreign(a, argument)
+        return self.asarray(a)
+
+    def ensure_labels(self, y: Any, argument: str = "y_true") -> Any:
+        """Class labels on the device: integer indices (1-D) or one-hot rows in the float dtype (2-D)."""
+        if not self.is_own(y):
+            self.refuse_foreign(y, argument)
+            y = to_numpy(y)
+        if y.ndim == 2:
+            return self.asarray(y)
+        if self.is_own(y):
+            return y if y.dtype == self.index_dtype else self.xp.astype(y, self.index_dtype)
+        return self.asarray(y, dtype=self.index_dtype)
+
+    def refuse_foreign(self, a: Any, argument: str) -> None:
+        """TypeError naming ``argument`` if ``a`` is an array of another device library."""
+        library = type(a).__module__.partition(".")[0]
+        if library in ("numpy", "builtins") or type(a) is self.array_type:
+            return  # host data, or this library on another of its devices: both move safely
+        if not hasattr(a, "__array_namespace__"):
+            return
+        where = getattr(a, "device", "?")
+        raise TypeError(
+            f"{argument} is a {library} array on device {where}, but this object works on the "
+            f"{self.name!r} backend ({self.device}); create it with backend={library!r}, or pass "
+            f"host (NumPy) data"
+        )
+
+    def zeros(self, shape: int | tuple[int, ...], dtype: Any = None) -> Any:
+        """Zeros on the device, in the float dtype unless told."""
+        return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype, **self._on_device)
+
+    def arange(self, n: int) -> Any:
+        """0, 1, ..., n - 1 as indices on the device."""
+        return self.xp.arange(n, dtype=self.index_dtype, **self._on_device)
+
+    def one_hot(self, labels: Any, classes: int) -> Any:
+        """Rows of the identity picked by integer ``labels``, in the float dtype."""
+        return self.xp.astype(labels[:, None] == self.arange(classes), self.dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """``a`` as a NumPy array on the host."""
+        return to_numpy(a)
+
+    def synchronize(self) -> None:
+        """Wait until the device has finished queued work (for timing)."""
+
+    # -- operations with a fast path on some libraries -----------------------------------------
+
+    def matmul(self, a: Any, b: Any, *, out: Any) -> Any:
+        """``a @ b`` written into ``out``."""
+        out[...] = a @ b
+        return out
+
+    def sum_rows(self, a: Any, *, out: Any) -> Any:
+        """Column sums of ``a`` (shape ``(1, n)``) written into ``out``."""
+        out[...] = self.xp.sum(a, axis=0, keepdims=True)
+        return out
+
+    def adam_update(
+        self,
+        param: Any,
+        grad: Any,
+        momentum: Any,
+        cache: Any,
+        *,
+        learning_rate: float,
+        beta_1: float,
+        beta_2: float,
+        epsilon: float,
+        correction_1: float,
+        correction_2: float,
+    ) -> None:
+        """One Adam step in place, the seed's formulas; corrections are ``1 - beta ** t``."""
+        momentum[...] = beta_1 * momentum + (1 - beta_1) * grad
+        cache[...] = beta_2 * cache + (1 - beta_2) * grad**2
+        corrected_momentum = momentum / correction_1
+        corrected_cache = cache / correction_2
+        param += -learning_rate * corrected_momentum / (self.xp.sqrt(corrected_cache) + epsilon)
+
+
+class NumpyBackend(Backend):
+    """NumPy on the CPU, with in-place (``out=``) versions of the hot operations."""
+
+    name = "numpy"
+
+    def __init__(self, dtype: str = "float32") -> None:
+        Backend.__init__(self, np, "cpu", dtype, pass_device=False)
+        self._scratch: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+    def is_own(self, a: Any) -> bool:
+        return type(a) is np.ndarray
+
+    def matmul(self, a: Any, b: Any, *, out: Any) -> Any:
+        return np.matmul(a, b, out=out)
+
+    def sum_rows(self, a: Any, *, out: Any) -> Any:
+        return np.sum(a, axis=0, keepdims=True, out=out)
+
+    def adam_update(
+        self,
+        param: Any,
+        grad: Any,
+        momentum: Any,
+        cache: Any,
+        *,
+        learning_rate: float,
+        beta_1: float,
+        beta_2: float,
+        epsilon: float,
+        correction_1: float,
+        correction_2: float,
+    ) -> None:
+        # The reference's operations in the same order, so results are bit-identical, but
+        # through two reusable scratch buffers instead of six fresh temporaries.
+        t1, t2 = self._buffers(param)
+        momentum *= beta_1
+        np.multiply(grad, 1 - beta_1, out=t1)
+        momentum += t1
+        cache *= beta_2
+        np.multiply(grad, grad, out=t1)
+        t1 *= 1 - beta_2
+        cache += t1
+        np.divide(cache, correction_2, out=t1)
+        np.sqrt(t1, out=t1)
+        t1 += epsilon
+        np.divide(momentum, correction_1, out=t2)
+        t2 *= -learning_rate
+        t2 /= t1
+        param += t2
+
+    def _buffers(self, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = (like.shape, like.dtype.str)
+        if key not in self._scratch:
+            self._scratch[key] = (np.empty_like(like), np.empty_like(like))
+        return self._scratch[key]
+
+
+class CupyBackend(Backend):
+    """CuPy on the current CUDA device."""
+
+    name = "cupy"
+
+    def __init__(self, dtype: str = "float32") -> None:
+        cupy = _import_cupy()
+        Backend.__init__(self, cupy, cupy.cuda.Device(), dtype, pass_device=False)
+
+    def is_own(self, a: Any) -> bool:
+        return type(a) is self.array_type
+
+    def synchronize(self) -> None:
+        self.xp.cuda.get_current_stream().synchronize()
+
+
+class StrictBackend(Backend):
+    """array-api-strict on its ``device1``: a stand-in for a foreign device in tests.
+
+    It refuses to mix devices and to convert to NumPy implicitly, as CuPy does, so code that
+    passes here has no hidden host round trip.
+    """
+
+    name = "strict"
+
+    def __init__(self, dtype: str = "float32") -> None:
+        try:
+            xp = importlib.import_module("array_api_strict")
+        except ImportError as error:
+            raise ImportError(
+                'backend="strict" needs array-api-strict: pip install "xpnn[test]"'
+            ) from error
+        Backend.__init__(self, xp, xp.Device("device1"), dtype)
+
+
+def _import_cupy() -> Any:
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError as error:
+        raise ImportError(
+            'backend="cupy" needs CuPy: pip install "xpnn[cuda12]" (CUDA 12) or '
+            '"xpnn[cuda13]" (CUDA 13)'
+        ) from error
+    if not cupy.cuda.is_available():
+        raise RuntimeError(
+            'backend="cupy": CuPy is installed but no usable CUDA device was found '
+            '(cupy.cuda.is_available() is False); use backend="numpy", or "auto" to choose'
+        )
+    return cupy
+
+
+def cuda_available() -> bool:
+    """True where CuPy is installed and sees a usable CUDA device; never raises."""
+    try:
+        _import_cupy()
+    except (ImportError, RuntimeError):
+        return False
+    return True
+
+
+_CLASSES = {"numpy": NumpyBackend, "cupy": CupyBackend, "strict": StrictBackend}
+_cache: dict[tuple[str, str], Backend] = {}
+
+
+def get_backend(name: str | Backend = "numpy", dtype: Any = "float32") -> Backend:
+    """The backend called ``name`` with float ``dtype``.
+
+    ``"auto"`` picks CuPy where a CUDA device is usable and NumPy otherwise, and logs its choice.
+    """
+    if isinstance(name, Backend):
+        return name if dtype is None else get_backend(name.name, dtype)
+    dtype = _dtype_name(dtype)
+    if name == "auto":
+        name = "cupy" if cuda_available() else "numpy"
+        log.info("xpnn: backend='auto' chose %r", name)
+    if name not in _CLASSES:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}; got {name!r}")
+    key = (name, dtype)
+    if key not in _cache:
+        _cache[key] = _CLASSES[name](dtype)
+    return _cache[key]
+
+
+def _dtype_name(dtype: Any) -> str:
+    if dtype is None:
+        return "float32"
+    try:
+        name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    except TypeError:
+        name = repr(dtype)
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+    return name
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """``a`` as a NumPy array on the host, whatever backend it lives on."""
+    if isinstance(a, np.ndarray):
+        return a
+    library = type(a).__module__.partition(".")[0]
+    if library == "cupy":
+        return a.get()
+    if library == "array_api_strict":
+        xp = a.__array_namespace__()
+        return np.asarray(a.to_device(xp.Device("CPU_DEVICE")))
+    return np.asarray(a)

@@ -1,0 +1,366 @@
+"""Model: layers in order, a loss, an optimizer and a metric, trained in batches on one backend."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._checks import positive_int
+from .activations import Softmax
+from .backend import Backend, get_backend, to_numpy
+from .data import prepare_inputs, prepare_targets
+from .layers import Layer
+from .losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
+from .metrics import Accuracy
+from .optimizers import Optimizer
+
+__all__ = ["Model", "History"]
+
+
+class ParameterBuffer:
+    """Every trainable array of a model in one flat buffer, and every gradient in another.
+
+    Each layer's ``weights``, ``dweights``, ... become views into them, so an optimizer updates
+    the whole model in a few whole-buffer operations.
+    """
+
+    parameter_names = (("param", "params", "dparams"),)
+
+    def __init__(self, backend: Backend, layers: list[Layer]) -> None:
+        self.backend = backend
+        entries = [(layer, p, g) for layer in layers for _, p, g in layer.parameter_names]
+        sizes = [math.prod(getattr(layer, p).shape) for layer, p, _ in entries]
+        self.params = backend.zeros(sum(sizes))
+        self.dparams = backend.zeros(sum(sizes))
+        reshape = backend.xp.reshape
+        offset = 0
+        for (layer, p, g), size in zip(entries, sizes):
+            value = getattr(layer, p)
+            view = reshape(self.params[offset : offset + size], value.shape)
+            view[...] = value
+            setattr(layer, p, view)
+            setattr(layer, g, reshape(self.dparams[offset : offset + size], value.shape))
+            offset += size
+
+    def trainable_parameters(self) -> list[tuple[str, Any, Any]]:
+        return [("param", self.params, self.dparams)]
+
+
+class History:
+    """Per-epoch figures of a training run: ``history["loss"][i]`` is epoch ``history["epoch"][i]``."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.history: dict[str, list[float]] = {name: [] for name in names}
+
+    def __getitem__(self, name: str) -> list[float]:
+        return self.history[name]
+
+    def __len__(self) -> int:
+        return len(self.history["epoch"])
+
+    def __repr__(self) -> str:
+        last = {k: v[-1] for k, v in self.history.items() if v}
+        return f"History({len(self)} epochs, last={last})"
+
+
+class Model:
+    """A stack of layers trained with a loss, an optimizer and (optionally) an accuracy metric.
+
+    Everything runs on one backend: ``"numpy"``, ``"cupy"``, ``"auto"`` or ``"strict"``. Initial
+    weights and shuffles come from ``seed``, so the same seed starts every backend alike.
+    """
+
+    def __init__(
+        self, backend: str | Backend = "numpy", *, seed: int | None = None, dtype: Any = "float32"
+    ) -> None:
+        self.backend = get_backend(backend, dtype)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.layers: list[Layer] = []
+        self.loss: Loss | None = None
+        self.optimizer: Optimizer | None = None
+        self.accuracy: Accuracy | None = None
+        self._parameters: ParameterBuffer | None = None
+
+    def __repr__(self) -> str:
+        layers = ", ".join(map(repr, self.layers))
+        return f"Model(backend={self.backend.name!r}, dtype={self.backend.dtype_name!r}, [{layers}])"
+
+    # -- building -------------------------------------------------------------------------------
+
+    def add(self, layer: Layer) -> None:
+        """Append ``layer``; it takes the model's backend and dtype at ``finalize``."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer must be an xpnn layer (Dense, ReLU, ...); got {layer!r}")
+        self.layers.append(layer)
+        self._parameters = None
+
+    def set(
+        self,
+        *,
+        loss: Loss | None = None,
+        optimizer: Optimizer | None = None,
+        accuracy: Accuracy | None = None,
+    ) -> None:
+        """Choose the loss, the optimizer and the accuracy metric (any of them, by keyword)."""
+        for value, kind, argument in (
+            (loss, Loss, "loss"),
+            (optimizer, Optimizer, "optimizer"),
+            (accuracy, Accuracy, "accuracy"),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(f"{argument} must be an xpnn {kind.__name__}; got {value!r}")
+        self.loss = loss if loss is not None else self.loss
+        self.optimizer = optimizer if optimizer is not None else self.optimizer
+        self.accuracy = accuracy if accuracy is not None else self.accuracy
+        self._parameters = None
+
+    def finalize(self) -> None:
+        """Check the model, move everything onto its backend and draw initial weights from its seed.
+
+        A softmax output with categorical cross-entropy trains through their combined gradient.
+        """
+        if not self.layers:
+            raise ValueError("the model has no layers: add() some before finalize()")
+        if self.loss is None:
+            raise ValueError("the model has no loss: call set(loss=...) before finalize()")
+        if isinstance(self.loss, SoftmaxCategoricalCrossentropy):
+            raise ValueError(
+                "set loss=CategoricalCrossentropy() with a Softmax output layer; the model "
+                "combines them itself"
+            )
+        self._check_sizes()
+        for layer in self.layers:
+            layer.build(self.backend, self.rng)
+        self.loss.build(self.backend)
+        if self.accuracy is not None:
+            self.accuracy.build(self.backend)
+        self._combined = None
+        if isinstance(self.layers[-1], Softmax) and isinstance(self.loss, CategoricalCrossentropy):
+            self._combined = SoftmaxCategoricalCrossentropy(backend=self.backend)
+        self._trainable = [layer for layer in self.layers if layer.parameter_names]
+        self._parameters = ParameterBuffer(self.backend, self._trainable)
+
+    def _check_sizes(self) -> None:
+        width, previous = None, None
+        for index, layer in enumerate(self.layers):
+            n_inputs = getattr(layer, "n_inputs", None)
+            if n_inputs is not None and width is not None and n_inputs != width:
+                raise ValueError(
+                    f"layer {index} ({layer!r}) takes {n_inputs} inputs but layer "
+                    f"{previous} gives {width} outputs"
+                )
+            if hasattr(layer, "n_neurons"):
+                width, previous = layer.n_neurons, f"{index} ({layer!r})"
+
+    def _require_finalized(self, what: str) -> None:
+        if self._parameters is None:
+            raise RuntimeError(f"call finalize() before {what}()")
+
+    @property
+    def n_inputs(self) -> int | None:
+        """Features per sample that the first layer with a fixed width takes."""
+        return next((layer.n_inputs for layer in self.layers if hasattr(layer, "n_inputs")), None)
+
+    @property
+    def n_outputs(self) -> int | None:
+        """Width of the model's output, as set by its last layer with a fixed width."""
+        widths = [layer.n_neurons for layer in self.layers if hasattr(layer, "n_neurons")]
+        return widths[-1] if widths else None
+
+    # -- the passes -------------------------------------------------------------------------------
+
+    def forward(self, X: Any, training: bool = False) -> Any:
+        """Run ``X`` through every layer and return the last layer's output."""
+        for layer in self.layers:
+            X = layer.forward(X, training)
+        return X
+
+    def backward(self, output: Any, y: Any) -> None:
+        """Gradients of the loss for every layer, from the output back to the first layer."""
+        if self._combined is not None:
+            dvalues = self._combined.backward(output, y)
+            layers = self.layers[:-1]
+        else:
+            dvalues = self.loss.backward(output, y)
+            layers = self.layers
+        for layer in reversed(layers):
+            dvalues = layer.backward(dvalues)
+
+    # -- training and inference -----------------------------------------------------------------
+
+    def train(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int = 1,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        print_every: int = 100,
+        verbose: bool = True,
+    ) -> History:
+        """Train for ``epochs`` passes over ``(X, y)`` in batches of ``batch_size`` (all at once if None).
+
+        With ``shuffle`` each epoch visits the samples in a fresh order drawn from the model's
+        seed; without it, in the order given, as the book's loop. Loss and accuracy are summed on
+        the device and read on the host only every ``print_every`` epochs (when ``verbose``) and
+        at the end. Returns the per-epoch History.
+        """
+        self._require_finalized("train")
+        if self.optimizer is None:
+            raise ValueError("the model has no optimizer: call set(optimizer=...) before train()")
+        epochs = positive_int(epochs, "epochs")
+        print_every = positive_int(print_every, "print_every")
+        if batch_size is not None:
+            batch_size = positive_int(batch_size, "batch_size")
+        X, y = self._prepare(X, y)
+
+        backend, xp = self.backend, self.backend.xp
+        samples = X.shape[0]
+        batch_size = samples if batch_size is None else min(batch_size, samples)
+        optimizer, parameters = self.optimizer, self._parameters
+        history = History(("epoch", "loss", "accuracy", "learning_rate"))
+        pending: list[tuple[int, Any, Any, float]] = []
+        if verbose:
+            steps = -(-samples // batch_size)
+            print(
+                f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}): "
+                f"{samples} samples, {steps} steps per epoch"
+            )
+
+        for epoch in range(1, epochs + 1):
+            order = self._epoch_order(samples) if shuffle else None
+            loss_sum = correct = backend.zeros(())
+            for start in range(0, samples, batch_size):
+                stop = min(start + batch_size, samples)
+                if order is None:
+                    batch_X, batch_y = X[start:stop], y[start:stop]
+                else:
+                    indices = order[start:stop]
+                    batch_X, batch_y = xp.take(X, indices, axis=0), xp.take(y, indices, axis=0)
+
+                output = self.forward(batch_X, training=True)
+                loss_sum = loss_sum + xp.sum(self.loss.forward(output, batch_y))
+                if self.accuracy is not None:
+                    correct = correct + self._count_correct(output, batch_y)
+                self.backward(output, batch_y)
+
+                optimizer.pre_update_params()
+                optimizer.update_params(parameters)
+                optimizer.post_update_params()
+
+            pending.append((epoch, loss_sum, correct, optimizer.current_learning_rate))
+            if verbose and (epoch % print_every == 0 or epoch == epochs):
+                self._record(history, pending, samples)
+                print(
+                    f"epoch: {epoch}, acc: {history['accuracy'][-1]:.3f}, "
+                    f"loss: {history['loss'][-1]:.3f}, lr: {history['learning_rate'][-1]:.6g}"
+                )
+        self._record(history, pending, samples)
+        return history
+
+    def _epoch_order(self, samples: int) -> Any:
+        # Drawn on the host from the model's generator, so every backend shuffles alike.
+        permutation = self.rng.permutation(samples)
+        return self.backend.asarray(permutation, dtype=self.backend.index_dtype)
+
+    def _count_correct(self, output: Any, y: Any) -> Any:
+        xp = self.backend.xp
+        predictions = self.layers[-1].predictions(output)
+        return xp.sum(xp.astype(self.accuracy.compare(predictions, y), self.backend.dtype))
+
+    def _record(self, history: History, pending: list, samples: int) -> None:
+        """Read the pending epochs' sums from the device in one transfer."""
+        if not pending:
+            return
+        sums = [value for _, loss_sum, correct, _ in pending for value in (loss_sum, correct)]
+        values = to_numpy(self.backend.xp.stack(sums)).reshape(-1, 2) / samples
+        for (epoch, _, _, learning_rate), (loss, accuracy) in zip(pending, values):
+            history["epoch"].append(epoch)
+            history["loss"].append(float(loss))
+            history["accuracy"].append(float(accuracy) if self.accuracy is not None else math.nan)
+            history["learning_rate"].append(learning_rate)
+        pending.clear()
+
+    def _prepare(self, X: Any, y: Any) -> tuple[Any, Any]:
+        X = prepare_inputs(self.backend, X, self.n_inputs)
+        classes = self.n_outputs if self.loss.categorical else None
+        return X, prepare_targets(self.backend, y, X.shape[0], classes)
+
+    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = None) -> dict[str, float]:
+        """Mean loss and accuracy over ``(X, y)``, without training."""
+        self._require_finalized("evaluate")
+        X, y = self._prepare(X, y)
+        xp = self.backend.xp
+        loss_sum = correct = self.backend.zeros(())
+        for batch_X, batch_y in self._batches(X, y, batch_size):
+            output = self.forward(batch_X)
+            loss_sum = loss_sum + xp.sum(self.loss.forward(output, batch_y))
+            if self.accuracy is not None:
+                correct = correct + self._count_correct(output, batch_y)
+        loss, accuracy = to_numpy(xp.stack([loss_sum, correct])) / X.shape[0]
+        result = {"loss": float(loss)}
+        if self.accuracy is not None:
+            result["accuracy"] = float(accuracy)
+        return result
+
+    def predict(self, X: Any, *, batch_size: int | None = None) -> Any:
+        """The model's outputs for ``X``, as an array of the model's backend."""
+        self._require_finalized("predict")
+        X = prepare_inputs(self.backend, X, self.n_inputs)
+        outputs = [self.forward(batch_X) for batch_X, _ in self._batches(X, None, batch_size)]
+        return outputs[0] if len(outputs) == 1 else self.backend.xp.concat(outputs, axis=0)
+
+    def _batches(self, X: Any, y: Any, batch_size: int | None):
+        samples = X.shape[0]
+        size = samples if batch_size is None else positive_int(batch_size, "batch_size")
+        for start in range(0, samples, size):
+            stop = min(start + size, samples)
+            yield X[start:stop], None if y is None else y[start:stop]
+
+    # -- parameters -------------------------------------------------------------------------------
+
+    def get_parameters(self) -> list[tuple[np.ndarray, ...]]:
+        """Each trainable layer's parameters, ``(weights, biases)``, as NumPy copies."""
+        self._require_finalized("get_parameters")
+        return [
+            tuple(np.array(to_numpy(getattr(layer, p))) for _, p, _ in layer.parameter_names)
+            for layer in self._trainable
+        ]
+
+    def set_parameters(self, parameters: list[tuple[Any, ...]]) -> None:
+        """Replace the parameters with ``parameters``, shaped as ``get_parameters`` returns them.
+
+        Every shape is checked before anything is written.
+        """
+        self._require_finalized("set_parameters")
+        parameters = list(parameters)
+        if len(parameters) != len(self._trainable):
+            raise ValueError(
+                f"parameters must hold {len(self._trainable)} entries, one per layer with "
+                f"parameters; got {len(parameters)}"
+            )
+        moves = []
+        for index, (layer, values) in enumerate(zip(self._trainable, parameters)):
+            values = tuple(values)
+            if len(values) != len(layer.parameter_names):
+                raise ValueError(
+                    f"parameters[{index}] must hold {len(layer.parameter_names)} arrays for "
+                    f"{layer!r}; got {len(values)}"
+                )
+            for (_, p, _), value in zip(layer.parameter_names, values):
+                target = getattr(layer, p)
+                value = np.asarray(to_numpy(value))
+                if value.shape != tuple(target.shape):
+                    raise ValueError(
+                        f"parameters[{index}] {p} of {layer!r} must have shape "
+                        f"{tuple(target.shape)}; got {value.shape}"
+                    )
+                if not np.all(np.isfinite(value)):
+                    raise ValueError(f"parameters[{index}] {p} of {layer!r} holds NaN or infinity")
+                moves.append((target, value))
+        for target, value in moves:
+            target[...] = self.backend.asarray(value)

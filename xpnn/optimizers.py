@@ -1,0 +1,91 @@
+"""Optimizers: turn each layer's gradients into parameter updates.
+
+The book's protocol: ``pre_update_params()``, ``update_params(layer)`` for each layer,
+``post_update_params()``. A model passes one object holding all its parameters as a single flat
+buffer, so a step is a few whole-buffer operations rather than a loop over layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._checks import real
+
+__all__ = ["Optimizer", "Adam"]
+
+
+class Optimizer:
+    """Learning rate with the book's decay, ``lr / (1 + decay * iterations)``, and the step count.
+
+    The decayed rate and every other scalar are Python floats computed on the host, so a step
+    never waits for the device.
+    """
+
+    def __init__(self, learning_rate: float, decay: float) -> None:
+        self.learning_rate = real(learning_rate, "learning_rate", low=0.0, low_open=True)
+        self.decay = real(decay, "decay", low=0.0)
+        self.current_learning_rate = self.learning_rate
+        self.iterations = 0
+
+    def pre_update_params(self) -> None:
+        """Decay the learning rate for the coming step."""
+        if self.decay:
+            self.current_learning_rate = self.learning_rate * (
+                1.0 / (1.0 + self.decay * self.iterations)
+            )
+
+    def update_params(self, layer: Any) -> None:
+        """Update every trainable array of ``layer`` in place from its gradient."""
+        for prefix, param, grad in layer.trainable_parameters():
+            self.update(layer, prefix, param, grad)
+
+    def post_update_params(self) -> None:
+        """Count the step."""
+        self.iterations += 1
+
+    def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def state(layer: Any, name: str, like: Any) -> Any:
+        """The optimizer state ``layer.<name>`` (the book keeps it on the layer), zeros at first."""
+        value = getattr(layer, name, None)
+        if value is None or value.shape != like.shape:
+            value = layer.backend.zeros(like.shape)
+            setattr(layer, name, value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(learning_rate={self.learning_rate}, decay={self.decay})"
+
+
+class Adam(Optimizer):
+    """Adaptive moment estimation with bias correction on ``iterations + 1``."""
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        decay: float = 0.0,
+        epsilon: float = 1e-7,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+    ) -> None:
+        super().__init__(learning_rate, decay)
+        self.epsilon = real(epsilon, "epsilon", low=0.0, low_open=True)
+        self.beta_1 = real(beta_1, "beta_1", low=0.0, high=1.0, high_open=True)
+        self.beta_2 = real(beta_2, "beta_2", low=0.0, high=1.0, high_open=True)
+
+    def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        step = self.iterations + 1
+        layer.backend.adam_update(
+            param,
+            grad,
+            self.state(layer, f"{prefix}_momentums", param),
+            self.state(layer, f"{prefix}_cache", param),
+            learning_rate=self.current_learning_rate,
+            beta_1=self.beta_1,
+            beta_2=self.beta_2,
+            epsilon=self.epsilon,
+            correction_1=1 - self.beta_1**step,
+            correction_2=1 - self.beta_2**step,
+        )
