@@ -16,8 +16,15 @@ def positive_int(value: Any, argument: str) -> int:
     return int(value)
 
 
-def real(value: Any, argument: str, *, low: float, high: float = math.inf,
-         low_open: bool = False, high_open: bool = False) -> float:
+def real(
+    value: Any,
+    argument: str,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """``value`` as a finite float within the bounds, or an error that names ``argument``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{argument} must be a real number; got {value!r}")

@@ -24,7 +24,7 @@ class ReLU(Layer):
 
 
 class Softmax(Layer):
-    """Normalised exponentials of each row, shifted by the row's maximum so ``exp`` cannot overflow."""
+    """Normalised exponentials of each row, shifted by its maximum so ``exp`` cannot overflow."""
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         xp = self.backend.xp

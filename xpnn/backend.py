@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Backend", "get_backend", "to_numpy", "BACKEND_NAMES"]
+__all__ = ["BACKEND_NAMES", "Backend", "get_backend", "to_numpy"]
 
 BACKEND_NAMES = ("numpy", "cupy", "strict", "auto")
 FLOAT_DTYPES = ("float32", "float64")
@@ -56,21 +56,21 @@ class Backend:
         return type(a) is self.array_type and a.device == self.device
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
-        """``a`` on the device, in ``dtype`` (the float dtype by default); host arrays are copied."""
+        """``a`` on the device in ``dtype`` (the float dtype by default); host arrays are copied."""
         dtype = self.dtype if dtype is None else dtype
         if self.is_own(a):
             return a if a.dtype == dtype else self.xp.astype(a, dtype)
         return self.xp.asarray(to_numpy(a), dtype=dtype, **self._on_device)
 
     def ensure(self, a: Any, argument: str = "inputs") -> Any:
-        """``a`` as a float array of this backend: host data moves, a foreign device array is refused."""
+        """``a`` as a float array here: host data moves, a foreign device array is refused."""
         if self.is_own(a):
             return a if a.dtype == self.dtype else self.xp.astype(a, self.dtype)
         self.refuse_foreign(a, argument)
         return self.asarray(a)
 
     def ensure_labels(self, y: Any, argument: str = "y_true") -> Any:
-        """Class labels on the device: integer indices (1-D) or one-hot rows in the float dtype (2-D)."""
+        """Class labels on the device: integer indices (1-D) or one-hot float rows (2-D)."""
         if not self.is_own(y):
             self.refuse_foreign(y, argument)
             y = to_numpy(y)
@@ -268,7 +268,7 @@ _CLASSES = {"numpy": NumpyBackend, "cupy": CupyBackend, "strict": StrictBackend}
 _cache: dict[tuple[str, str], Backend] = {}
 
 
-def get_backend(name: str | Backend = "numpy", dtype: Any = "float32") -> Backend:
+def get_backend(name: str | Backend = "numpy", dtype: Any = None) -> Backend:
     """The backend called ``name`` with float ``dtype``.
 
     ``"auto"`` picks CuPy where a CUDA device is usable and NumPy otherwise, and logs its choice.
@@ -280,7 +280,9 @@ def get_backend(name: str | Backend = "numpy", dtype: Any = "float32") -> Backen
         name = "cupy" if cuda_available() else "numpy"
         log.info("xpnn: backend='auto' chose %r", name)
     if name not in _CLASSES:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}; got {name!r}")
+        raise ValueError(
+            f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}; got {name!r}"
+        )
     key = (name, dtype)
     if key not in _cache:
         _cache[key] = _CLASSES[name](dtype)

@@ -9,7 +9,7 @@ import numpy as np
 from ._checks import positive_int
 from .backend import Backend, get_backend
 
-__all__ = ["Layer", "Dense"]
+__all__ = ["Dense", "Layer"]
 
 
 class Layer:
@@ -21,7 +21,7 @@ class Layer:
 
     parameter_names: tuple[tuple[str, str, str], ...] = ()
 
-    def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = "float32") -> None:
+    def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)
 
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
@@ -34,7 +34,9 @@ class Layer:
 
     def trainable_parameters(self) -> list[tuple[str, Any, Any]]:
         """(state prefix, parameter, gradient) for each trainable array."""
-        return [(prefix, getattr(self, p), getattr(self, g)) for prefix, p, g in self.parameter_names]
+        return [
+            (prefix, getattr(self, p), getattr(self, g)) for prefix, p, g in self.parameter_names
+        ]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -55,7 +57,7 @@ class Dense(Layer):
         n_neurons: int,
         *,
         backend: str | Backend = "numpy",
-        dtype: Any = "float32",
+        dtype: Any = None,
         seed: int | None = None,
     ) -> None:
         self.n_inputs = positive_int(n_inputs, "n_inputs")

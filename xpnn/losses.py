@@ -7,7 +7,7 @@ from typing import Any
 from .activations import Softmax
 from .backend import Backend, get_backend
 
-__all__ = ["Loss", "CategoricalCrossentropy", "SoftmaxCategoricalCrossentropy"]
+__all__ = ["CategoricalCrossentropy", "Loss", "SoftmaxCategoricalCrossentropy"]
 
 EPSILON = 1e-7
 
@@ -18,7 +18,7 @@ class Loss:
     #: True where targets are class labels (checked to lie in [0, classes) before they move).
     categorical = False
 
-    def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = "float32") -> None:
+    def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)
 
     def build(self, backend: Backend) -> None:
@@ -71,7 +71,7 @@ class SoftmaxCategoricalCrossentropy(Loss):
 
     categorical = True
 
-    def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = "float32") -> None:
+    def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         super().__init__(backend=backend, dtype=dtype)
         self.activation = Softmax(backend=self.backend)
         self.loss = CategoricalCrossentropy(backend=self.backend)

@@ -12,7 +12,7 @@ __all__ = ["Accuracy", "CategoricalAccuracy"]
 class Accuracy:
     """Base of every metric: ``compare`` marks each sample right or wrong."""
 
-    def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = "float32") -> None:
+    def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)
 
     def build(self, backend: Backend) -> None:

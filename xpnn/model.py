@@ -16,7 +16,7 @@ from .losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentrop
 from .metrics import Accuracy
 from .optimizers import Optimizer
 
-__all__ = ["Model", "History"]
+__all__ = ["History", "Model"]
 
 
 class ParameterBuffer:
@@ -49,7 +49,7 @@ class ParameterBuffer:
 
 
 class History:
-    """Per-epoch figures of a training run: ``history["loss"][i]`` is epoch ``history["epoch"][i]``."""
+    """Per-epoch figures of a run: ``history["loss"][i]`` belongs to ``history["epoch"][i]``."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.history: dict[str, list[float]] = {name: [] for name in names}
@@ -73,7 +73,7 @@ class Model:
     """
 
     def __init__(
-        self, backend: str | Backend = "numpy", *, seed: int | None = None, dtype: Any = "float32"
+        self, backend: str | Backend = "numpy", *, seed: int | None = None, dtype: Any = None
     ) -> None:
         self.backend = get_backend(backend, dtype)
         self.seed = seed
@@ -86,7 +86,9 @@ class Model:
 
     def __repr__(self) -> str:
         layers = ", ".join(map(repr, self.layers))
-        return f"Model(backend={self.backend.name!r}, dtype={self.backend.dtype_name!r}, [{layers}])"
+        return (
+            f"Model(backend={self.backend.name!r}, dtype={self.backend.dtype_name!r}, [{layers}])"
+        )
 
     # -- building -------------------------------------------------------------------------------
 
@@ -202,7 +204,7 @@ class Model:
         print_every: int = 100,
         verbose: bool = True,
     ) -> History:
-        """Train for ``epochs`` passes over ``(X, y)`` in batches of ``batch_size`` (all at once if None).
+        """Train for ``epochs`` passes over ``(X, y)`` in batches of ``batch_size`` (None: all).
 
         With ``shuffle`` each epoch visits the samples in a fresh order drawn from the model's
         seed; without it, in the order given, as the book's loop. Loss and accuracy are summed on
@@ -237,7 +239,7 @@ class Model:
             for start in range(0, samples, batch_size):
                 stop = min(start + batch_size, samples)
                 if order is None:
-                    batch_X, batch_y = X[start:stop], y[start:stop]
+                    batch_X, batch_y = X[start:stop, ...], y[start:stop, ...]
                 else:
                     indices = order[start:stop]
                     batch_X, batch_y = xp.take(X, indices, axis=0), xp.take(y, indices, axis=0)
@@ -319,7 +321,7 @@ class Model:
         size = samples if batch_size is None else positive_int(batch_size, "batch_size")
         for start in range(0, samples, size):
             stop = min(start + size, samples)
-            yield X[start:stop], None if y is None else y[start:stop]
+            yield X[start:stop, ...], None if y is None else y[start:stop, ...]
 
     # -- parameters -------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._checks import real
 
-__all__ = ["Optimizer", "Adam"]
+__all__ = ["Adam", "Optimizer"]
 
 
 class Optimizer:

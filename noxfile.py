@@ -1,0 +1,65 @@
+"""Test sessions over backends, lint, and the example.
+
+``nox`` runs the tests on numpy and strict, lint, and the cupy session. The cupy session installs
+the CUDA extra and runs the suite where an NVIDIA GPU is visible; elsewhere it skips with its
+reason and installs nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.error_on_missing_interpreters = False
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _cuda_major() -> int | None:
+    """The CUDA version the driver supports, from nvidia-smi; None without a visible GPU."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"CUDA Version:\s*(\d+)", out)
+    return int(found.group(1)) if found else None
+
+
+@nox.session
+@nox.parametrize("backend", ["numpy", "strict", "cupy"], ids=["numpy", "strict", "cupy"])
+def tests(session: nox.Session, backend: str) -> None:
+    """The whole suite on one backend."""
+    env = {"XPNN_TEST_BACKENDS": backend}
+    if backend == "cupy":
+        major = _cuda_major()
+        if major is None:
+            reason = "cupy: no NVIDIA GPU visible (nvidia-smi missing or silent)"
+            if os.environ.get("XPNN_REQUIRE_GPU") == "1":
+                session.error(f"XPNN_REQUIRE_GPU=1 but {reason}")
+            session.skip(reason)
+        session.install("-e", f".[test,{'cuda13' if major >= 13 else 'cuda12'}]")
+        env["XPNN_REQUIRE_GPU"] = "1"  # a GPU is visible: a cupy failure is a failure
+    else:
+        session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Run every example briefly so they cannot rot."""
+    session.install("-e", ".[examples]")
+    session.run("python", "examples/spiral.py", "--epochs", "20", "--backend", "numpy")

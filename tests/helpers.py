@@ -1,0 +1,67 @@
+"""Helpers shared by the tests: numerical gradients, namespace checks, tolerances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+import xpnn
+
+
+def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-6):
+    """Central differences of the scalar ``f`` at every element of the host array ``x``."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + h
+        upper = f(x.copy())
+        x[index] = saved - h
+        lower = f(x.copy())
+        x[index] = saved
+        grad[index] = (upper - lower) / (2 * h)
+    return grad
+
+
+def assert_on_backend(a, backend: xpnn.Backend) -> None:
+    """``a`` is an array of the backend's own library, on its device (not a NumPy leak)."""
+    if backend.name == "numpy":  # NumPy reductions give its own scalars, which are fine
+        assert isinstance(a, (np.ndarray, np.generic)), f"{type(a)} is not a NumPy array"
+        return
+    assert type(a) is backend.array_type, f"{type(a)} is not {backend.array_type}"
+    assert a.device == backend.device
+
+
+def tolerance(dtype_name: str) -> dict:
+    return (
+        {"rtol": 1e-4, "atol": 1e-5} if dtype_name == "float32" else {"rtol": 1e-9, "atol": 1e-11}
+    )
+
+
+def spiral(samples: int = 1000, classes: int = 3):
+    """The seed's data: nnfs's spiral_data, made reproducible with NumPy's global seed."""
+    from nnfs.datasets import spiral_data
+
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        return spiral_data(samples=samples, classes=classes)
+    finally:
+        np.random.set_state(state)
+
+
+def seed_model(backend, seed: int = 0, dtype: str = "float32", **adam) -> xpnn.Model:
+    """The seed's network: 2-64-3, ReLU, softmax with cross-entropy, Adam."""
+    model = xpnn.Model(backend=backend, seed=seed, dtype=dtype)
+    model.add(xpnn.Dense(2, 64))
+    model.add(xpnn.ReLU())
+    model.add(xpnn.Dense(64, 3))
+    model.add(xpnn.Softmax())
+    model.set(
+        loss=xpnn.CategoricalCrossentropy(),
+        optimizer=xpnn.Adam(**(adam or {"learning_rate": 0.05, "decay": 5e-7})),
+        accuracy=xpnn.CategoricalAccuracy(),
+    )
+    model.finalize()
+    return model

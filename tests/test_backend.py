@@ -1,0 +1,121 @@
+"""Choosing a backend, its errors, and moving arrays between host and device."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+
+import numpy as np
+import pytest
+from helpers import assert_on_backend
+
+import xpnn
+from xpnn import backend as backend_module
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """Install a stand-in for the cupy module (None: not installed) and forget cached backends."""
+
+    def install(module):
+        monkeypatch.setitem(sys.modules, "cupy", module)
+        monkeypatch.setattr(backend_module, "_cache", {})
+
+    return install
+
+
+def _cupy_without_device():
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: False))
+
+
+def test_unknown_backend_lists_the_valid_names():
+    with pytest.raises(ValueError, match=r"'numpy', 'cupy', 'strict', 'auto'.*'tensorflow'"):
+        xpnn.get_backend("tensorflow")
+    with pytest.raises(ValueError, match="backend"):
+        xpnn.Model(backend="gpu")
+
+
+def test_cupy_missing_names_the_extra(fake_cupy):
+    fake_cupy(None)
+    with pytest.raises(ImportError, match=r'pip install "xpnn\[cuda12\]"'):
+        xpnn.get_backend("cupy")
+    with pytest.raises(ImportError, match="CuPy"):
+        xpnn.Model(backend="cupy")
+
+
+def test_cupy_without_a_device_says_so(fake_cupy):
+    fake_cupy(_cupy_without_device())
+    with pytest.raises(RuntimeError, match="no usable CUDA device"):
+        xpnn.get_backend("cupy")
+    with pytest.raises(RuntimeError, match="no usable CUDA device"):
+        xpnn.Dense(2, 3, backend="cupy")
+
+
+@pytest.mark.parametrize("cupy", [None, "no device"])
+def test_auto_falls_back_to_numpy_and_says_so(fake_cupy, caplog, cupy):
+    fake_cupy(None if cupy is None else _cupy_without_device())
+    with caplog.at_level(logging.INFO, logger="xpnn"):
+        chosen = xpnn.get_backend("auto")
+    assert chosen.name == "numpy"
+    assert "chose 'numpy'" in caplog.text
+    assert xpnn.Model(backend="auto").backend.name == "numpy"
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int32", "double precision"])
+def test_unsupported_dtype_is_refused(dtype):
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        xpnn.get_backend("numpy", dtype)
+
+
+def test_dtype_defaults_and_aliases(backend):
+    assert xpnn.get_backend(backend).dtype_name == "float32"
+    assert xpnn.get_backend(backend, np.float64).dtype_name == "float64"
+    as64 = xpnn.get_backend(backend, "float64")
+    assert xpnn.get_backend(as64) is as64
+    assert xpnn.Dense(2, 3, backend=as64).weights.dtype == as64.dtype
+
+
+def test_host_device_round_trip(backend):
+    be = xpnn.get_backend(backend)
+    host = np.arange(12, dtype=np.float64).reshape(3, 4)
+    on_device = be.asarray(host)
+    assert_on_backend(on_device, be)
+    assert on_device.dtype == be.dtype
+    back = xpnn.to_numpy(on_device)
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, host.astype(np.float32))
+    assert be.asarray(on_device) is on_device
+
+
+def test_creation_helpers_land_on_the_device(backend):
+    be = xpnn.get_backend(backend)
+    for array in (
+        be.zeros((2, 3)),
+        be.arange(4),
+        be.one_hot(be.asarray([2, 0], dtype=be.index_dtype), 3),
+    ):
+        assert_on_backend(array, be)
+    np.testing.assert_array_equal(
+        xpnn.to_numpy(be.one_hot(be.asarray([2, 0], dtype=be.index_dtype), 3)),
+        [[0, 0, 1], [1, 0, 0]],
+    )
+    be.synchronize()
+
+
+def test_strict_refuses_mixing_devices():
+    """The stand-in for a GPU catches an array created without the backend's device."""
+    import array_api_strict as xps
+
+    be = xpnn.get_backend("strict")
+    on_default_device = xps.zeros((2, 2))
+    with pytest.raises(ValueError, match="device"):
+        be.zeros((2, 2)) + on_default_device
+    with pytest.raises(RuntimeError):
+        np.asarray(be.zeros((2, 2)))
+
+
+def test_to_numpy_passes_host_values_through():
+    a = np.ones(3)
+    assert xpnn.to_numpy(a) is a
+    np.testing.assert_array_equal(xpnn.to_numpy([1, 2]), [1, 2])

@@ -1,0 +1,134 @@
+"""Every backward pass against central differences, in float64, on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import assert_on_backend, numerical_gradient
+
+import xpnn
+
+RTOL, ATOL = 1e-6, 1e-8
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(42)
+
+
+def _loss_through(layer, be, upstream):
+    """f(inputs) = sum(forward(inputs) * upstream): its gradient is backward(upstream)."""
+
+    def f(inputs):
+        return float(np.sum(xpnn.to_numpy(layer.forward(be.asarray(inputs))) * upstream))
+
+    return f
+
+
+def test_dense_gradients(backend, rng):
+    be = xpnn.get_backend(backend, "float64")
+    layer = xpnn.Dense(4, 3, backend=be, seed=1)
+    layer.biases[...] = be.asarray(rng.standard_normal((1, 3)))
+    inputs = rng.standard_normal((5, 4))
+    upstream = rng.standard_normal((5, 3))
+
+    layer.forward(be.asarray(inputs))
+    layer.backward(be.asarray(upstream))
+    for array in (layer.dweights, layer.dbiases, layer.dinputs):
+        assert_on_backend(array, be)
+    dweights = xpnn.to_numpy(layer.dweights).copy()
+    dbiases = xpnn.to_numpy(layer.dbiases).copy()
+
+    expected_dinputs = numerical_gradient(_loss_through(layer, be, upstream), inputs)
+    np.testing.assert_allclose(xpnn.to_numpy(layer.dinputs), expected_dinputs, RTOL, ATOL)
+
+    weights, biases = xpnn.to_numpy(layer.weights).copy(), xpnn.to_numpy(layer.biases).copy()
+
+    def with_weights(w):
+        layer.weights = be.asarray(w)
+        return float(np.sum(xpnn.to_numpy(layer.forward(be.asarray(inputs))) * upstream))
+
+    def with_biases(b):
+        layer.biases = be.asarray(b)
+        return float(np.sum(xpnn.to_numpy(layer.forward(be.asarray(inputs))) * upstream))
+
+    np.testing.assert_allclose(dweights, numerical_gradient(with_weights, weights), RTOL, ATOL)
+    layer.weights = be.asarray(weights)
+    np.testing.assert_allclose(dbiases, numerical_gradient(with_biases, biases), RTOL, ATOL)
+
+
+@pytest.mark.parametrize("activation", [xpnn.ReLU, xpnn.Softmax])
+def test_activation_gradients(backend, rng, activation):
+    be = xpnn.get_backend(backend, "float64")
+    layer = activation(backend=be)
+    # Keep ReLU inputs away from the kink at 0, where the derivative is undefined.
+    inputs = rng.standard_normal((6, 4))
+    inputs = np.where(np.abs(inputs) < 1e-3, 0.5, inputs)
+    upstream = rng.standard_normal((6, 4))
+
+    output = layer.forward(be.asarray(inputs))
+    dinputs = layer.backward(be.asarray(upstream))
+    assert_on_backend(output, be)
+    assert_on_backend(dinputs, be)
+    expected = numerical_gradient(_loss_through(layer, be, upstream), inputs)
+    np.testing.assert_allclose(xpnn.to_numpy(dinputs), expected, RTOL, ATOL)
+
+
+def _probabilities(rng, samples, classes):
+    logits = rng.standard_normal((samples, classes))
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("one_hot", [False, True], ids=["sparse", "one-hot"])
+def test_crossentropy_gradient(backend, rng, one_hot):
+    be = xpnn.get_backend(backend, "float64")
+    loss = xpnn.CategoricalCrossentropy(backend=be)
+    y_pred = _probabilities(rng, 7, 3)
+    labels = rng.integers(0, 3, size=7)
+    y_true = np.eye(3)[labels] if one_hot else labels
+
+    mean_loss = loss.calculate(be.asarray(y_pred), y_true)
+    assert_on_backend(mean_loss, be)
+    expected_loss = -np.mean(np.log(y_pred[np.arange(7), labels]))
+    np.testing.assert_allclose(float(xpnn.to_numpy(mean_loss)), expected_loss, RTOL)
+
+    dinputs = loss.backward(be.asarray(y_pred), y_true)
+    assert_on_backend(dinputs, be)
+
+    def f(p):
+        return float(xpnn.to_numpy(loss.calculate(be.asarray(p), y_true)))
+
+    np.testing.assert_allclose(xpnn.to_numpy(dinputs), numerical_gradient(f, y_pred), RTOL, ATOL)
+
+
+def test_crossentropy_clips_predictions(backend):
+    be = xpnn.get_backend(backend, "float64")
+    loss = xpnn.CategoricalCrossentropy(backend=be)
+    sample_losses = loss.forward(be.asarray([[0.0, 1.0], [1.0, 0.0]]), np.array([0, 0]))
+    np.testing.assert_allclose(xpnn.to_numpy(sample_losses), [-np.log(1e-7), -np.log(1 - 1e-7)])
+
+
+@pytest.mark.parametrize("one_hot", [False, True], ids=["sparse", "one-hot"])
+def test_combined_gradient_equals_softmax_after_crossentropy(backend, rng, one_hot):
+    be = xpnn.get_backend(backend, "float64")
+    logits = be.asarray(rng.standard_normal((8, 4)))
+    labels = rng.integers(0, 4, size=8)
+    y_true = np.eye(4)[labels] if one_hot else labels
+
+    softmax, crossentropy = xpnn.Softmax(backend=be), xpnn.CategoricalCrossentropy(backend=be)
+    probabilities = softmax.forward(logits)
+    softmax.backward(crossentropy.backward(probabilities, y_true))
+
+    combined = xpnn.SoftmaxCategoricalCrossentropy(backend=be)
+    combined_loss = combined.forward(logits, y_true)
+    combined.backward(combined.output, y_true)
+
+    assert_on_backend(combined.dinputs, be)
+    np.testing.assert_allclose(
+        xpnn.to_numpy(combined.dinputs), xpnn.to_numpy(softmax.dinputs), RTOL, ATOL
+    )
+    np.testing.assert_allclose(
+        float(xpnn.to_numpy(combined_loss)),
+        float(xpnn.to_numpy(crossentropy.calculate(probabilities, y_true))),
+    )
