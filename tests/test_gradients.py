@@ -57,7 +57,17 @@ def test_dense_gradients(backend, rng):
     np.testing.assert_allclose(dbiases, numerical_gradient(with_biases, biases), RTOL, ATOL)
 
 
-@pytest.mark.parametrize("activation", [xpnn.ReLU, xpnn.Softmax])
+ACTIVATIONS = {
+    "ReLU": xpnn.ReLU,
+    "Softmax": xpnn.Softmax,
+    "Sigmoid": xpnn.Sigmoid,
+    "Linear": xpnn.Linear,
+    "Tanh": xpnn.Tanh,
+    "LeakyReLU": lambda backend: xpnn.LeakyReLU(0.1, backend=backend),
+}
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS.values(), ids=ACTIVATIONS.keys())
 def test_activation_gradients(backend, rng, activation):
     be = xpnn.get_backend(backend, "float64")
     layer = activation(backend=be)
@@ -132,3 +142,103 @@ def test_combined_gradient_equals_softmax_after_crossentropy(backend, rng, one_h
         float(xpnn.to_numpy(combined_loss)),
         float(xpnn.to_numpy(crossentropy.calculate(probabilities, y_true))),
     )
+
+
+def test_regularized_dense_gradients(backend, rng):
+    """dweights and dbiases include the L1 and L2 penalties' gradients."""
+    be = xpnn.get_backend(backend, "float64")
+    layer = xpnn.Dense(3, 4, 0.3, 0.2, 0.1, 0.05, backend=be, seed=2)
+    start_weights = rng.standard_normal((3, 4))
+    start_biases = rng.standard_normal((1, 4))
+    inputs, upstream = rng.standard_normal((5, 3)), rng.standard_normal((5, 4))
+
+    def total(weights, biases):
+        layer.weights, layer.biases = be.asarray(weights), be.asarray(biases)
+        data = np.sum(xpnn.to_numpy(layer.forward(be.asarray(inputs))) * upstream)
+        return float(data + xpnn.to_numpy(layer.regularization_loss()))
+
+    expected_penalty = 0.3 * np.abs(start_weights).sum() + 0.2 * (start_weights**2).sum()
+    expected_penalty += 0.1 * np.abs(start_biases).sum() + 0.05 * (start_biases**2).sum()
+    total(start_weights, start_biases)
+    assert_on_backend(layer.regularization_loss(), be)
+    np.testing.assert_allclose(float(xpnn.to_numpy(layer.regularization_loss())), expected_penalty)
+
+    layer.backward(be.asarray(upstream))
+    dweights, dbiases = xpnn.to_numpy(layer.dweights).copy(), xpnn.to_numpy(layer.dbiases).copy()
+    np.testing.assert_allclose(
+        dweights,
+        numerical_gradient(lambda w: total(w, start_biases), start_weights),
+        RTOL,
+        ATOL,
+    )
+    np.testing.assert_allclose(
+        dbiases, numerical_gradient(lambda b: total(start_weights, b), start_biases), RTOL, ATOL
+    )
+
+
+def test_l1_gradient_is_one_at_zero(backend):
+    """As the book: the L1 derivative is 1 where a weight is exactly 0, -1 where negative."""
+    be = xpnn.get_backend(backend, "float64")
+    layer = xpnn.Dense(1, 3, weight_regularizer_l1=0.5, backend=be)
+    layer.weights = be.asarray([[0.0, -2.0, 3.0]])
+    layer.forward(be.asarray([[0.0]]))
+    layer.backward(be.asarray([[0.0, 0.0, 0.0]]))
+    np.testing.assert_array_equal(xpnn.to_numpy(layer.dweights), [[0.5, -0.5, 0.5]])
+
+
+def _targets(rng, kind, shape):
+    if kind == "binary":
+        return rng.integers(0, 2, size=shape).astype(np.float64)
+    return rng.standard_normal(shape)
+
+
+LOSSES = {
+    "BinaryCrossentropy": (xpnn.BinaryCrossentropy, "binary"),
+    "MeanSquaredError": (xpnn.MeanSquaredError, "real"),
+    "MeanAbsoluteError": (xpnn.MeanAbsoluteError, "real"),
+}
+
+
+@pytest.mark.parametrize(("loss_class", "kind"), LOSSES.values(), ids=LOSSES.keys())
+def test_loss_gradients(backend, rng, loss_class, kind):
+    be = xpnn.get_backend(backend, "float64")
+    loss = loss_class(backend=be)
+    y_true = _targets(rng, kind, (6, 2))
+    # Probabilities for cross-entropy; elsewhere values kept away from the targets, where
+    # the absolute error has its kink.
+    y_pred = (
+        rng.uniform(0.05, 0.95, (6, 2))
+        if kind == "binary"
+        else y_true + rng.choice([-1, 1], (6, 2)) * rng.uniform(0.1, 1, (6, 2))
+    )
+
+    dinputs = loss.backward(be.asarray(y_pred), y_true)
+    assert_on_backend(dinputs, be)
+
+    def f(p):
+        return float(xpnn.to_numpy(loss.calculate(be.asarray(p), y_true)))
+
+    np.testing.assert_allclose(xpnn.to_numpy(dinputs), numerical_gradient(f, y_pred), RTOL, ATOL)
+
+
+def test_loss_values_follow_the_book(backend):
+    be = xpnn.get_backend(backend, "float64")
+    y_pred = np.array([[0.9, 0.2], [0.0, 1.0]])
+    y_true = np.array([[1.0, 0.0], [1.0, 1.0]])
+    clipped = np.clip(y_pred, 1e-7, 1 - 1e-7)
+    bce = -(y_true * np.log(clipped) + (1 - y_true) * np.log(1 - clipped)).mean(axis=1)
+    expected = {
+        xpnn.BinaryCrossentropy: bce,
+        xpnn.MeanSquaredError: ((y_true - y_pred) ** 2).mean(axis=1),
+        xpnn.MeanAbsoluteError: np.abs(y_true - y_pred).mean(axis=1),
+    }
+    for loss_class, values in expected.items():
+        sample_losses = loss_class(backend=be).forward(be.asarray(y_pred), y_true)
+        assert_on_backend(sample_losses, be)
+        np.testing.assert_allclose(xpnn.to_numpy(sample_losses), values, rtol=1e-12)
+
+
+def test_losses_refuse_targets_of_another_shape(backend):
+    loss = xpnn.MeanSquaredError(backend=backend)
+    with pytest.raises(ValueError, match=r"y_true has shape \(4,\)"):
+        loss.forward(loss.backend.zeros((4, 1)), np.zeros(4))

@@ -168,7 +168,8 @@ def test_evaluate_and_predict_in_batches(backend, data):
     model.train(X[::10], y[::10], epochs=3, batch_size=64, verbose=False)
     whole = model.evaluate(X, y)
     batched = model.evaluate(X, y, batch_size=128)
-    assert set(whole) == {"loss", "accuracy"}
+    assert set(whole) == {"loss", "data_loss", "regularization_loss", "accuracy"}
+    assert whole["loss"] == whole["data_loss"] and whole["regularization_loss"] == 0
     assert whole["loss"] == pytest.approx(batched["loss"], rel=1e-12)
     assert whole["accuracy"] == batched["accuracy"]
     outputs = model.predict(X, batch_size=128)

@@ -61,26 +61,39 @@ def test_adam_two_steps_with_decay_by_hand(backend):
     assert_on_backend(layer.weight_momentums, be)
 
 
+UPDATES = {
+    "adam": (
+        3,
+        {
+            "learning_rate": 0.01,
+            "beta_1": 0.9,
+            "beta_2": 0.999,
+            "epsilon": 1e-7,
+            "correction_1": 1 - 0.9**3,
+            "correction_2": 1 - 0.999**3,
+        },
+    ),
+    "sgd": (2, {"learning_rate": 0.1, "momentum": 0.9}),
+    "adagrad": (2, {"learning_rate": 0.1, "epsilon": 1e-7}),
+    "rmsprop": (2, {"learning_rate": 0.01, "epsilon": 1e-7, "rho": 0.9}),
+}
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_adam_fast_path_matches_reference(backend, dtype):
-    """The library's own adam_update gives what the generic array-API version gives."""
+@pytest.mark.parametrize("update", UPDATES.keys())
+def test_fast_paths_match_reference(backend, dtype, update):
+    """The library's own update gives what the generic array-API version gives."""
     be = xpnn.get_backend(backend, dtype)
+    arrays, settings = UPDATES[update]
     rng = np.random.default_rng(3)
-    state = [rng.standard_normal(50) for _ in range(2)] + [rng.random(50)]
+    state = [rng.standard_normal(50)] + [rng.random(50) for _ in range(arrays - 1)]
     fast = [be.asarray(a) for a in state]
     reference = [be.asarray(np.array(a)) for a in state]
-    settings = {
-        "learning_rate": 0.01,
-        "beta_1": 0.9,
-        "beta_2": 0.999,
-        "epsilon": 1e-7,
-        "correction_1": 1 - 0.9**3,
-        "correction_2": 1 - 0.999**3,
-    }
+    method = f"{update}_update"
     for _ in range(3):
         grad = be.asarray(rng.standard_normal(50))
-        be.adam_update(fast[0], grad, fast[1], fast[2], **settings)
-        Backend.adam_update(be, reference[0], grad, reference[1], reference[2], **settings)
+        getattr(be, method)(fast[0], grad, *fast[1:], **settings)
+        getattr(Backend, method)(be, reference[0], grad, *reference[1:], **settings)
     for a, b in zip(fast, reference):
         assert_on_backend(a, be)
         # Same operations in the same order: identical on the CPU; a fused GPU kernel may
@@ -123,6 +136,73 @@ def test_model_step_equals_layer_by_layer_step(backend):
         np.testing.assert_allclose(b, xpnn.to_numpy(layer.biases), rtol=1e-10, atol=1e-12)
 
 
+def _two_steps(backend, optimizer):
+    """Two steps on one weight, 1.0, with gradients 0.5 then 0.2; the weights after each."""
+    be = xpnn.get_backend(backend, "float64")
+    layer = _layer_with_gradients(be, [[1.0, 1.0]], [[0.5, 0.5]], [[0.0, 0.0]], [[0.0, 0.0]])
+    after = []
+    for gradient in (0.5, 0.2):
+        layer.dweights[...] = be.asarray([[gradient, gradient]])
+        optimizer.pre_update_params()
+        optimizer.update_params(layer)
+        optimizer.post_update_params()
+        assert_on_backend(layer.weights, be)
+        after.append(float(xpnn.to_numpy(layer.weights)[0, 0]))
+    return after
+
+
+# Worked by hand: learning rate 0.1, decay 0.5, so 0.1 on step 1 and 0.1 / 1.5 on step 2.
+LR2 = 0.1 / 1.5
+BY_HAND = {
+    "sgd": (
+        lambda: xpnn.SGD(learning_rate=0.1, decay=0.5),
+        [1 - 0.1 * 0.5, 1 - 0.05 - LR2 * 0.2],
+    ),
+    "sgd-momentum": (
+        # updates: -0.05, then 0.9 * -0.05 - LR2 * 0.2
+        lambda: xpnn.SGD(learning_rate=0.1, decay=0.5, momentum=0.9),
+        [0.95, 0.95 + 0.9 * -0.05 - LR2 * 0.2],
+    ),
+    "adagrad": (
+        # cache: 0.25, then 0.25 + 0.04
+        lambda: xpnn.Adagrad(learning_rate=0.1, decay=0.5),
+        [
+            1 - 0.1 * 0.5 / (0.5 + 1e-7),
+            1 - 0.1 * 0.5 / (0.5 + 1e-7) - LR2 * 0.2 / (math.sqrt(0.29) + 1e-7),
+        ],
+    ),
+    "rmsprop": (
+        # cache: 0.1 * 0.25 = 0.025, then 0.9 * 0.025 + 0.1 * 0.04 = 0.0265
+        lambda: xpnn.RMSprop(learning_rate=0.1, decay=0.5, rho=0.9),
+        [
+            1 - 0.1 * 0.5 / (math.sqrt(0.025) + 1e-7),
+            1 - 0.1 * 0.5 / (math.sqrt(0.025) + 1e-7) - LR2 * 0.2 / (math.sqrt(0.0265) + 1e-7),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BY_HAND.keys())
+def test_optimizer_steps_by_hand(backend, name):
+    make, expected = BY_HAND[name]
+    np.testing.assert_allclose(_two_steps(backend, make()), expected, rtol=1e-12)
+
+
+def test_optimizer_defaults_follow_the_book():
+    assert (xpnn.SGD().learning_rate, xpnn.SGD().momentum) == (1.0, 0.0)
+    assert (xpnn.Adagrad().learning_rate, xpnn.Adagrad().epsilon) == (1.0, 1e-7)
+    rmsprop = xpnn.RMSprop()
+    assert (rmsprop.learning_rate, rmsprop.epsilon, rmsprop.rho) == (0.001, 1e-7, 0.9)
+    adam = xpnn.Adam()
+    assert (adam.learning_rate, adam.decay, adam.epsilon, adam.beta_1, adam.beta_2) == (
+        0.001,
+        0.0,
+        1e-7,
+        0.9,
+        0.999,
+    )
+
+
 @pytest.mark.parametrize(
     ("argument", "value", "error"),
     [
@@ -139,3 +219,18 @@ def test_model_step_equals_layer_by_layer_step(backend):
 def test_adam_refuses_bad_settings(argument, value, error):
     with pytest.raises(error, match=argument):
         xpnn.Adam(**{argument: value})
+
+
+@pytest.mark.parametrize(
+    ("make", "argument"),
+    [
+        (lambda: xpnn.SGD(momentum=1.5), "momentum"),
+        (lambda: xpnn.SGD(learning_rate=-1), "learning_rate"),
+        (lambda: xpnn.Adagrad(epsilon=-1e-7), "epsilon"),
+        (lambda: xpnn.RMSprop(rho=1.0), "rho"),
+        (lambda: xpnn.RMSprop(decay=-1), "decay"),
+    ],
+)
+def test_other_optimizers_refuse_bad_settings(make, argument):
+    with pytest.raises(ValueError, match=argument):
+        make()

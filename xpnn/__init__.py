@@ -1,30 +1,51 @@
 """xpnn: the networks of "Neural Networks from Scratch", on NumPy or CuPy from the same code."""
 
-from .activations import ReLU, Softmax
+from . import datasets
+from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backend import Backend, get_backend, to_numpy
-from .layers import Dense, Layer
-from .losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
-from .metrics import Accuracy, CategoricalAccuracy
+from .layers import Dense, Dropout, Layer
+from .losses import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Loss,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SoftmaxCategoricalCrossentropy,
+)
+from .metrics import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .model import History, Model
-from .optimizers import Adam, Optimizer
+from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SGD",
     "Accuracy",
+    "Adagrad",
     "Adam",
     "Backend",
+    "BinaryCrossentropy",
     "CategoricalAccuracy",
     "CategoricalCrossentropy",
     "Dense",
+    "Dropout",
     "History",
     "Layer",
+    "LeakyReLU",
+    "Linear",
     "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
     "Model",
     "Optimizer",
+    "RMSprop",
     "ReLU",
+    "RegressionAccuracy",
+    "Sigmoid",
     "Softmax",
     "SoftmaxCategoricalCrossentropy",
+    "Tanh",
+    "datasets",
     "get_backend",
     "to_numpy",
 ]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._checks import real
+from .backend import Backend
 from .layers import Layer
 
-__all__ = ["ReLU", "Softmax"]
+__all__ = ["LeakyReLU", "Linear", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 
 
 class ReLU(Layer):
@@ -45,3 +47,71 @@ class Softmax(Layer):
     def predictions(self, outputs: Any) -> Any:
         """The most probable class of each row."""
         return self.backend.xp.argmax(outputs, axis=1)
+
+
+class Sigmoid(Layer):
+    """``1 / (1 + exp(-x))``: independent probabilities, for binary outputs."""
+
+    def forward(self, inputs: Any, training: bool = False) -> Any:
+        self.inputs = self.backend.ensure(inputs)
+        self.output = 1 / (1 + self.backend.xp.exp(-self.inputs))
+        return self.output
+
+    def backward(self, dvalues: Any) -> Any:
+        dvalues = self.backend.ensure(dvalues, "dvalues")
+        self.dinputs = dvalues * (1 - self.output) * self.output
+        return self.dinputs
+
+    def predictions(self, outputs: Any) -> Any:
+        """1 where the probability is above 0.5, else 0 (in the float dtype, like the targets)."""
+        return self.backend.xp.astype(outputs > 0.5, self.backend.dtype)
+
+
+class Linear(Layer):
+    """The identity: the output layer of a regression."""
+
+    def forward(self, inputs: Any, training: bool = False) -> Any:
+        self.inputs = self.backend.ensure(inputs)
+        self.output = self.inputs
+        return self.output
+
+    def backward(self, dvalues: Any) -> Any:
+        self.dinputs = self.backend.ensure(dvalues, "dvalues")
+        return self.dinputs
+
+
+class Tanh(Layer):
+    """The hyperbolic tangent, a zero-centred squashing function (beyond the book)."""
+
+    def forward(self, inputs: Any, training: bool = False) -> Any:
+        self.inputs = self.backend.ensure(inputs)
+        self.output = self.backend.xp.tanh(self.inputs)
+        return self.output
+
+    def backward(self, dvalues: Any) -> Any:
+        dvalues = self.backend.ensure(dvalues, "dvalues")
+        self.dinputs = dvalues * (1 - self.output * self.output)
+        return self.dinputs
+
+
+class LeakyReLU(Layer):
+    """``x`` where positive, ``alpha * x`` elsewhere, so no unit goes silent (beyond the book)."""
+
+    def __init__(
+        self, alpha: float = 0.01, *, backend: str | Backend = "numpy", dtype: Any = None
+    ) -> None:
+        self.alpha = real(alpha, "alpha", low=0.0)
+        super().__init__(backend=backend, dtype=dtype)
+
+    def forward(self, inputs: Any, training: bool = False) -> Any:
+        self.inputs = self.backend.ensure(inputs)
+        self.output = self.backend.xp.where(self.inputs > 0, self.inputs, self.alpha * self.inputs)
+        return self.output
+
+    def backward(self, dvalues: Any) -> Any:
+        dvalues = self.backend.ensure(dvalues, "dvalues")
+        self.dinputs = self.backend.xp.where(self.inputs > 0, dvalues, self.alpha * dvalues)
+        return self.dinputs
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(alpha={self.alpha})"

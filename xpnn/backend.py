@@ -113,6 +113,20 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until the device has finished queued work (for timing)."""
 
+    # -- random numbers ---------------------------------------------------------------------------
+
+    def random_generator(self, seed: int | None) -> Any:
+        """A seeded generator for draws on the device (dropout masks)."""
+        return np.random.default_rng(seed)
+
+    def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
+        """Uniform samples in [0, 1) of ``shape`` in the float dtype, from ``generator``.
+
+        The array API has no random numbers, so the reference draws on the host and moves them;
+        a library with a generator of its own (NumPy, CuPy) draws where its arrays live.
+        """
+        return self.asarray(generator.random(shape, dtype=self.dtype_name))
+
     # -- operations with a fast path on some libraries -----------------------------------------
 
     def matmul(self, a: Any, b: Any, *, out: Any) -> Any:
@@ -145,6 +159,30 @@ class Backend:
         corrected_momentum = momentum / correction_1
         corrected_cache = cache / correction_2
         param += -learning_rate * corrected_momentum / (self.xp.sqrt(corrected_cache) + epsilon)
+
+    def sgd_update(
+        self, param: Any, grad: Any, momentums: Any, *, learning_rate: float, momentum: float
+    ) -> None:
+        """One SGD step in place; with momentum, ``momentums`` holds the previous update."""
+        if momentums is None:
+            param += -learning_rate * grad
+        else:
+            momentums[...] = momentum * momentums - learning_rate * grad
+            param += momentums
+
+    def adagrad_update(
+        self, param: Any, grad: Any, cache: Any, *, learning_rate: float, epsilon: float
+    ) -> None:
+        """One Adagrad step in place: the cache sums every squared gradient so far."""
+        cache += grad**2
+        param += -learning_rate * grad / (self.xp.sqrt(cache) + epsilon)
+
+    def rmsprop_update(
+        self, param: Any, grad: Any, cache: Any, *, learning_rate: float, epsilon: float, rho: float
+    ) -> None:
+        """One RMSprop step in place: the cache is a moving average of squared gradients."""
+        cache[...] = rho * cache + (1 - rho) * grad**2
+        param += -learning_rate * grad / (self.xp.sqrt(cache) + epsilon)
 
 
 class NumpyBackend(Backend):
@@ -197,6 +235,49 @@ class NumpyBackend(Backend):
         t2 /= t1
         param += t2
 
+    def sgd_update(
+        self, param: Any, grad: Any, momentums: Any, *, learning_rate: float, momentum: float
+    ) -> None:
+        t1, _ = self._buffers(param)
+        if momentums is None:
+            np.multiply(grad, -learning_rate, out=t1)
+            param += t1
+        else:
+            momentums *= momentum
+            np.multiply(grad, learning_rate, out=t1)
+            momentums -= t1
+            param += momentums
+
+    def adagrad_update(
+        self, param: Any, grad: Any, cache: Any, *, learning_rate: float, epsilon: float
+    ) -> None:
+        t1, _ = self._buffers(param)
+        np.multiply(grad, grad, out=t1)
+        cache += t1
+        self._scaled_step(param, grad, cache, learning_rate, epsilon)
+
+    def rmsprop_update(
+        self, param: Any, grad: Any, cache: Any, *, learning_rate: float, epsilon: float, rho: float
+    ) -> None:
+        t1, _ = self._buffers(param)
+        cache *= rho
+        np.multiply(grad, grad, out=t1)
+        t1 *= 1 - rho
+        cache += t1
+        self._scaled_step(param, grad, cache, learning_rate, epsilon)
+
+    def _scaled_step(self, param, grad, cache, learning_rate: float, epsilon: float) -> None:
+        """``param += -lr * grad / (sqrt(cache) + epsilon)``, in the reference's order."""
+        t1, t2 = self._buffers(param)
+        np.sqrt(cache, out=t1)
+        t1 += epsilon
+        np.multiply(grad, -learning_rate, out=t2)
+        t2 /= t1
+        param += t2
+
+    def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
+        return generator.random(shape, dtype=self.dtype_name)
+
     def _buffers(self, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = (like.shape, like.dtype.str)
         if key not in self._scratch:
@@ -218,6 +299,12 @@ class CupyBackend(Backend):
 
     def synchronize(self) -> None:
         self.xp.cuda.get_current_stream().synchronize()
+
+    def random_generator(self, seed: int | None) -> Any:
+        return self.xp.random.default_rng(seed)
+
+    def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
+        return generator.random(shape, dtype=self.dtype)
 
 
 class StrictBackend(Backend):

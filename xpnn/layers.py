@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import positive_int
+from ._checks import positive_int, real
 from .backend import Backend, get_backend
 
-__all__ = ["Dense", "Layer"]
+__all__ = ["Dense", "Dropout", "Layer"]
 
 
 class Layer:
@@ -45,8 +45,11 @@ class Layer:
 class Dense(Layer):
     """A fully connected layer: ``output = inputs @ weights + biases``.
 
-    Weights start as ``0.01 * N(0, 1)`` drawn on the host (so every backend starts alike from
-    the same seed), biases at zero. Inside a model the weights come from the model's seed.
+    Weights start as ``weight_scale * N(0, 1)`` (0.01, the book's choice) drawn on the host, so
+    every backend starts alike from the same seed; biases at zero. Inside a model the weights
+    come from the model's seed. (The book's regression chapter needs 0.1 to learn at all.)
+    The regularizers add ``l1 * sum(|w|) + l2 * sum(w ** 2)`` to the loss, for weights and
+    biases separately.
     """
 
     parameter_names = (("weight", "weights", "dweights"), ("bias", "biases", "dbiases"))
@@ -55,20 +58,30 @@ class Dense(Layer):
         self,
         n_inputs: int,
         n_neurons: int,
+        weight_regularizer_l1: float = 0.0,
+        weight_regularizer_l2: float = 0.0,
+        bias_regularizer_l1: float = 0.0,
+        bias_regularizer_l2: float = 0.0,
         *,
+        weight_scale: float = 0.01,
         backend: str | Backend = "numpy",
         dtype: Any = None,
         seed: int | None = None,
     ) -> None:
         self.n_inputs = positive_int(n_inputs, "n_inputs")
+        self.weight_scale = real(weight_scale, "weight_scale", low=0.0, low_open=True)
         self.n_neurons = positive_int(n_neurons, "n_neurons")
+        self.weight_regularizer_l1 = real(weight_regularizer_l1, "weight_regularizer_l1", low=0.0)
+        self.weight_regularizer_l2 = real(weight_regularizer_l2, "weight_regularizer_l2", low=0.0)
+        self.bias_regularizer_l1 = real(bias_regularizer_l1, "bias_regularizer_l1", low=0.0)
+        self.bias_regularizer_l2 = real(bias_regularizer_l2, "bias_regularizer_l2", low=0.0)
         super().__init__(backend=backend, dtype=dtype)
         self.build(self.backend, np.random.default_rng(seed))
 
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
         self.backend = backend
         shape = (self.n_inputs, self.n_neurons)
-        self.weights = backend.asarray(0.01 * rng.standard_normal(shape))
+        self.weights = backend.asarray(self.weight_scale * rng.standard_normal(shape))
         self.biases = backend.zeros((1, self.n_neurons))
         # Gradients are written into these buffers, which a model makes views of its own.
         self.dweights = backend.zeros(shape)
@@ -83,8 +96,93 @@ class Dense(Layer):
         dvalues = self.backend.ensure(dvalues, "dvalues")
         self.backend.matmul(self.inputs.T, dvalues, out=self.dweights)
         self.backend.sum_rows(dvalues, out=self.dbiases)
+        self._add_regularization(self.dweights, self.weights, "weight")
+        self._add_regularization(self.dbiases, self.biases, "bias")
         self.dinputs = dvalues @ self.weights.T
         return self.dinputs
 
+    def _add_regularization(self, gradient: Any, values: Any, kind: str) -> None:
+        l1 = getattr(self, f"{kind}_regularizer_l1")
+        l2 = getattr(self, f"{kind}_regularizer_l2")
+        if l1:  # d|w|/dw as the book takes it: 1, or -1 where w < 0
+            gradient += l1 * (1.0 - 2.0 * self.backend.xp.astype(values < 0, self.backend.dtype))
+        if l2:
+            gradient += 2 * l2 * values
+
+    @property
+    def regularized(self) -> bool:
+        """True if any regularizer is set."""
+        return any(
+            getattr(self, f"{kind}_regularizer_{norm}")
+            for kind in ("weight", "bias")
+            for norm in ("l1", "l2")
+        )
+
+    def regularization_loss(self) -> Any:
+        """The regularizers' penalty for the current parameters, a 0-d array on the device."""
+        xp = self.backend.xp
+        total = self.backend.zeros(())
+        for kind, values in (("weight", self.weights), ("bias", self.biases)):
+            l1 = getattr(self, f"{kind}_regularizer_l1")
+            l2 = getattr(self, f"{kind}_regularizer_l2")
+            if l1:
+                total = total + l1 * xp.sum(xp.abs(values))
+            if l2:
+                total = total + l2 * xp.sum(values * values)
+        return total
+
     def __repr__(self) -> str:
-        return f"Dense({self.n_inputs}, {self.n_neurons})"
+        settings = "".join(
+            f", {kind}_regularizer_{norm}={value}"
+            for kind in ("weight", "bias")
+            for norm in ("l1", "l2")
+            if (value := getattr(self, f"{kind}_regularizer_{norm}"))
+        )
+        return f"Dense({self.n_inputs}, {self.n_neurons}{settings})"
+
+
+class Dropout(Layer):
+    """Zeroes a fraction ``rate`` of its inputs while training and scales the rest by
+    ``1 / (1 - rate)``, so the expected output is unchanged; at inference it passes inputs on.
+
+    The mask is drawn where the arrays live, from a generator seeded by the model (or ``seed``).
+    Used on its own, ``forward`` drops by default, as in the book's chapter; a model says
+    ``training=False`` at inference.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        backend: str | Backend = "numpy",
+        dtype: Any = None,
+        seed: int | None = None,
+    ) -> None:
+        self.rate = real(rate, "rate", low=0.0, high=1.0, high_open=True)
+        super().__init__(backend=backend, dtype=dtype)
+        self.generator = self.backend.random_generator(seed)
+        self.binary_mask = None
+
+    def build(self, backend: Backend, rng: np.random.Generator) -> None:
+        self.backend = backend
+        self.generator = backend.random_generator(int(rng.integers(2**63)))
+
+    def forward(self, inputs: Any, training: bool = True) -> Any:
+        self.inputs = self.backend.ensure(inputs)
+        if not training:
+            self.binary_mask = None
+            self.output = self.inputs
+            return self.output
+        keep = 1.0 - self.rate
+        kept = self.backend.random(self.generator, tuple(self.inputs.shape)) < keep
+        self.binary_mask = self.backend.xp.astype(kept, self.backend.dtype) / keep
+        self.output = self.inputs * self.binary_mask
+        return self.output
+
+    def backward(self, dvalues: Any) -> Any:
+        dvalues = self.backend.ensure(dvalues, "dvalues")
+        self.dinputs = dvalues if self.binary_mask is None else dvalues * self.binary_mask
+        return self.dinputs
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate})"

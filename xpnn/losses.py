@@ -7,7 +7,14 @@ from typing import Any
 from .activations import Softmax
 from .backend import Backend, get_backend
 
-__all__ = ["CategoricalCrossentropy", "Loss", "SoftmaxCategoricalCrossentropy"]
+__all__ = [
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "SoftmaxCategoricalCrossentropy",
+]
 
 EPSILON = 1e-7
 
@@ -28,6 +35,23 @@ class Loss:
     def calculate(self, output: Any, y: Any) -> Any:
         """The mean loss over the samples, as a 0-d array on the device."""
         return self.backend.xp.mean(self.forward(output, y))
+
+    def regularization_loss(self, layer: Any) -> Any:
+        """The penalty of ``layer``'s regularizers (zero for a layer without them)."""
+        if getattr(layer, "regularized", False):
+            return layer.regularization_loss()
+        return self.backend.zeros(())
+
+    def _targets(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+        """Predictions and float targets of the same shape, on the device."""
+        y_pred = self.backend.ensure(y_pred, "y_pred")
+        y_true = self.backend.ensure(y_true, "y_true")
+        if tuple(y_true.shape) != tuple(y_pred.shape):
+            raise ValueError(
+                f"y_true has shape {tuple(y_true.shape)} but the predictions have shape "
+                f"{tuple(y_pred.shape)}; they must match"
+            )
+        return y_pred, y_true
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -93,4 +117,57 @@ class SoftmaxCategoricalCrossentropy(Loss):
         if y_true.ndim == 1:
             y_true = self.backend.one_hot(y_true, dvalues.shape[1])
         self.dinputs = (dvalues - y_true) / dvalues.shape[0]
+        return self.dinputs
+
+
+class BinaryCrossentropy(Loss):
+    """Cross-entropy of independent yes/no outputs (sigmoid), averaged over the outputs.
+
+    Predictions are clipped to ``[1e-7, 1 - 1e-7]`` so neither log is infinite.
+    """
+
+    def forward(self, y_pred: Any, y_true: Any) -> Any:
+        xp = self.backend.xp
+        y_pred, y_true = self._targets(y_pred, y_true)
+        clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+        sample_losses = -(y_true * xp.log(clipped) + (1 - y_true) * xp.log(1 - clipped))
+        return xp.mean(sample_losses, axis=-1)
+
+    def backward(self, dvalues: Any, y_true: Any) -> Any:
+        dvalues, y_true = self._targets(dvalues, y_true)
+        samples, outputs = dvalues.shape
+        clipped = self.backend.xp.clip(dvalues, EPSILON, 1 - EPSILON)
+        self.dinputs = -(y_true / clipped - (1 - y_true) / (1 - clipped)) / outputs / samples
+        return self.dinputs
+
+
+class MeanSquaredError(Loss):
+    """Mean of squared differences over the outputs: the usual regression loss (L2)."""
+
+    def forward(self, y_pred: Any, y_true: Any) -> Any:
+        y_pred, y_true = self._targets(y_pred, y_true)
+        return self.backend.xp.mean((y_true - y_pred) ** 2, axis=-1)
+
+    def backward(self, dvalues: Any, y_true: Any) -> Any:
+        dvalues, y_true = self._targets(dvalues, y_true)
+        samples, outputs = dvalues.shape
+        self.dinputs = -2 * (y_true - dvalues) / outputs / samples
+        return self.dinputs
+
+
+class MeanAbsoluteError(Loss):
+    """Mean of absolute differences over the outputs (L1), less swayed by outliers.
+
+    Its gradient is ``sign(y_pred - y_true)``: the book writes ``sign(y_true - y_pred)``, the
+    opposite sign, which the numerical gradient check refutes.
+    """
+
+    def forward(self, y_pred: Any, y_true: Any) -> Any:
+        y_pred, y_true = self._targets(y_pred, y_true)
+        return self.backend.xp.mean(self.backend.xp.abs(y_true - y_pred), axis=-1)
+
+    def backward(self, dvalues: Any, y_true: Any) -> Any:
+        dvalues, y_true = self._targets(dvalues, y_true)
+        samples, outputs = dvalues.shape
+        self.dinputs = self.backend.xp.sign(dvalues - y_true) / outputs / samples
         return self.dinputs

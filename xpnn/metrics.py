@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import Backend, get_backend
+from ._checks import real
+from .backend import Backend, get_backend, to_numpy
 
-__all__ = ["Accuracy", "CategoricalAccuracy"]
+__all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
 
 
 class Accuracy:
@@ -19,6 +20,9 @@ class Accuracy:
         """Move onto ``backend``."""
         self.backend = backend
 
+    def init(self, y: Any) -> None:
+        """Prepare for the targets of a training run (the regression metric sets its precision)."""
+
     def calculate(self, predictions: Any, y: Any) -> Any:
         """The fraction of samples predicted right, as a 0-d array on the device."""
         xp = self.backend.xp
@@ -29,10 +33,59 @@ class Accuracy:
 
 
 class CategoricalAccuracy(Accuracy):
-    """Predicted class (argmax) against sparse labels, or the argmax of one-hot labels."""
+    """Predicted class against sparse labels or the argmax of one-hot labels.
+
+    With ``binary=True`` (sigmoid outputs) each output is compared with its 0/1 target.
+    """
+
+    def __init__(
+        self, *, binary: bool = False, backend: str | Backend = "numpy", dtype: Any = None
+    ) -> None:
+        super().__init__(backend=backend, dtype=dtype)
+        if not isinstance(binary, bool):
+            raise TypeError(f"binary must be True or False; got {binary!r}")
+        self.binary = binary
 
     def compare(self, predictions: Any, y: Any) -> Any:
+        if self.binary:
+            return predictions == self.backend.ensure(y, "y")
         y = self.backend.ensure_labels(y, "y")
         if y.ndim == 2:
             y = self.backend.xp.argmax(y, axis=1)
         return predictions == y
+
+    def __repr__(self) -> str:
+        return f"CategoricalAccuracy(binary={self.binary})"
+
+
+class RegressionAccuracy(Accuracy):
+    """A prediction is right when within ``precision`` of its target.
+
+    ``precision`` defaults to ``std(y) / 250`` of the first training targets, as the book does.
+    """
+
+    def __init__(
+        self,
+        precision: float | None = None,
+        *,
+        backend: str | Backend = "numpy",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(backend=backend, dtype=dtype)
+        if precision is not None:
+            precision = real(precision, "precision", low=0.0, low_open=True)
+        self.precision = precision
+
+    def init(self, y: Any) -> None:
+        if self.precision is None:
+            xp = self.backend.xp
+            self.precision = float(to_numpy(xp.std(self.backend.ensure(y, "y")))) / 250
+
+    def compare(self, predictions: Any, y: Any) -> Any:
+        if self.precision is None:
+            raise RuntimeError("RegressionAccuracy has no precision yet: call init(y) first")
+        y = self.backend.ensure(y, "y")
+        return self.backend.xp.abs(predictions - y) < self.precision
+
+    def __repr__(self) -> str:
+        return f"RegressionAccuracy(precision={self.precision})"

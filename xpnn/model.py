@@ -48,11 +48,33 @@ class ParameterBuffer:
         return [("param", self.params, self.dparams)]
 
 
+HISTORY_NAMES = (
+    "epoch",
+    "loss",
+    "data_loss",
+    "regularization_loss",
+    "accuracy",
+    "learning_rate",
+    "val_loss",
+    "val_data_loss",
+    "val_accuracy",
+)
+
+
 class History:
-    """Per-epoch figures of a run: ``history["loss"][i]`` belongs to ``history["epoch"][i]``."""
+    """Per-epoch figures of a run: ``history["loss"][i]`` belongs to ``history["epoch"][i]``.
+
+    ``loss`` is ``data_loss + regularization_loss``. Validation figures are NaN on the epochs
+    where validation did not run (it runs at each report).
+    """
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.history: dict[str, list[float]] = {name: [] for name in names}
+
+    def append(self, **figures: float) -> None:
+        """Add one epoch; names not given are NaN."""
+        for name, values in self.history.items():
+            values.append(figures.get(name, math.nan))
 
     def __getitem__(self, name: str) -> list[float]:
         return self.history[name]
@@ -61,7 +83,7 @@ class History:
         return len(self.history["epoch"])
 
     def __repr__(self) -> str:
-        last = {k: v[-1] for k, v in self.history.items() if v}
+        last = {k: v[-1] for k, v in self.history.items() if v and not math.isnan(v[-1])}
         return f"History({len(self)} epochs, last={last})"
 
 
@@ -201,15 +223,17 @@ class Model:
         epochs: int = 1,
         batch_size: int | None = None,
         shuffle: bool = True,
+        validation_data: tuple[Any, Any] | None = None,
         print_every: int = 100,
         verbose: bool = True,
     ) -> History:
         """Train for ``epochs`` passes over ``(X, y)`` in batches of ``batch_size`` (None: all).
 
         With ``shuffle`` each epoch visits the samples in a fresh order drawn from the model's
-        seed; without it, in the order given, as the book's loop. Loss and accuracy are summed on
-        the device and read on the host only every ``print_every`` epochs (when ``verbose``) and
-        at the end. Returns the per-epoch History.
+        seed; without it, in the order given, as the book's loop. Loss and accuracy are summed
+        on the device and read on the host once per report (every ``print_every`` epochs and
+        the last), when ``validation_data`` is evaluated too; ``verbose`` prints each report.
+        Returns the per-epoch History.
         """
         self._require_finalized("train")
         if self.optimizer is None:
@@ -219,13 +243,20 @@ class Model:
         if batch_size is not None:
             batch_size = positive_int(batch_size, "batch_size")
         X, y = self._prepare(X, y)
+        validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (X_val, y_val)")
+            validation = self._prepare(*validation_data, argument="validation_data")
+        if self.accuracy is not None:
+            self.accuracy.init(y)
 
         backend, xp = self.backend, self.backend.xp
         samples = X.shape[0]
         batch_size = samples if batch_size is None else min(batch_size, samples)
         optimizer, parameters = self.optimizer, self._parameters
-        history = History(("epoch", "loss", "accuracy", "learning_rate"))
-        pending: list[tuple[int, Any, Any, float]] = []
+        history = History(HISTORY_NAMES)
+        pending: list[tuple[int, list[Any], int, float]] = []
         if verbose:
             steps = -(-samples // batch_size)
             print(
@@ -236,6 +267,7 @@ class Model:
         for epoch in range(1, epochs + 1):
             order = self._epoch_order(samples) if shuffle else None
             loss_sum = correct = backend.zeros(())
+            compared = 0
             for start in range(0, samples, batch_size):
                 stop = min(start + batch_size, samples)
                 if order is None:
@@ -247,21 +279,21 @@ class Model:
                 output = self.forward(batch_X, training=True)
                 loss_sum = loss_sum + xp.sum(self.loss.forward(output, batch_y))
                 if self.accuracy is not None:
-                    correct = correct + self._count_correct(output, batch_y)
+                    right, count = self._count_correct(output, batch_y)
+                    correct, compared = correct + right, compared + count
                 self.backward(output, batch_y)
 
                 optimizer.pre_update_params()
                 optimizer.update_params(parameters)
                 optimizer.post_update_params()
 
-            pending.append((epoch, loss_sum, correct, optimizer.current_learning_rate))
-            if verbose and (epoch % print_every == 0 or epoch == epochs):
-                self._record(history, pending, samples)
-                print(
-                    f"epoch: {epoch}, acc: {history['accuracy'][-1]:.3f}, "
-                    f"loss: {history['loss'][-1]:.3f}, lr: {history['learning_rate'][-1]:.6g}"
-                )
-        self._record(history, pending, samples)
+            sums = [loss_sum / samples, correct, self.regularization_loss()]
+            pending.append((epoch, sums, compared, optimizer.current_learning_rate))
+            if epoch % print_every == 0 or epoch == epochs:
+                extra = self._sums(*validation, batch_size) if validation is not None else None
+                self._record(history, pending, extra)
+                if verbose:
+                    print(self._report_line(history))
         return history
 
     def _epoch_order(self, samples: int) -> Any:
@@ -269,44 +301,92 @@ class Model:
         permutation = self.rng.permutation(samples)
         return self.backend.asarray(permutation, dtype=self.backend.index_dtype)
 
-    def _count_correct(self, output: Any, y: Any) -> Any:
+    def _count_correct(self, output: Any, y: Any) -> tuple[Any, int]:
+        """Right predictions in a batch (on the device) and how many were compared."""
         xp = self.backend.xp
-        predictions = self.layers[-1].predictions(output)
-        return xp.sum(xp.astype(self.accuracy.compare(predictions, y), self.backend.dtype))
+        comparisons = self.accuracy.compare(self.layers[-1].predictions(output), y)
+        return xp.sum(xp.astype(comparisons, self.backend.dtype)), math.prod(comparisons.shape)
 
-    def _record(self, history: History, pending: list, samples: int) -> None:
-        """Read the pending epochs' sums from the device in one transfer."""
-        if not pending:
-            return
-        sums = [value for _, loss_sum, correct, _ in pending for value in (loss_sum, correct)]
-        values = to_numpy(self.backend.xp.stack(sums)).reshape(-1, 2) / samples
-        for (epoch, _, _, learning_rate), (loss, accuracy) in zip(pending, values):
-            history["epoch"].append(epoch)
-            history["loss"].append(float(loss))
-            history["accuracy"].append(float(accuracy) if self.accuracy is not None else math.nan)
-            history["learning_rate"].append(learning_rate)
-        pending.clear()
+    def regularization_loss(self) -> Any:
+        """The regularizers' penalty summed over the layers, a 0-d array on the device."""
+        total = self.backend.zeros(())
+        for layer in self._trainable:
+            total = total + self.loss.regularization_loss(layer)
+        return total
 
-    def _prepare(self, X: Any, y: Any) -> tuple[Any, Any]:
-        X = prepare_inputs(self.backend, X, self.n_inputs)
-        classes = self.n_outputs if self.loss.categorical else None
-        return X, prepare_targets(self.backend, y, X.shape[0], classes)
-
-    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = None) -> dict[str, float]:
-        """Mean loss and accuracy over ``(X, y)``, without training."""
-        self._require_finalized("evaluate")
-        X, y = self._prepare(X, y)
+    def _sums(self, X: Any, y: Any, batch_size: int | None) -> tuple[list[Any], int]:
+        """Mean data loss and right predictions over ``(X, y)``, left on the device."""
         xp = self.backend.xp
         loss_sum = correct = self.backend.zeros(())
+        compared = 0
         for batch_X, batch_y in self._batches(X, y, batch_size):
             output = self.forward(batch_X)
             loss_sum = loss_sum + xp.sum(self.loss.forward(output, batch_y))
             if self.accuracy is not None:
-                correct = correct + self._count_correct(output, batch_y)
-        loss, accuracy = to_numpy(xp.stack([loss_sum, correct])) / X.shape[0]
-        result = {"loss": float(loss)}
+                right, count = self._count_correct(output, batch_y)
+                correct, compared = correct + right, compared + count
+        return [loss_sum / X.shape[0], correct], compared
+
+    def _record(self, history: History, pending: list, validation: tuple | None) -> None:
+        """Read the pending epochs' figures, and the validation sums, in one transfer."""
+        arrays = [a for _, sums, _, _ in pending for a in sums]
+        if validation is not None:
+            arrays += validation[0]
+        values = iter(to_numpy(self.backend.xp.stack(arrays)).tolist())
+        for epoch, _, compared, learning_rate in pending:
+            data_loss, correct, regularization = next(values), next(values), next(values)
+            history.append(
+                epoch=epoch,
+                loss=data_loss + regularization,
+                data_loss=data_loss,
+                regularization_loss=regularization,
+                accuracy=correct / compared if compared else math.nan,
+                learning_rate=learning_rate,
+            )
+        if validation is not None:
+            data_loss, correct = next(values), next(values)
+            compared = validation[1]
+            history["val_data_loss"][-1] = data_loss
+            history["val_loss"][-1] = data_loss + history["regularization_loss"][-1]
+            history["val_accuracy"][-1] = correct / compared if compared else math.nan
+        pending.clear()
+
+    def _report_line(self, history: History) -> str:
+        last = {name: values[-1] for name, values in history.history.items()}
+        line = f"epoch: {last['epoch']}, acc: {last['accuracy']:.3f}, loss: {last['loss']:.3f}"
+        if any(getattr(layer, "regularized", False) for layer in self._trainable):
+            line += (
+                f" (data_loss: {last['data_loss']:.3f}, "
+                f"reg_loss: {last['regularization_loss']:.3f})"
+            )
+        line += f", lr: {last['learning_rate']:.6g}"
+        if not math.isnan(last["val_loss"]):
+            line += f", validation acc: {last['val_accuracy']:.3f}, loss: {last['val_loss']:.3f}"
+        return line
+
+    def _prepare(self, X: Any, y: Any, argument: str = "") -> tuple[Any, Any]:
+        names = (f"{argument}[0]", f"{argument}[1]") if argument else ("X", "y")
+        X = prepare_inputs(self.backend, X, self.n_inputs, names[0])
+        y = prepare_targets(
+            self.backend, y, X.shape[0], self.n_outputs, self.loss.categorical, names[1]
+        )
+        return X, y
+
+    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = None) -> dict[str, float]:
+        """Loss (data and regularization) and accuracy over ``(X, y)``, without training."""
+        self._require_finalized("evaluate")
+        X, y = self._prepare(X, y)
+        (data_loss, correct), compared = self._sums(X, y, batch_size)
+        data_loss, correct, regularization = to_numpy(
+            self.backend.xp.stack([data_loss, correct, self.regularization_loss()])
+        ).tolist()
+        result = {
+            "loss": data_loss + regularization,
+            "data_loss": data_loss,
+            "regularization_loss": regularization,
+        }
         if self.accuracy is not None:
-            result["accuracy"] = float(accuracy)
+            result["accuracy"] = correct / compared
         return result
 
     def predict(self, X: Any, *, batch_size: int | None = None) -> Any:

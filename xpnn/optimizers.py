@@ -11,7 +11,7 @@ from typing import Any
 
 from ._checks import real
 
-__all__ = ["Adam", "Optimizer"]
+__all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 
 
 class Optimizer:
@@ -88,4 +88,63 @@ class Adam(Optimizer):
             epsilon=self.epsilon,
             correction_1=1 - self.beta_1**step,
             correction_2=1 - self.beta_2**step,
+        )
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with momentum when ``momentum`` > 0."""
+
+    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0):
+        super().__init__(learning_rate, decay)
+        self.momentum = real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+
+    def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        layer.backend.sgd_update(
+            param,
+            grad,
+            self.state(layer, f"{prefix}_momentums", param) if self.momentum else None,
+            learning_rate=self.current_learning_rate,
+            momentum=self.momentum,
+        )
+
+
+class Adagrad(Optimizer):
+    """Per-parameter learning rates scaled by the root of all squared gradients so far."""
+
+    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7):
+        super().__init__(learning_rate, decay)
+        self.epsilon = real(epsilon, "epsilon", low=0.0, low_open=True)
+
+    def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        layer.backend.adagrad_update(
+            param,
+            grad,
+            self.state(layer, f"{prefix}_cache", param),
+            learning_rate=self.current_learning_rate,
+            epsilon=self.epsilon,
+        )
+
+
+class RMSprop(Optimizer):
+    """Per-parameter learning rates scaled by a moving average of squared gradients."""
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        decay: float = 0.0,
+        epsilon: float = 1e-7,
+        rho: float = 0.9,
+    ) -> None:
+        super().__init__(learning_rate, decay)
+        self.epsilon = real(epsilon, "epsilon", low=0.0, low_open=True)
+        self.rho = real(rho, "rho", low=0.0, high=1.0, high_open=True)
+
+    def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        layer.backend.rmsprop_update(
+            param,
+            grad,
+            self.state(layer, f"{prefix}_cache", param),
+            learning_rate=self.current_learning_rate,
+            epsilon=self.epsilon,
+            rho=self.rho,
         )
