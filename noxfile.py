@@ -2,13 +2,15 @@
 
 ``nox`` runs the tests on numpy and strict, lint, and the cupy session. The cupy session installs
 the CUDA extra and runs the suite where an NVIDIA GPU is visible; elsewhere it skips with its
-reason and installs nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure.
+reason and installs nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. ``nox -s bench``,
+never part of the default run, times xpnn beside PyTorch (benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 
@@ -63,3 +65,17 @@ def examples(session: nox.Session) -> None:
     """Run every example briefly so they cannot rot."""
     session.install("-e", ".[examples]")
     session.run("python", "examples/spiral.py", "--epochs", "20", "--backend", "numpy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """xpnn beside PyTorch eager: python benchmarks/run.py, posargs passed through.
+
+    Installs the bench extra (torch>=2.1 as PyPI resolves it: on Linux x86-64 the CUDA build,
+    some GB). XPNN_BENCH_TORCH, pip arguments, installs a torch of your choice first, e.g.
+    XPNN_BENCH_TORCH="torch==2.13.0" for a CPU build pip can find; see benchmarks/README.md.
+    """
+    if torch := os.environ.get("XPNN_BENCH_TORCH"):
+        session.install(*shlex.split(torch))
+    session.install("-e", ".[bench]", "threadpoolctl")
+    session.run("python", "benchmarks/run.py", *session.posargs)

@@ -1,0 +1,143 @@
+"""One measurement in its own process; run.py starts it and reads the JSON line it prints.
+
+    python benchmarks/child.py measure --impl xpnn --workload W1 --samples 1000 --epochs 200
+    python benchmarks/child.py info --backend numpy
+
+run.py sets OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS in this process's
+environment, so NumPy's BLAS and PyTorch start with the thread count the workload asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from typing import Any
+
+from workloads import WORKLOADS, make_data
+
+MARK = "BENCH-RESULT "
+
+
+def max_rss_mib() -> float:
+    """This process's peak resident set size so far (ru_maxrss, KiB on Linux), in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def blas_threads() -> dict[str, Any]:
+    """The BLAS libraries loaded in this process and their thread counts (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {}
+    return {
+        f"{lib['internal_api']} {lib['version']}": lib["num_threads"] for lib in threadpool_info()
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Build one side, train ``warmup`` epochs untimed, then time ``epochs`` epochs."""
+    workload = WORKLOADS[args.workload]
+    X, y = make_data(workload, args.samples)
+    if args.impl == "xpnn":
+        import xpnn_side as side
+
+        train = side.build(workload, X, y, backend=args.backend)
+    else:
+        import torch
+        import torch_side as side
+
+        torch.set_num_threads(args.threads)
+        device = "cuda" if args.backend == "cupy" else "cpu"
+        train = side.build(workload, X, y, device=device)
+    setup_rss = max_rss_mib()
+    if args.warmup:
+        train(args.warmup)
+    start = time.perf_counter()
+    loss, accuracy, steps = train(args.epochs)
+    seconds = time.perf_counter() - start
+    result = {
+        "impl": args.impl,
+        "workload": workload.name,
+        "samples": X.shape[0],
+        "epochs": args.epochs,
+        "steps": steps,
+        "seconds": seconds,
+        "loss": loss,
+        "accuracy": accuracy,
+        "setup_rss_mib": setup_rss,
+        "peak_rss_mib": max_rss_mib(),
+        "blas_threads": blas_threads(),
+        "versions": side.library_info(),
+    }
+    if args.impl == "torch":
+        result["torch_threads"] = torch.get_num_threads()
+    return result
+
+
+def info(args: argparse.Namespace) -> dict[str, Any]:
+    """The environment: versions, CPU, BLAS libraries and threads, GPU availability if asked."""
+    import numpy as np
+
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    numpy_blas = blas_threads() or {f"{blas['name']} {blas.get('version', '')}": "?"}
+    import torch
+
+    import xpnn
+
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
+        platform.processor() or "?",
+    )
+    result = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "numpy": np.__version__,
+        "numpy_blas": numpy_blas,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_mkl": torch.backends.mkl.is_available(),
+        "torch_mkldnn": torch.backends.mkldnn.is_available(),
+        "xpnn": xpnn.__version__,
+        "loadavg": os.getloadavg(),
+    }
+    if args.backend == "cupy":
+        try:
+            backend = xpnn.get_backend("cupy")
+        except (ImportError, RuntimeError) as error:
+            result["error"] = f"--backend cupy: xpnn cannot use CuPy here: {error}"
+            return result
+        if not torch.cuda.is_available():
+            result["error"] = (
+                f"--backend cupy: PyTorch {torch.__version__} sees no CUDA device (a CPU-only "
+                "build?); the GPU comparison needs a CUDA build of PyTorch"
+            )
+            return result
+        result["gpu"] = f"{torch.cuda.get_device_name()} (xpnn: {backend.device})"
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["measure", "info"])
+    parser.add_argument("--impl", choices=["xpnn", "torch"], default="xpnn")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="W1")
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    args = parser.parse_args()
+    result = measure(args) if args.mode == "measure" else info(args)
+    print(MARK + json.dumps(result), flush=True)
+    sys.exit(2 if "error" in result else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""xpnn beside PyTorch eager: time per training step on the same workloads, printed as ratios.
+
+    python benchmarks/run.py [--quick] [--workloads W1,W2,W3] [--backend numpy|cupy]
+
+Every measurement runs in a fresh child process (benchmarks/child.py), xpnn and PyTorch in
+alternating order over several rounds; a table per workload gives the median over rounds.
+See benchmarks/README.md for the workloads and how to read the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workloads import WORKLOADS
+
+HERE = Path(__file__).resolve().parent
+MARK = "BENCH-RESULT "
+IMPLS = ("xpnn", "torch")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to run of one workload: data sizes, epochs per size, warm-up, rounds."""
+
+    sizes: tuple[int, ...]
+    epochs: tuple[int, ...]
+    warmup: int
+    rounds: int
+
+
+PLANS = {  # (full, --quick)
+    "W1": (Plan((1000,), (200,), 5, 5), Plan((1000,), (10,), 1, 2)),
+    "W2": (Plan((8192,), (4,), 1, 3), Plan((8192,), (1,), 1, 1)),
+    "W3": (
+        Plan((10**3, 10**4, 10**5, 10**6), (200, 20, 2, 1), 1, 3),
+        Plan((10**3, 10**4, 10**5, 10**6), (10, 1, 1, 1), 1, 1),
+    ),
+}
+
+
+def child(args: list[str], threads: int) -> dict[str, Any]:
+    """Run benchmarks/child.py with ``threads`` BLAS/OpenMP threads; its JSON result."""
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = str(threads)
+    command = [sys.executable, str(HERE / "child.py"), *args, "--threads", str(threads)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
+    if not lines:
+        sys.exit(f"error: {' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
+    result = json.loads(lines[-1][len(MARK) :])
+    if done.returncode != 0:
+        sys.exit(f"error: {result.get('error', done.stderr)}")
+    return result
+
+
+def measure(name: str, plan: Plan, size: int, epochs: int, backend: str) -> dict[str, list]:
+    """``plan.rounds`` results per implementation, xpnn and PyTorch alternating who goes first."""
+    threads = WORKLOADS[name].threads or os.cpu_count() or 1
+    results: dict[str, list] = {impl: [] for impl in IMPLS}
+    for round_ in range(plan.rounds):
+        for impl in IMPLS if round_ % 2 == 0 else IMPLS[::-1]:
+            args = ["measure", "--impl", impl, "--workload", name, "--backend", backend]
+            args += ["--samples", str(size), "--epochs", str(epochs), "--warmup", str(plan.warmup)]
+            results[impl].append(child(args, threads))
+    return results
+
+
+def per_step(result: dict[str, Any]) -> float:
+    """Seconds per training step of one child's timed epochs."""
+    return result["seconds"] / result["steps"]
+
+
+def ratio_text(torch_time: float, xpnn_time: float) -> str:
+    """``torch/xpnn = r``, said as how much faster or slower xpnn is."""
+    ratio = torch_time / xpnn_time
+    if f"{ratio:.2f}" == "1.00":
+        return f"torch/xpnn = {ratio:.3f}: level"
+    verdict = f"{ratio:.2f}x faster" if ratio > 1 else f"{1 / ratio:.2f}x slower"
+    return f"torch/xpnn = {ratio:.2f}: xpnn is {verdict}"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain text table: first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = []
+    for row in [headers, ["-" * w for w in widths], *rows]:
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def threads_line(results: dict[str, list]) -> str:
+    """The thread counts each side's children actually ran with."""
+    parts = []
+    for impl, runs in results.items():
+        blas = ", ".join(f"{lib}: {n}" for lib, n in runs[0]["blas_threads"].items())
+        torch = f"torch.get_num_threads() {runs[0]['torch_threads']}; " if impl == "torch" else ""
+        parts.append(f"{impl}: {torch}{blas or 'threadpoolctl not installed'}")
+    return "threads  " + " | ".join(parts)
+
+
+def report_speed(name: str, title: str, results: dict[str, list], unit: str) -> None:
+    """Median time per step of each side over the rounds, the spread, and the ratio."""
+    scale = {"us": 1e6, "ms": 1e3}[unit]
+    medians, rows = {}, []
+    for impl, runs in results.items():
+        times = [per_step(r) * scale for r in runs]
+        medians[impl] = statistics.median(times)
+        rows.append(
+            [
+                impl,
+                f"{medians[impl]:.1f}",
+                f"{min(times):.1f} - {max(times):.1f}",
+                f"{runs[-1]['accuracy']:.3f}",
+                f"{statistics.median(r['setup_rss_mib'] for r in runs):.0f}",
+                f"{statistics.median(r['peak_rss_mib'] for r in runs):.0f}",
+            ]
+        )
+    first = results["xpnn"][0]
+    print(f"\n{name}: {title}")
+    print(
+        f"{len(results['xpnn'])} rounds per side, {first['steps']} timed steps each "
+        f"({first['epochs']} epochs of {first['samples']} samples)"
+    )
+    headers = [
+        "impl",
+        f"{unit}/step median",
+        "min - max over rounds",
+        "last-epoch acc",
+        "RSS before training MiB",
+        "peak RSS MiB",
+    ]
+    print(table(headers, rows))
+    print(ratio_text(medians["torch"], medians["xpnn"]))
+    print(threads_line(results))
+
+
+def report_growth(sizes: tuple[int, ...], by_size: list[dict[str, list]]) -> None:
+    """W3: time per epoch and per sample, and peak RSS, as the data grows."""
+    rows = []
+    for size, results in zip(sizes, by_size):
+        row = [f"{size:,}", str(results["xpnn"][0]["steps"] // results["xpnn"][0]["epochs"])]
+        medians = {}
+        for impl in IMPLS:
+            runs = results[impl]
+            medians[impl] = statistics.median(r["seconds"] / r["epochs"] for r in runs)
+            peak = statistics.median(r["peak_rss_mib"] for r in runs)
+            if impl == "xpnn":
+                row.append(f"{medians[impl] * 1e3:.1f}")
+            row += [f"{medians[impl] / size * 1e6:.2f}", f"{peak:.0f}"]
+        row.append(f"{medians['torch'] / medians['xpnn']:.2f}")
+        rows.append(row)
+    print("\nW3: growth: W1's model (2-64-3, batch 128, 1 thread) on synthetic 2-feature data")
+    headers = ["samples", "steps/epoch", "xpnn ms/epoch", "xpnn us/sample", "xpnn peak RSS MiB"]
+    headers += ["torch us/sample", "torch peak RSS MiB", "torch/xpnn"]
+    print(table(headers, rows))
+    print(
+        "medians over rounds; peak RSS is the child's ru_maxrss (whole process: interpreter, "
+        "libraries, data, training)"
+    )
+    print(threads_line(by_size[-1]))
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU-seconds so far: the whole machine's busy time (/proc/stat; 0 elsewhere), and ours.
+
+    Ours is this process and its finished children, so the difference over an interval is what
+    other processes (and the hypervisor's steal) took from the benchmark.
+    """
+    mine = sum(os.times()[:4])
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0, mine
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait (steal counts as busy)
+    return busy / os.sysconf("SC_CLK_TCK"), mine
+
+
+def report_others(before: tuple[float, float], wall: float) -> None:
+    """How much CPU other processes used while a workload ran; a warning past 5% of the cores."""
+    after = cpu_seconds()
+    if not after[0]:
+        return
+    others = max(0.0, (after[0] - before[0]) - (after[1] - before[1]))
+    share = others / (wall * (os.cpu_count() or 1))
+    print(f"machine  other processes used {others:.1f} CPU-s in {wall:.0f} s ({share:.0%} of it)")
+    if share > 0.05:
+        print("WARNING  the machine was busy: these numbers are noisy, all-core ones most of all")
+
+
+def print_environment(info: dict[str, Any], args: argparse.Namespace) -> None:
+    """The header: versions, CPU, BLAS and threads."""
+    blas = ", ".join(f"{lib} ({n} threads by default)" for lib, n in info["numpy_blas"].items())
+    print("xpnn vs PyTorch eager benchmark" + (" (--quick)" if args.quick else ""))
+    print(f"python {info['python']} on {info['platform']}")
+    load = ", ".join(f"{v:.2f}" for v in info["loadavg"])
+    print(f"cpu    {info['cpu']}, {info['cores']} cores; load average {load}")
+    print(f"numpy  {info['numpy']}, BLAS: {blas}")
+    print(
+        f"torch  {info['torch']}, {info['torch_threads']} threads by default, "
+        f"MKL {info['torch_mkl']}, oneDNN {info['torch_mkldnn']}"
+    )
+    gpu = f" on {info['gpu']}" if "gpu" in info else ""
+    print(f"xpnn   {info['xpnn']}, backend {args.backend}{gpu}")
+    print("W1 and W3 run on 1 thread per side, W2 on all cores (OMP/OPENBLAS/MKL_NUM_THREADS")
+    print("set in each child, and torch.set_num_threads)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few epochs and rounds: a smoke run")
+    parser.add_argument("--workloads", default="W1,W2,W3", help="comma-separated: W1,W2,W3")
+    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    args = parser.parse_args()
+    names = [name.strip().upper() for name in args.workloads.split(",") if name.strip()]
+    if unknown := sorted(set(names) - set(PLANS)):
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from W1, W2, W3")
+
+    started = time.perf_counter()
+    info = child(["info", "--backend", args.backend], os.cpu_count() or 1)
+    print_environment(info, args)
+    titles = {
+        "W1": "seed's spiral, 2-64-3, batch 128, Adam(0.05, decay 5e-7), float32, 1 thread",
+        "W2": "MLP 784-512-512-10, batch 256, Adam(1e-3), float32, all cores",
+    }
+    for name in names:
+        plan = PLANS[name][1 if args.quick else 0]
+        before, start = cpu_seconds(), time.perf_counter()
+        runs = [measure(name, plan, n, e, args.backend) for n, e in zip(plan.sizes, plan.epochs)]
+        if name == "W3":
+            report_growth(plan.sizes, runs)
+        else:
+            report_speed(name, titles[name], runs[0], "us" if name == "W1" else "ms")
+        report_others(before, time.perf_counter() - start)
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; load average now {load}")
+
+
+if __name__ == "__main__":
+    main()
