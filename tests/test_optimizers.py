@@ -9,7 +9,7 @@ import pytest
 from helpers import assert_on_backend
 
 import xpnn
-from xpnn.backend import Backend
+from xpnn.backend import PARALLEL_MIN_SIZE, Backend
 
 
 def _layer_with_gradients(be, weights, dweights, biases, dbiases):
@@ -80,20 +80,25 @@ UPDATES = {
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("update", UPDATES.keys())
-def test_fast_paths_match_reference(backend, dtype, update):
-    """The library's own update gives what the generic array-API version gives."""
+@pytest.mark.parametrize("update", [*UPDATES.keys(), "sgd-plain"])
+@pytest.mark.parametrize("size", [50, PARALLEL_MIN_SIZE + 3], ids=["small", "threaded"])
+def test_fast_paths_match_reference(backend, dtype, update, size, monkeypatch):
+    """The library's own update gives what the generic array-API version gives, also when
+    NumPy splits a large buffer over threads (three here, whatever the machine has)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
     be = xpnn.get_backend(backend, dtype)
-    arrays, settings = UPDATES[update]
+    plain = update == "sgd-plain"
+    arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
     rng = np.random.default_rng(3)
-    state = [rng.standard_normal(50)] + [rng.random(50) for _ in range(arrays - 1)]
+    state = [rng.standard_normal(size)] + [rng.random(size) for _ in range(arrays - 1)]
     fast = [be.asarray(a) for a in state]
     reference = [be.asarray(np.array(a)) for a in state]
-    method = f"{update}_update"
+    method = f"{'sgd' if plain else update}_update"
+    extra = (None,) if plain else ()
     for _ in range(3):
-        grad = be.asarray(rng.standard_normal(50))
-        getattr(be, method)(fast[0], grad, *fast[1:], **settings)
-        getattr(Backend, method)(be, reference[0], grad, *reference[1:], **settings)
+        grad = be.asarray(rng.standard_normal(size))
+        getattr(be, method)(fast[0], grad, *fast[1:], *extra, **settings)
+        getattr(Backend, method)(be, reference[0], grad, *reference[1:], *extra, **settings)
     for a, b in zip(fast, reference):
         assert_on_backend(a, be)
         # Same operations in the same order: identical on the CPU; a fused GPU kernel may

@@ -20,8 +20,11 @@ class ReLU(Layer):
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
-        dvalues = self.backend.ensure(dvalues, "dvalues")
-        self.dinputs = self.backend.xp.where(self.inputs > 0, dvalues, 0.0)
+        # The book zeroes the gradient where inputs <= 0; multiplying by the 0/1 mask does the
+        # same in one array operation on every library.
+        backend = self.backend
+        dvalues = backend.ensure(dvalues, "dvalues")
+        self.dinputs = dvalues * backend.xp.astype(self.inputs > 0, backend.dtype)
         return self.dinputs
 
 

@@ -89,19 +89,24 @@ class Dense(Layer):
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         self.inputs = self.backend.ensure(inputs)
-        self.output = self.inputs @ self.weights + self.biases
+        self.output = self.inputs @ self.weights
+        self.output += self.biases  # in place: one array per forward, not two
         return self.output
 
-    def backward(self, dvalues: Any) -> Any:
+    def backward(self, dvalues: Any, *, need_dinputs: bool = True) -> Any:
+        """Gradients of the weights and biases (penalties included) and, unless the caller has
+        no use for it (a model's first layer), of the inputs."""
         dvalues = self.backend.ensure(dvalues, "dvalues")
         self.backend.matmul(self.inputs.T, dvalues, out=self.dweights)
         self.backend.sum_rows(dvalues, out=self.dbiases)
-        self._add_regularization(self.dweights, self.weights, "weight")
-        self._add_regularization(self.dbiases, self.biases, "bias")
-        self.dinputs = dvalues @ self.weights.T
+        if self.weight_regularizer_l1 or self.weight_regularizer_l2:
+            self._add_penalty_gradient(self.dweights, self.weights, "weight")
+        if self.bias_regularizer_l1 or self.bias_regularizer_l2:
+            self._add_penalty_gradient(self.dbiases, self.biases, "bias")
+        self.dinputs = dvalues @ self.weights.T if need_dinputs else None
         return self.dinputs
 
-    def _add_regularization(self, gradient: Any, values: Any, kind: str) -> None:
+    def _add_penalty_gradient(self, gradient: Any, values: Any, kind: str) -> None:
         l1 = getattr(self, f"{kind}_regularizer_l1")
         l2 = getattr(self, f"{kind}_regularizer_l2")
         if l1:  # d|w|/dw as the book takes it: 1, or -1 where w < 0

@@ -71,7 +71,7 @@ class CategoricalCrossentropy(Loss):
         y_true = self.backend.ensure_labels(y_true)
         y_pred_clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         if y_true.ndim == 1:
-            correct_confidences = xp.take_along_axis(y_pred_clipped, y_true[:, None], axis=1)[:, 0]
+            correct_confidences = self.backend.take_labels(y_pred_clipped, y_true)
         else:
             correct_confidences = xp.sum(y_pred_clipped * y_true, axis=1)
         return -xp.log(correct_confidences)

@@ -166,6 +166,10 @@ class Model:
             self._combined = SoftmaxCategoricalCrossentropy(backend=self.backend)
         self._trainable = [layer for layer in self.layers if layer.parameter_names]
         self._parameters = ParameterBuffer(self.backend, self._trainable)
+        through = self.layers[:-1] if self._combined is not None else self.layers
+        first = next((i for i, layer in enumerate(through) if layer.parameter_names), None)
+        self._first_trainable = None if first is None else through[first]
+        self._backward_chain = through[::-1] if first is None else through[:first:-1]
 
     def _check_sizes(self) -> None:
         width, previous = None, None
@@ -203,15 +207,19 @@ class Model:
         return X
 
     def backward(self, output: Any, y: Any) -> None:
-        """Gradients of the loss for every layer, from the output back to the first layer."""
+        """Gradients of the loss for every layer, from the output back to the first layer.
+
+        Nothing needs the gradient of the data, so the first layer with parameters computes
+        only its own gradients, and layers before it none.
+        """
         if self._combined is not None:
             dvalues = self._combined.backward(output, y)
-            layers = self.layers[:-1]
         else:
             dvalues = self.loss.backward(output, y)
-            layers = self.layers
-        for layer in reversed(layers):
+        for layer in self._backward_chain:
             dvalues = layer.backward(dvalues)
+        if self._first_trainable is not None:
+            self._first_trainable.backward(dvalues, need_dinputs=False)
 
     # -- training and inference -----------------------------------------------------------------
 
@@ -266,8 +274,8 @@ class Model:
 
         for epoch in range(1, epochs + 1):
             order = self._epoch_order(samples) if shuffle else None
-            loss_sum = correct = backend.zeros(())
-            compared = 0
+            loss_sum, compared = backend.zeros(()), 0
+            correct = backend.zeros((), backend.index_dtype)
             for start in range(0, samples, batch_size):
                 stop = min(start + batch_size, samples)
                 if order is None:
@@ -302,10 +310,9 @@ class Model:
         return self.backend.asarray(permutation, dtype=self.backend.index_dtype)
 
     def _count_correct(self, output: Any, y: Any) -> tuple[Any, int]:
-        """Right predictions in a batch (on the device) and how many were compared."""
-        xp = self.backend.xp
+        """Right predictions in a batch (an integer, on the device) and how many were compared."""
         comparisons = self.accuracy.compare(self.layers[-1].predictions(output), y)
-        return xp.sum(xp.astype(comparisons, self.backend.dtype)), math.prod(comparisons.shape)
+        return self.backend.xp.count_nonzero(comparisons), math.prod(comparisons.shape)
 
     def regularization_loss(self) -> Any:
         """The regularizers' penalty summed over the layers, a 0-d array on the device."""
@@ -317,8 +324,8 @@ class Model:
     def _sums(self, X: Any, y: Any, batch_size: int | None) -> tuple[list[Any], int]:
         """Mean data loss and right predictions over ``(X, y)``, left on the device."""
         xp = self.backend.xp
-        loss_sum = correct = self.backend.zeros(())
-        compared = 0
+        loss_sum = self.backend.zeros(())
+        correct, compared = self.backend.zeros((), self.backend.index_dtype), 0
         for batch_X, batch_y in self._batches(X, y, batch_size):
             output = self.forward(batch_X)
             loss_sum = loss_sum + xp.sum(self.loss.forward(output, batch_y))
@@ -332,7 +339,7 @@ class Model:
         arrays = [a for _, sums, _, _ in pending for a in sums]
         if validation is not None:
             arrays += validation[0]
-        values = iter(to_numpy(self.backend.xp.stack(arrays)).tolist())
+        values = iter(self._read(arrays))
         for epoch, _, compared, learning_rate in pending:
             data_loss, correct, regularization = next(values), next(values), next(values)
             history.append(
@@ -350,6 +357,11 @@ class Model:
             history["val_loss"][-1] = data_loss + history["regularization_loss"][-1]
             history["val_accuracy"][-1] = correct / compared if compared else math.nan
         pending.clear()
+
+    def _read(self, arrays: list[Any]) -> list[float]:
+        """0-d device arrays as Python floats, in one transfer to the host."""
+        xp = self.backend.xp
+        return to_numpy(xp.stack([xp.astype(a, xp.float64) for a in arrays])).tolist()
 
     def _report_line(self, history: History) -> str:
         last = {name: values[-1] for name, values in history.history.items()}
@@ -377,9 +389,9 @@ class Model:
         self._require_finalized("evaluate")
         X, y = self._prepare(X, y)
         (data_loss, correct), compared = self._sums(X, y, batch_size)
-        data_loss, correct, regularization = to_numpy(
-            self.backend.xp.stack([data_loss, correct, self.regularization_loss()])
-        ).tolist()
+        data_loss, correct, regularization = self._read(
+            [data_loss, correct, self.regularization_loss()]
+        )
         result = {
             "loss": data_loss + regularization,
             "data_loss": data_loss,
