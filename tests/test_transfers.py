@@ -1,0 +1,56 @@
+"""Nothing travels to the host inside a training step: one read per report, whatever the steps."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import seed_model, spiral
+
+READS = ("to_device", "__float__", "__int__", "__bool__", "__index__", "__array__", "__dlpack__")
+
+
+@pytest.fixture
+def count_reads(monkeypatch):
+    """Count every way an array-api-strict array can reach the host (a CuPy synchronisation)."""
+    import array_api_strict as xps
+    from array_api_strict._array_object import Array
+
+    counts = {"reads": 0}
+    host = xps.Device("CPU_DEVICE")
+
+    def counting(original):
+        def wrapper(self, *args, **kwargs):
+            counts["reads"] += self.device != host  # leaving the stand-in for a GPU
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in READS:
+        monkeypatch.setattr(Array, name, counting(getattr(Array, name)))
+    return counts
+
+
+def _reads(count_reads, epochs: int, print_every: int, validation: bool) -> int:
+    X, y = spiral(100, 3)
+    model = seed_model("strict", seed=0)
+    before = count_reads["reads"]
+    model.train(
+        X,
+        y,
+        epochs=epochs,
+        batch_size=32,  # 10 steps per epoch
+        print_every=print_every,
+        validation_data=(X[::3], y[::3]) if validation else None,
+        verbose=False,
+    )
+    return count_reads["reads"] - before
+
+
+@pytest.mark.parametrize("validation", [False, True], ids=["train", "with-validation"])
+def test_one_host_read_per_report(backend, count_reads, validation):
+    if backend != "strict":
+        pytest.skip("counts reads through array-api-strict's array class")
+    short = _reads(count_reads, epochs=4, print_every=2, validation=validation)  # 2 reports
+    long = _reads(count_reads, epochs=12, print_every=2, validation=validation)  # 6 reports
+    assert long - short == 4  # 80 more steps, 4 more reports: one read each
+    fewer = _reads(count_reads, epochs=12, print_every=6, validation=validation)  # 2 reports
+    assert fewer == short
