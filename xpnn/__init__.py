@@ -13,7 +13,7 @@ from .losses import (
     SoftmaxCategoricalCrossentropy,
 )
 from .metrics import Accuracy, CategoricalAccuracy, RegressionAccuracy
-from .model import History, Model
+from .model import History, Model, NonFiniteLossError
 from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 
 __version__ = "0.1.0"
@@ -37,6 +37,7 @@ __all__ = [
     "MeanAbsoluteError",
     "MeanSquaredError",
     "Model",
+    "NonFiniteLossError",
     "Optimizer",
     "RMSprop",
     "ReLU",

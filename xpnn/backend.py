@@ -33,6 +33,8 @@ class Backend:
     """
 
     name = "generic"
+    #: True where arrays live in host memory, so reading one costs no device synchronisation.
+    on_host = False
 
     def __init__(self, xp: Any, device: Any, dtype: str = "float32", *, pass_device: bool = True):
         self.xp = xp
@@ -231,6 +233,7 @@ class NumpyBackend(Backend):
     """
 
     name = "numpy"
+    on_host = True
 
     def __init__(self, dtype: str = "float32") -> None:
         Backend.__init__(self, _NumpyNamespace(), "cpu", dtype, pass_device=False)

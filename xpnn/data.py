@@ -16,11 +16,13 @@ def prepare_inputs(backend: Backend, X: Any, n_inputs: int | None, argument: str
         raise ValueError(f"{argument} must be 2-D (samples, features); got shape {tuple(X.shape)}")
     if X.shape[0] == 0:
         raise ValueError(f"{argument} is empty: it has no samples")
+    xp = backend.xp if backend.is_own(X) else np
+    if not xp.isdtype(X.dtype, ("integral", "real floating")):
+        raise TypeError(f"{argument} must hold real numbers; got dtype {X.dtype}")
     if n_inputs is not None and X.shape[1] != n_inputs:
         raise ValueError(
             f"{argument} has {X.shape[1]} features per sample but the first layer takes {n_inputs}"
         )
-    xp = backend.xp if backend.is_own(X) else np
     if not _host_bool(xp.all(xp.isfinite(X))):
         raise ValueError(f"{argument} contains NaN or infinity")
     return backend.asarray(X)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,7 @@ from .losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentrop
 from .metrics import Accuracy
 from .optimizers import Optimizer
 
-__all__ = ["History", "Model"]
+__all__ = ["History", "Model", "NonFiniteLossError"]
 
 
 class ParameterBuffer:
@@ -87,6 +89,80 @@ class History:
         return f"History({len(self)} epochs, last={last})"
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; training stopped."""
+
+    def __init__(self, epoch: int, step: int | None) -> None:
+        self.epoch, self.step = epoch, step
+        where = f"epoch {epoch}, step {step}" if step is not None else f"epoch {epoch}"
+        kept = (
+            "the parameters are those after the last finite step"
+            if step is not None
+            else "the parameters are those of the last report before it"
+        )
+        super().__init__(
+            f"the loss became NaN or infinite at {where}; {kept}. A smaller learning rate, "
+            "or inputs scaled to a smaller range, usually helps"
+        )
+
+
+class _Snapshot:
+    """A copy of what training changes (parameters, optimizer state, step and epoch counts)."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.take()
+
+    def _arrays(self) -> dict[str, Any]:
+        buffer = self.model._parameters
+        return {
+            name: value
+            for name, value in vars(buffer).items()
+            if name == "params" or name.endswith(("_momentums", "_cache"))
+        }
+
+    def take(self) -> None:
+        xp = self.model.backend.xp
+        self.arrays = {k: xp.asarray(v, copy=True) for k, v in self._arrays().items()}
+        optimizer = self.model.optimizer
+        self.counts = (
+            optimizer.iterations,
+            optimizer.current_learning_rate,
+            self.model.epochs_trained,
+        )
+
+    def restore(self) -> None:
+        current = self._arrays()
+        for name, saved in self.arrays.items():
+            current[name][...] = saved
+        optimizer = self.model.optimizer
+        optimizer.iterations, optimizer.current_learning_rate, self.model.epochs_trained = (
+            self.counts
+        )
+
+
+class _StopOnInterrupt:
+    """While training, Ctrl-C asks to stop after the current step; a second one stops at once."""
+
+    stopped = False
+
+    def __enter__(self) -> _StopOnInterrupt:
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.stopped:
+            raise KeyboardInterrupt
+        self.stopped = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 class Model:
     """A stack of layers trained with a loss, an optimizer and (optionally) an accuracy metric.
 
@@ -105,6 +181,7 @@ class Model:
         self.optimizer: Optimizer | None = None
         self.accuracy: Accuracy | None = None
         self._parameters: ParameterBuffer | None = None
+        self.epochs_trained = 0
 
     def __repr__(self) -> str:
         layers = ", ".join(map(repr, self.layers))
@@ -166,6 +243,7 @@ class Model:
             self._combined = SoftmaxCategoricalCrossentropy(backend=self.backend)
         self._trainable = [layer for layer in self.layers if layer.parameter_names]
         self._parameters = ParameterBuffer(self.backend, self._trainable)
+        self.epochs_trained = 0
         through = self.layers[:-1] if self._combined is not None else self.layers
         first = next((i for i, layer in enumerate(through) if layer.parameter_names), None)
         self._first_trainable = None if first is None else through[first]
@@ -235,13 +313,18 @@ class Model:
         print_every: int = 100,
         verbose: bool = True,
     ) -> History:
-        """Train for ``epochs`` passes over ``(X, y)`` in batches of ``batch_size`` (None: all).
+        """Train for ``epochs`` more passes over ``(X, y)`` in batches of ``batch_size``
+        (None: all at once).
 
         With ``shuffle`` each epoch visits the samples in a fresh order drawn from the model's
         seed; without it, in the order given, as the book's loop. Loss and accuracy are summed
         on the device and read on the host once per report (every ``print_every`` epochs and
         the last), when ``validation_data`` is evaluated too; ``verbose`` prints each report.
-        Returns the per-epoch History.
+
+        A loss that turns NaN or infinite stops training with NonFiniteLossError, the
+        parameters left as they were after the last finite step. Ctrl-C stops after the current
+        step and returns the History so far. Returns the per-epoch History; epochs are numbered
+        from the model's first, so a resumed run goes on counting.
         """
         self._require_finalized("train")
         if self.optimizer is None:
@@ -250,6 +333,8 @@ class Model:
         print_every = positive_int(print_every, "print_every")
         if batch_size is not None:
             batch_size = positive_int(batch_size, "batch_size")
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
         X, y = self._prepare(X, y)
         validation = None
         if validation_data is not None:
@@ -259,10 +344,9 @@ class Model:
         if self.accuracy is not None:
             self.accuracy.init(y)
 
-        backend, xp = self.backend, self.backend.xp
+        backend = self.backend
         samples = X.shape[0]
         batch_size = samples if batch_size is None else min(batch_size, samples)
-        optimizer, parameters = self.optimizer, self._parameters
         history = History(HISTORY_NAMES)
         pending: list[tuple[int, list[Any], int, float]] = []
         if verbose:
@@ -272,37 +356,62 @@ class Model:
                 f"{samples} samples, {steps} steps per epoch"
             )
 
-        for epoch in range(1, epochs + 1):
-            order = self._epoch_order(samples) if shuffle else None
-            loss_sum, compared = backend.zeros(()), 0
-            correct = backend.zeros((), backend.index_dtype)
-            for start in range(0, samples, batch_size):
-                stop = min(start + batch_size, samples)
-                if order is None:
-                    batch_X, batch_y = X[start:stop, ...], y[start:stop, ...]
-                else:
-                    indices = order[start:stop]
-                    batch_X, batch_y = xp.take(X, indices, axis=0), xp.take(y, indices, axis=0)
-
-                output = self.forward(batch_X, training=True)
-                loss_sum = loss_sum + xp.sum(self.loss.forward(output, batch_y))
-                if self.accuracy is not None:
-                    right, count = self._count_correct(output, batch_y)
-                    correct, compared = correct + right, compared + count
-                self.backward(output, batch_y)
-
-                optimizer.pre_update_params()
-                optimizer.update_params(parameters)
-                optimizer.post_update_params()
-
-            sums = [loss_sum / samples, correct, self.regularization_loss()]
-            pending.append((epoch, sums, compared, optimizer.current_learning_rate))
-            if epoch % print_every == 0 or epoch == epochs:
-                extra = self._sums(*validation, batch_size) if validation is not None else None
-                self._record(history, pending, extra)
-                if verbose:
-                    print(self._report_line(history))
+        # Off the host a non-finite loss is seen at a report; the state of the last good
+        # report is kept to go back to.
+        snapshot = None if backend.on_host else _Snapshot(self)
+        final = self.epochs_trained + epochs
+        with _StopOnInterrupt() as interrupt:
+            for epoch in range(self.epochs_trained + 1, final + 1):
+                sums, compared = self._train_epoch(X, y, batch_size, shuffle, epoch, interrupt)
+                if interrupt.stopped:  # a partial epoch: neither counted nor recorded
+                    break
+                self.epochs_trained = epoch
+                pending.append((epoch, sums, compared, self.optimizer.current_learning_rate))
+                if epoch % print_every == 0 or epoch == final:
+                    extra = self._sums(*validation, batch_size) if validation else None
+                    self._record(history, pending, extra, snapshot)
+                    if verbose:
+                        print(self._report_line(history))
+        self._record(history, pending, None, snapshot)
+        if interrupt.stopped and verbose:
+            print(f"xpnn: interrupted; stopped after step {self.optimizer.iterations}")
         return history
+
+    def _train_epoch(
+        self, X: Any, y: Any, batch_size: int, shuffle: bool, epoch: int, interrupt: Any
+    ) -> tuple[list[Any], int]:
+        """One pass over the data; its sums stay on the device."""
+        backend, xp = self.backend, self.backend.xp
+        optimizer, parameters = self.optimizer, self._parameters
+        samples = X.shape[0]
+        order = self._epoch_order(samples) if shuffle else None
+        loss_sum, compared = backend.zeros(()), 0
+        correct = backend.zeros((), backend.index_dtype)
+        for step, start in enumerate(range(0, samples, batch_size), 1):
+            stop = min(start + batch_size, samples)
+            if order is None:
+                batch_X, batch_y = X[start:stop, ...], y[start:stop, ...]
+            else:
+                indices = order[start:stop]
+                batch_X, batch_y = xp.take(X, indices, axis=0), xp.take(y, indices, axis=0)
+
+            output = self.forward(batch_X, training=True)
+            batch_loss = xp.sum(self.loss.forward(output, batch_y))
+            if backend.on_host and not math.isfinite(batch_loss):
+                # Host memory: reading the loss costs nothing, so stop before the update.
+                raise NonFiniteLossError(epoch, step)
+            loss_sum = loss_sum + batch_loss
+            if self.accuracy is not None:
+                right, count = self._count_correct(output, batch_y)
+                correct, compared = correct + right, compared + count
+            self.backward(output, batch_y)
+
+            optimizer.pre_update_params()
+            optimizer.update_params(parameters)
+            optimizer.post_update_params()
+            if interrupt.stopped:
+                break
+        return [loss_sum / samples, correct, self.regularization_loss()], compared
 
     def _epoch_order(self, samples: int) -> Any:
         # Drawn on the host from the model's generator, so every backend shuffles alike.
@@ -334,12 +443,33 @@ class Model:
                 correct, compared = correct + right, compared + count
         return [loss_sum / X.shape[0], correct], compared
 
-    def _record(self, history: History, pending: list, validation: tuple | None) -> None:
-        """Read the pending epochs' figures, and the validation sums, in one transfer."""
+    def _record(
+        self,
+        history: History,
+        pending: list,
+        validation: tuple | None,
+        snapshot: _Snapshot | None = None,
+    ) -> None:
+        """Read the pending epochs' figures, and the validation sums, in one transfer.
+
+        A non-finite loss among them restores ``snapshot`` (taken at the last good report)
+        and raises NonFiniteLossError; otherwise the snapshot moves up to now.
+        """
+        if not pending:
+            return
         arrays = [a for _, sums, _, _ in pending for a in sums]
         if validation is not None:
             arrays += validation[0]
-        values = iter(self._read(arrays))
+        values = self._read(arrays)
+        for index, (epoch, *_) in enumerate(pending):
+            if not math.isfinite(values[3 * index]):
+                pending.clear()
+                if snapshot is not None:
+                    snapshot.restore()
+                raise NonFiniteLossError(epoch, None)
+        if snapshot is not None:
+            snapshot.take()
+        values = iter(values)
         for epoch, _, compared, learning_rate in pending:
             data_loss, correct, regularization = next(values), next(values), next(values)
             history.append(
