@@ -3,6 +3,7 @@
 from . import datasets
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backend import Backend, get_backend, to_numpy
+from .history import History
 from .layers import Dense, Dropout, Layer
 from .losses import (
     BinaryCrossentropy,
@@ -13,7 +14,7 @@ from .losses import (
     SoftmaxCategoricalCrossentropy,
 )
 from .metrics import Accuracy, CategoricalAccuracy, RegressionAccuracy
-from .model import History, Model, NonFiniteLossError
+from .model import Model, NonFiniteLossError
 from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 
 __version__ = "0.1.0"

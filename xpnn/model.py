@@ -5,20 +5,23 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
+from . import progress
 from ._checks import positive_int
 from .activations import Softmax
 from .backend import Backend, get_backend, to_numpy
 from .data import prepare_inputs, prepare_targets
+from .history import History
 from .layers import Layer
 from .losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
 from .metrics import Accuracy
 from .optimizers import Optimizer
 
-__all__ = ["History", "Model", "NonFiniteLossError"]
+__all__ = ["Model", "NonFiniteLossError"]
 
 
 class ParameterBuffer:
@@ -48,45 +51,6 @@ class ParameterBuffer:
 
     def trainable_parameters(self) -> list[tuple[str, Any, Any]]:
         return [("param", self.params, self.dparams)]
-
-
-HISTORY_NAMES = (
-    "epoch",
-    "loss",
-    "data_loss",
-    "regularization_loss",
-    "accuracy",
-    "learning_rate",
-    "val_loss",
-    "val_data_loss",
-    "val_accuracy",
-)
-
-
-class History:
-    """Per-epoch figures of a run: ``history["loss"][i]`` belongs to ``history["epoch"][i]``.
-
-    ``loss`` is ``data_loss + regularization_loss``. Validation figures are NaN on the epochs
-    where validation did not run (it runs at each report).
-    """
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.history: dict[str, list[float]] = {name: [] for name in names}
-
-    def append(self, **figures: float) -> None:
-        """Add one epoch; names not given are NaN."""
-        for name, values in self.history.items():
-            values.append(figures.get(name, math.nan))
-
-    def __getitem__(self, name: str) -> list[float]:
-        return self.history[name]
-
-    def __len__(self) -> int:
-        return len(self.history["epoch"])
-
-    def __repr__(self) -> str:
-        last = {k: v[-1] for k, v in self.history.items() if v and not math.isnan(v[-1])}
-        return f"History({len(self)} epochs, last={last})"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -139,6 +103,27 @@ class _Snapshot:
         optimizer.iterations, optimizer.current_learning_rate, self.model.epochs_trained = (
             self.counts
         )
+
+
+class _Best:
+    """The best validation loss so far for early stopping, and the parameters that gave it."""
+
+    def __init__(self) -> None:
+        self.loss, self.epoch, self.params, self.waited = math.inf, 0, None, 0
+
+    def stop(self, model: Model, history: History, patience: int) -> bool:
+        """Note the latest epoch; True (with the best parameters back) once patience runs out."""
+        loss = history["val_loss"][-1]
+        buffer = model._parameters
+        if loss < self.loss:
+            self.loss, self.epoch, self.waited = loss, history["epoch"][-1], 0
+            self.params = model.backend.xp.asarray(buffer.params, copy=True)
+            return False
+        self.waited += 1
+        if self.waited < patience:
+            return False
+        buffer.params[...] = self.params
+        return True
 
 
 class _StopOnInterrupt:
@@ -310,21 +295,26 @@ class Model:
         batch_size: int | None = None,
         shuffle: bool = True,
         validation_data: tuple[Any, Any] | None = None,
+        early_stopping: int | None = None,
         print_every: int = 100,
-        verbose: bool = True,
+        verbose: bool | str = True,
     ) -> History:
         """Train for ``epochs`` more passes over ``(X, y)`` in batches of ``batch_size``
-        (None: all at once).
+        (None: all at once), and return the per-epoch History.
 
         With ``shuffle`` each epoch visits the samples in a fresh order drawn from the model's
         seed; without it, in the order given, as the book's loop. Loss and accuracy are summed
         on the device and read on the host once per report (every ``print_every`` epochs and
-        the last), when ``validation_data`` is evaluated too; ``verbose`` prints each report.
+        the last), when ``validation_data`` is evaluated too. ``verbose``: True shows a progress
+        bar on a terminal and the book's line per report elsewhere; "bar" or "lines" choose;
+        False is silent.
 
-        A loss that turns NaN or infinite stops training with NonFiniteLossError, the
-        parameters left as they were after the last finite step. Ctrl-C stops after the current
-        step and returns the History so far. Returns the per-epoch History; epochs are numbered
-        from the model's first, so a resumed run goes on counting.
+        ``early_stopping=patience`` evaluates the validation data every epoch and stops when
+        its loss has not improved for ``patience`` epochs, restoring the best parameters.
+
+        A loss that turns NaN or infinite stops training with NonFiniteLossError. Ctrl-C stops
+        after the current step and returns the History so far. Epochs are numbered from the
+        model's first, so a resumed run goes on counting.
         """
         self._require_finalized("train")
         if self.optimizer is None:
@@ -335,6 +325,11 @@ class Model:
             batch_size = positive_int(batch_size, "batch_size")
         if not isinstance(shuffle, bool):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+        display = progress.mode(verbose)
+        if early_stopping is not None:
+            early_stopping = positive_int(early_stopping, "early_stopping")
+            if validation_data is None:
+                raise ValueError("early_stopping watches the validation loss: give validation_data")
         X, y = self._prepare(X, y)
         validation = None
         if validation_data is not None:
@@ -347,34 +342,51 @@ class Model:
         backend = self.backend
         samples = X.shape[0]
         batch_size = samples if batch_size is None else min(batch_size, samples)
-        history = History(HISTORY_NAMES)
-        pending: list[tuple[int, list[Any], int, float]] = []
-        if verbose:
-            steps = -(-samples // batch_size)
-            print(
-                f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}): "
-                f"{samples} samples, {steps} steps per epoch"
-            )
-
+        history = History()
+        pending: list[tuple[int, list[Any], int, float, float]] = []
+        regularized = any(getattr(layer, "regularized", False) for layer in self._trainable)
+        first, final = self.epochs_trained + 1, self.epochs_trained + epochs
+        shown = progress.Progress(
+            display,
+            first,
+            final,
+            f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}): "
+            f"{samples} samples, {-(-samples // batch_size)} steps per epoch",
+        )
         # Off the host a non-finite loss is seen at a report; the state of the last good
         # report is kept to go back to.
         snapshot = None if backend.on_host else _Snapshot(self)
-        final = self.epochs_trained + epochs
-        with _StopOnInterrupt() as interrupt:
-            for epoch in range(self.epochs_trained + 1, final + 1):
-                sums, compared = self._train_epoch(X, y, batch_size, shuffle, epoch, interrupt)
-                if interrupt.stopped:  # a partial epoch: neither counted nor recorded
-                    break
-                self.epochs_trained = epoch
-                pending.append((epoch, sums, compared, self.optimizer.current_learning_rate))
-                if epoch % print_every == 0 or epoch == final:
-                    extra = self._sums(*validation, batch_size) if validation else None
-                    self._record(history, pending, extra, snapshot)
-                    if verbose:
-                        print(self._report_line(history))
-        self._record(history, pending, None, snapshot)
-        if interrupt.stopped and verbose:
-            print(f"xpnn: interrupted; stopped after step {self.optimizer.iterations}")
+        best = _Best() if early_stopping else None
+        started = time.perf_counter()
+        try:
+            with _StopOnInterrupt() as interrupt:
+                for epoch in range(first, final + 1):
+                    sums, compared = self._train_epoch(X, y, batch_size, shuffle, epoch, interrupt)
+                    if interrupt.stopped:  # a partial epoch: neither counted nor recorded
+                        shown.message(
+                            f"xpnn: interrupted; stopped after step {self.optimizer.iterations}"
+                        )
+                        break
+                    self.epochs_trained = epoch
+                    seconds = time.perf_counter() - started
+                    lr = self.optimizer.current_learning_rate
+                    pending.append((epoch, sums, compared, lr, seconds))
+                    shown.epoch()
+                    reported = epoch % print_every == 0 or epoch == final
+                    if reported or best is not None:
+                        extra = self._sums(*validation, batch_size) if validation else None
+                        self._record(history, pending, extra, snapshot)
+                        if reported:
+                            shown.report(history, regularized)
+                    if best is not None and best.stop(self, history, early_stopping):
+                        shown.message(
+                            f"xpnn: early stop at epoch {epoch}: no better validation loss "
+                            f"for {early_stopping} epochs; restored the best, epoch {best.epoch}"
+                        )
+                        break
+            self._record(history, pending, None, snapshot)
+        finally:
+            shown.close()
         return history
 
     def _train_epoch(
@@ -457,7 +469,7 @@ class Model:
         """
         if not pending:
             return
-        arrays = [a for _, sums, _, _ in pending for a in sums]
+        arrays = [a for _, sums, *_ in pending for a in sums]
         if validation is not None:
             arrays += validation[0]
         values = self._read(arrays)
@@ -470,7 +482,7 @@ class Model:
         if snapshot is not None:
             snapshot.take()
         values = iter(values)
-        for epoch, _, compared, learning_rate in pending:
+        for epoch, _, compared, learning_rate, seconds in pending:
             data_loss, correct, regularization = next(values), next(values), next(values)
             history.append(
                 epoch=epoch,
@@ -479,6 +491,7 @@ class Model:
                 regularization_loss=regularization,
                 accuracy=correct / compared if compared else math.nan,
                 learning_rate=learning_rate,
+                seconds=seconds,
             )
         if validation is not None:
             data_loss, correct = next(values), next(values)
@@ -492,19 +505,6 @@ class Model:
         """0-d device arrays as Python floats, in one transfer to the host."""
         xp = self.backend.xp
         return to_numpy(xp.stack([xp.astype(a, xp.float64) for a in arrays])).tolist()
-
-    def _report_line(self, history: History) -> str:
-        last = {name: values[-1] for name, values in history.history.items()}
-        line = f"epoch: {last['epoch']}, acc: {last['accuracy']:.3f}, loss: {last['loss']:.3f}"
-        if any(getattr(layer, "regularized", False) for layer in self._trainable):
-            line += (
-                f" (data_loss: {last['data_loss']:.3f}, "
-                f"reg_loss: {last['regularization_loss']:.3f})"
-            )
-        line += f", lr: {last['learning_rate']:.6g}"
-        if not math.isnan(last["val_loss"]):
-            line += f", validation acc: {last['val_accuracy']:.3f}, loss: {last['val_loss']:.3f}"
-        return line
 
     def _prepare(self, X: Any, y: Any, argument: str = "") -> tuple[Any, Any]:
         names = (f"{argument}[0]", f"{argument}[1]") if argument else ("X", "y")

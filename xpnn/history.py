@@ -1,0 +1,90 @@
+"""History: the per-epoch figures of a training run, and their plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["History"]
+
+NAMES = (
+    "epoch",
+    "loss",
+    "data_loss",
+    "regularization_loss",
+    "accuracy",
+    "learning_rate",
+    "val_loss",
+    "val_data_loss",
+    "val_accuracy",
+    "seconds",
+)
+
+
+class History:
+    """Per-epoch figures of a run: ``history["loss"][i]`` belongs to ``history["epoch"][i]``.
+
+    ``loss`` is ``data_loss + regularization_loss``; ``seconds`` is the time since ``train``
+    began. Validation figures are NaN on the epochs where validation did not run.
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {name: [] for name in NAMES}
+
+    def append(self, **figures: float) -> None:
+        """Add one epoch; names not given are NaN."""
+        for name, values in self.history.items():
+            values.append(figures.get(name, math.nan))
+
+    def __getitem__(self, name: str) -> list[float]:
+        return self.history[name]
+
+    def __len__(self) -> int:
+        return len(self.history["epoch"])
+
+    def __repr__(self) -> str:
+        last = {k: v[-1] for k, v in self.history.items() if v and not math.isnan(v[-1])}
+        return f"History({len(self)} epochs, last={last})"
+
+    def plot(self, path: str | Path) -> Path:
+        """Write the loss, accuracy and learning-rate curves to ``path`` as a PNG.
+
+        Needs matplotlib (``pip install "xpnn[plot]"``).
+        """
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")  # files only: no window, works without a display
+            import matplotlib.pyplot as plt
+        except ImportError as error:
+            raise ImportError('History.plot needs matplotlib: pip install "xpnn[plot]"') from error
+        if not len(self):
+            raise ValueError("the history is empty: there is nothing to plot")
+        epochs = self.history["epoch"]
+        panels = [
+            ("loss", [("loss", "training"), ("val_loss", "validation")]),
+            ("accuracy", [("accuracy", "training"), ("val_accuracy", "validation")]),
+            ("learning rate", [("learning_rate", None)]),
+        ]
+        figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        for axis, (title, curves) in zip(axes, panels):
+            for name, label in curves:
+                points = [(e, v) for e, v in zip(epochs, self.history[name]) if not math.isnan(v)]
+                if points:
+                    xs, ys = zip(*points)
+                    axis.plot(xs, ys, marker="o" if len(points) < 30 else None, label=label)
+            axis.set_title(title)
+            axis.set_xlabel("epoch")
+            axis.grid(alpha=0.3)
+            if any(label for _, label in curves) and axis.get_legend_handles_labels()[0]:
+                axis.legend()
+        figure.tight_layout()
+        path = Path(path)
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        return path
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        """The figures as a plain dict of lists (copies)."""
+        return {name: list(values) for name, values in self.history.items()}
