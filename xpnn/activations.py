@@ -15,11 +15,13 @@ class ReLU(Layer):
     """``max(0, x)``; the gradient passes where the input was positive."""
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
+        """max(0, inputs) into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
         self.output = self.backend.xp.maximum(self.inputs, 0.0)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
+        """The gradient where the input was positive, 0 elsewhere."""
         # The book zeroes the gradient where inputs <= 0; multiplying by the 0/1 mask does the
         # same in one array operation on every library.
         backend = self.backend
@@ -32,6 +34,7 @@ class Softmax(Layer):
     """Normalised exponentials of each row, shifted by its maximum so ``exp`` cannot overflow."""
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
+        """Row-wise probabilities into ``self.output``."""
         xp = self.backend.xp
         inputs = self.backend.ensure(inputs)
         exp_values = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
@@ -39,6 +42,7 @@ class Softmax(Layer):
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
+        """The gradient through each row's Jacobian."""
         # Each row's Jacobian, diag(s) - s s^T, applied to its gradient: s * (d - s . d).
         # The book loops over samples; this is the same product for all rows at once.
         xp = self.backend.xp
@@ -56,11 +60,13 @@ class Sigmoid(Layer):
     """``1 / (1 + exp(-x))``: independent probabilities, for binary outputs."""
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
+        """``1 / (1 + exp(-inputs))`` into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
         self.output = 1 / (1 + self.backend.xp.exp(-self.inputs))
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
+        """``dvalues * (1 - output) * output``."""
         dvalues = self.backend.ensure(dvalues, "dvalues")
         self.dinputs = dvalues * (1 - self.output) * self.output
         return self.dinputs
@@ -74,11 +80,13 @@ class Linear(Layer):
     """The identity: the output layer of a regression."""
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
+        """The inputs, unchanged, as ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
         self.output = self.inputs
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
+        """The gradient, unchanged."""
         self.dinputs = self.backend.ensure(dvalues, "dvalues")
         return self.dinputs
 
@@ -87,11 +95,13 @@ class Tanh(Layer):
     """The hyperbolic tangent, a zero-centred squashing function (beyond the book)."""
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
+        """``tanh(inputs)`` into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
         self.output = self.backend.xp.tanh(self.inputs)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
+        """``dvalues * (1 - output ** 2)``."""
         dvalues = self.backend.ensure(dvalues, "dvalues")
         self.dinputs = dvalues * (1 - self.output * self.output)
         return self.dinputs
@@ -107,11 +117,13 @@ class LeakyReLU(Layer):
         super().__init__(backend=backend, dtype=dtype)
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
+        """``inputs`` where positive, ``alpha * inputs`` elsewhere."""
         self.inputs = self.backend.ensure(inputs)
         self.output = self.backend.xp.where(self.inputs > 0, self.inputs, self.alpha * self.inputs)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
+        """The gradient where the input was positive, ``alpha`` times it elsewhere."""
         dvalues = self.backend.ensure(dvalues, "dvalues")
         self.dinputs = self.backend.xp.where(self.inputs > 0, dvalues, self.alpha * dvalues)
         return self.dinputs

@@ -79,6 +79,7 @@ class Dense(Layer):
         self.build(self.backend, np.random.default_rng(seed))
 
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
+        """Move onto ``backend`` with fresh weights from ``rng`` and zero biases."""
         self.backend = backend
         shape = (self.n_inputs, self.n_neurons)
         self.weights = backend.asarray(self.weight_scale * rng.standard_normal(shape))
@@ -88,6 +89,7 @@ class Dense(Layer):
         self.dbiases = backend.zeros((1, self.n_neurons))
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
+        """``inputs @ weights + biases`` into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
         self.output = self.inputs @ self.weights
         self.output += self.biases  # in place: one array per forward, not two
@@ -169,10 +171,12 @@ class Dropout(Layer):
         self.binary_mask = None
 
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
+        """Move onto ``backend`` with a mask generator seeded from ``rng``."""
         self.backend = backend
         self.generator = backend.random_generator(int(rng.integers(2**63)))
 
     def forward(self, inputs: Any, training: bool = True) -> Any:
+        """Drop and scale while ``training``; pass the inputs on otherwise."""
         self.inputs = self.backend.ensure(inputs)
         if not training:
             self.binary_mask = None
@@ -185,6 +189,7 @@ class Dropout(Layer):
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
+        """The gradient through the same mask as the forward pass."""
         dvalues = self.backend.ensure(dvalues, "dvalues")
         self.dinputs = dvalues if self.binary_mask is None else dvalues * self.binary_mask
         return self.dinputs

@@ -66,6 +66,7 @@ class CategoricalCrossentropy(Loss):
     categorical = True
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
+        """Per-sample losses: ``-log`` of the clipped probability of the true class."""
         xp = self.backend.xp
         y_pred = self.backend.ensure(y_pred, "y_pred")
         y_true = self.backend.ensure_labels(y_true)
@@ -77,6 +78,7 @@ class CategoricalCrossentropy(Loss):
         return -xp.log(correct_confidences)
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
+        """Gradient with respect to the predicted probabilities: ``-y_true / y_pred / n``."""
         dvalues = self.backend.ensure(dvalues, "dvalues")
         y_true = self.backend.ensure_labels(y_true)
         samples = dvalues.shape[0]
@@ -101,6 +103,7 @@ class SoftmaxCategoricalCrossentropy(Loss):
         self.loss = CategoricalCrossentropy(backend=self.backend)
 
     def build(self, backend: Backend) -> None:
+        """Move onto ``backend``, with the softmax and loss inside."""
         self.backend = backend
         self.activation.backend = backend
         self.loss.backend = backend
@@ -127,6 +130,7 @@ class BinaryCrossentropy(Loss):
     """
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
+        """Per-sample losses, averaged over the outputs."""
         xp = self.backend.xp
         y_pred, y_true = self._targets(y_pred, y_true)
         clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
@@ -134,6 +138,7 @@ class BinaryCrossentropy(Loss):
         return xp.mean(sample_losses, axis=-1)
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
+        """Gradient with respect to the predicted probabilities."""
         dvalues, y_true = self._targets(dvalues, y_true)
         samples, outputs = dvalues.shape
         clipped = self.backend.xp.clip(dvalues, EPSILON, 1 - EPSILON)
@@ -145,10 +150,12 @@ class MeanSquaredError(Loss):
     """Mean of squared differences over the outputs: the usual regression loss (L2)."""
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
+        """Per-sample mean of ``(y_true - y_pred) ** 2``."""
         y_pred, y_true = self._targets(y_pred, y_true)
         return self.backend.xp.mean((y_true - y_pred) ** 2, axis=-1)
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
+        """Gradient: ``-2 * (y_true - y_pred) / outputs / samples``."""
         dvalues, y_true = self._targets(dvalues, y_true)
         samples, outputs = dvalues.shape
         self.dinputs = -2 * (y_true - dvalues) / outputs / samples
@@ -163,10 +170,12 @@ class MeanAbsoluteError(Loss):
     """
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
+        """Per-sample mean of ``|y_true - y_pred|``."""
         y_pred, y_true = self._targets(y_pred, y_true)
         return self.backend.xp.mean(self.backend.xp.abs(y_true - y_pred), axis=-1)
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
+        """Gradient: ``sign(y_pred - y_true) / outputs / samples``."""
         dvalues, y_true = self._targets(dvalues, y_true)
         samples, outputs = dvalues.shape
         self.dinputs = self.backend.xp.sign(dvalues - y_true) / outputs / samples

@@ -47,6 +47,7 @@ class CategoricalAccuracy(Accuracy):
         self.binary = binary
 
     def compare(self, predictions: Any, y: Any) -> Any:
+        """True where the predicted class is the label (or, binary, where each output matches)."""
         if self.binary:
             return predictions == self.backend.ensure(y, "y")
         y = self.backend.ensure_labels(y, "y")
@@ -77,11 +78,13 @@ class RegressionAccuracy(Accuracy):
         self.precision = precision
 
     def init(self, y: Any) -> None:
+        """Set the precision from the first training targets, unless it was given."""
         if self.precision is None:
             xp = self.backend.xp
             self.precision = float(to_numpy(xp.std(self.backend.ensure(y, "y")))) / 250
 
     def compare(self, predictions: Any, y: Any) -> Any:
+        """True where the prediction is within ``precision`` of its target."""
         if self.precision is None:
             raise RuntimeError("RegressionAccuracy has no precision yet: call init(y) first")
         y = self.backend.ensure(y, "y")

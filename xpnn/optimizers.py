@@ -44,6 +44,7 @@ class Optimizer:
         self.iterations += 1
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        """Update ``param`` from ``grad``; the state lives on ``layer`` under ``prefix``."""
         raise NotImplementedError
 
     @staticmethod
@@ -76,6 +77,7 @@ class Adam(Optimizer):
         self.beta_2 = real(beta_2, "beta_2", low=0.0, high=1.0, high_open=True)
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        """One Adam step on ``param``."""
         step = self.iterations + 1
         layer.backend.adam_update(
             param,
@@ -99,6 +101,7 @@ class SGD(Optimizer):
         self.momentum = real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        """One SGD step on ``param``."""
         layer.backend.sgd_update(
             param,
             grad,
@@ -116,6 +119,7 @@ class Adagrad(Optimizer):
         self.epsilon = real(epsilon, "epsilon", low=0.0, low_open=True)
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        """One Adagrad step on ``param``."""
         layer.backend.adagrad_update(
             param,
             grad,
@@ -140,6 +144,7 @@ class RMSprop(Optimizer):
         self.rho = real(rho, "rho", low=0.0, high=1.0, high_open=True)
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        """One RMSprop step on ``param``."""
         layer.backend.rmsprop_update(
             param,
             grad,

@@ -75,5 +75,6 @@ class Progress:
             print(text)
 
     def close(self) -> None:
+        """Finish the bar."""
         if self.bar is not None:
             self.bar.close()
