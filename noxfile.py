@@ -1,4 +1,4 @@
-"""Test sessions over backends, lint, and the example.
+"""Test sessions over backends, lint, and the examples.
 
 ``nox`` runs the tests on numpy and strict, lint, and the cupy session. The cupy session installs
 the CUDA extra and runs the suite where an NVIDIA GPU is visible; elsewhere it skips with its
@@ -62,9 +62,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """Run every example briefly so they cannot rot."""
+    """Run every example briefly so they cannot rot; their PNGs go to a temporary folder."""
     session.install("-e", ".[examples]")
-    session.run("python", "examples/spiral.py", "--epochs", "20", "--backend", "numpy")
+    out = session.create_tmp()
+    for script in ("spiral.py", "digits.py", "regression_sine.py"):
+        session.run("python", f"examples/{script}", "--epochs", "20", "--out", out)
+    session.run("python", "examples/manual_loop.py", "--epochs", "20")
 
 
 @nox.session
