@@ -4,6 +4,7 @@ from . import datasets
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backend import Backend, get_backend, to_numpy
 from .history import History
+from .io import XpnnFileError
 from .layers import Dense, Dropout, Layer
 from .losses import (
     BinaryCrossentropy,
@@ -47,6 +48,7 @@ __all__ = [
     "Softmax",
     "SoftmaxCategoricalCrossentropy",
     "Tanh",
+    "XpnnFileError",
     "datasets",
     "get_backend",
     "to_numpy",

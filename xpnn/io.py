@@ -1,4 +1,4 @@
-"""Saving and loading models: safe persistence, no pickle.
+"""Saving and loading models: safe persistence, in a format that holds no code.
 
 A model file is one safetensors file. Its tensors are the parameters (``params.<k>.<name>``, the
 k-th layer with parameters, as ``Model.get_parameters()`` orders them) and, in a checkpoint, the
@@ -121,7 +121,8 @@ def save_model(
     With ``checkpoint`` (a JSON-serializable dict, e.g. ``{"epoch": 12}``; ``{}`` will do) the
     training state is saved too, so that a model loaded from the file and trained N more epochs
     ends exactly where the saved one would have: the optimizer's step count, rate and state
-    buffers, the model's shuffling generator and each Dropout generator. ``load_checkpoint``
+    buffers, the model's shuffling generator, each Dropout generator and the epoch count
+    ``model.epochs_trained``. ``load_checkpoint``
     returns the dict back. On CuPy, whose generators' state cannot be read, each Dropout
     generator is replaced by a fresh one seeded from its own draws, and that seed is saved, so
     the saving model and the loaded one go on with the same masks.
@@ -255,6 +256,8 @@ def _training_state(
         if isinstance(layer, Dropout):
             dropout[str(index)] = _generator_state(model.backend, layer)
     state = {"checkpoint": info, "optimizer": optimizer, "rng": rng_state, "dropout": dropout}
+    if hasattr(model, "epochs_trained"):  # numbers the epochs (History, reports) of later runs
+        state["epochs_trained"] = int(model.epochs_trained)
     return state, tensors
 
 
@@ -312,7 +315,8 @@ def _digest(metadata: Mapping[str, str], tensors: Mapping[str, np.ndarray]) -> s
 
 def _write_atomic(path: PathLike, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, sync it, then rename it onto ``path``."""
-    target = os.path.realpath(os.fspath(path))  # through a symlink: replace the file, not it
+    # Through a symlink: replace the file it points to, not the link.
+    target = os.fsdecode(os.path.realpath(_path(path)))
     directory, name = os.path.split(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
@@ -374,6 +378,7 @@ def load_checkpoint(
     Training the returned model N more epochs ends exactly where the saved model would have
     after N more epochs (bit for bit on the same backend, NumPy at least).
     """
+    path = _path(path)
     get_backend("numpy" if backend is None else backend, dtype)  # argument errors first
     with _reading(path):
         metadata, tensors = _read(path)
@@ -397,6 +402,7 @@ def load_parameters(model: Model, path: PathLike) -> None:
     and the model is untouched.
     """
     _require_model(model, "load_parameters")
+    path = _path(path)
     with _reading(path):
         metadata, tensors = _read(path)
         kind = metadata.get("kind")
@@ -513,7 +519,9 @@ def _loads(metadata: dict[str, str], key: str) -> dict[str, Any]:
 
 def _keys(value: Any, keys: set[str], what: str) -> dict[str, Any]:
     _expect(isinstance(value, dict), f"{what} must be a JSON object; got {value!r:.80}")
-    _expect(set(value) == keys, f"{what} must have the keys {sorted(keys)}; got {sorted(value)}")
+    _expect(
+        set(value) == keys, f"{what} must have the keys {sorted(keys)}; got {sorted(value)!r:.200}"
+    )
     return value
 
 
@@ -645,7 +653,13 @@ def _restore_state(
     model: Model, state: dict[str, Any], tensors: dict[str, np.ndarray], saved_dtype: str
 ) -> dict[str, Any]:
     """Put the checkpoint's training state into the freshly finalized ``model``."""
-    state = _keys(state, {"checkpoint", "optimizer", "rng", "dropout"}, "the training state")
+    keys = {"checkpoint", "optimizer", "rng", "dropout"}
+    state = _keys(state, keys | ({"epochs_trained"} & set(state or ())), "the training state")
+    epochs = state.get("epochs_trained", 0)
+    _expect(
+        type(epochs) is int and 0 <= epochs < 2**63,
+        f"epochs_trained {epochs!r:.80} is not a non-negative integer",
+    )
     checkpoint = state["checkpoint"]
     _expect(isinstance(checkpoint, dict), "the checkpoint information is not a JSON object")
     if "epoch" in checkpoint:
@@ -706,6 +720,8 @@ def _restore_state(
         for attribute, array in buffers.items():
             copy = np.array(array, dtype=model.backend.dtype_name)  # owned and writable
             setattr(model._parameters, attribute, model.backend.asarray(copy))
+    if "epochs_trained" in state and hasattr(model, "epochs_trained"):
+        model.epochs_trained = epochs
     # After finalize(), which drew the initial weights and Dropout seeds from this generator.
     model.rng.bit_generator.state = state["rng"]
     for index, entry in dropout.items():
@@ -750,6 +766,13 @@ def _check_epoch(epoch: Any, type_error: type[Exception], value_error: type[Exce
         raise type_error(f"checkpoint['epoch'] must be an integer; got {epoch!r:.80}")
     if epoch < 0:
         raise value_error(f"checkpoint['epoch'] must be >= 0; got {epoch!r}")
+
+
+def _path(path: Any) -> str | bytes:
+    """``path`` as a file name; TypeError for anything else (an int would open a descriptor)."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a file name (str or os.PathLike); got {path!r:.80}")
+    return os.fspath(path)
 
 
 def _shown(path: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -296,6 +297,8 @@ class Model:
         shuffle: bool = True,
         validation_data: tuple[Any, Any] | None = None,
         early_stopping: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
         print_every: int = 100,
         verbose: bool | str = True,
     ) -> History:
@@ -312,6 +315,10 @@ class Model:
         ``early_stopping=patience`` evaluates the validation data every epoch and stops when
         its loss has not improved for ``patience`` epochs, restoring the best parameters.
 
+        ``checkpoint=path`` saves the model with its training state (optimizer state, step and
+        epoch counts, random generators) every ``checkpoint_every`` epochs and at the end;
+        ``Model.load(path)`` then carries on exactly where it stopped.
+
         A loss that turns NaN or infinite stops training with NonFiniteLossError. Ctrl-C stops
         after the current step and returns the History so far. Epochs are numbered from the
         model's first, so a resumed run goes on counting.
@@ -326,6 +333,13 @@ class Model:
         if not isinstance(shuffle, bool):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
         display = progress.mode(verbose)
+        checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+        if checkpoint is not None:
+            if not isinstance(checkpoint, (str, os.PathLike)):
+                raise TypeError(f"checkpoint must be a file path; got {checkpoint!r}")
+            folder = os.path.dirname(os.path.abspath(checkpoint))
+            if not os.path.isdir(folder):
+                raise ValueError(f"checkpoint: the folder {folder!r} does not exist")
         if early_stopping is not None:
             early_stopping = positive_int(early_stopping, "early_stopping")
             if validation_data is None:
@@ -363,6 +377,8 @@ class Model:
                 for epoch in range(first, final + 1):
                     sums, compared = self._train_epoch(X, y, batch_size, shuffle, epoch, interrupt)
                     if interrupt.stopped:  # a partial epoch: neither counted nor recorded
+                        if checkpoint is not None:
+                            self._checkpoint(checkpoint)
                         shown.message(
                             f"xpnn: interrupted; stopped after step {self.optimizer.iterations}"
                         )
@@ -373,11 +389,16 @@ class Model:
                     pending.append((epoch, sums, compared, lr, seconds))
                     shown.epoch()
                     reported = epoch % print_every == 0 or epoch == final
-                    if reported or best is not None:
+                    saving = checkpoint is not None and (
+                        epoch % checkpoint_every == 0 or epoch == final
+                    )
+                    if reported or saving or best is not None:
                         extra = self._sums(*validation, batch_size) if validation else None
                         self._record(history, pending, extra, snapshot)
                         if reported:
                             shown.report(history, regularized)
+                    if saving:  # after the report: a non-finite loss is never saved
+                        self._checkpoint(checkpoint)
                     if best is not None and best.stop(self, history, early_stopping):
                         shown.message(
                             f"xpnn: early stop at epoch {epoch}: no better validation loss "
@@ -388,6 +409,11 @@ class Model:
         finally:
             shown.close()
         return history
+
+    def _checkpoint(self, path: str | os.PathLike) -> None:
+        from .io import save_model  # io builds models: imported here, not at the top
+
+        save_model(self, path, checkpoint={"epoch": self.epochs_trained})
 
     def _train_epoch(
         self, X: Any, y: Any, batch_size: int, shuffle: bool, epoch: int, interrupt: Any
@@ -544,6 +570,42 @@ class Model:
         for start in range(0, samples, size):
             stop = min(start + size, samples)
             yield X[start:stop, ...], None if y is None else y[start:stop, ...]
+
+    # -- saving and loading -----------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the architecture (JSON) and the parameters in one safetensors file, atomically.
+
+        No pickle: loading it runs no code. See ``Model.load``.
+        """
+        from .io import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, backend: str | Backend | None = None, dtype: Any = None
+    ) -> Model:
+        """A model from a file written by ``save`` or a ``train`` checkpoint, on ``backend``
+        (NumPy by default; any backend loads any file). A checkpoint carries on training
+        exactly where it stopped. Any unloadable file raises ``xpnn.XpnnFileError``.
+        """
+        from .io import load_model
+
+        return load_model(path, backend, dtype)
+
+    def save_parameters(self, path: str | os.PathLike) -> None:
+        """Save the parameters alone (the book's name), in the same safe format."""
+        from .io import save_parameters
+
+        save_parameters(self, path)
+
+    def load_parameters(self, path: str | os.PathLike) -> None:
+        """Load parameters saved by ``save_parameters`` (or ``save``) into this model; every
+        count and shape is checked before anything changes."""
+        from .io import load_parameters
+
+        load_parameters(self, path)
 
     # -- parameters -------------------------------------------------------------------------------
 
