@@ -949,7 +949,8 @@ def test_no_pickle_anywhere():
     sources = {path.name: path.read_text() for path in sorted(PACKAGE.glob("**/*.py"))}
     assert "io.py" in sources
     for name, text in sources.items():
-        assert "pickle" not in text.lower(), f"xpnn/{name} mentions pickle"
+        code = re.sub(r'"""(.|\n)*?"""|#.*', "", text)  # prose may say "no pickle"; code may not
+        assert "pickle" not in code.lower(), f"xpnn/{name} uses pickle"
         for call in re.findall(r"np\.load\([^)]*\)", text):
             assert "allow_pickle=False" in call, f"xpnn/{name}: {call}"
     loader = sources["io.py"]
