@@ -202,14 +202,16 @@ class Backend:
 
 
 class _NumpyNamespace:
-    """NumPy's namespace with ``sum`` and ``max`` called as the ufunc reductions they are.
+    """NumPy's namespace with a few functions called straight at what they wrap.
 
-    ``np.sum(a, axis=1)`` runs ``np.add.reduce(a, axis=1)`` behind a Python layer that costs
-    more than the sum itself on the small arrays of a training step; the results are the same.
+    ``np.sum(a, axis=1)`` runs ``np.add.reduce(a, axis=1)``, and ``np.take`` the array's own
+    ``take``, behind a Python layer that costs more than the work itself on the small arrays of
+    a training step; the results are the same.
     """
 
     def __init__(self) -> None:
-        self.__dict__.update({name: getattr(np, name) for name in np.__all__})
+        own = vars(type(self))  # the functions below, which NumPy's must not shadow
+        self.__dict__.update({name: getattr(np, name) for name in np.__all__ if name not in own})
 
     @staticmethod
     def sum(x: np.ndarray, /, *, axis: Any = None, keepdims: bool = False) -> Any:
@@ -218,6 +220,14 @@ class _NumpyNamespace:
     @staticmethod
     def max(x: np.ndarray, /, *, axis: Any = None, keepdims: bool = False) -> Any:
         return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def take(x: np.ndarray, indices: np.ndarray, /, *, axis: int | None = None) -> Any:
+        return x.take(indices, axis=axis)
+
+    @staticmethod
+    def argmax(x: np.ndarray, /, *, axis: int | None = None, keepdims: bool = False) -> Any:
+        return x.argmax(axis=axis, keepdims=keepdims)
 
 
 #: Below this many elements an optimizer update runs on one thread: splitting costs more.
