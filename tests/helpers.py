@@ -65,3 +65,18 @@ def seed_model(backend, seed: int = 0, dtype: str = "float32", **adam) -> xpnn.M
     )
     model.finalize()
     return model
+
+
+def press_ctrl_c_at_step(model: xpnn.Model, step: int, monkeypatch) -> None:
+    """Send SIGINT to this process right after the optimizer's ``step``-th update."""
+    import os
+    import signal
+
+    original = model.optimizer.post_update_params
+
+    def post_update_params():
+        original()
+        if model.optimizer.iterations == step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(model.optimizer, "post_update_params", post_update_params)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 import numpy as np
 import pytest
-from helpers import spiral
+from helpers import press_ctrl_c_at_step, spiral
 
 import xpnn
 
@@ -63,14 +60,7 @@ def test_ctrl_c_writes_a_checkpoint_first(tmp_path, monkeypatch):
     X, y = spiral(60, 3)
     path = tmp_path / "run.xpnn"
     model = _model("numpy")
-    original = model.optimizer.post_update_params
-
-    def interrupt_at_step_5():
-        original()
-        if model.optimizer.iterations == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(model.optimizer, "post_update_params", interrupt_at_step_5)
+    press_ctrl_c_at_step(model, 5, monkeypatch)
     model.train(
         X, y, epochs=10, batch_size=64, checkpoint=path, checkpoint_every=100, verbose=False
     )

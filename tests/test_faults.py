@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import numpy as np
 import pytest
-from helpers import seed_model, spiral
+from helpers import press_ctrl_c_at_step, seed_model, spiral
 
 import xpnn
 
@@ -47,14 +46,7 @@ def test_non_finite_loss_stops_training(backend):
 def test_ctrl_c_stops_after_the_current_step(backend, monkeypatch):
     X, y = spiral(100, 3)
     model = seed_model(backend, seed=0)
-    original = model.optimizer.post_update_params
-
-    def interrupt_at_step_7():
-        original()
-        if model.optimizer.iterations == 7:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(model.optimizer, "post_update_params", interrupt_at_step_7)
+    press_ctrl_c_at_step(model, 7, monkeypatch)
     history = model.train(X, y, epochs=10, batch_size=100, print_every=1, verbose=False)
     assert model.optimizer.iterations == 7  # 3 steps per epoch: stopped inside epoch 3
     assert history["epoch"] == [1, 2] and model.epochs_trained == 2
