@@ -1,6 +1,7 @@
 """Test sessions over backends, lint, and the examples.
 
-``nox`` runs the tests on numpy and strict, lint, and the cupy session. The cupy session installs
+``nox`` runs the tests on numpy and strict, the cupy session, lint, and every example briefly
+(so they cannot rot). The cupy session installs
 the CUDA extra and runs the suite where an NVIDIA GPU is visible; elsewhere it skips with its
 reason and installs nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. ``nox -s bench``,
 never part of the default run, times xpnn beside PyTorch (benchmarks/README.md).
@@ -16,7 +17,7 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "lint", "examples"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 

@@ -112,7 +112,7 @@ def test_model_state_errors():
     model.add(xpnn.Dense(2, 4))
     with pytest.raises(ValueError, match="no loss"):
         model.finalize()
-    with pytest.raises(RuntimeError, match=r"finalize\(\) before train"):
+    with pytest.raises(ValueError, match=r"finalize\(\) before train"):
         model.train(X_GOOD, Y_GOOD)
     model.add(xpnn.Dense(5, 3))
     model.set(loss=xpnn.CategoricalCrossentropy())

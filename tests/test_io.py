@@ -912,7 +912,7 @@ def test_paths_must_be_file_names(tmp_path):
 def test_save_errors(tmp_path):
     unfinished = xpnn.Model()
     unfinished.add(xpnn.Dense(2, 2))
-    with pytest.raises(RuntimeError, match="finalize"):
+    with pytest.raises(ValueError, match="finalize"):
         save_model(unfinished, tmp_path / "m")
     with pytest.raises(TypeError, match="Model"):
         save_model("model", tmp_path / "m")

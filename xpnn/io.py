@@ -127,7 +127,7 @@ def save_model(
     generator is replaced by a fresh one seeded from its own draws, and that seed is saved, so
     the saving model and the loaded one go on with the same masks.
 
-    Raises RuntimeError before ``finalize()``, TypeError for a layer or object that is not one
+    Raises ValueError before ``finalize()``, TypeError for a layer or object that is not one
     of xpnn's own classes, ValueError for non-finite parameters or a bad ``checkpoint``, OSError
     if the file cannot be written (the previous file at ``path``, if any, is then intact).
     """

@@ -249,7 +249,7 @@ class Model:
 
     def _require_finalized(self, what: str) -> None:
         if self._parameters is None:
-            raise RuntimeError(f"call finalize() before {what}()")
+            raise ValueError(f"call finalize() before {what}()")
 
     @property
     def n_inputs(self) -> int | None:
