@@ -155,7 +155,7 @@ def _require_model(model: Any, what: str) -> None:
     if not isinstance(model, _model_module.Model):
         raise TypeError(f"{what} takes an xpnn Model; got {type(model).__name__}")
     if getattr(model, "_parameters", None) is None:
-        raise RuntimeError(f"call finalize() before {what}()")
+        raise ValueError(f"call finalize() before {what}()")
 
 
 def _describe_model(model: Model) -> dict[str, Any]:
