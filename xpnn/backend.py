@@ -292,8 +292,8 @@ class NumpyBackend(Backend):
         if key not in self._scratch:
             self._scratch[key] = (np.empty_like(param), np.empty_like(param))
         everything = (param, *arrays, *self._scratch[key])
-        threads = _threads()
-        if param.size < PARALLEL_MIN_SIZE or threads == 1 or param.shape[0] < threads:
+        threads = 1 if param.size < PARALLEL_MIN_SIZE else _threads()
+        if threads == 1 or param.shape[0] < threads:
             kernel(*everything, **scalars)
             return
         if self._pool is None:

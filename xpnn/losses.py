@@ -119,7 +119,8 @@ class SoftmaxCategoricalCrossentropy(Loss):
         y_true = self.backend.ensure_labels(y_true)
         if y_true.ndim == 1:
             y_true = self.backend.one_hot(y_true, dvalues.shape[1])
-        self.dinputs = (dvalues - y_true) / dvalues.shape[0]
+        self.dinputs = dvalues - y_true
+        self.dinputs /= dvalues.shape[0]  # in place: one array, not two
         return self.dinputs
 
 
