@@ -81,22 +81,28 @@ UPDATES = {
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("update", [*UPDATES.keys(), "sgd-plain"])
-@pytest.mark.parametrize("size", [50, PARALLEL_MIN_SIZE + 3], ids=["small", "threaded"])
+@pytest.mark.parametrize(
+    "size",
+    [50, 100_003, PARALLEL_MIN_SIZE + 3, (70, 30)],
+    ids=["small", "blocks", "threaded", "transposed"],
+)
 def test_fast_paths_match_reference(backend, dtype, update, size, monkeypatch):
     """The library's own update gives what the generic array-API version gives, also when
-    NumPy splits a large buffer over threads (three here, whatever the machine has)."""
+    NumPy goes through a buffer in blocks, splits it over threads (three here, whatever the
+    machine has), or gets arrays it cannot view as flat (transposed)."""
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     be = xpnn.get_backend(backend, dtype)
     plain = update == "sgd-plain"
     arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
     rng = np.random.default_rng(3)
     state = [rng.standard_normal(size)] + [rng.random(size) for _ in range(arrays - 1)]
-    fast = [be.asarray(a) for a in state]
-    reference = [be.asarray(np.array(a)) for a in state]
+    layout = (lambda a: a.T) if isinstance(size, tuple) else (lambda a: a)
+    fast = [layout(be.asarray(a)) for a in state]
+    reference = [layout(be.asarray(np.array(a))) for a in state]
     method = f"{'sgd' if plain else update}_update"
     extra = (None,) if plain else ()
     for _ in range(3):
-        grad = be.asarray(rng.standard_normal(size))
+        grad = layout(be.asarray(rng.standard_normal(size)))
         getattr(be, method)(fast[0], grad, *fast[1:], *extra, **settings)
         getattr(Backend, method)(be, reference[0], grad, *reference[1:], *extra, **settings)
     for a, b in zip(fast, reference):
