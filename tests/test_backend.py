@@ -119,3 +119,31 @@ def test_to_numpy_passes_host_values_through():
     a = np.ones(3)
     assert xpnn.to_numpy(a) is a
     np.testing.assert_array_equal(xpnn.to_numpy([1, 2]), [1, 2])
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3, 7, 8, 10, 32, 33])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_row_reductions_match_numpy(backend, columns, keepdims):
+    """Max and sum along rows (short rows take a column-by-column path on NumPy) and clip give
+    what NumPy's own functions give, NaN included."""
+    be = xpnn.get_backend(backend, "float32")
+    rng = np.random.default_rng(columns)
+    host = (rng.standard_normal((50, columns)) * rng.lognormal(0, 3, (50, columns))).astype(
+        np.float32
+    )
+    host[7, -1] = np.nan
+    a = be.asarray(host)
+    xp = be.xp
+    for name, result, expected in [
+        ("max", xp.max(a, axis=1, keepdims=keepdims), np.max(host, axis=1, keepdims=keepdims)),
+        ("max", xp.max(a, axis=-1, keepdims=keepdims), np.max(host, axis=1, keepdims=keepdims)),
+        ("sum", xp.sum(a, axis=1, keepdims=keepdims), np.sum(host, axis=1, keepdims=keepdims)),
+        ("sum", xp.sum(a, axis=0, keepdims=keepdims), np.sum(host, axis=0, keepdims=keepdims)),
+    ]:
+        assert_on_backend(result, be)
+        assert result.shape == expected.shape, name
+        np.testing.assert_allclose(xpnn.to_numpy(result), expected, rtol=1e-6, err_msg=name)
+    clipped = xp.clip(a, 1e-7, 1 - 1e-7)
+    assert_on_backend(clipped, be)
+    np.testing.assert_array_equal(xpnn.to_numpy(clipped), np.clip(host, 1e-7, 1 - 1e-7))
+    np.testing.assert_array_equal(xpnn.to_numpy(xp.clip(a, max=0.5)), np.clip(host, None, 0.5))
