@@ -1,8 +1,9 @@
 """CuPy's fused optimizer kernels, checked where there is no GPU.
 
 Their bodies are plain C arithmetic, so compiled as C++ on the host (no fused multiply-add, as
-CuPy compiles them) they must give the generic reference update bit for bit. On a GPU,
-test_optimizers.py runs the kernels themselves against the same reference.
+CuPy compiles them) and called the way CupyBackend calls them, they must give the generic
+reference update bit for bit. On a GPU, test_optimizers.py runs the kernels themselves against
+the same reference.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from test_optimizers import UPDATES
 
 import xpnn
-from xpnn.backend import CUPY_KERNELS, Backend
+from xpnn.backend import CUPY_KERNELS, Backend, CupyBackend
 
 C_TYPES = {"float32": ("float", ctypes.c_float), "float64": ("double", ctypes.c_double)}
 
@@ -58,46 +59,49 @@ def host_kernels(tmp_path_factory):
     return ctypes.CDLL(str(library))
 
 
-# Each kernel's scalars, in its signature's order, from the reference's keyword arguments.
-SCALARS = {
-    "adam": lambda s: [
-        s["beta_1"],
-        1 - s["beta_1"],
-        s["beta_2"],
-        1 - s["beta_2"],
-        s["epsilon"],
-        s["correction_1"],
-        s["correction_2"],
-        -s["learning_rate"],
-    ],
-    "sgd": lambda s: [-s["learning_rate"]],
-    "sgd_momentum": lambda s: [s["momentum"], s["learning_rate"]],
-    "adagrad": lambda s: [s["epsilon"], -s["learning_rate"]],
-    "rmsprop": lambda s: [s["rho"], 1 - s["rho"], s["epsilon"], -s["learning_rate"]],
-}
+class HostCupy:
+    """Stands in for the cupy module: its ElementwiseKernel runs the body compiled on the host."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self.library = library
+
+    def ElementwiseKernel(self, inputs, outputs, body, name, options=()):
+        assert "--fmad=false" in options
+        kernel = name.removeprefix("xpnn_")
+        assert CUPY_KERNELS[kernel] == (inputs, outputs, body)
+        count = len(_names(inputs))
+
+        def launch(*args):
+            grad, scalars, arrays = args[0], args[1:count], args[count:]
+            assert len(arrays) == len(_names(outputs))
+            c_type, c_scalar = C_TYPES[grad.dtype.name]
+            pointers = [a.ctypes.data_as(ctypes.c_void_p) for a in (grad, *arrays)]
+            function = getattr(self.library, f"{kernel}_{c_type}")
+            function(ctypes.c_long(grad.size), pointers[0], *map(c_scalar, scalars), *pointers[1:])
+
+        return launch
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kernel", CUPY_KERNELS)
-def test_kernel_bodies_compute_the_reference(backend, host_kernels, kernel, dtype):
+@pytest.mark.parametrize("update", [*UPDATES, "sgd-plain"])
+def test_cupy_updates_compute_the_reference(backend, host_kernels, update, dtype):
+    """CupyBackend's update methods, their kernels run on the host, against the reference."""
     be = xpnn.get_backend(backend, dtype)
-    update = kernel.split("_")[0]
-    arrays, settings = UPDATES[update]
-    arrays, extra = (1, (None,)) if kernel == "sgd" else (arrays, ())
-    assert len(SCALARS[kernel](settings)) == len(_names(CUPY_KERNELS[kernel][0])) - 1
+    plain = update == "sgd-plain"
+    arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
+    method = f"{'sgd' if plain else update}_update"
+    extra = (None,) if plain else ()
+    cupy_like = object.__new__(CupyBackend)  # no device needed: only its methods run
+    cupy_like.xp = HostCupy(host_kernels)
     rng = np.random.default_rng(4)
     host = [rng.standard_normal(1000).astype(dtype)]
     host += [rng.random(1000).astype(dtype) for _ in range(arrays - 1)]
-    reference = [be.asarray(a) for a in host]
-    c_type, c_scalar = C_TYPES[dtype]
-    function = getattr(host_kernels, f"{kernel}_{c_type}")
+    reference = [be.asarray(a.copy()) for a in host]  # a copy: NumPy would share the array
     for _ in range(3):
         grad = rng.standard_normal(1000).astype(dtype)
-        getattr(Backend, f"{update}_update")(
+        getattr(Backend, method)(
             be, reference[0], be.asarray(grad), *reference[1:], *extra, **settings
         )
-        pointers = [a.ctypes.data_as(ctypes.c_void_p) for a in (grad, *host)]
-        scalars = [c_scalar(v) for v in SCALARS[kernel](settings)]
-        function(ctypes.c_long(grad.size), pointers[0], *scalars, *pointers[1:])
+        getattr(CupyBackend, method)(cupy_like, host[0], grad, *host[1:], *extra, **settings)
     for kernel_result, expected in zip(host, reference):
         np.testing.assert_array_equal(kernel_result, xpnn.to_numpy(expected))
