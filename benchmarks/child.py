@@ -58,7 +58,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.warmup:
         train(args.warmup)
     start = time.perf_counter()
-    loss, accuracy, steps = train(args.epochs)
+    loss, accuracy, steps, host_reads = train(args.epochs)
     seconds = time.perf_counter() - start
     result = {
         "impl": args.impl,
@@ -69,6 +69,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": seconds,
         "loss": loss,
         "accuracy": accuracy,
+        "host_reads": host_reads,
         "setup_rss_mib": setup_rss,
         "peak_rss_mib": max_rss_mib(),
         "blas_threads": blas_threads(),

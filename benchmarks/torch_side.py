@@ -13,8 +13,9 @@ from workloads import Workload
 
 def build(
     workload: Workload, X: np.ndarray, y: np.ndarray, device: str, seed: int = 0
-) -> Callable[[int], tuple[float, float, int]]:
-    """A function that trains ``epochs`` more epochs and returns (loss, accuracy, steps run).
+) -> Callable[[int], tuple[float, float, int, int]]:
+    """A function that trains ``epochs`` more epochs and returns (loss, accuracy, steps run,
+    host reads: one).
 
     As xpnn does: a fresh permutation each epoch, batches gathered by index, loss and accuracy
     summed on the device per step and read on the host once per call. The learning-rate decay
@@ -58,7 +59,7 @@ def build(
                     correct += (logits.argmax(dim=1) == batch_y).sum()
             sums.append(torch.stack([loss_sum, correct.to(loss_sum.dtype)]))
         loss, accuracy = (torch.stack(sums)[-1] / samples).tolist()  # the one host read
-        return loss, accuracy, step - first
+        return loss, accuracy, step - first, 1
 
     return train
 

@@ -13,12 +13,16 @@ import xpnn
 
 def build(
     workload: Workload, X: np.ndarray, y: np.ndarray, backend: str, seed: int = 0
-) -> Callable[[int], tuple[float, float, int]]:
-    """A function that trains ``epochs`` more epochs and returns (loss, accuracy, steps run).
+) -> Callable[[int], tuple[float, float, int, int]]:
+    """A function that trains ``epochs`` more epochs and returns (loss, accuracy, steps run,
+    host reads).
 
-    Loss and accuracy are those of the last epoch; ``train`` reads them from the device once, at
-    its end, so every call ends synchronised with the device.
+    Loss and accuracy are those of the last epoch; ``train`` reads them from the device once per
+    report (every 100 epochs and the last), so every call ends synchronised with the device.
+    Host reads are counted where the model makes them, through ``xpnn.model.to_numpy``: on a
+    GPU each one is a device synchronisation.
     """
+    reads = _count_host_reads()
     model = xpnn.Model(backend=backend, seed=seed)
     widths = workload.widths
     for index, (n_inputs, n_neurons) in enumerate(itertools.pairwise(widths)):
@@ -32,12 +36,25 @@ def build(
     model.finalize()
 
     def train(epochs: int) -> tuple[float, float, int]:
-        before = model.optimizer.iterations
+        before, reads_before = model.optimizer.iterations, reads["count"]
         history = model.train(X, y, epochs=epochs, batch_size=workload.batch_size, verbose=False)
         steps = model.optimizer.iterations - before
-        return history["loss"][-1], history["accuracy"][-1], steps
+        return history["loss"][-1], history["accuracy"][-1], steps, reads["count"] - reads_before
 
     return train
+
+
+def _count_host_reads() -> dict[str, int]:
+    """Count the model's transfers to the host from now on (this process only)."""
+    reads = {"count": 0}
+    original = xpnn.model.to_numpy
+
+    def counting(a):
+        reads["count"] += 1
+        return original(a)
+
+    xpnn.model.to_numpy = counting
+    return reads
 
 
 def library_info() -> dict[str, str]:
