@@ -306,29 +306,29 @@ class NumpyBackend(Backend):
         return generator.random(shape, dtype=self.dtype_name)
 
     def adam_update(self, param: Any, grad: Any, momentum: Any, cache: Any, **scalars) -> None:
-        self._in_slices(_adam, param, grad, momentum, cache, **scalars)
+        self._in_slices(_adam, (param, grad, momentum, cache), scalars)
 
     def sgd_update(self, param: Any, grad: Any, momentums: Any, **scalars) -> None:
         if momentums is None:
-            self._in_slices(_sgd, param, grad, **scalars)
+            self._in_slices(_sgd, (param, grad), scalars)
         else:
-            self._in_slices(_sgd_momentum, param, grad, momentums, **scalars)
+            self._in_slices(_sgd_momentum, (param, grad, momentums), scalars)
 
     def adagrad_update(self, param: Any, grad: Any, cache: Any, **scalars) -> None:
-        self._in_slices(_adagrad, param, grad, cache, **scalars)
+        self._in_slices(_adagrad, (param, grad, cache), scalars)
 
     def rmsprop_update(self, param: Any, grad: Any, cache: Any, **scalars) -> None:
-        self._in_slices(_rmsprop, param, grad, cache, **scalars)
+        self._in_slices(_rmsprop, (param, grad, cache), scalars)
 
-    def _in_slices(self, kernel: Any, param: np.ndarray, *arrays: np.ndarray, **scalars) -> None:
-        """``kernel(param, *arrays, t1, t2, **scalars)`` block by block, over several threads
-        when the arrays are large."""
-        everything = (param, *arrays)
+    def _in_slices(self, kernel: Any, everything: tuple, scalars: dict) -> None:
+        """``kernel(*everything, t1, t2, **scalars)`` block by block, over several threads when
+        the arrays are large; ``everything[0]`` is the parameter array."""
+        param = everything[0]
         if param.nbytes <= BLOCK_BYTES:  # one block: the common case of a small model
-            key = (param.shape, param.dtype.str)
-            if key not in self._scratch:
-                self._scratch[key] = (np.empty_like(param), np.empty_like(param))
-            kernel(*everything, *self._scratch[key], **scalars)
+            scratch = self._scratch.get(param.shape)
+            if scratch is None or scratch[0].dtype != param.dtype:
+                scratch = self._scratch[param.shape] = (np.empty_like(param), np.empty_like(param))
+            kernel(*everything, *scratch, **scalars)
             return
         if not all(a.flags.c_contiguous for a in everything):  # no flat view: all at once
             kernel(*everything, np.empty_like(param), np.empty_like(param), **scalars)
