@@ -8,7 +8,7 @@ import types
 
 import numpy as np
 import pytest
-from helpers import assert_on_backend
+from helpers import assert_on_backend, tolerance
 
 import xpnn
 from xpnn import backend as backend_module
@@ -147,3 +147,35 @@ def test_row_reductions_match_numpy(backend, columns, keepdims):
     assert_on_backend(clipped, be)
     np.testing.assert_array_equal(xpnn.to_numpy(clipped), np.clip(host, 1e-7, 1 - 1e-7))
     np.testing.assert_array_equal(xpnn.to_numpy(xp.clip(a, max=0.5)), np.clip(host, None, 0.5))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows", [1, 5, 128])
+def test_step_operations_match_the_reference(backend, dtype, rows):
+    """A library's own one-hot, label pick, mask, column sums and gradient product give what
+    the generic array-API versions give on the same arrays."""
+    be = xpnn.get_backend(backend, dtype)
+    rng = np.random.default_rng(rows)
+    a = be.asarray(rng.standard_normal((rows, 3)))
+    wide = be.asarray(rng.standard_normal((rows, 64)))
+    labels = be.asarray(rng.integers(0, 3, rows), dtype=be.index_dtype)
+    generic = xpnn.Backend
+    pairs = {
+        "one_hot": (be.one_hot(labels, 3), generic.one_hot(be, labels, 3)),
+        "take_labels": (be.take_labels(a, labels), generic.take_labels(be, a, labels)),
+        "keep_where": (be.keep_where(wide, wide > 0), generic.keep_where(be, wide, wide > 0)),
+    }
+    for name, op in [("sum_rows", "sum_rows"), ("matmul", "matmul")]:
+        args = (wide,) if op == "sum_rows" else (be.xp.matrix_transpose(a), wide)
+        shape = (1, 64) if op == "sum_rows" else (3, 64)
+        fast, reference = be.zeros(shape), be.zeros(shape)
+        returned = getattr(be, op)(*args, out=fast)
+        getattr(generic, op)(be, *args, out=reference)
+        assert returned is fast or returned is None or returned.shape == shape
+        pairs[name] = (fast, reference)
+    for name, (fast, reference) in pairs.items():
+        assert_on_backend(fast, be)
+        assert fast.dtype == reference.dtype, name
+        np.testing.assert_allclose(
+            xpnn.to_numpy(fast), xpnn.to_numpy(reference), **tolerance(dtype), err_msg=name
+        )

@@ -22,11 +22,10 @@ class ReLU(Layer):
 
     def backward(self, dvalues: Any) -> Any:
         """The gradient where the input was positive, 0 elsewhere."""
-        # The book zeroes the gradient where inputs <= 0; multiplying by the 0/1 mask does the
-        # same in one array operation on every library.
-        backend = self.backend
-        dvalues = backend.ensure(dvalues, "dvalues")
-        self.dinputs = dvalues * backend.xp.astype(self.inputs > 0, backend.dtype)
+        # The book zeroes the gradient where inputs <= 0, by fancy-index assignment; keeping the
+        # gradient where the mask holds does the same in one array operation on every library.
+        dvalues = self.backend.ensure(dvalues, "dvalues")
+        self.dinputs = self.backend.keep_where(dvalues, self.inputs > 0)
         return self.dinputs
 
 

@@ -122,6 +122,10 @@ class Backend:
         """``a[i, labels[i]]`` for every row ``i``: the value each row gives its label."""
         return self.xp.take_along_axis(a, labels[:, None], axis=1)[:, 0]
 
+    def keep_where(self, values: Any, condition: Any) -> Any:
+        """``values`` where ``condition`` holds and 0 elsewhere (the book's ``d[x <= 0] = 0``)."""
+        return values * self.xp.astype(condition, self.dtype)
+
     def to_numpy(self, a: Any) -> np.ndarray:
         """``a`` as a NumPy array on the host."""
         return to_numpy(a)
@@ -282,6 +286,7 @@ class NumpyBackend(Backend):
         self._scratch: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
+        self._constants: dict[tuple[str, int], np.ndarray] = {}
 
     def is_own(self, a: Any) -> bool:
         return type(a) is np.ndarray
@@ -299,8 +304,26 @@ class NumpyBackend(Backend):
     def take_labels(self, a: Any, labels: Any) -> Any:
         return a[self._arange(a.shape[0]), labels]
 
+    def one_hot(self, labels: Any, classes: int) -> Any:
+        return self._constant("eye", classes).take(labels, axis=0)  # rows of the identity
+
+    def keep_where(self, values: Any, condition: Any) -> Any:
+        return np.multiply(values, condition)  # the 0/1 cast happens inside the multiply
+
     def sum_rows(self, a: Any, *, out: Any) -> Any:
+        if a.ndim == 2 and a.dtype == out.dtype and out.flags.c_contiguous:
+            # A row of ones times ``a`` through BLAS: several times faster than add.reduce on
+            # a batch of gradients (the sum's rounding order differs, as it does on a GPU).
+            return np.dot(self._constant("ones", a.shape[0]), a, out=out)
         return np.add.reduce(a, axis=0, keepdims=True, out=out)
+
+    def _constant(self, kind: str, n: int) -> np.ndarray:
+        """The ``n`` x ``n`` identity ("eye") or a 1 x ``n`` row of ones, kept for reuse."""
+        key = (kind, n)
+        if key not in self._constants:
+            make = np.eye if kind == "eye" else lambda n, dtype: np.ones((1, n), dtype)
+            self._constants[key] = make(n, dtype=self.dtype)
+        return self._constants[key]
 
     def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
         return generator.random(shape, dtype=self.dtype_name)
