@@ -307,9 +307,6 @@ class NumpyBackend(Backend):
     def one_hot(self, labels: Any, classes: int) -> Any:
         return self._constant("eye", classes).take(labels, axis=0)  # rows of the identity
 
-    def keep_where(self, values: Any, condition: Any) -> Any:
-        return np.multiply(values, condition)  # the 0/1 cast happens inside the multiply
-
     def sum_rows(self, a: Any, *, out: Any) -> Any:
         if a.ndim == 2 and a.dtype == out.dtype and out.flags.c_contiguous:
             # A row of ones times ``a`` through BLAS: several times faster than add.reduce on
