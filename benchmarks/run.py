@@ -145,9 +145,10 @@ def report_speed(name: str, title: str, results: dict[str, list], unit: str) -> 
     # Each round's pair ran back to back, so its ratio is less swayed by a machine whose speed
     # drifts during the run than the ratio of medians is.
     paired = [per_step(t) / per_step(x) for x, t in zip(results["xpnn"], results["torch"])]
+    best = min(map(per_step, results["torch"])) / min(map(per_step, results["xpnn"]))
     print(
         f"per-round torch/xpnn: median {statistics.median(paired):.2f}, "
-        f"range {min(paired):.2f} - {max(paired):.2f}"
+        f"range {min(paired):.2f} - {max(paired):.2f}; best round of each: {best:.2f}"
     )
     reads = ", ".join(
         f"{impl} {statistics.median(r['host_reads'] / r['epochs'] for r in runs):.3g}"
