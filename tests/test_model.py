@@ -129,7 +129,8 @@ def test_seed_workload_learns_only_when_shuffled(backend, data):
 def test_seed_network_reaches_090(backend, data):
     """The seed's network and batches with the seed's Adam defaults (0.02, decay 5e-5).
 
-    Measured on numpy and strict (bit-identical): 0.915 training accuracy at epoch 1500.
+    Measured: 0.914 training accuracy at epoch 1500 on numpy, 0.915 on strict (NumPy sums
+    the bias gradients through BLAS, in another order).
     """
     X, y = data
     model = seed_model(backend, seed=0, learning_rate=0.02, decay=5e-5)
