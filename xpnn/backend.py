@@ -283,7 +283,9 @@ class NumpyBackend(Backend):
 
     def __init__(self, dtype: str = "float32") -> None:
         Backend.__init__(self, _NumpyNamespace(), "cpu", dtype, pass_device=False)
+        # Scratch pairs: whole-array ones by shape; block-sized ones per thread.
         self._scratch: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._block_scratch: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
         self._constants: dict[tuple[str, int], np.ndarray] = {}
@@ -326,21 +328,21 @@ class NumpyBackend(Backend):
         return generator.random(shape, dtype=self.dtype_name)
 
     def adam_update(self, param: Any, grad: Any, momentum: Any, cache: Any, **scalars) -> None:
-        self._in_slices(_adam, (param, grad, momentum, cache), scalars)
+        self._in_blocks(_adam, (param, grad, momentum, cache), scalars)
 
     def sgd_update(self, param: Any, grad: Any, momentums: Any, **scalars) -> None:
         if momentums is None:
-            self._in_slices(_sgd, (param, grad), scalars)
+            self._in_blocks(_sgd, (param, grad), scalars)
         else:
-            self._in_slices(_sgd_momentum, (param, grad, momentums), scalars)
+            self._in_blocks(_sgd_momentum, (param, grad, momentums), scalars)
 
     def adagrad_update(self, param: Any, grad: Any, cache: Any, **scalars) -> None:
-        self._in_slices(_adagrad, (param, grad, cache), scalars)
+        self._in_blocks(_adagrad, (param, grad, cache), scalars)
 
     def rmsprop_update(self, param: Any, grad: Any, cache: Any, **scalars) -> None:
-        self._in_slices(_rmsprop, (param, grad, cache), scalars)
+        self._in_blocks(_rmsprop, (param, grad, cache), scalars)
 
-    def _in_slices(self, kernel: Any, everything: tuple, scalars: dict) -> None:
+    def _in_blocks(self, kernel: Any, everything: tuple, scalars: dict) -> None:
         """``kernel(*everything, t1, t2, **scalars)`` block by block, over several threads when
         the arrays are large; ``everything[0]`` is the parameter array."""
         param = everything[0]
@@ -373,10 +375,11 @@ class NumpyBackend(Backend):
 
     def _blocks(self, kernel, flat, start, stop, block, worker, scalars) -> None:
         """``kernel`` over ``flat[start:stop]``, ``block`` elements at a time."""
-        key = (worker, block, flat[0].dtype.str)
-        if key not in self._scratch:
-            self._scratch[key] = (np.empty(block, flat[0].dtype), np.empty(block, flat[0].dtype))
-        t1, t2 = self._scratch[key]
+        dtype = flat[0].dtype
+        key = (worker, block, dtype.str)
+        if key not in self._block_scratch:
+            self._block_scratch[key] = (np.empty(block, dtype), np.empty(block, dtype))
+        t1, t2 = self._block_scratch[key]
         for lo in range(start, stop, block):
             hi = min(lo + block, stop)
             kernel(*(a[lo:hi] for a in flat), t1[: hi - lo], t2[: hi - lo], **scalars)
