@@ -17,7 +17,8 @@ class ReLU(Layer):
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """max(0, inputs) into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
-        self.output = self.backend.xp.maximum(self.inputs, 0.0)
+        out = self._out("output", self.inputs.shape)
+        self.output = self.backend.ops.maximum(self.inputs, 0.0, out=out)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
@@ -25,7 +26,8 @@ class ReLU(Layer):
         # The book zeroes the gradient where inputs <= 0, by fancy-index assignment; keeping the
         # gradient where the mask holds does the same in one array operation on every library.
         dvalues = self.backend.ensure(dvalues, "dvalues")
-        self.dinputs = self.backend.keep_where(dvalues, self.inputs > 0)
+        out = self._out("dinputs", dvalues.shape)
+        self.dinputs = self.backend.keep_where(dvalues, self.inputs > 0, out=out)
         return self.dinputs
 
 
@@ -34,10 +36,12 @@ class Softmax(Layer):
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """Row-wise probabilities into ``self.output``."""
-        xp = self.backend.xp
+        xp, ops = self.backend.xp, self.backend.ops
         inputs = self.backend.ensure(inputs)
-        exp_values = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
-        self.output = exp_values / xp.sum(exp_values, axis=1, keepdims=True)
+        out = self._out("output", inputs.shape)  # each step below writes there while training
+        shifted = ops.subtract(inputs, xp.max(inputs, axis=1, keepdims=True), out=out)
+        exp_values = ops.exp(shifted, out=out)
+        self.output = ops.divide(exp_values, xp.sum(exp_values, axis=1, keepdims=True), out=out)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:

@@ -47,6 +47,9 @@ class Backend:
         self._on_device = {"device": device} if pass_device else {}
         self.array_type = type(xp.zeros(0, **self._on_device))
         self._aranges: dict[int, Any] = {}
+        #: ``xp``'s element-wise functions with an ``out=`` argument, for the buffers a layer
+        #: keeps while training; NumPy's and CuPy's own functions compute straight into it.
+        self.ops: Any = WithOut(xp)
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r}, dtype={self.dtype_name!r})"
@@ -104,6 +107,10 @@ class Backend:
         """Zeros on the device, in the float dtype unless told."""
         return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype, **self._on_device)
 
+    def empty(self, shape: int | tuple[int, ...]) -> Any:
+        """An array of the float dtype whose values are yet to be written."""
+        return self.xp.empty(shape, dtype=self.dtype, **self._on_device)
+
     def arange(self, n: int) -> Any:
         """0, 1, ..., n - 1 as indices on the device."""
         return self.xp.arange(n, dtype=self.index_dtype, **self._on_device)
@@ -122,9 +129,9 @@ class Backend:
         """``a[i, labels[i]]`` for every row ``i``: the value each row gives its label."""
         return self.xp.take_along_axis(a, labels[:, None], axis=1)[:, 0]
 
-    def keep_where(self, values: Any, condition: Any) -> Any:
+    def keep_where(self, values: Any, condition: Any, *, out: Any = None) -> Any:
         """``values`` where ``condition`` holds and 0 elsewhere (the book's ``d[x <= 0] = 0``)."""
-        return values * self.xp.astype(condition, self.dtype)
+        return self.ops.multiply(values, self.xp.astype(condition, self.dtype), out=out)
 
     def to_numpy(self, a: Any) -> np.ndarray:
         """``a`` as a NumPy array on the host."""
@@ -149,8 +156,10 @@ class Backend:
 
     # -- operations with a fast path on some libraries -----------------------------------------
 
-    def matmul(self, a: Any, b: Any, *, out: Any) -> Any:
-        """``a @ b`` written into ``out``."""
+    def matmul(self, a: Any, b: Any, *, out: Any = None) -> Any:
+        """``a @ b``, written into ``out`` where one is given."""
+        if out is None:
+            return a @ b
         out[...] = a @ b
         return out
 
@@ -203,6 +212,27 @@ class Backend:
         """One RMSprop step in place: the cache is a moving average of squared gradients."""
         cache[...] = rho * cache + (1 - rho) * grad**2
         param += -learning_rate * grad / (self.xp.sqrt(cache) + epsilon)
+
+
+class WithOut:
+    """An array-API namespace's functions taking ``out=`` as NumPy's do: the standard has no
+    such argument, so the result is computed, then written into ``out`` where one is given."""
+
+    def __init__(self, xp: Any) -> None:
+        self._xp = xp
+
+    def __getattr__(self, name: str) -> Any:
+        function = getattr(self._xp, name)
+
+        def written(*args: Any, out: Any = None) -> Any:
+            result = function(*args)
+            if out is None:
+                return result
+            out[...] = result
+            return out
+
+        setattr(self, name, written)  # looked up once per name
+        return written
 
 
 #: Rows at most this wide are reduced column by column (see ``_NumpyNamespace``).
@@ -283,6 +313,7 @@ class NumpyBackend(Backend):
 
     def __init__(self, dtype: str = "float32") -> None:
         Backend.__init__(self, _NumpyNamespace(), "cpu", dtype, pass_device=False)
+        self.ops = np
         # Scratch pairs: whole-array ones by shape; block-sized ones per thread.
         self._scratch: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._block_scratch: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -298,9 +329,9 @@ class NumpyBackend(Backend):
             return a  # the hot loop's case, checked first
         return Backend.ensure(self, a, argument)
 
-    def matmul(self, a: Any, b: Any, *, out: Any) -> Any:
-        if a.ndim == b.ndim == 2 and out.flags.c_contiguous:  # np.dot: less machinery
-            return np.dot(a, b, out=out)
+    def matmul(self, a: Any, b: Any, *, out: Any = None) -> Any:
+        if a.ndim == b.ndim == 2 and (out is None or out.flags.c_contiguous):
+            return np.dot(a, b, out=out)  # less machinery than np.matmul
         return np.matmul(a, b, out=out)
 
     def take_labels(self, a: Any, labels: Any) -> Any:
@@ -459,6 +490,7 @@ class CupyBackend(Backend):
     def __init__(self, dtype: str = "float32") -> None:
         cupy = _import_cupy()
         Backend.__init__(self, cupy, cupy.cuda.Device(), dtype, pass_device=False)
+        self.ops = cupy
 
     def is_own(self, a: Any) -> bool:
         return type(a) is self.array_type
@@ -471,6 +503,9 @@ class CupyBackend(Backend):
 
     def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
         return generator.random(shape, dtype=self.dtype)
+
+    def matmul(self, a: Any, b: Any, *, out: Any = None) -> Any:
+        return self.xp.matmul(a, b, out=out)
 
     # Optimizer updates as one fused kernel each: one pass over the arrays instead of a dozen,
     # with every scalar worked out on the host so a step never waits for the device.

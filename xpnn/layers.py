@@ -8,11 +8,12 @@ import numpy as np
 
 from ._checks import positive_int, real
 from .backend import Backend, get_backend
+from .buffers import KeepsBuffers
 
 __all__ = ["Dense", "Dropout", "Layer"]
 
 
-class Layer:
+class Layer(KeepsBuffers):
     """Base of every layer and activation: the backend it computes on.
 
     ``parameter_names`` lists each trainable array as (optimizer state prefix, parameter
@@ -91,7 +92,8 @@ class Dense(Layer):
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """``inputs @ weights + biases`` into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
-        self.output = self.inputs @ self.weights
+        out = self._out("output", (*self.inputs.shape[:-1], self.n_neurons))
+        self.output = self.backend.matmul(self.inputs, self.weights, out=out)
         self.output += self.biases  # in place: one array per forward, not two
         return self.output
 
@@ -105,7 +107,10 @@ class Dense(Layer):
             self._add_penalty_gradient(self.dweights, self.weights, "weight")
         if self.bias_regularizer_l1 or self.bias_regularizer_l2:
             self._add_penalty_gradient(self.dbiases, self.biases, "bias")
-        self.dinputs = dvalues @ self.weights.T if need_dinputs else None
+        self.dinputs = None
+        if need_dinputs:
+            out = self._out("dinputs", (*dvalues.shape[:-1], self.n_inputs))
+            self.dinputs = self.backend.matmul(dvalues, self.weights.T, out=out)
         return self.dinputs
 
     def _add_penalty_gradient(self, gradient: Any, values: Any, kind: str) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from .activations import Softmax
 from .backend import Backend, get_backend
+from .buffers import KeepsBuffers
 
 __all__ = [
     "BinaryCrossentropy",
@@ -19,7 +20,7 @@ __all__ = [
 EPSILON = 1e-7
 
 
-class Loss:
+class Loss(KeepsBuffers):
     """Base of every loss: ``forward`` gives per-sample losses, ``calculate`` their mean."""
 
     #: True where targets are class labels (checked to lie in [0, classes) before they move).
@@ -119,7 +120,8 @@ class SoftmaxCategoricalCrossentropy(Loss):
         y_true = self.backend.ensure_labels(y_true)
         if y_true.ndim == 1:
             y_true = self.backend.one_hot(y_true, dvalues.shape[1])
-        self.dinputs = dvalues - y_true
+        out = self._out("dinputs", dvalues.shape)
+        self.dinputs = self.backend.ops.subtract(dvalues, y_true, out=out)
         self.dinputs /= dvalues.shape[0]  # in place: one array, not two
         return self.dinputs
 
