@@ -214,3 +214,16 @@ def test_writing_into_a_kept_buffer_matches_the_reference(backend, dtype):
     assert be.ops.maximum(a, 0.0, out=buffer) is buffer
     assert be.keep_where(b, a > 0, out=buffer) is buffer
     assert be.ops.maximum(a, 0.0) is not buffer
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_flush_subnormals_zeroes_those_alone(backend, dtype):
+    be = xpnn.get_backend(backend, dtype)
+    info = np.finfo(dtype)
+    tiny, smallest = float(info.smallest_normal), float(info.smallest_subnormal)
+    values = [smallest, -smallest, tiny / 3, tiny, -tiny, 0.0, 1.5, -2.0, np.inf, np.nan]
+    expected = [0.0, 0.0, 0.0, tiny, -tiny, 0.0, 1.5, -2.0, np.inf, np.nan]
+    a, b = be.asarray(values), be.asarray(values[::-1])
+    be.flush_subnormals(a, b)
+    np.testing.assert_array_equal(xpnn.to_numpy(a), np.asarray(expected, dtype))
+    np.testing.assert_array_equal(xpnn.to_numpy(b), np.asarray(expected[::-1], dtype))

@@ -10,6 +10,7 @@ from helpers import assert_on_backend
 
 import xpnn
 from xpnn.backend import PARALLEL_MIN_SIZE, Backend
+from xpnn.optimizers import FLUSH_EVERY
 
 
 def _layer_with_gradients(be, weights, dweights, biases, dbiases):
@@ -245,3 +246,41 @@ def test_adam_refuses_bad_settings(argument, value, error):
 def test_other_optimizers_refuse_bad_settings(make, argument):
     with pytest.raises(ValueError, match=argument):
         make()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    ("make", "states"),
+    [
+        (lambda: xpnn.Adam(learning_rate=0.05), ("weight_momentums", "weight_cache")),
+        (lambda: xpnn.SGD(learning_rate=0.05, momentum=0.9), ("weight_momentums",)),
+        (lambda: xpnn.RMSprop(learning_rate=0.05), ("weight_cache",)),
+    ],
+    ids=["adam", "sgd-momentum", "rmsprop"],
+)
+def test_subnormal_states_are_flushed_every_flush_every_steps(backend, dtype, make, states):
+    """A state whose gradient stays zero decays into the subnormals and stays there (0.9 times
+    the smallest rounds back to it); the optimizer zeroes such values every FLUSH_EVERY steps
+    and leaves the others as they are."""
+    be = xpnn.get_backend(backend, dtype)
+    smallest = float(np.finfo(dtype).smallest_subnormal)
+    layer = _layer_with_gradients(be, [[1.0, -2.0]], [[0.0, 0.0]], [[0.0, 0.0]], [[0.0, 0.0]])
+    optimizer = make()
+    for name in states:  # one subnormal and one normal value that is too big to decay away
+        setattr(layer, name, be.asarray([[smallest, 0.5]]))
+
+    def step():
+        optimizer.pre_update_params()
+        optimizer.update_params(layer)
+        optimizer.post_update_params()
+
+    for _ in range(FLUSH_EVERY - 1):
+        step()
+    for name in states:
+        assert xpnn.to_numpy(getattr(layer, name))[0, 0] == smallest, name  # stuck, not decayed
+    kept = [xpnn.to_numpy(getattr(layer, name))[0, 1] for name in states]
+    step()
+    for name, before in zip(states, kept):
+        after = xpnn.to_numpy(getattr(layer, name))[0]
+        assert after[0] == 0, name
+        assert 0 < after[1] < before, name  # the normal value decays as before

@@ -133,6 +133,17 @@ class Backend:
         """``values`` where ``condition`` holds and 0 elsewhere (the book's ``d[x <= 0] = 0``)."""
         return self.ops.multiply(values, self.xp.astype(condition, self.dtype), out=out)
 
+    def flush_subnormals(self, *arrays: Any) -> None:
+        """Set the values of ``arrays`` too small to be normal floats to zero, in place.
+
+        An optimizer state that decays while its gradient stays zero (a dead ReLU unit) ends
+        stuck there: 0.9 times the smallest subnormal rounds back to itself. CPUs compute on
+        subnormals several times slower, and NumPy cannot switch them off.
+        """
+        tiny = self.xp.finfo(self.dtype).smallest_normal
+        for a in arrays:
+            self.keep_where(a, self.xp.abs(a) >= tiny, out=a)
+
     def to_numpy(self, a: Any) -> np.ndarray:
         """``a`` as a NumPy array on the host."""
         return to_numpy(a)

@@ -13,6 +13,11 @@ from ._checks import real
 
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 
+#: Steps between flushes of subnormal values from decaying optimizer states (momentums and
+#: moving averages; see ``Backend.flush_subnormals``). Their effect on a parameter is below
+#: its rounding, and every backend flushes alike.
+FLUSH_EVERY = 100
+
 
 class Optimizer:
     """Learning rate with the book's decay, ``lr / (1 + decay * iterations)``, and the step count.
@@ -47,6 +52,11 @@ class Optimizer:
         """Update ``param`` from ``grad``; the state lives on ``layer`` under ``prefix``."""
         raise NotImplementedError
 
+    def flush(self, layer: Any, *states: Any) -> None:
+        """Zero the subnormal values of decaying ``states`` every ``FLUSH_EVERY`` steps."""
+        if (self.iterations + 1) % FLUSH_EVERY == 0:
+            layer.backend.flush_subnormals(*states)
+
     @staticmethod
     def state(layer: Any, name: str, like: Any) -> Any:
         """The optimizer state ``layer.<name>`` (the book keeps it on the layer), zeros at first."""
@@ -79,11 +89,13 @@ class Adam(Optimizer):
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """One Adam step on ``param``."""
         step = self.iterations + 1
+        momentums = self.state(layer, f"{prefix}_momentums", param)
+        cache = self.state(layer, f"{prefix}_cache", param)
         layer.backend.adam_update(
             param,
             grad,
-            self.state(layer, f"{prefix}_momentums", param),
-            self.state(layer, f"{prefix}_cache", param),
+            momentums,
+            cache,
             learning_rate=self.current_learning_rate,
             beta_1=self.beta_1,
             beta_2=self.beta_2,
@@ -91,6 +103,7 @@ class Adam(Optimizer):
             correction_1=1 - self.beta_1**step,
             correction_2=1 - self.beta_2**step,
         )
+        self.flush(layer, momentums, cache)
 
 
 class SGD(Optimizer):
@@ -102,13 +115,12 @@ class SGD(Optimizer):
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """One SGD step on ``param``."""
+        momentums = self.state(layer, f"{prefix}_momentums", param) if self.momentum else None
         layer.backend.sgd_update(
-            param,
-            grad,
-            self.state(layer, f"{prefix}_momentums", param) if self.momentum else None,
-            learning_rate=self.current_learning_rate,
-            momentum=self.momentum,
+            param, grad, momentums, learning_rate=self.current_learning_rate, momentum=self.momentum
         )
+        if momentums is not None:
+            self.flush(layer, momentums)
 
 
 class Adagrad(Optimizer):
@@ -145,11 +157,13 @@ class RMSprop(Optimizer):
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """One RMSprop step on ``param``."""
+        cache = self.state(layer, f"{prefix}_cache", param)
         layer.backend.rmsprop_update(
             param,
             grad,
-            self.state(layer, f"{prefix}_cache", param),
+            cache,
             learning_rate=self.current_learning_rate,
             epsilon=self.epsilon,
             rho=self.rho,
         )
+        self.flush(layer, cache)
