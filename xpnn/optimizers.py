@@ -14,8 +14,8 @@ from ._checks import real
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 
 #: Steps between flushes of subnormal values from decaying optimizer states (momentums and
-#: moving averages; see ``Backend.flush_subnormals``). Their effect on a parameter is below
-#: its rounding, and every backend flushes alike.
+#: moving averages; see ``Backend.flush_subnormals``). A flush changes a state by less than
+#: the smallest normal float, and every backend flushes alike.
 FLUSH_EVERY = 100
 
 
