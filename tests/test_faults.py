@@ -120,6 +120,12 @@ def test_model_state_errors():
         model.finalize()
     with pytest.raises(TypeError, match="layer must be an xpnn layer"):
         model.add("Dense")
+    relu = xpnn.ReLU()
+    model.add(relu)
+    layers = list(model.layers)
+    with pytest.raises(ValueError, match=r"layer: this ReLU\(\) is already in the model"):
+        model.add(relu)  # its saved inputs would serve two places in the backward pass
+    assert model.layers == layers
     with pytest.raises(TypeError, match="optimizer must be an xpnn Optimizer"):
         model.set(optimizer="adam")
     good = seed_model("numpy")

@@ -180,9 +180,15 @@ class Model:
     # -- building -------------------------------------------------------------------------------
 
     def add(self, layer: Layer) -> None:
-        """Append ``layer``; it takes the model's backend and dtype at ``finalize``."""
+        """Append ``layer``, a new one each time; it takes the model's backend and dtype at
+        ``finalize``."""
         if not isinstance(layer, Layer):
             raise TypeError(f"layer must be an xpnn layer (Dense, ReLU, ...); got {layer!r}")
+        if any(layer is added for added in self.layers):
+            raise ValueError(
+                f"layer: this {layer!r} is already in the model; add a new one (each layer keeps "
+                f"its own inputs and outputs for the backward pass)"
+            )
         self.layers.append(layer)
         self._parameters = None
 
@@ -417,16 +423,14 @@ class Model:
         """Layers and the combined loss write outputs and gradients into kept arrays meanwhile,
         so a step allocates none of them once each batch size has run; afterwards they are let
         go, and what a user gets later is never overwritten by a later call."""
-        owners = [*self.layers, self.loss, self._combined]
+        owners = [o for o in (*self.layers, self.loss, self._combined) if o is not None]
         for owner in owners:
-            if owner is not None:
-                owner.buffers = {}
+            owner.buffers = {}
         try:
             yield
         finally:
             for owner in owners:
-                if owner is not None:
-                    del owner.buffers  # back to the class's None
+                vars(owner).pop("buffers", None)  # back to the class's None
 
     def _checkpoint(self, path: str | os.PathLike) -> None:
         from .io import save_model  # io builds models: imported here, not at the top
