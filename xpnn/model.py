@@ -423,7 +423,7 @@ class Model:
         """Layers and the combined loss write outputs and gradients into kept arrays meanwhile,
         so a step allocates none of them once each batch size has run; afterwards they are let
         go, and what a user gets later is never overwritten by a later call."""
-        owners = [o for o in (*self.layers, self.loss, self._combined) if o is not None]
+        owners = [*self.layers] if self._combined is None else [*self.layers, self._combined]
         for owner in owners:
             owner.buffers = {}
         try:
