@@ -9,10 +9,7 @@ overrides a method only for speed, and the tests compare it with the reference.
 from __future__ import annotations
 
 import importlib
-import itertools
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -186,6 +183,7 @@ class Backend:
         momentum: Any,
         cache: Any,
         *,
+        scratch: dict | None = None,
         learning_rate: float,
         beta_1: float,
         beta_2: float,
@@ -193,7 +191,11 @@ class Backend:
         correction_1: float,
         correction_2: float,
     ) -> None:
-        """One Adam step in place, the seed's formulas; corrections are ``1 - beta ** t``."""
+        """One Adam step in place, the seed's formulas; corrections are ``1 - beta ** t``.
+
+        ``scratch``, in every update: a dict the caller owns, where a library may keep
+        temporary arrays from one step to the next; the reference needs none.
+        """
         momentum[...] = beta_1 * momentum + (1 - beta_1) * grad
         cache[...] = beta_2 * cache + (1 - beta_2) * grad**2
         corrected_momentum = momentum / correction_1
@@ -201,7 +203,14 @@ class Backend:
         param += -learning_rate * corrected_momentum / (self.xp.sqrt(corrected_cache) + epsilon)
 
     def sgd_update(
-        self, param: Any, grad: Any, momentums: Any, *, learning_rate: float, momentum: float
+        self,
+        param: Any,
+        grad: Any,
+        momentums: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        momentum: float,
     ) -> None:
         """One SGD step in place; with momentum, ``momentums`` holds the previous update."""
         if momentums is None:
@@ -211,14 +220,29 @@ class Backend:
             param += momentums
 
     def adagrad_update(
-        self, param: Any, grad: Any, cache: Any, *, learning_rate: float, epsilon: float
+        self,
+        param: Any,
+        grad: Any,
+        cache: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        epsilon: float,
     ) -> None:
         """One Adagrad step in place: the cache sums every squared gradient so far."""
         cache += grad**2
         param += -learning_rate * grad / (self.xp.sqrt(cache) + epsilon)
 
     def rmsprop_update(
-        self, param: Any, grad: Any, cache: Any, *, learning_rate: float, epsilon: float, rho: float
+        self,
+        param: Any,
+        grad: Any,
+        cache: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        epsilon: float,
+        rho: float,
     ) -> None:
         """One RMSprop step in place: the cache is a moving average of squared gradients."""
         cache[...] = rho * cache + (1 - rho) * grad**2
@@ -303,20 +327,19 @@ def _by_columns(ufunc: np.ufunc, x: np.ndarray, keepdims: bool) -> np.ndarray:
     return out[:, None] if keepdims else out
 
 
-#: Below this many elements an optimizer update runs on one thread: splitting costs more.
-PARALLEL_MIN_SIZE = 1 << 17
-#: An update kernel works through its arrays this many bytes at a time, so they stay in the
-#: core's cache across the kernel's dozen operations instead of streaming through memory for each.
-BLOCK_BYTES = 1 << 18
+#: NumPy's own ``dot``, taken at import: the book's ``nnfs.init()`` replaces ``np.dot`` with a
+#: wrapper that refuses ``out=``. Where it ran first, ``np.matmul`` (which it leaves alone, and
+#: which gives the same results on 2-D arrays) stands in.
+_dot = np.dot if getattr(np.dot, "__module__", None) == "numpy" else np.matmul
 
 
 class NumpyBackend(Backend):
     """NumPy on the CPU, with in-place (``out=``) versions of the hot operations.
 
     Optimizer updates run the reference's operations in the same order, so the results are
-    bit-identical, through two small reusable scratch buffers instead of parameter-sized
-    temporaries. They go through the buffer a cache-sized block at a time, and on a large buffer
-    on every core, a range of blocks each (NumPy releases the GIL inside its loops).
+    bit-identical, in place through two scratch arrays instead of parameter-sized temporaries.
+    The scratch arrays live in the ``scratch`` dict the caller (the optimizer) owns: the backend
+    is shared by every model, so it keeps nothing that belongs to one computation.
     """
 
     name = "numpy"
@@ -325,11 +348,6 @@ class NumpyBackend(Backend):
     def __init__(self, dtype: str = "float32") -> None:
         Backend.__init__(self, _NumpyNamespace(), "cpu", dtype, pass_device=False)
         self.ops = np
-        # Scratch pairs: whole-array ones by shape; block-sized ones per thread.
-        self._scratch: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-        self._block_scratch: dict[tuple[int, int, str], tuple[np.ndarray, np.ndarray]] = {}
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_size = 0
         self._constants: dict[tuple[str, int], np.ndarray] = {}
 
     def is_own(self, a: Any) -> bool:
@@ -342,7 +360,7 @@ class NumpyBackend(Backend):
 
     def matmul(self, a: Any, b: Any, *, out: Any = None) -> Any:
         if a.ndim == b.ndim == 2 and (out is None or out.flags.c_contiguous):
-            return np.dot(a, b, out=out)  # less machinery than np.matmul
+            return _dot(a, b, out=out)  # less machinery than np.matmul
         return np.matmul(a, b, out=out)
 
     def take_labels(self, a: Any, labels: Any) -> Any:
@@ -355,11 +373,14 @@ class NumpyBackend(Backend):
         if a.ndim == 2 and a.dtype == out.dtype and out.flags.c_contiguous:
             # A row of ones times ``a`` through BLAS: several times faster than add.reduce on
             # a batch of gradients (the sum's rounding order differs, as it does on a GPU).
-            return np.dot(self._constant("ones", a.shape[0]), a, out=out)
+            return _dot(self._constant("ones", a.shape[0]), a, out=out)
         return np.add.reduce(a, axis=0, keepdims=True, out=out)
 
     def _constant(self, kind: str, n: int) -> np.ndarray:
-        """The ``n`` x ``n`` identity ("eye") or a 1 x ``n`` row of ones, kept for reuse."""
+        """The ``n`` x ``n`` identity ("eye") or a 1 x ``n`` row of ones, kept for reuse.
+
+        Constants, never written: every model may share them.
+        """
         key = (kind, n)
         if key not in self._constants:
             make = np.eye if kind == "eye" else lambda n, dtype: np.ones((1, n), dtype)
@@ -369,70 +390,33 @@ class NumpyBackend(Backend):
     def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
         return generator.random(shape, dtype=self.dtype_name)
 
-    def adam_update(self, param: Any, grad: Any, momentum: Any, cache: Any, **scalars) -> None:
-        self._in_blocks(_adam, (param, grad, momentum, cache), scalars)
+    def adam_update(self, param, grad, momentum, cache, *, scratch=None, **scalars) -> None:
+        _adam(param, grad, momentum, cache, *_scratch_pair(scratch, param), **scalars)
 
-    def sgd_update(self, param: Any, grad: Any, momentums: Any, **scalars) -> None:
+    def sgd_update(self, param, grad, momentums, *, scratch=None, **scalars) -> None:
+        t1, t2 = _scratch_pair(scratch, param)
         if momentums is None:
-            self._in_blocks(_sgd, (param, grad), scalars)
+            _sgd(param, grad, t1, t2, **scalars)
         else:
-            self._in_blocks(_sgd_momentum, (param, grad, momentums), scalars)
+            _sgd_momentum(param, grad, momentums, t1, t2, **scalars)
 
-    def adagrad_update(self, param: Any, grad: Any, cache: Any, **scalars) -> None:
-        self._in_blocks(_adagrad, (param, grad, cache), scalars)
+    def adagrad_update(self, param, grad, cache, *, scratch=None, **scalars) -> None:
+        _adagrad(param, grad, cache, *_scratch_pair(scratch, param), **scalars)
 
-    def rmsprop_update(self, param: Any, grad: Any, cache: Any, **scalars) -> None:
-        self._in_blocks(_rmsprop, (param, grad, cache), scalars)
-
-    def _in_blocks(self, kernel: Any, everything: tuple, scalars: dict) -> None:
-        """``kernel(*everything, t1, t2, **scalars)`` block by block, over several threads when
-        the arrays are large; ``everything[0]`` is the parameter array."""
-        param = everything[0]
-        if param.nbytes <= BLOCK_BYTES:  # one block: the common case of a small model
-            scratch = self._scratch.get(param.shape)
-            if scratch is None or scratch[0].dtype != param.dtype:
-                scratch = self._scratch[param.shape] = (np.empty_like(param), np.empty_like(param))
-            kernel(*everything, *scratch, **scalars)
-            return
-        if not all(a.flags.c_contiguous for a in everything):  # no flat view: all at once
-            kernel(*everything, np.empty_like(param), np.empty_like(param), **scalars)
-            return
-        flat = [a.reshape(-1) for a in everything]
-        block = max(1, BLOCK_BYTES // param.itemsize)
-        threads = 1 if param.size < PARALLEL_MIN_SIZE else _threads()
-        blocks = -(-param.size // block)
-        if threads == 1 or blocks < threads:
-            self._blocks(kernel, flat, 0, param.size, block, 0, scalars)
-            return
-        if self._pool is None or self._pool_size != threads:
-            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="xpnn")
-            self._pool_size = threads
-        bounds = [min(param.size, round(blocks * k / threads) * block) for k in range(threads + 1)]
-        futures = [
-            self._pool.submit(self._blocks, kernel, flat, lo, hi, block, worker, scalars)
-            for worker, (lo, hi) in enumerate(itertools.pairwise(bounds))
-        ]
-        for future in futures:
-            future.result()
-
-    def _blocks(self, kernel, flat, start, stop, block, worker, scalars) -> None:
-        """``kernel`` over ``flat[start:stop]``, ``block`` elements at a time."""
-        dtype = flat[0].dtype
-        key = (worker, block, dtype.str)
-        if key not in self._block_scratch:
-            self._block_scratch[key] = (np.empty(block, dtype), np.empty(block, dtype))
-        t1, t2 = self._block_scratch[key]
-        for lo in range(start, stop, block):
-            hi = min(lo + block, stop)
-            kernel(*(a[lo:hi] for a in flat), t1[: hi - lo], t2[: hi - lo], **scalars)
+    def rmsprop_update(self, param, grad, cache, *, scratch=None, **scalars) -> None:
+        _rmsprop(param, grad, cache, *_scratch_pair(scratch, param), **scalars)
 
 
-def _threads() -> int:
-    """Cores to use: OMP_NUM_THREADS where set (as NumPy's BLAS does), else the usable cores."""
-    try:
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    except (KeyError, ValueError):
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+def _scratch_pair(scratch: dict | None, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two arrays shaped as ``like`` to compute in: kept in ``scratch`` for the next step, or
+    fresh ones where the caller keeps none."""
+    if scratch is None:
+        return np.empty_like(like), np.empty_like(like)
+    key = (like.shape, like.dtype.str)
+    pair = scratch.get(key)
+    if pair is None:
+        pair = scratch[key] = (np.empty_like(like), np.empty_like(like))
+    return pair
 
 
 # In-place update kernels for NumPy: the reference formulas, operation for operation, with
@@ -528,6 +512,7 @@ class CupyBackend(Backend):
         momentum: Any,
         cache: Any,
         *,
+        scratch: dict | None = None,
         learning_rate: float,
         beta_1: float,
         beta_2: float,
@@ -541,7 +526,14 @@ class CupyBackend(Backend):
         )  # fmt: skip
 
     def sgd_update(
-        self, param: Any, grad: Any, momentums: Any, *, learning_rate: float, momentum: float
+        self,
+        param: Any,
+        grad: Any,
+        momentums: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        momentum: float,
     ) -> None:
         if momentums is None:
             self._kernel("sgd")(grad, -learning_rate, param)
@@ -549,12 +541,27 @@ class CupyBackend(Backend):
             self._kernel("sgd_momentum")(grad, momentum, learning_rate, param, momentums)
 
     def adagrad_update(
-        self, param: Any, grad: Any, cache: Any, *, learning_rate: float, epsilon: float
+        self,
+        param: Any,
+        grad: Any,
+        cache: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        epsilon: float,
     ) -> None:
         self._kernel("adagrad")(grad, epsilon, -learning_rate, param, cache)
 
     def rmsprop_update(
-        self, param: Any, grad: Any, cache: Any, *, learning_rate: float, epsilon: float, rho: float
+        self,
+        param: Any,
+        grad: Any,
+        cache: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        epsilon: float,
+        rho: float,
     ) -> None:
         self._kernel("rmsprop")(grad, rho, 1 - rho, epsilon, -learning_rate, param, cache)
 

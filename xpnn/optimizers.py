@@ -31,6 +31,9 @@ class Optimizer:
         self.decay = real(decay, "decay", low=0.0)
         self.current_learning_rate = self.learning_rate
         self.iterations = 0
+        #: Temporary arrays a backend may keep between steps (NumPy's in-place updates); the
+        #: optimizer owns them, so models on the same backend never share them.
+        self.scratch: dict = {}
 
     def pre_update_params(self) -> None:
         """Decay the learning rate for the coming step."""
@@ -96,6 +99,7 @@ class Adam(Optimizer):
             grad,
             momentums,
             cache,
+            scratch=self.scratch,
             learning_rate=self.current_learning_rate,
             beta_1=self.beta_1,
             beta_2=self.beta_2,
@@ -117,7 +121,12 @@ class SGD(Optimizer):
         """One SGD step on ``param``."""
         momentums = self.state(layer, f"{prefix}_momentums", param) if self.momentum else None
         layer.backend.sgd_update(
-            param, grad, momentums, learning_rate=self.current_learning_rate, momentum=self.momentum
+            param,
+            grad,
+            momentums,
+            scratch=self.scratch,
+            learning_rate=self.current_learning_rate,
+            momentum=self.momentum,
         )
         if momentums is not None:
             self.flush(layer, momentums)
@@ -136,6 +145,7 @@ class Adagrad(Optimizer):
             param,
             grad,
             self.state(layer, f"{prefix}_cache", param),
+            scratch=self.scratch,
             learning_rate=self.current_learning_rate,
             epsilon=self.epsilon,
         )
@@ -162,6 +172,7 @@ class RMSprop(Optimizer):
             param,
             grad,
             cache,
+            scratch=self.scratch,
             learning_rate=self.current_learning_rate,
             epsilon=self.epsilon,
             rho=self.rho,
