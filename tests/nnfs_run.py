@@ -1,0 +1,68 @@
+"""Train the seed's network through a Model and through the book's loop, after nnfs.init() or
+not, and save the parameters: ``python nnfs_run.py ORDER BACKEND OUT.npz``.
+
+ORDER is "before" (``nnfs.init()`` before ``import xpnn``), "after" (after it) or "none".
+"""
+
+from __future__ import annotations
+
+import sys
+
+order, backend, out = sys.argv[1:4]
+if order == "before":
+    import nnfs
+
+    nnfs.init()
+import numpy as np
+
+import xpnn
+
+if order == "after":
+    import nnfs
+
+    nnfs.init()
+
+X, y = xpnn.datasets.spiral_data(samples=100, classes=3, seed=0)
+
+model = xpnn.Model(backend=backend, seed=0)
+model.add(xpnn.Dense(2, 64))
+model.add(xpnn.ReLU())
+model.add(xpnn.Dropout(0.1))
+model.add(xpnn.Dense(64, 3))
+model.add(xpnn.Softmax())
+model.set(
+    loss=xpnn.CategoricalCrossentropy(),
+    optimizer=xpnn.Adam(learning_rate=0.02, decay=5e-5),
+    accuracy=xpnn.CategoricalAccuracy(),
+)
+model.finalize()
+model.train(X, y, epochs=20, batch_size=64, verbose=False)
+arrays = {
+    f"model{i}_{j}": a
+    for i, layer in enumerate(model.get_parameters())
+    for j, a in enumerate(layer)
+}
+
+dense1 = xpnn.Dense(2, 64, backend=backend, seed=1)
+relu = xpnn.ReLU(backend=backend)
+dense2 = xpnn.Dense(64, 3, backend=backend, seed=2)
+head = xpnn.SoftmaxCategoricalCrossentropy(backend=backend)
+optimizer = xpnn.SGD(learning_rate=1.0, decay=1e-3, momentum=0.9)
+for _ in range(20):
+    dense1.forward(X)
+    relu.forward(dense1.output)
+    dense2.forward(relu.output)
+    loss = head.forward(dense2.output, y)
+    head.backward(head.output, y)
+    dense2.backward(head.dinputs)
+    relu.backward(dense2.dinputs)
+    dense1.backward(relu.dinputs)
+    optimizer.pre_update_params()
+    optimizer.update_params(dense1)
+    optimizer.update_params(dense2)
+    optimizer.post_update_params()
+for name in ("weights", "biases"):
+    arrays[f"loop1_{name}"] = xpnn.to_numpy(getattr(dense1, name))
+    arrays[f"loop2_{name}"] = xpnn.to_numpy(getattr(dense2, name))
+arrays["loop_loss"] = xpnn.to_numpy(loss)
+np.savez(out, **arrays)
