@@ -13,9 +13,9 @@ if order == "before":
     import nnfs
 
     nnfs.init()
-import numpy as np
+import numpy as np  # noqa: E402 (the order of imports is what is tested)
 
-import xpnn
+import xpnn  # noqa: E402
 
 if order == "after":
     import nnfs

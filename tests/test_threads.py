@@ -8,6 +8,7 @@ splits a product over its threads changes the last bits, and that is not what is
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 
@@ -49,7 +50,7 @@ def _data(widths, samples, seed):
 
 def _model(backend, widths, optimizer, seed):
     model = xpnn.Model(backend=backend, seed=seed)
-    for index, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
+    for index, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
         model.add(xpnn.Dense(n_in, n_out))
         model.add(xpnn.ReLU() if index < len(widths) - 2 else xpnn.Softmax())
     model.set(
