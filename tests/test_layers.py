@@ -83,3 +83,41 @@ def test_accuracy_with_sparse_and_one_hot_labels(backend):
         value = metric.calculate(predictions, y)
         assert_on_backend(value, be)
         assert float(xpnn.to_numpy(value)) == 0.75
+
+
+class _LooksLikeCupy:
+    """What xpnn sees of a CuPy array: its module, and no ``__array_namespace__`` (CuPy 14)."""
+
+    __module__ = "cupy._core.core"
+    shape, ndim, device = (2, 2), 2, "<CUDA Device 0>"
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed")
+
+
+class _CudaArray:
+    """Any GPU library's array: it exposes ``__cuda_array_interface__``."""
+
+    shape, ndim = (2, 2), 2
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.shape, "typestr": "<f4", "version": 3}
+
+
+@pytest.mark.parametrize("foreign", [_LooksLikeCupy, _CudaArray])
+def test_gpu_arrays_without_the_array_api_are_refused(backend, foreign):
+    """CuPy arrays lack ``__array_namespace__``; they are refused all the same, by name."""
+    X = foreign()
+    if backend == "cupy" and foreign is _LooksLikeCupy:
+        pytest.skip("on the cupy backend a real CuPy array is its own")
+    with pytest.raises(TypeError, match=r"inputs is a .* array"):
+        xpnn.Dense(2, 3, backend=backend).forward(X)
+    model = xpnn.Model(backend=backend)
+    model.add(xpnn.Dense(2, 3))
+    model.set(loss=xpnn.MeanSquaredError(), optimizer=xpnn.SGD())
+    model.finalize()
+    with pytest.raises(TypeError, match=r"^X is a .* array"):
+        model.train(X, np.zeros((2, 3)))
+    with pytest.raises(TypeError, match=r"^X is a .* array"):
+        model.predict(X)

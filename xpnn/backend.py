@@ -91,8 +91,11 @@ class Backend:
         library = type(a).__module__.partition(".")[0]
         if library in ("numpy", "builtins") or type(a) is self.array_type:
             return  # host data, or this library on another of its devices: both move safely
-        if not hasattr(a, "__array_namespace__"):
-            return
+        # CuPy's arrays have no __array_namespace__ (CuPy 14), but every GPU array library
+        # exposes __cuda_array_interface__.
+        device_array = library == "cupy" or hasattr(a, "__cuda_array_interface__")
+        if not device_array and not hasattr(a, "__array_namespace__"):
+            return  # a list, or another host container: NumPy converts it
         where = getattr(a, "device", "?")
         raise TypeError(
             f"{argument} is a {library} array on device {where}, but this object works on the "
@@ -628,24 +631,66 @@ class StrictBackend(Backend):
         Backend.__init__(self, xp, xp.Device("device1"), dtype)
 
 
+CUPY_EXTRAS = 'pip install "xpnn[cuda12]" (CUDA 12) or "xpnn[cuda13]" (CUDA 13)'
+
+#: The cupy module last probed and what the probe found (None: it works). Probing compiles a
+#: kernel, so it runs once per process.
+_cupy_probed: tuple[Any, str | None] | None = None
+
+
 def _import_cupy() -> Any:
-    try:
-        cupy = importlib.import_module("cupy")
-    except ImportError as error:
-        raise ImportError(
-            'backend="cupy" needs CuPy: pip install "xpnn[cuda12]" (CUDA 12) or '
-            '"xpnn[cuda13]" (CUDA 13)'
-        ) from error
-    if not cupy.cuda.is_available():
-        raise RuntimeError(
-            'backend="cupy": CuPy is installed but no usable CUDA device was found '
-            '(cupy.cuda.is_available() is False); use backend="numpy", or "auto" to choose'
-        )
+    """The cupy module, once it has run a small computation on the device; else an error that
+    says what is missing."""
+    cupy, problem = _cupy()
+    if problem is not None:
+        raise RuntimeError(f'backend="cupy": {problem}; use backend="numpy", or "auto" to choose')
     return cupy
 
 
+def _cupy() -> tuple[Any, str | None]:
+    """The cupy module and why it cannot compute here (None: it can); ImportError without it."""
+    global _cupy_probed
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError as error:
+        raise ImportError(f'backend="cupy" needs CuPy: {CUPY_EXTRAS}') from error
+    if _cupy_probed is None or _cupy_probed[0] is not cupy:
+        _cupy_probed = (cupy, _probe_cupy(cupy))
+    return _cupy_probed
+
+
+def _probe_cupy(cupy: Any) -> str | None:
+    """Why CuPy cannot compute here, or None where an allocation, an element-wise kernel and
+    a matrix product run and give the right numbers.
+
+    ``cupy.cuda.is_available()`` only counts devices: without NVRTC or cuBLAS it is True and
+    the first kernel fails, so the probe runs one of each.
+    """
+    if not cupy.cuda.is_available():
+        return "CuPy is installed but no usable CUDA device was found (no GPU, or no driver)"
+    step = "allocating memory on the device"
+    try:
+        a = cupy.arange(6, dtype=cupy.float32)
+        step = "an element-wise kernel (compiled by NVRTC)"
+        b = a * 2 + 1
+        step = "a matrix product (cuBLAS)"
+        product = cupy.reshape(b, (2, 3)) @ cupy.reshape(a, (3, 2))
+        values = product.get()
+    except Exception as error:  # CuPy raises many kinds; the message is what matters
+        reason = f"{type(error).__name__}: {error}".strip()
+        return (
+            f"CuPy sees a device but failed at {step}: {reason}. CuPy needs the CUDA "
+            f"libraries (NVRTC, cuBLAS, cuRAND): {CUPY_EXTRAS} brings them, or install a CUDA "
+            f"toolkit whose major version matches the CuPy package"
+        )
+    expected = (np.arange(1, 13, 2, dtype=np.float32).reshape(2, 3)) @ np.arange(6.0).reshape(3, 2)
+    if not np.allclose(values, expected):
+        return f"CuPy computed a wrong matrix product on the device ({values.tolist()})"
+    return None
+
+
 def cuda_available() -> bool:
-    """True where CuPy is installed and sees a usable CUDA device; never raises."""
+    """True where CuPy is installed and a small computation ran on a CUDA device; never raises."""
     try:
         _import_cupy()
     except (ImportError, RuntimeError):
@@ -666,8 +711,7 @@ def get_backend(name: str | Backend = "numpy", dtype: Any = None) -> Backend:
         return name if dtype is None else get_backend(name.name, dtype)
     dtype = _dtype_name(dtype)
     if name == "auto":
-        name = "cupy" if cuda_available() else "numpy"
-        log.info("xpnn: backend='auto' chose %r", name)
+        name = _auto()
     if name not in _CLASSES:
         raise ValueError(
             f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}; got {name!r}"
@@ -676,6 +720,20 @@ def get_backend(name: str | Backend = "numpy", dtype: Any = None) -> Backend:
     if key not in _cache:
         _cache[key] = _CLASSES[name](dtype)
     return _cache[key]
+
+
+def _auto() -> str:
+    """CuPy where it computes on a device, else NumPy, with the reason logged."""
+    try:
+        _, problem = _cupy()
+    except ImportError:
+        log.info("backend='auto' chose 'numpy': CuPy is not installed")
+        return "numpy"
+    if problem is not None:  # installed for a GPU, yet it cannot compute: worth a warning
+        log.warning("backend='auto' chose 'numpy': %s", problem)
+        return "numpy"
+    log.info("backend='auto' chose 'cupy'")
+    return "cupy"
 
 
 def _dtype_name(dtype: Any) -> str:
