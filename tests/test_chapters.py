@@ -1,12 +1,16 @@
 """The book's chapter workloads as behaviour tests, each reaching a measured figure.
 
-The figures quoted were measured on numpy; strict computes the same numbers (it wraps NumPy and
-xpnn draws every random number on the host or from NumPy's generator).
+The figures quoted were measured on numpy, over model seeds 0 to 5 under three BLAS settings
+(OMP_NUM_THREADS=1; 2; 2 with OPENBLAS_CORETYPE=Haswell), since another CPU's rounding order
+sends a training run elsewhere much as another seed does. Each test asserts a bound well
+outside that spread. strict computes the same numbers (it wraps NumPy and xpnn draws every
+random number on the host or from NumPy's generator).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from helpers import spiral
 
 import xpnn
@@ -15,7 +19,8 @@ import xpnn
 def test_binary_logistic_regression(backend):
     """Two spiral classes, sigmoid output, binary cross-entropy, L2 (the book's chapter 16).
 
-    Measured: 0.955 training and 0.870 validation accuracy after 2000 full-batch epochs.
+    Measured: 0.90 to 0.96 training and 0.805 to 0.895 validation accuracy after 2000
+    full-batch epochs.
     """
     X, y = spiral(100, 2)
     X_val, y_val = spiral(100, 2, seed=1)
@@ -33,8 +38,8 @@ def test_binary_logistic_regression(backend):
     history = model.train(
         X, y.reshape(-1, 1), epochs=2000, validation_data=(X_val, y_val), verbose=False
     )
-    assert history["accuracy"][-1] >= 0.93
-    assert history["val_accuracy"][-1] >= 0.85
+    assert history["accuracy"][-1] >= 0.85
+    assert history["val_accuracy"][-1] >= 0.75
     assert history["regularization_loss"][-1] > 0
     result = model.evaluate(X_val, y_val)  # 1-D targets are taken as the one output
     assert result["accuracy"] == history["val_accuracy"][-1]
@@ -46,8 +51,11 @@ def test_sine_regression(backend):
     """Regression on sine_data: linear output, mean squared error (the book's chapter 17).
 
     With the book's 0.01 initial weights the network never leaves the mean; with 0.1, as the
-    book ends up using, it fits. Measured: MSE 5.6e-6 and regression accuracy 0.806 after 2000
-    full-batch epochs (the metric, within std(y)/250, swings while Adam oscillates).
+    book ends up using, it fits. The rate decays ten times faster than the book's (1e-2), so
+    Adam settles instead of oscillating: measured MSE 3.1e-6 for seed 0 under every BLAS setting,
+    3.1e-6 to 5.9e-5 over seeds 0 to 5, after 2000 full-batch epochs. The book's accuracy (within
+    std(y)/250 of the target) flips with the last bits, so it is checked against the outputs,
+    not against a figure.
     """
     X, y = xpnn.datasets.sine_data()
     model = xpnn.Model(backend=backend, seed=0)
@@ -59,23 +67,26 @@ def test_sine_regression(backend):
     model.add(xpnn.Linear())
     model.set(
         loss=xpnn.MeanSquaredError(),
-        optimizer=xpnn.Adam(learning_rate=0.005, decay=1e-3),
+        optimizer=xpnn.Adam(learning_rate=0.005, decay=1e-2),
         accuracy=xpnn.RegressionAccuracy(),
     )
     model.finalize()
     history = model.train(X, y, epochs=2000, verbose=False, print_every=500)
-    assert np.isclose(model.accuracy.precision, np.std(y) / 250, rtol=1e-5)
+    precision = model.accuracy.precision
+    assert np.isclose(precision, np.std(y) / 250, rtol=1e-5)
     assert history["loss"][0] > 0.1  # sin(2 pi x) has variance 0.5
     result = model.evaluate(X, y)
-    assert result["loss"] < 1e-4
-    assert result["accuracy"] >= 0.7
+    assert result["loss"] < 5e-4
+    errors = np.abs(xpnn.to_numpy(model.predict(X)) - y)
+    assert np.sqrt(np.mean(errors**2)) == pytest.approx(np.sqrt(result["loss"]), rel=1e-3)
+    assert result["accuracy"] == pytest.approx(np.mean(errors < precision), abs=2e-3)
 
 
 def test_spiral_with_dropout_l2_and_validation(backend):
     """Spiral, L2 on the hidden layer, dropout 0.1, validation data (the book's chapter 15).
 
-    Measured: 0.704 training and 0.773 validation accuracy after 200 epochs (validation beats
-    training, which is measured with dropout on).
+    Measured: 0.68 to 0.71 training and 0.69 to 0.75 validation accuracy after 200 epochs
+    (validation beats training, which is measured with dropout on).
     """
     X, y = spiral(1000, 3)
     X_val, y_val = spiral(100, 3, seed=1)
@@ -100,8 +111,8 @@ def test_spiral_with_dropout_l2_and_validation(backend):
         print_every=50,
         verbose=False,
     )
-    assert history["accuracy"][-1] >= 0.65
-    assert history["val_accuracy"][-1] >= 0.70
+    assert history["accuracy"][-1] >= 0.60
+    assert history["val_accuracy"][-1] >= 0.60
     reported = [e for e, v in zip(history["epoch"], history["val_loss"]) if not np.isnan(v)]
     assert reported == [50, 100, 150, 200]
     last = {name: values[-1] for name, values in history.history.items()}

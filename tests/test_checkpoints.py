@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import press_ctrl_c_at_step, spiral
+from helpers import press_ctrl_c_at_step, spiral, tolerance
 
 import xpnn
 
@@ -42,7 +42,13 @@ def test_resume_from_a_checkpoint_is_exact(backend, tmp_path):
     rest = resumed.train(X, y, epochs=3, batch_size=32, print_every=1, verbose=False)
 
     assert rest["epoch"] == [5, 6, 7]
-    assert rest["loss"] == expected["loss"][4:]  # bit-identical figures and parameters
+    # The run that wrote the checkpoint, going on, ends bit for bit where the resumed one does.
+    first.train(X, y, epochs=3, batch_size=32, verbose=False)
+    for a, b in zip(_params(first), _params(resumed)):
+        np.testing.assert_array_equal(a, b)
+    if backend == "cupy":
+        return  # each save reseeds CuPy's Dropout generator, whose state cannot be read (README)
+    assert rest["loss"] == expected["loss"][4:]  # as if it had never stopped, bit for bit
     for a, b in zip(_params(whole), _params(resumed)):
         np.testing.assert_array_equal(a, b)
 
@@ -78,8 +84,9 @@ def test_save_and_load_across_backends(backend, tmp_path):
     model.save(tmp_path / "model.xpnn")
     on_numpy = xpnn.Model.load(tmp_path / "model.xpnn")
     assert on_numpy.backend.name == "numpy"
+    # Another library's products round differently: float32 tolerance.
     np.testing.assert_allclose(
-        xpnn.to_numpy(on_numpy.predict(X)), xpnn.to_numpy(model.predict(X)), rtol=1e-6
+        xpnn.to_numpy(on_numpy.predict(X)), xpnn.to_numpy(model.predict(X)), **tolerance("float32")
     )
     model.save_parameters(tmp_path / "params.xpnn")
     fresh = _model("numpy")

@@ -114,31 +114,32 @@ def test_shuffle_is_reproducible_from_the_seed(backend, data):
 def test_seed_workload_learns_only_when_shuffled(backend, data):
     """The seed's exact workload. Its class-sorted batches reach 0 accuracy; shuffling fixes it.
 
-    Measured: 0.77 training accuracy after 200 shuffled epochs (it plateaus near 0.82 with a
-    learning rate of 0.05), and 0.000 with the seed's sequential batches.
+    Measured: 0.755 to 0.861 training accuracy after 200 shuffled epochs over model seeds 0 to
+    5 under three BLAS settings (it plateaus near 0.82 with a learning rate of 0.05), and 0.000
+    with the seed's sequential batches.
     """
     X, y = data
     shuffled = seed_model(backend, seed=0)
     history = shuffled.train(X, y, epochs=200, batch_size=128, verbose=False)
-    assert history["accuracy"][-1] >= 0.75
-    assert shuffled.evaluate(X, y)["accuracy"] >= 0.75
+    assert history["accuracy"][-1] >= 0.70
+    assert shuffled.evaluate(X, y)["accuracy"] >= 0.70
 
     sequential = seed_model(backend, seed=0)
     history = sequential.train(X, y, epochs=200, batch_size=128, shuffle=False, verbose=False)
     assert history["accuracy"][-1] <= 0.05
 
 
-def test_seed_network_reaches_090(backend, data):
+def test_seed_network_reaches_about_090(backend, data):
     """The seed's network and batches with the seed's Adam defaults (0.02, decay 5e-5).
 
-    Measured: 0.914 training accuracy at epoch 1500 on numpy, 0.915 on strict (NumPy sums
-    the bias gradients through BLAS, in another order).
+    Measured: 0.898 to 0.918 training accuracy at epoch 1500 (0.901 to 0.914 on all the data
+    after it) over model seeds 0 to 5 under three BLAS settings; seed 0 0.909 to 0.914.
     """
     X, y = data
     model = seed_model(backend, seed=0, learning_rate=0.02, decay=5e-5)
     history = model.train(X, y, epochs=1500, batch_size=128, print_every=500, verbose=False)
-    assert history["accuracy"][-1] >= 0.90
-    assert model.evaluate(X, y)["accuracy"] >= 0.90
+    assert history["accuracy"][-1] >= 0.85
+    assert model.evaluate(X, y)["accuracy"] >= 0.85
 
 
 def test_train_takes_arrays_of_the_models_backend(backend, data):

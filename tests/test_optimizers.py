@@ -271,8 +271,11 @@ def test_subnormal_states_are_flushed_every_flush_every_steps(backend, dtype, ma
 
     for _ in range(FLUSH_EVERY - 1):
         step()
+    # Stuck, not decayed; except on a GPU, whose kernels flush float32 subnormals at once
+    # (CuPy compiles them with -ftz=true). Either way none lingers past the flush below.
+    stuck = {smallest, 0.0} if backend == "cupy" and dtype == "float32" else {smallest}
     for name in states:
-        assert xpnn.to_numpy(getattr(layer, name))[0, 0] == smallest, name  # stuck, not decayed
+        assert xpnn.to_numpy(getattr(layer, name))[0, 0] in stuck, name
     kept = [xpnn.to_numpy(getattr(layer, name))[0, 1] for name in states]
     step()
     for name, before in zip(states, kept):
