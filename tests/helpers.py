@@ -80,3 +80,20 @@ def press_ctrl_c_at_step(model: xpnn.Model, step: int, monkeypatch) -> None:
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(model.optimizer, "post_update_params", post_update_params)
+
+
+def book_step(dense1, relu, dense2, head, optimizer, X, y):
+    """One step of the book's hand-written loop (forward, backward, update); returns the loss."""
+    dense1.forward(X)
+    relu.forward(dense1.output)
+    dense2.forward(relu.output)
+    loss = head.forward(dense2.output, y)
+    head.backward(head.output, y)
+    dense2.backward(head.dinputs)
+    relu.backward(dense2.dinputs)
+    dense1.backward(relu.dinputs)
+    optimizer.pre_update_params()
+    optimizer.update_params(dense1)
+    optimizer.update_params(dense2)
+    optimizer.post_update_params()
+    return loss

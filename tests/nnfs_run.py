@@ -14,6 +14,7 @@ if order == "before":
 
     nnfs.init()
 import numpy as np  # noqa: E402 (the order of imports is what is tested)
+from helpers import book_step  # noqa: E402 (beside this script)
 
 import xpnn  # noqa: E402
 
@@ -49,18 +50,7 @@ dense2 = xpnn.Dense(64, 3, backend=backend, seed=2)
 head = xpnn.SoftmaxCategoricalCrossentropy(backend=backend)
 optimizer = xpnn.SGD(learning_rate=1.0, decay=1e-3, momentum=0.9)
 for _ in range(20):
-    dense1.forward(X)
-    relu.forward(dense1.output)
-    dense2.forward(relu.output)
-    loss = head.forward(dense2.output, y)
-    head.backward(head.output, y)
-    dense2.backward(head.dinputs)
-    relu.backward(dense2.dinputs)
-    dense1.backward(relu.dinputs)
-    optimizer.pre_update_params()
-    optimizer.update_params(dense1)
-    optimizer.update_params(dense2)
-    optimizer.post_update_params()
+    loss = book_step(dense1, relu, dense2, head, optimizer, X, y)
 for name in ("weights", "biases"):
     arrays[f"loop1_{name}"] = xpnn.to_numpy(getattr(dense1, name))
     arrays[f"loop2_{name}"] = xpnn.to_numpy(getattr(dense2, name))

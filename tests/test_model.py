@@ -6,7 +6,7 @@ import contextlib
 
 import numpy as np
 import pytest
-from helpers import assert_on_backend, seed_model, spiral, tolerance
+from helpers import assert_on_backend, book_step, seed_model, spiral, tolerance
 
 import xpnn
 
@@ -57,21 +57,10 @@ def _seed_loop(model, X, y, epochs, batch_size):
         total_loss = total_correct = 0.0
         for start in range(0, len(X), batch_size):
             batch_X, batch_y = X[start : start + batch_size], y[start : start + batch_size]
-            dense1.forward(batch_X)
-            relu.forward(dense1.output)
-            dense2.forward(relu.output)
-            loss = head.forward(dense2.output, batch_y)
+            loss = book_step(dense1, relu, dense2, head, optimizer, batch_X, batch_y)
             total_loss += float(xpnn.to_numpy(loss)) * len(batch_X)
-            predictions = np.argmax(xpnn.to_numpy(head.output), axis=1)
+            predictions = np.argmax(xpnn.to_numpy(head.output), axis=1)  # before the update
             total_correct += float(np.sum(predictions == batch_y))
-            head.backward(head.output, batch_y)
-            dense2.backward(head.dinputs)
-            relu.backward(dense2.dinputs)
-            dense1.backward(relu.dinputs)
-            optimizer.pre_update_params()
-            optimizer.update_params(dense1)
-            optimizer.update_params(dense2)
-            optimizer.post_update_params()
         history.append((total_loss / len(X), total_correct / len(X)))
     return history
 

@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 import pytest
-from helpers import spiral
+from helpers import book_step, spiral
 from threadpoolctl import threadpool_limits
 
 import xpnn
@@ -118,18 +118,7 @@ def test_two_hand_written_loops_in_threads_end_as_each_alone(backend, optimizer)
         head = xpnn.SoftmaxCategoricalCrossentropy(backend=backend)
         opt = OPTIMIZERS[optimizer]()
         for _ in range(30):
-            dense1.forward(X)
-            relu.forward(dense1.output)
-            dense2.forward(relu.output)
-            head.forward(dense2.output, y)
-            head.backward(head.output, y)
-            dense2.backward(head.dinputs)
-            relu.backward(dense2.dinputs)
-            dense1.backward(relu.dinputs)
-            opt.pre_update_params()
-            opt.update_params(dense1)
-            opt.update_params(dense2)
-            opt.post_update_params()
+            book_step(dense1, relu, dense2, head, opt, X, y)
         return [xpnn.to_numpy(a) for a in (dense1.weights, dense1.biases, dense2.weights)]
 
     alone = [loop(seed) for seed in (1, 2)]
