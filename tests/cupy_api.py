@@ -494,9 +494,6 @@ _METHODS = {
     "clip": lambda a, a_min=None, a_max=None, out=None: _wrap(
         np.clip(a._a, _host(a_min), _host(a_max), out=_host(out)), (a, out)
     ),
-    "astype": lambda a, dtype, order="K", casting=None, subok=None, copy=True: _wrap(
-        a._a.astype(dtype, order=order, copy=copy), (a,)
-    ),
     "argmax": lambda a, axis=None, out=None, dtype=None, keepdims=False: _wrap(
         np.argmax(a._a, axis=axis, out=_host(out), keepdims=keepdims), (out,)
     ),
@@ -519,6 +516,12 @@ def _get(a: ndarray, stream: Any = None, order: str = "C", out: Any = None, bloc
     return out
 
 
+def _astype(a: ndarray, dtype: Any, order="K", casting=None, subok=None, copy=True) -> Any:
+    if casting is not None or subok is not None:
+        raise TypeError("casting and subok are not supported yet (cupy.ndarray.astype)")
+    return _wrap(a._a.astype(dtype, order=order or "K", copy=copy), (a,))
+
+
 def _set(a: ndarray, arr: Any, stream: Any = None) -> None:
     if not isinstance(arr, np.ndarray):
         raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
@@ -529,6 +532,7 @@ def _set(a: ndarray, arr: Any, stream: Any = None) -> None:
     a._a[...] = arr
 
 
+_METHODS["astype"] = _astype
 _METHODS["get"] = _get
 _METHODS["set"] = _set
 #: Methods whose arguments are host data by design.

@@ -88,6 +88,8 @@ def test_calls_are_checked_against_cupys_signatures(cp, host):
     with pytest.raises(TypeError, match=r"cupy\.ndarray\.sum"):
         a.sum(axis=0, where=True)
     assert cp.astype(a, np.float64).dtype == np.float64
+    with pytest.raises(TypeError, match="casting"):
+        a.astype(np.float64, casting="unsafe")  # accepted by the signature, refused by CuPy
     assert cp.finfo is np.finfo and cp.isdtype is np.isdtype
     before = cupy_api.counts["maximum"]
     cp.maximum(a, 0.0)
