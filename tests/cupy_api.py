@@ -36,8 +36,16 @@ _standin: types.ModuleType | None = None
 
 #: Host data that CuPy's array constructors accept; everything else refuses NumPy arrays.
 _TAKES_HOST = {"array", "asarray", "asanyarray", "asnumpy", "get_array_module"}
-#: CuPy names whose NumPy function has another name (a small map; a missing one says so).
-_NUMPY_NAMES = {"asnumpy": "asarray"}
+#: CuPy names (NumPy 1's) whose NumPy 2 function has another name; a missing one says so.
+_NUMPY_NAMES = {
+    "alltrue": "all",
+    "sometrue": "any",
+    "product": "prod",
+    "cumproduct": "cumprod",
+    "round_": "round",
+    "trapz": "trapezoid",
+    "in1d": "isin",
+}
 #: Scalars CuPy's operators and ufuncs accept beside its own arrays.
 _SCALARS = (bool, int, float, complex, np.generic)
 
@@ -240,6 +248,10 @@ def _asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
     return out
 
 
+def _astype(x, dtype, /, *, copy=True):
+    return _wrap(_host(x).astype(dtype, copy=copy), (x,))  # np.astype is NumPy 2.1's
+
+
 def _take(a, indices, axis=None, out=None):
     result = np.take(_host(a), _host(indices), axis=axis, out=_host(out), mode="wrap")
     return _wrap(result, (a, out))
@@ -257,6 +269,7 @@ _FUNCTIONS = {
     "asanyarray": _asarray,
     "array": _array,
     "asnumpy": _asnumpy,
+    "astype": _astype,
     "take": _take,
     "take_along_axis": _take_along_axis,
 }
@@ -516,7 +529,7 @@ def _get(a: ndarray, stream: Any = None, order: str = "C", out: Any = None, bloc
     return out
 
 
-def _astype(a: ndarray, dtype: Any, order="K", casting=None, subok=None, copy=True) -> Any:
+def _astype_method(a: ndarray, dtype: Any, order="K", casting=None, subok=None, copy=True):
     if casting is not None or subok is not None:
         raise TypeError("casting and subok are not supported yet (cupy.ndarray.astype)")
     return _wrap(a._a.astype(dtype, order=order or "K", copy=copy), (a,))
@@ -532,7 +545,7 @@ def _set(a: ndarray, arr: Any, stream: Any = None) -> None:
     a._a[...] = arr
 
 
-_METHODS["astype"] = _astype
+_METHODS["astype"] = _astype_method
 _METHODS["get"] = _get
 _METHODS["set"] = _set
 #: Methods whose arguments are host data by design.
@@ -999,11 +1012,6 @@ def build() -> types.ModuleType:
     _standin.__version__ = _real.__version__
     _standin.__doc__ = __doc__
     return _standin
-
-
-def real_cupy() -> types.ModuleType | None:
-    """The real cupy module the stand-in checks against (None before ``build``)."""
-    return _real
 
 
 def summary() -> str:
