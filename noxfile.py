@@ -1,10 +1,12 @@
 """Test sessions over backends, lint, and the examples.
 
-``nox`` runs the tests on numpy and strict, the cupy session, lint, and every example briefly
-(so they cannot rot). The cupy session installs
-the CUDA extra and runs the suite where an NVIDIA GPU is visible; elsewhere it skips with its
-reason and installs nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. ``nox -s bench``,
-never part of the default run, times xpnn beside PyTorch (benchmarks/README.md).
+``nox`` runs the tests on numpy and strict, the cupy session, the cupy-api session, lint, and
+every example briefly (so they cannot rot). The cupy session installs the CUDA extra and runs
+the suite where an NVIDIA GPU is visible; elsewhere it skips with its reason and installs
+nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. The cupy-api session runs the
+suite's cupy path on a stand-in that checks every CuPy call against the installed CuPy's API,
+on any machine (no GPU). ``nox -s bench``, never part of the default run, times xpnn beside
+PyTorch (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "examples"]
+nox.options.sessions = ["tests", "cupy-api", "lint", "examples"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 
@@ -50,6 +52,22 @@ def tests(session: nox.Session, backend: str) -> None:
         env["XPNN_REQUIRE_GPU"] = "1"  # a GPU is visible: a cupy failure is a failure
     else:
         session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session(name="cupy-api")
+def cupy_api(session: nox.Session) -> None:
+    """The suite's cupy path on the CuPy API stand-in: a stand-in, NOT a GPU run.
+
+    CuPy imports without a GPU, so its real signatures can be read. tests/cupy_api.py takes the
+    place of cupy: every call xpnn makes is checked against the installed CuPy (a function,
+    keyword or array method CuPy lacks, implicit conversion to NumPy, a NumPy array mixed into a
+    CuPy operation all fail as on CuPy), and NumPy does the arithmetic. It says nothing about
+    the numbers a GPU gives (reductions, random streams, subnormals): "tests(cupy)" on a GPU
+    does. Installs the plain cupy-cuda12x wheel (~130 MB, no CUDA libraries needed).
+    """
+    session.install("-e", ".[test]", "cupy-cuda12x>=14")
+    env = {"XPNN_TEST_BACKENDS": "cupy", "XPNN_CUPY_API": "1"}
     session.run("pytest", *session.posargs, env=env)
 
 

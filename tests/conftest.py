@@ -3,11 +3,20 @@
 numpy and strict always run; cupy runs where a CUDA device is usable and is skipped with its
 reason elsewhere (XPNN_REQUIRE_GPU=1 turns that skip into a failure). XPNN_TEST_BACKENDS
 (comma-separated) narrows the set, as the nox sessions do.
+
+XPNN_CUPY_API=1 puts the CuPy API stand-in (tests/cupy_api.py) in place of cupy before anything
+imports it: the cupy backend then runs on NumPy, every CuPy call checked against the installed
+CuPy's real signatures (``nox -s cupy-api``; not a GPU run).
 """
 
 from __future__ import annotations
 
 import os
+
+if os.environ.get("XPNN_CUPY_API") == "1":
+    import cupy_api
+
+    cupy_api.install()
 
 import pytest
 
@@ -33,3 +42,11 @@ def _backend_params() -> list:
 def backend(request) -> str:
     """The name of the backend under test; pass it as ``backend=`` or to ``get_backend``."""
     return request.param
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """With the CuPy API stand-in in place, say how many CuPy calls it checked."""
+    if os.environ.get("XPNN_CUPY_API") == "1":
+        import cupy_api
+
+        terminalreporter.write_line(cupy_api.summary())
