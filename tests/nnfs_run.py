@@ -6,7 +6,13 @@ ORDER is "before" (``nnfs.init()`` before ``import xpnn``), "after" (after it) o
 
 from __future__ import annotations
 
+import os
 import sys
+
+if os.environ.get("XPNN_CUPY_API") == "1":  # the cupy-api session: as conftest.py does
+    import cupy_api
+
+    cupy_api.install()
 
 order, backend, out = sys.argv[1:4]
 if order == "before":
