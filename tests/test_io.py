@@ -629,7 +629,7 @@ def test_error_missing_file(tmp_path):
 
 
 def test_error_directory(tmp_path):
-    expect_error(tmp_path, "cannot be read")
+    expect_error(tmp_path, "a directory, not a regular file")
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,15 @@ the metric, by class name and constructor settings; a checkpoint adds the traini
 caller's ``checkpoint`` dict such as ``{"epoch": 12}``). A SHA-256 of every tensor and metadata
 entry detects corruption.
 
-Loading runs nothing from the file: class names are looked up in a fixed table of xpnn's own
-classes, settings go through the constructors' own checks, and every shape, dtype and value is
-checked before a model is returned. Anything wrong raises :class:`XpnnFileError` (a
-``ValueError``) naming the file and the problem.
+Loading runs nothing from the file and reads nothing it has not checked. Only a regular file is
+opened (``os.stat`` first, symlinks followed). Its header comes first: a length of at most
+``MAX_HEADER_BYTES``, then JSON whose metadata must say xpnn wrote it, whose tensor table must
+tile the rest of the file exactly, and whose every tensor must have the type and shape the
+architecture gives it. Only then are the tensors read, each straight into its own array, and
+checked against the SHA-256. Class names are looked up in a fixed table of xpnn's own classes,
+settings go through the constructors' own checks, and every value is checked before a model is
+returned. Anything wrong raises :class:`XpnnFileError` (a ``ValueError``) naming the file and
+the problem.
 
 Writes are atomic: the bytes go to a temporary file beside the target, are flushed to disk, and
 replace the target in one ``os.replace``; a crash at any moment leaves the old file or the new
@@ -30,13 +35,12 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 import safetensors.numpy
-from safetensors import SafetensorError
 
 from . import model as _model_module
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
@@ -290,27 +294,55 @@ def _serialize(tensors: Mapping[str, Any], metadata: Mapping[str, str]) -> bytes
         host[name] = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), **metadata}
     metadata["sha256"] = _digest(metadata, host)
-    return safetensors.numpy.save(host, metadata=metadata)
+    data = safetensors.numpy.save(host, metadata=metadata)
+    length = int.from_bytes(data[:8], "little")
+    if length > MAX_HEADER_BYTES:  # never write a file that loading would refuse
+        raise ValueError(
+            f"the model cannot be saved: its description (architecture, training state, "
+            f"tensor table) takes {length} bytes, more than the {MAX_HEADER_BYTES} an xpnn "
+            f"file may have (some 80,000 layers)"
+        )
+    return data
 
 
 def _digest(metadata: Mapping[str, str], tensors: Mapping[str, np.ndarray]) -> str:
     """SHA-256 over every metadata entry (but itself) and every tensor's name, type and bytes."""
-    h = hashlib.sha256()
-
-    def feed(data: bytes) -> None:
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-
-    for key in sorted(metadata):
-        if key != "sha256":
-            feed(key.encode("utf-8", "surrogatepass"))
-            feed(metadata[key].encode("utf-8", "surrogatepass"))
+    checksum = _Checksum(metadata)
     for name in sorted(tensors):
         array = tensors[name]
-        feed(name.encode("utf-8", "surrogatepass"))
-        feed(f"{array.dtype.newbyteorder('<').str}{list(array.shape)}".encode())
-        feed(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes())
-    return h.hexdigest()
+        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        checksum.tensor(name, array.dtype, array.shape, array.nbytes)
+        checksum.update(memoryview(array.reshape(-1).view(np.uint8)))
+    return checksum.hexdigest()
+
+
+class _Checksum:
+    """The SHA-256 that ``_digest`` computes, fed a piece at a time while a file is read."""
+
+    def __init__(self, metadata: Mapping[str, str]) -> None:
+        self._hash = hashlib.sha256()
+        for key in sorted(metadata):
+            if key != "sha256":
+                self._feed(key.encode("utf-8", "surrogatepass"))
+                self._feed(metadata[key].encode("utf-8", "surrogatepass"))
+
+    def _feed(self, data: bytes) -> None:
+        self._hash.update(len(data).to_bytes(8, "little"))
+        self._hash.update(data)
+
+    def tensor(self, name: str, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> None:
+        """Start a tensor: its name, type and shape; ``update`` then takes its ``nbytes``."""
+        self._feed(name.encode("utf-8", "surrogatepass"))
+        self._feed(f"{dtype.newbyteorder('<').str}{list(shape)}".encode())
+        self._hash.update(nbytes.to_bytes(8, "little"))
+
+    def update(self, data: Any) -> None:
+        """Feed bytes of the current tensor."""
+        self._hash.update(data)
+
+    def hexdigest(self) -> str:
+        """The checksum as written in the file's ``sha256`` metadata."""
+        return self._hash.hexdigest()
 
 
 def _write_atomic(path: PathLike, data: bytes) -> None:
@@ -357,6 +389,78 @@ def _fsync_directory(directory: str) -> None:
 
 # -- loading ------------------------------------------------------------------------------------
 
+#: The largest header a file may declare: its tensor table and the JSON of the architecture and
+#: training state. A Dense layer with its activation takes some 400 bytes of it, so 16 MiB holds
+#: some 80,000 layers; a longer header is refused before it is read.
+MAX_HEADER_BYTES = 16 * 2**20
+# The tensor types xpnn writes (safetensors' names) and their little-endian NumPy types.
+_TENSOR_TYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I64": np.dtype("<i8")}
+_TENSOR_NAMES = {"F32": "float32", "F64": "float64", "I64": "int64"}
+# Safetensors' other types, named for messages only.
+_OTHER_TYPES = {
+    "BOOL": "bool",
+    "U8": "uint8",
+    "I8": "int8",
+    "U16": "uint16",
+    "I16": "int16",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "U32": "uint32",
+    "I32": "int32",
+    "U64": "uint64",
+    "F8_E4M3": "float8_e4m3",
+    "F8_E5M2": "float8_e5m2",
+}
+_MAX_RANK = 8  # xpnn's tensors have at most 2 dimensions
+_CHUNK = 2**20  # bytes of a tensor that is checked but not kept, read and hashed at a time
+_BUFFER = "param"  # the ParameterBuffer's prefix of the optimizer's state buffers
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class _Tensor(NamedTuple):
+    """A tensor as the header declares it: its type, its shape, its bytes in the data region."""
+
+    dtype: np.dtype
+    type_name: str  # the dtype's NumPy name, which np.dtype.name computes slowly
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+class _Want(NamedTuple):
+    """What a tensor must be: one of ``dtypes`` (NumPy names) and ``shape``; and if required."""
+
+    dtypes: tuple[str, ...]
+    shape: tuple[int, ...]
+    required: bool = True
+
+
+class _Opened(NamedTuple):
+    """A regular file, open, with its header read and checked; nothing else read yet."""
+
+    file: BinaryIO
+    metadata: dict[str, str]
+    tensors: dict[str, _Tensor]
+    data_start: int
+
+
+class _Plan(NamedTuple):
+    """A model file's architecture and training state, checked, with the tensors they need."""
+
+    dtype: str
+    seed: int | None
+    layers: list[tuple[type, dict[str, Any]]]
+    loss: tuple[type, dict[str, Any]]
+    optimizer: tuple[type, dict[str, Any]] | None
+    accuracy: tuple[type, dict[str, Any]] | None
+    state: dict[str, Any] | None
+
 
 def load_model(path: PathLike, backend: str | Backend | None = None, dtype: Any = None) -> Model:
     """The model saved at ``path``, finalized, on ``backend`` (None: NumPy) in ``dtype`` (None: the
@@ -380,17 +484,17 @@ def load_checkpoint(
     """
     path = _path(path)
     get_backend("numpy" if backend is None else backend, dtype)  # argument errors first
-    with _reading(path):
-        metadata, tensors = _read(path)
-        if metadata.get("kind") == "parameters":
+    with _reading(path), _opened(path) as opened:
+        kind = opened.metadata.get("kind")
+        if kind == "parameters":
             raise _Invalid(
                 "it holds parameters only (save_parameters); build the model and call "
                 "load_parameters(model, path)"
             )
-        _expect(metadata.get("kind") == "model", f"unknown kind {metadata.get('kind')!r}")
-        spec = _loads(metadata, "model")
-        state = _loads(metadata, "state") if "state" in metadata else None
-        loaded = _build_model(spec, state, tensors, backend, dtype)
+        _expect(kind == "model", f"unknown kind {kind!r:.80}")
+        plan = _plan_model(opened.metadata, opened.tensors)
+        tensors = _read_tensors(opened, opened.tensors)
+        loaded = _build_model(plan, tensors, backend, dtype)
     return loaded
 
 
@@ -403,37 +507,43 @@ def load_parameters(model: Model, path: PathLike) -> None:
     """
     _require_model(model, "load_parameters")
     path = _path(path)
-    with _reading(path):
-        metadata, tensors = _read(path)
-        kind = metadata.get("kind")
-        _expect(kind in ("parameters", "model"), f"unknown kind {kind!r}")
-        groups: dict[int, dict[str, np.ndarray]] = {}
-        for name, array in tensors.items():
+    with _reading(path), _opened(path) as opened:
+        kind = opened.metadata.get("kind")
+        _expect(kind in ("parameters", "model"), f"unknown kind {kind!r:.80}")
+        if kind == "model":  # its other tensors are checked against its own architecture
+            _plan_model(opened.metadata, opened.tensors)
+        groups: dict[int, set[str]] = {}
+        for name in opened.tensors:
             match = _PARAM_NAME.fullmatch(name)
             if match is None:
-                _expect(kind == "model" and name.startswith("optimizer."), f"unexpected {name!r}")
+                _expect(kind == "model", f"unexpected {name!r:.80}")
                 continue
-            groups.setdefault(int(match[1]), {})[match[2]] = array
+            groups.setdefault(int(match[1]), set()).add(match[2])
         trainable = [layer for layer in model.layers if layer.parameter_names]
         _expect(
             sorted(groups) == list(range(len(trainable))),
             f"it holds parameters for {len(groups)} layers, but the model has "
             f"{len(trainable)} layers with parameters",
         )
-        current = model.get_parameters()
-        parameters = []
-        for k, (layer, values) in enumerate(zip(trainable, current)):
+        wanted = {}
+        for k, layer in enumerate(trainable):
             names = [name for _, name, _ in layer.parameter_names]
             _expect(
-                sorted(groups[k]) == sorted(names),
+                groups[k] == set(names),
                 f"layer {k} with parameters ({layer!r}) needs {names}; the file has "
                 f"{sorted(groups[k])}",
             )
-            for name, value in zip(names, values):
-                array = groups[k][name]
-                _check_tensor(f"params.{k}.{name}", array, value.shape, None)
-            parameters.append(tuple(groups[k][name] for name in names))
-        model.set_parameters(parameters)
+            for name in names:
+                wanted[f"params.{k}.{name}"] = _Want(_DTYPES, tuple(getattr(layer, name).shape))
+        _check_declared(opened.tensors, wanted)
+        arrays = _read_tensors(opened, wanted)
+        _check_finite(arrays)
+        model.set_parameters(
+            [
+                tuple(arrays[f"params.{k}.{name}"] for _, name, _ in layer.parameter_names)
+                for k, layer in enumerate(trainable)
+            ]
+        )
 
 
 @contextlib.contextmanager
@@ -449,8 +559,9 @@ def _reading(path: PathLike) -> Iterator[None]:
         raise XpnnFileError(path, "no such file") from None
     except OSError as error:
         raise XpnnFileError(path, f"it cannot be read ({error.strerror or error})") from error
+    except MemoryError:
+        raise XpnnFileError(path, "there is not enough memory to load it") from None
     except (
-        SafetensorError,
         ValueError,
         TypeError,
         KeyError,
@@ -469,21 +580,73 @@ def _expect(condition: bool, problem: str) -> None:
         raise _Invalid(problem)
 
 
-def _read(path: PathLike) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """The checked metadata and the tensors of the xpnn file at ``path``."""
-    with open(path, "rb") as file:
-        data = file.read()
+@contextlib.contextmanager
+def _opened(path: str | bytes) -> Iterator[_Opened]:
+    """The regular file at ``path`` (symlinks followed), open, and its checked header.
+
+    Anything else (a directory, a FIFO, a device) is refused from ``os.stat`` alone, unopened.
+    """
     try:
-        tensors = safetensors.numpy.load(data)
-    except (SafetensorError, ValueError, TypeError, KeyError, OverflowError) as error:
-        raise _Invalid(
-            f"it is not a valid safetensors file (empty, truncated, corrupted or another "
-            f"format): {error}"
-        ) from None
-    # safetensors has checked the header: 8 bytes of length, then that much JSON.
-    length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + length].decode("utf-8"))
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+        mode = os.stat(path).st_mode
+    except ValueError as error:  # a NUL in the name
+        raise _Invalid(f"its name is not a file name ({error})") from None
+    _require_regular(path, mode)
+    # Non-blocking, should a FIFO take the file's place between the two looks.
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    with open(os.open(path, flags), "rb", buffering=0) as file:
+        status = os.fstat(file.fileno())
+        _require_regular(path, status.st_mode)  # the file opened is one that may be read
+        yield _read_header(file, status.st_size)
+
+
+def _require_regular(path: str | bytes, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = _file_kind(mode)
+    if os.path.islink(path):
+        target = os.fsdecode(os.path.realpath(path))
+        raise _Invalid(f"it is a symlink to {target}, which is {kind}, not a regular file")
+    raise _Invalid(f"it is {kind}, not a regular file")
+
+
+def _file_kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+
+
+def _read_into(file: BinaryIO, buffer: memoryview) -> None:
+    done = 0
+    while done < len(buffer):
+        count = file.readinto(buffer[done:])
+        _expect(bool(count), "it is truncated: it became shorter while it was read")
+        done += count
+
+
+def _read_header(file: BinaryIO, size: int) -> _Opened:
+    """Read and check the safetensors header: a little-endian u64 length, then that much JSON
+    (the tensor table and ``__metadata__``). Nothing beyond it is read."""
+    invalid = "it is not a valid safetensors file (empty, truncated or another format)"
+    _expect(size >= 8, f"{invalid}: it holds {size} bytes, fewer than the header's 8")
+    prefix = bytearray(8)
+    _read_into(file, memoryview(prefix))
+    length = int.from_bytes(prefix, "little")
+    _expect(
+        length <= MAX_HEADER_BYTES,
+        f"{invalid}: its header would take {length} bytes, more than the {MAX_HEADER_BYTES} "
+        f"an xpnn file may have",
+    )
+    _expect(
+        8 + length <= size,
+        f"{invalid}: its header would take {length} bytes, but only {size - 8} follow",
+    )
+    raw = bytearray(length)
+    _read_into(file, memoryview(raw))
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as error:
+        raise _Invalid(f"{invalid}: its header is not JSON ({error!s:.100})") from None
+    del raw
+    _expect(isinstance(header, dict), f"{invalid}: its header is not a JSON object")
+    metadata = header.pop("__metadata__", None)
     _expect(
         isinstance(metadata, dict) and metadata.get("format") == FORMAT,
         "it is a safetensors file but not one xpnn wrote (its metadata has no format 'xpnn')",
@@ -492,7 +655,7 @@ def _read(path: PathLike) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     version = metadata.get("version")
     _expect(
         isinstance(version, str) and _VERSION.fullmatch(version) is not None,
-        f"its format version {version!r} is not a number",
+        f"its format version {version!r:.80} is not a number",
     )
     _expect(
         int(version) <= FORMAT_VERSION,
@@ -500,11 +663,124 @@ def _read(path: PathLike) -> tuple[dict[str, str], dict[str, np.ndarray]]:
         f"({FORMAT_VERSION}): upgrade xpnn",
     )
     _expect(int(version) >= 1, f"its format version {version} does not exist")
+    tensors = {name: _declared(name, entry) for name, entry in header.items()}
+    # The tensors' bytes lie end to end, in any order, and fill the rest of the file.
+    position, available = 0, size - 8 - length
+    for begin, end, name in sorted((t.begin, t.end, name) for name, t in tensors.items()):
+        _expect(
+            begin == position,
+            f"it is damaged or not a valid safetensors file: tensor {name!r:.80} starts at byte "
+            f"{begin} of the data, not at {position} where the previous one ends",
+        )
+        position = end
     _expect(
-        metadata.get("sha256") == _digest(metadata, tensors),
+        position <= available,
+        f"it is truncated: its tensors take {position} bytes after the header, but only "
+        f"{available} follow",
+    )
+    _expect(
+        position == available,
+        f"it is damaged: {available - position} bytes follow its last tensor",
+    )
+    return _Opened(file, metadata, tensors, 8 + length)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    _expect(len(result) == len(pairs), "its header names a key twice in one object")
+    return result
+
+
+def _declared(name: str, entry: Any) -> _Tensor:
+    """One entry of the tensor table, checked: a type xpnn writes, a shape, a byte range."""
+    what = f"tensor {name!r:.80}"
+    _expect(
+        isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"},
+        f"its header's entry for {what} is not a tensor's",
+    )
+    code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not (isinstance(code, str) and code in _TENSOR_TYPES):
+        named = _OTHER_TYPES.get(code, f"{code!r:.20}") if isinstance(code, str) else "?"
+        raise _Invalid(
+            f"{what} has dtype {named}: an xpnn file holds float32, float64 and int64 tensors only"
+        )
+    _expect(
+        isinstance(shape, list)
+        and len(shape) <= _MAX_RANK
+        and all(type(n) is int and n >= 0 for n in shape),
+        f"{what} has an invalid shape {shape!r:.80}",
+    )
+    _expect(
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(type(n) is int for n in offsets)
+        and 0 <= offsets[0] <= offsets[1],
+        f"{what} has invalid data offsets {offsets!r:.80}",
+    )
+    dtype = _TENSOR_TYPES[code]
+    size = math.prod(shape) * dtype.itemsize
+    _expect(
+        offsets[1] - offsets[0] == size,
+        f"{what} is {code}{shape}, {size} bytes, but its data offsets span "
+        f"{offsets[1] - offsets[0]} bytes",
+    )
+    return _Tensor(dtype, _TENSOR_NAMES[code], tuple(shape), offsets[0], offsets[1])
+
+
+def _check_declared(declared: Mapping[str, _Tensor], wanted: Mapping[str, _Want]) -> None:
+    """Every wanted tensor is declared (if required) with a wanted type and shape."""
+    for name, want in wanted.items():
+        tensor = declared.get(name)
+        if tensor is None:
+            _expect(not want.required, f"tensor {name!r} is missing")
+            continue
+        _expect(
+            tensor.type_name in want.dtypes,
+            f"tensor {name!r} has dtype {tensor.type_name}, not {' or '.join(want.dtypes)}",
+        )
+        _expect(
+            tensor.shape == want.shape,
+            f"tensor {name!r} has shape {tensor.shape}, but the model needs {want.shape}",
+        )
+
+
+def _read_tensors(opened: _Opened, keep: Collection[str]) -> dict[str, np.ndarray]:
+    """The tensors named in ``keep``, read; every tensor's bytes go through the SHA-256 check.
+
+    Call it once every declared tensor has been checked: it allocates what they declare. The
+    others are read in chunks of ``_CHUNK`` bytes, hashed and dropped.
+    """
+    checksum = _Checksum(opened.metadata)
+    arrays, file = {}, opened.file
+    for name in sorted(opened.tensors):
+        tensor = opened.tensors[name]
+        checksum.tensor(name, tensor.dtype, tensor.shape, tensor.end - tensor.begin)
+        file.seek(opened.data_start + tensor.begin)
+        if name in keep:
+            array = np.empty(tensor.shape, tensor.dtype)
+            view = memoryview(array.reshape(-1).view(np.uint8))
+            _read_into(file, view)
+            checksum.update(view)
+            arrays[name] = array
+            continue
+        left = tensor.end - tensor.begin
+        chunk = memoryview(bytearray(min(left, _CHUNK)))
+        while left:
+            part = chunk[: min(left, _CHUNK)]
+            _read_into(file, part)
+            checksum.update(part)
+            left -= len(part)
+    _expect(
+        opened.metadata.get("sha256") == checksum.hexdigest(),
         "it is corrupted: its contents do not match their SHA-256 checksum",
     )
-    return metadata, tensors
+    return arrays
+
+
+def _check_finite(arrays: Mapping[str, np.ndarray]) -> None:
+    for name, array in arrays.items():
+        if array.dtype.kind == "f":
+            _expect(bool(np.all(np.isfinite(array))), f"tensor {name!r} holds NaN or infinity")
 
 
 def _loads(metadata: dict[str, str], key: str) -> dict[str, Any]:
@@ -555,27 +831,12 @@ def _construct(cls: type, settings: dict[str, Any], what: str) -> Any:
         raise _Invalid(f"{what} {cls.__name__} has invalid settings: {error}") from None
 
 
-def _check_tensor(name: str, array: np.ndarray, shape: tuple[int, ...], dtype: str | None) -> None:
-    if dtype is None:
-        _expect(array.dtype.name in _DTYPES, f"tensor {name!r} has dtype {array.dtype}")
-    else:
-        _expect(array.dtype.name == dtype, f"tensor {name!r} has dtype {array.dtype}, not {dtype}")
-    _expect(
-        tuple(array.shape) == tuple(shape),
-        f"tensor {name!r} has shape {tuple(array.shape)}, but the model needs {tuple(shape)}",
-    )
-    _expect(bool(np.all(np.isfinite(array))), f"tensor {name!r} holds NaN or infinity")
-
-
-def _build_model(
-    spec: dict[str, Any],
-    state: dict[str, Any] | None,
-    tensors: dict[str, np.ndarray],
-    backend: str | Backend | None,
-    dtype: Any,
-) -> tuple[Model, dict[str, Any] | None]:
+def _plan_model(metadata: dict[str, str], declared: Mapping[str, _Tensor]) -> _Plan:
+    """Check the architecture and the training state, and every declared tensor against them,
+    before any tensor is read: a file cannot make xpnn read or allocate more than the model
+    it describes, and the file holds."""
     spec = _keys(
-        spec,
+        _loads(metadata, "model"),
         {"backend", "dtype", "seed", "layers", "loss", "optimizer", "accuracy"},
         "the architecture",
     )
@@ -588,9 +849,9 @@ def _build_model(
     _expect(isinstance(layers, list) and layers, "its architecture has no layers")
     entries = [_entry(e, _LAYERS, f"layer {i}") for i, e in enumerate(layers)]
 
-    # Check the parameter tensors against the layer sizes before building anything, so that a
-    # file cannot make xpnn allocate more than it holds.
-    expected: dict[str, tuple[int, ...]] = {}
+    wanted: dict[str, _Want] = {}
+    k = total = 0  # layers with parameters so far, and their parameters
+    previous, mismatch = None, None  # the last Dense layer (index, width); a misfit
     for index, (cls, settings) in enumerate(entries):
         if cls is Dense:
             n_inputs, n_neurons = settings["n_inputs"], settings["n_neurons"]
@@ -598,35 +859,73 @@ def _build_model(
                 type(n_inputs) is int and type(n_neurons) is int,
                 f"layer {index} Dense: n_inputs and n_neurons must be integers",
             )
-            k = sum(1 for c, _ in entries[:index] if c.parameter_names)
-            expected[f"params.{k}.weights"] = (n_inputs, n_neurons)
-            expected[f"params.{k}.biases"] = (1, n_neurons)
+            if mismatch is None and previous is not None and previous[1] != n_inputs:
+                mismatch = (
+                    f"its architecture is inconsistent: layer {index} Dense takes {n_inputs} "
+                    f"inputs but layer {previous[0]} Dense gives {previous[1]} outputs"
+                )
+            previous = index, n_neurons
+            wanted[f"params.{k}.weights"] = _Want((saved_dtype,), (n_inputs, n_neurons))
+            wanted[f"params.{k}.biases"] = _Want((saved_dtype,), (1, n_neurons))
+            k, total = k + 1, total + (n_inputs + 1) * n_neurons
         else:
             _expect(not cls.parameter_names, f"layer {index} {cls.__name__} cannot be loaded")
-    for name, shape in expected.items():
-        _expect(name in tensors, f"tensor {name!r} is missing")
-        _check_tensor(name, tensors[name], shape, saved_dtype)
-
-    model = _model_module.Model(
-        backend="numpy" if backend is None else backend,
-        seed=seed,
-        dtype=saved_dtype if dtype is None else dtype,
-    )
-    for index, (cls, settings) in enumerate(entries):
-        model.add(_construct(cls, settings, f"layer {index}"))
-    loss_cls, loss_settings = _entry(spec["loss"], _LOSSES, "the loss")
+    _check_declared(declared, wanted)  # the parameters first: the layers' own sizes
+    _expect(mismatch is None, mismatch or "")
+    loss = _entry(spec["loss"], _LOSSES, "the loss")
     optimizer = accuracy = None
     if spec["optimizer"] is not None:
-        cls, settings = _entry(spec["optimizer"], _OPTIMIZERS, "the optimizer")
-        optimizer = _construct(cls, settings, "the optimizer")
+        optimizer = _entry(spec["optimizer"], _OPTIMIZERS, "the optimizer")
     if spec["accuracy"] is not None:
-        cls, settings = _entry(spec["accuracy"], _METRICS, "the accuracy")
-        accuracy = _construct(cls, settings, "the accuracy")
-    model.set(
-        loss=_construct(loss_cls, loss_settings, "the loss"),
-        optimizer=optimizer,
-        accuracy=accuracy,
+        accuracy = _entry(spec["accuracy"], _METRICS, "the accuracy")
+
+    state, wanted_too = None, {}  # the training state and the tensors it needs
+    if "state" in metadata:
+        state = _loads(metadata, "state")
+        optional = {"epochs_trained"} & set(state)
+        state = _keys(
+            state, {"checkpoint", "optimizer", "rng", "dropout"} | optional, "the training state"
+        )
+        if optimizer is not None:
+            for suffix in _OPTIMIZER_STATES[optimizer[0].__name__]:
+                wanted_too[f"optimizer.{_BUFFER}_{suffix}"] = _Want((saved_dtype,), (total,), False)
+
+    _check_declared(declared, wanted_too)
+    wanted.update(wanted_too)
+    unexpected = sorted(set(declared) - set(wanted))
+    for name in unexpected:
+        if name.startswith("optimizer."):
+            _expect(state is not None, "it holds optimizer state but no training state")
+            _expect(
+                optimizer is not None,
+                f"tensor {name!r:.80} is optimizer state, but the model has no optimizer",
+            )
+            raise _Invalid(f"tensor {name!r:.80} is not state of {optimizer[0].__name__}")
+    _expect(not unexpected, f"it holds unexpected tensors {unexpected!r:.200}")
+    return _Plan(saved_dtype, seed, entries, loss, optimizer, accuracy, state)
+
+
+def _build_model(
+    plan: _Plan,
+    tensors: dict[str, np.ndarray],
+    backend: str | Backend | None,
+    dtype: Any,
+) -> tuple[Model, dict[str, Any] | None]:
+    """The model ``plan`` describes, with the parameters and state ``tensors`` hold."""
+    _check_finite(tensors)
+    model = _model_module.Model(
+        backend="numpy" if backend is None else backend,
+        seed=plan.seed,
+        dtype=plan.dtype if dtype is None else dtype,
     )
+    for index, (cls, settings) in enumerate(plan.layers):
+        model.add(_construct(cls, settings, f"layer {index}"))
+    optimizer = accuracy = None
+    if plan.optimizer is not None:
+        optimizer = _construct(*plan.optimizer, "the optimizer")
+    if plan.accuracy is not None:
+        accuracy = _construct(*plan.accuracy, "the accuracy")
+    model.set(loss=_construct(*plan.loss, "the loss"), optimizer=optimizer, accuracy=accuracy)
     try:
         model.finalize()
     except ValueError as error:
@@ -636,25 +935,18 @@ def _build_model(
     parameters = []
     for k, layer in enumerate(trainable):
         names = [f"params.{k}.{name}" for _, name, _ in layer.parameter_names]
-        _expect(all(name in expected for name in names), f"layer {layer!r} cannot be loaded")
+        _expect(all(name in tensors for name in names), f"layer {layer!r} cannot be loaded")
         parameters.append(tuple(tensors[name] for name in names))
-    state_tensors = {name for name in tensors if name.startswith("optimizer.")}
-    extra = sorted(set(tensors) - set(expected) - state_tensors)
-    _expect(not extra, f"it holds unexpected tensors {extra}")
-    _expect(
-        state is not None or not state_tensors, "it holds optimizer state but no training state"
-    )
     model.set_parameters(parameters)
-    checkpoint = None if state is None else _restore_state(model, state, tensors, saved_dtype)
+    state = plan.state
+    checkpoint = None if state is None else _restore_state(model, state, tensors)
     return model, checkpoint
 
 
 def _restore_state(
-    model: Model, state: dict[str, Any], tensors: dict[str, np.ndarray], saved_dtype: str
+    model: Model, state: dict[str, Any], tensors: dict[str, np.ndarray]
 ) -> dict[str, Any]:
-    """Put the checkpoint's training state into the freshly finalized ``model``."""
-    keys = {"checkpoint", "optimizer", "rng", "dropout"}
-    state = _keys(state, keys | ({"epochs_trained"} & set(state or ())), "the training state")
+    """Put the checkpoint's training state (keys checked) into the freshly finalized ``model``."""
     epochs = state.get("epochs_trained", 0)
     _expect(
         type(epochs) is int and 0 <= epochs < 2**63,
@@ -688,10 +980,15 @@ def _restore_state(
         for name in sorted(n for n in tensors if n.startswith("optimizer.")):
             _expect(name in allowed, f"tensor {name!r} is not state of {type(optimizer).__name__}")
             attribute, shape = allowed[name]
-            _check_tensor(name, tensors[name], shape, saved_dtype)
+            array = tensors[name]
+            _expect(
+                tuple(array.shape) == tuple(shape),
+                f"tensor {name!r} has shape {tuple(array.shape)}, but the model needs "
+                f"{tuple(shape)}",
+            )
             if attribute.endswith(_CACHE_SUFFIX):
-                _expect(bool(np.all(tensors[name] >= 0)), f"tensor {name!r} holds negative values")
-            buffers[attribute] = tensors[name]
+                _expect(bool(np.all(array >= 0)), f"tensor {name!r} holds negative values")
+            buffers[attribute] = array
 
     _check_pcg64(state["rng"], "the model's generator state", _Invalid)
     dropout = state["dropout"]
