@@ -523,3 +523,131 @@ def test_format_1_checkpoint_of_the_previous_version_loads():
     X, y = spiral(20, 3)
     history = model.train(X, y, epochs=1, batch_size=16, verbose=False)
     assert history["epoch"] == [3] and np.isfinite(history["loss"][0])
+
+
+# -- saving replaces regular files only --------------------------------------------------------
+
+
+def savers(model):
+    return {
+        "save_model": lambda p: save_model(model, p),
+        "checkpoint": lambda p: save_model(model, p, checkpoint={"epoch": 0}),
+        "Model.save": model.save,
+        "save_parameters": model.save_parameters,
+    }
+
+
+def test_saving_refuses_a_target_that_is_not_a_regular_file(tmp_path):
+    files = special_files(tmp_path)
+    model = small_model()
+    for kind, path in files.items():
+        if kind.startswith("symlink to /dev"):
+            continue  # never write toward real devices, even to test a refusal
+        before = os.lstat(path)
+        for name, save in savers(model).items():
+            with pytest.raises(ValueError, match="not a regular file") as excinfo:
+                save(path)
+            message = str(excinfo.value)
+            assert not isinstance(excinfo.value, XpnnFileError)
+            assert f"cannot save to {path}: it " in message, (kind, name, message)
+            assert "nothing was written" in message
+            assert KINDS[kind] in message
+        after = os.lstat(path)
+        assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    assert sorted(os.listdir(tmp_path / "special")) == sorted(p.name for p in files.values())
+
+
+def test_saving_through_a_symlink_to_nothing_yet_creates_the_file(tmp_path):
+    link = tmp_path / "latest.xpnn"
+    link.symlink_to(tmp_path / "run-1.xpnn")
+    model = small_model()
+    save_model(model, link)
+    assert link.is_symlink() and (tmp_path / "run-1.xpnn").is_file()
+    np.testing.assert_array_equal(flat(load_model(tmp_path / "run-1.xpnn"))[0], flat(model)[0])
+
+
+def test_a_refused_save_changes_nothing_in_the_model(tmp_path, monkeypatch):
+    """The target is checked before the state is gathered (on CuPy, gathering reseeds the
+    Dropout generators): a refused save leaves them alone."""
+    model = small_model()
+    gathered = []
+    monkeypatch.setattr(xpnn.io, "_training_state", lambda *a: gathered.append(a))
+    with pytest.raises(ValueError, match="a directory"):
+        save_model(model, tmp_path, checkpoint={"epoch": 0})
+    assert gathered == []
+
+
+WRITE_FAILURES = {
+    "disk full in write": ("write", errno.ENOSPC, OSError, "No space left on device"),
+    "disk full in fsync": ("fsync", errno.ENOSPC, OSError, "No space left on device"),
+    "quota in fsync": ("fsync", errno.EDQUOT, OSError, "quota"),
+    "I/O error in close": ("close", errno.EIO, OSError, "Input/output error"),
+    "permission in the folder": ("open", errno.EACCES, PermissionError, "Permission denied"),
+    "read-only file system": ("open", errno.EROFS, OSError, "Read-only file system"),
+    "rename refused": ("replace", errno.EPERM, PermissionError, "Operation not permitted"),
+}
+
+
+class FailingFile:
+    """A temporary file whose ``write`` or ``close`` fails as a full or broken disk does."""
+
+    def __init__(self, file, where, code):
+        self.file, self.where, self.code = file, where, code
+
+    def _fail(self):
+        raise OSError(self.code, os.strerror(self.code))
+
+    def write(self, data):
+        if self.where == "write":
+            self.file.write(data[: len(data) // 3])
+            self._fail()
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+        if self.where == "close" and exc[0] is None:
+            self._fail()
+
+
+@pytest.mark.parametrize("case", WRITE_FAILURES)
+def test_write_errors_name_the_file_and_keep_the_old_one(tmp_path, monkeypatch, case):
+    where, code, kind, words = WRITE_FAILURES[case]
+    path = tmp_path / "model.xpnn"
+    old = small_model(seed=1)
+    save_model(old, path, checkpoint={"epoch": 1})
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code), *(args[:1] if where != "fsync" else ()))
+
+    if where in ("write", "close"):
+        fdopen = os.fdopen
+        monkeypatch.setattr(os, "fdopen", lambda *a, **k: FailingFile(fdopen(*a, **k), where, code))
+    elif where == "open":
+        real_open = os.open
+
+        def open_fails_in_the_folder(name, flags, *args, **kwargs):
+            if flags & os.O_CREAT and os.path.dirname(os.fsdecode(name)) == str(tmp_path):
+                fail(name)
+            return real_open(name, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", open_fails_in_the_folder)
+    else:
+        monkeypatch.setattr(os, where, fail)
+    with pytest.raises(OSError) as excinfo:
+        save_model(small_model(seed=2), path, checkpoint={"epoch": 2})
+    monkeypatch.undo()
+    error = excinfo.value
+    assert isinstance(error, kind) and error.errno == code
+    message = str(error)
+    assert f"cannot save {path}: " in message and words.lower() in message.lower()
+    assert ".tmp" not in message and "unchanged" in message
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == [path.name]  # no temporary file left
+    assert load_checkpoint(path)[1] == {"epoch": 1}

@@ -21,7 +21,9 @@ the problem.
 
 Writes are atomic: the bytes go to a temporary file beside the target, are flushed to disk, and
 replace the target in one ``os.replace``; a crash at any moment leaves the old file or the new
-one, never a mixture (a killed process may leave its ``.<name>.<random>.tmp`` file behind).
+one, never a mixture (a killed process may leave its ``.<name>.<random>.tmp`` file behind). Only
+a regular file (or none yet) is replaced, through symlinks if need be; a failed write raises an
+OSError that names the target and the cause, and removes the temporary file.
 """
 
 from __future__ import annotations
@@ -132,10 +134,14 @@ def save_model(
     the saving model and the loaded one go on with the same masks.
 
     Raises ValueError before ``finalize()``, TypeError for a layer or object that is not one
-    of xpnn's own classes, ValueError for non-finite parameters or a bad ``checkpoint``, OSError
-    if the file cannot be written (the previous file at ``path``, if any, is then intact).
+    of xpnn's own classes, ValueError for non-finite parameters or a bad ``checkpoint``,
+    ValueError (before anything is done) if ``path`` is a directory, a FIFO, a device or
+    anything else but a regular file, also through a symlink, and an OSError naming ``path``
+    and the cause (PermissionError, ENOSPC, ...) if the file cannot be written: the previous
+    file at ``path``, if any, is then intact and no temporary file is left.
     """
     _require_model(model, "save_model")
+    _save_target(path)  # a refused path before anything, a Dropout reseeded on CuPy included
     spec = _describe_model(model)
     tensors = _parameter_tensors(model)
     metadata = {"kind": "model", "model": _dumps(spec)}
@@ -149,9 +155,11 @@ def save_model(
 def save_parameters(model: Model, path: PathLike) -> None:
     """Save the parameters alone to ``path``, atomically (the book's ``save_parameters``).
 
-    Load them into a model of the same shapes with ``load_parameters``.
+    Load them into a model of the same shapes with ``load_parameters``. ``path`` and errors as
+    for ``save_model``.
     """
     _require_model(model, "save_parameters")
+    _save_target(path)
     _write_atomic(path, _serialize(_parameter_tensors(model), {"kind": "parameters"}))
 
 
@@ -346,18 +354,19 @@ class _Checksum:
 
 
 def _write_atomic(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, sync it, then rename it onto ``path``."""
-    # Through a symlink: replace the file it points to, not the link.
-    target = os.fsdecode(os.path.realpath(_path(path)))
+    """Write ``data`` to a temporary file beside ``path``, sync it, then rename it onto ``path``.
+
+    ``path`` may be a regular file, nothing yet, or a symlink to either, whose target is then
+    written and the link kept; anything else is refused with a ValueError before anything is
+    written. A failed write raises an OSError of the system's kind that names ``path`` (not the
+    temporary file) and the cause; the temporary file is removed and ``path`` is as it was.
+    """
+    target = _save_target(path)
     directory, name = os.path.split(target)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(temporary, flags, 0o666)  # the umask applies, as for any new file
-            break
-        except FileExistsError:
-            continue
+    try:
+        fd, temporary = _create_temporary(directory, name)
+    except OSError as error:
+        raise _write_error(path, error) from None
     try:
         with os.fdopen(fd, "wb") as file:
             with contextlib.suppress(OSError):  # keep the permissions of a file we replace
@@ -365,12 +374,67 @@ def _write_atomic(path: PathLike, data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        _save_target(path)  # nothing but a regular file has taken its place meanwhile
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise _write_error(path, error) from None
         raise
     _fsync_directory(directory)
+
+
+def _save_target(path: PathLike) -> str:
+    """The file a save to ``path`` writes: ``path``, or the file its symlinks lead to.
+
+    ValueError naming ``path`` if that exists and is not a regular file: a directory, a FIFO,
+    a device or a socket is never replaced. OSError (naming ``path``) if it cannot be looked at.
+    """
+    try:
+        problem, target = _target_problem(path)
+    except OSError as error:
+        raise _write_error(path, error) from None
+    if problem is not None:
+        raise ValueError(f"cannot save to {_shown(path)}: it {problem}; nothing was written")
+    return target
+
+
+def _target_problem(path: PathLike) -> tuple[str | None, str]:
+    """Why a save to ``path`` must not write (None if it may), and the file it would write."""
+    path = _path(path)
+    target = os.fsdecode(os.path.realpath(path))
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return None, target
+    if stat.S_ISREG(mode):
+        return None, target
+    kind = _file_kind(mode)
+    if os.path.islink(path):
+        return f"is a symlink to {target}, which is {kind}, not a regular file", target
+    return f"is {kind}, not a regular file", target
+
+
+def _create_temporary(directory: str, name: str) -> tuple[int, str]:
+    """A new file ``.<name>.<random>.tmp`` in ``directory``: its descriptor and path."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(temporary, flags, 0o666), temporary  # the umask applies
+        except FileExistsError:
+            continue
+
+
+def _write_error(path: PathLike, error: OSError) -> OSError:
+    """``error`` told about ``path`` rather than the temporary file: the same kind of OSError
+    (PermissionError, ...), the same errno, a message that names the file and the cause."""
+    cause = error.strerror or str(error) or type(error).__name__
+    message = f"cannot save {_shown(path)}: {cause}; the file there, if any, is unchanged"
+    if error.errno is None:
+        return OSError(message)
+    return OSError(error.errno, message)  # OSError picks the subclass for the errno
 
 
 def _fsync_directory(directory: str) -> None:
