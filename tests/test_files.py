@@ -651,3 +651,71 @@ def test_write_errors_name_the_file_and_keep_the_old_one(tmp_path, monkeypatch, 
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == [path.name]  # no temporary file left
     assert load_checkpoint(path)[1] == {"epoch": 1}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_folder_that_cannot_be_written_for_real(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip(
+            "root writes in any folder whatever its permissions; see the monkeypatched cases"
+        )
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match=f"cannot save {folder / 'm'}: Permission"):
+            save_model(small_model(), folder / "m")
+        X, y = spiral(10, 3)
+        model = small_model()
+        with pytest.raises(ValueError, match="checkpoint: no file can be written"):
+            model.train(X, y, checkpoint=folder / "c", verbose=False)
+        assert model.optimizer.iterations == 0
+    finally:
+        folder.chmod(0o700)
+
+
+# -- train(checkpoint=...) checks its path before the first step ----------------------------
+
+
+def assert_untouched(model, before):
+    assert model.optimizer.iterations == 0 and model.epochs_trained == 0
+    for a, b in zip(before, flat(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_train_refuses_a_checkpoint_path_it_cannot_write_before_the_first_step(tmp_path):
+    X, y = spiral(20, 3)
+    files = special_files(tmp_path)
+    model = small_model()
+    before = flat(model)
+    for kind, path in files.items():
+        with pytest.raises(ValueError, match="checkpoint: ") as excinfo:
+            model.train(X, y, epochs=2, checkpoint=path, verbose=False)
+        assert str(path) in str(excinfo.value) and "not a regular file" in str(excinfo.value)
+        assert KINDS[kind] in str(excinfo.value)
+    with pytest.raises(ValueError, match=r"checkpoint: the folder .* does not exist"):
+        model.train(X, y, checkpoint=tmp_path / "no" / "c.xpnn", verbose=False)
+    assert_untouched(model, before)
+
+
+def test_train_probes_the_checkpoint_folder(tmp_path, monkeypatch):
+    """Root passes os.access everywhere: a file is created in the folder and removed."""
+    X, y = spiral(20, 3)
+    model = small_model()
+    before = flat(model)
+    real_open = os.open
+
+    def read_only(name, flags, *args, **kwargs):
+        if flags & os.O_CREAT and os.path.dirname(os.fsdecode(name)) == str(tmp_path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), name)
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(
+        ValueError, match=r"checkpoint: no file can be written in the folder .*Read-only"
+    ):
+        model.train(X, y, epochs=2, checkpoint=tmp_path / "c.xpnn", verbose=False)
+    assert_untouched(model, before)
+    monkeypatch.undo()
+    model.train(X, y, epochs=1, checkpoint=tmp_path / "c.xpnn", verbose=False)
+    assert os.listdir(tmp_path) == ["c.xpnn"]  # the probe left nothing behind

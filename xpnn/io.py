@@ -437,6 +437,34 @@ def _write_error(path: PathLike, error: OSError) -> OSError:
     return OSError(error.errno, message)  # OSError picks the subclass for the errno
 
 
+def _check_writable(path: PathLike, argument: str) -> None:
+    """Raise ValueError naming ``argument`` unless a save to ``path`` can write its file.
+
+    The file, if it exists, must be a regular one (symlinks followed) and its folder must
+    exist and take a new file: a temporary file is created there and removed, which, unlike
+    ``os.access``, also tells a read-only file system and a folder that root cannot write.
+    """
+    try:
+        problem, target = _target_problem(path)
+    except OSError as error:
+        raise ValueError(f"{argument}: {error.strerror or error}") from None
+    if problem is not None:
+        raise ValueError(f"{argument}: {_shown(path)!r} {problem}")
+    directory, name = os.path.split(target)
+    if not os.path.isdir(directory):
+        raise ValueError(f"{argument}: the folder {directory!r} does not exist")
+    try:
+        fd, temporary = _create_temporary(directory, name)
+    except OSError as error:
+        raise ValueError(
+            f"{argument}: no file can be written in the folder {directory!r} "
+            f"({error.strerror or error})"
+        ) from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(temporary)
+
+
 def _fsync_directory(directory: str) -> None:
     """Make the rename durable where the platform allows syncing a directory."""
     try:

@@ -325,7 +325,8 @@ class Model:
 
         ``checkpoint=path`` saves the model with its training state (optimizer state, step and
         epoch counts, random generators) every ``checkpoint_every`` epochs and at the end;
-        ``Model.load(path)`` then carries on exactly where it stopped.
+        ``Model.load(path)`` then carries on exactly where it stopped. The path is checked
+        before the first step: a regular file or none yet, in a folder that takes new files.
 
         A loss that turns NaN or infinite stops training with NonFiniteLossError. Ctrl-C stops
         after the current step and returns the History so far. Epochs are numbered from the
@@ -345,9 +346,9 @@ class Model:
         if checkpoint is not None:
             if not isinstance(checkpoint, (str, os.PathLike)):
                 raise TypeError(f"checkpoint must be a file path; got {checkpoint!r}")
-            folder = os.path.dirname(os.path.abspath(checkpoint))
-            if not os.path.isdir(folder):
-                raise ValueError(f"checkpoint: the folder {folder!r} does not exist")
+            from .io import _check_writable  # io builds models: imported here, not at the top
+
+            _check_writable(checkpoint, "checkpoint")
         if early_stopping is not None:
             early_stopping = positive_int(early_stopping, "early_stopping")
             if validation_data is None:
