@@ -515,10 +515,11 @@ def test_loading_work_grows_linearly_with_the_layers(tmp_path, monkeypatch):
 def test_format_1_checkpoint_of_the_previous_version_loads():
     path = TESTS / "data" / "format1_checkpoint.safetensors"
     metadata, tensors = read_file(path)
-    assert metadata["version"] == "1"
+    assert metadata["version"] == "1" and "epoch_in_progress" not in metadata["state"]
     model, info = load_checkpoint(path)
     assert info == {"epoch": 2}
     assert model.epochs_trained == 2 and model.optimizer.iterations == 8
+    assert model._epoch_in_progress is None
     np.testing.assert_array_equal(flat(model)[0], tensors["params.0.weights"])
     X, y = spiral(20, 3)
     history = model.train(X, y, epochs=1, batch_size=16, verbose=False)

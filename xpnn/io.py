@@ -6,8 +6,9 @@ optimizer's state buffers (``optimizer.<prefix>_momentums``, ``optimizer.<prefix
 text metadata holds the architecture as JSON: dtype, seed, each layer, the loss, the optimizer and
 the metric, by class name and constructor settings; a checkpoint adds the training state
 (optimizer step count and rate, the model's shuffling generator, each Dropout generator, the
-caller's ``checkpoint`` dict such as ``{"epoch": 12}``). A SHA-256 of every tensor and metadata
-entry detects corruption.
+caller's ``checkpoint`` dict such as ``{"epoch": 12}``) and, if Ctrl-C stopped training inside
+an epoch, where it stopped (``epoch_in_progress``) with that epoch's sample order
+(``state.epoch_order``). A SHA-256 of every tensor and metadata entry detects corruption.
 
 Loading runs nothing from the file and reads nothing it has not checked. Only a regular file is
 opened (``os.stat`` first, symlinks followed). Its header comes first: a length of at most
@@ -132,6 +133,9 @@ def save_model(
     returns the dict back. On CuPy, whose generators' state cannot be read, each Dropout
     generator is replaced by a fresh one seeded from its own draws, and that seed is saved, so
     the saving model and the loaded one go on with the same masks.
+
+    A model stopped by Ctrl-C inside an epoch saves where it stopped too, so that ``train``
+    on the loaded model finishes that epoch as the saving one would.
 
     Raises ValueError before ``finalize()``, TypeError for a layer or object that is not one
     of xpnn's own classes, ValueError for non-finite parameters or a bad ``checkpoint``,
@@ -270,6 +274,22 @@ def _training_state(
     state = {"checkpoint": info, "optimizer": optimizer, "rng": rng_state, "dropout": dropout}
     if hasattr(model, "epochs_trained"):  # numbers the epochs (History, reports) of later runs
         state["epochs_trained"] = int(model.epochs_trained)
+    progress = getattr(model, "_epoch_in_progress", None)
+    if progress is not None:  # stopped inside an epoch: where, in which order, its sums so far
+        loss_sum = float(to_numpy(progress.loss_sum))
+        if not math.isfinite(loss_sum):
+            raise ValueError("the epoch in progress has a NaN or infinite loss: it cannot be saved")
+        state["epoch_in_progress"] = {
+            "samples": int(progress.samples),
+            "done": int(progress.done),
+            "steps": int(progress.steps),
+            "loss_sum": loss_sum,
+            "correct": int(to_numpy(progress.correct)),
+            "compared": int(progress.compared),
+            "shuffled": progress.order is not None,
+        }
+        if progress.order is not None:
+            tensors[_ORDER] = np.asarray(progress.order, dtype=np.int64)
     return state, tensors
 
 
@@ -506,6 +526,8 @@ _OTHER_TYPES = {
 _MAX_RANK = 8  # xpnn's tensors have at most 2 dimensions
 _CHUNK = 2**20  # bytes of a tensor that is checked but not kept, read and hashed at a time
 _BUFFER = "param"  # the ParameterBuffer's prefix of the optimizer's state buffers
+_ORDER = "state.epoch_order"  # the sample order of the epoch in progress
+_PROGRESS_KEYS = {"samples", "done", "steps", "loss_sum", "correct", "compared", "shuffled"}
 _FILE_KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -974,13 +996,17 @@ def _plan_model(metadata: dict[str, str], declared: Mapping[str, _Tensor]) -> _P
     state, wanted_too = None, {}  # the training state and the tensors it needs
     if "state" in metadata:
         state = _loads(metadata, "state")
-        optional = {"epochs_trained"} & set(state)
+        optional = {"epochs_trained", "epoch_in_progress"} & set(state)
         state = _keys(
             state, {"checkpoint", "optimizer", "rng", "dropout"} | optional, "the training state"
         )
         if optimizer is not None:
             for suffix in _OPTIMIZER_STATES[optimizer[0].__name__]:
                 wanted_too[f"optimizer.{_BUFFER}_{suffix}"] = _Want((saved_dtype,), (total,), False)
+        if "epoch_in_progress" in state:
+            progress = _check_progress(state["epoch_in_progress"], accuracy is not None)
+            if progress["shuffled"]:
+                wanted_too[_ORDER] = _Want(("int64",), (progress["samples"],))
 
     _check_declared(declared, wanted_too)
     wanted.update(wanted_too)
@@ -995,6 +1021,45 @@ def _plan_model(metadata: dict[str, str], declared: Mapping[str, _Tensor]) -> _P
             raise _Invalid(f"tensor {name!r:.80} is not state of {optimizer[0].__name__}")
     _expect(not unexpected, f"it holds unexpected tensors {unexpected!r:.200}")
     return _Plan(saved_dtype, seed, entries, loss, optimizer, accuracy, state)
+
+
+def _check_progress(progress: Any, has_accuracy: bool) -> dict[str, Any]:
+    """The epoch a checkpoint stopped in: how far it got, and its sums so far."""
+    progress = _keys(progress, _PROGRESS_KEYS, "the epoch in progress")
+    samples, done, steps = progress["samples"], progress["done"], progress["steps"]
+    correct, compared = progress["correct"], progress["compared"]
+    loss_sum = progress["loss_sum"]
+
+    def count(value: Any) -> bool:
+        return type(value) is int and 0 <= value < 2**63
+
+    _expect(
+        count(samples) and count(done) and 0 < done < samples,
+        f"the epoch in progress must have done 1 to samples - 1 samples; got done={done!r:.40} "
+        f"of samples={samples!r:.40}",
+    )
+    _expect(
+        count(steps) and 0 < steps <= done,
+        f"the epoch in progress: steps {steps!r:.40} is not between 1 and {done}",
+    )
+    _expect(
+        type(loss_sum) in (int, float) and math.isfinite(loss_sum),
+        f"the epoch in progress: loss_sum {loss_sum!r:.40} is not a finite number",
+    )
+    _expect(
+        count(compared) and count(correct) and correct <= compared,
+        f"the epoch in progress: correct={correct!r:.40} of compared={compared!r:.40} is not "
+        f"a count of right predictions",
+    )
+    _expect(
+        has_accuracy or compared == 0,
+        "the epoch in progress counts predictions, but the model has no accuracy metric",
+    )
+    _expect(
+        type(progress["shuffled"]) is bool,
+        f"the epoch in progress: shuffled {progress['shuffled']!r:.40} is not true or false",
+    )
+    return progress
 
 
 def _build_model(
@@ -1102,6 +1167,11 @@ def _restore_state(
                 type(seed) is int and 0 <= seed < _MAX_SEED,
                 f"the generator seed of layer {index} is not a non-negative integer",
             )
+    progress = state.get("epoch_in_progress")  # checked by _check_progress
+    order = None
+    if progress is not None and progress["shuffled"]:
+        order = tensors[_ORDER]
+        _expect(_is_permutation(order), f"tensor {_ORDER!r} is not an order of the samples")
 
     if optimizer is not None:
         optimizer.iterations = saved["iterations"]
@@ -1111,12 +1181,33 @@ def _restore_state(
             setattr(model._parameters, attribute, model.backend.asarray(copy))
     if "epochs_trained" in state and hasattr(model, "epochs_trained"):
         model.epochs_trained = epochs
+    if progress is not None:
+        backend = model.backend
+        model._epoch_in_progress = _model_module._EpochInProgress(
+            samples=progress["samples"],
+            done=progress["done"],
+            steps=progress["steps"],
+            order=None if order is None else np.array(order, dtype=np.int64),
+            loss_sum=backend.asarray(np.asarray(progress["loss_sum"], dtype=backend.dtype_name)),
+            correct=backend.asarray(np.asarray(progress["correct"]), dtype=backend.index_dtype),
+            compared=progress["compared"],
+        )
     # After finalize(), which drew the initial weights and Dropout seeds from this generator.
     model.rng.bit_generator.state = state["rng"]
     for index, entry in dropout.items():
         layer = model.layers[int(index)]
         _set_generator(model.backend, layer, entry)
     return checkpoint
+
+
+def _is_permutation(order: np.ndarray) -> bool:
+    """True if ``order`` (1-D) holds each of 0, 1, ..., len(order) - 1 once."""
+    n = order.shape[0]
+    if n == 0 or order.min() < 0 or order.max() >= n:
+        return n == 0
+    seen = np.zeros(n, dtype=bool)
+    seen[order] = True
+    return bool(seen.all())
 
 
 def _set_generator(backend: Backend, layer: Dropout, entry: dict[str, Any]) -> None:

@@ -73,6 +73,29 @@ class NonFiniteLossError(FloatingPointError):
         )
 
 
+class _EpochInProgress:
+    """Where an epoch stopped by Ctrl-C stands, so that ``train`` finishes it exactly.
+
+    ``order`` is the epoch's sample order (a host int64 array; None without shuffling),
+    ``done`` the samples its first ``steps`` steps took, ``loss_sum`` (a 0-d float array) and
+    ``correct`` (a 0-d integer array) its sums so far, on the device, over ``compared``
+    predictions.
+    """
+
+    def __init__(
+        self,
+        samples: int,
+        done: int,
+        steps: int,
+        order: np.ndarray | None,
+        loss_sum: Any,
+        correct: Any,
+        compared: int,
+    ) -> None:
+        self.samples, self.done, self.steps, self.order = samples, done, steps, order
+        self.loss_sum, self.correct, self.compared = loss_sum, correct, compared
+
+
 class _Snapshot:
     """A copy of what training changes (parameters, optimizer state, step and epoch counts)."""
 
@@ -97,6 +120,7 @@ class _Snapshot:
             optimizer.current_learning_rate,
             self.model.epochs_trained,
         )
+        self.epoch_in_progress = self.model._epoch_in_progress  # never changed, only replaced
 
     def restore(self) -> None:
         current = self._arrays()
@@ -106,6 +130,7 @@ class _Snapshot:
         optimizer.iterations, optimizer.current_learning_rate, self.model.epochs_trained = (
             self.counts
         )
+        self.model._epoch_in_progress = self.epoch_in_progress
 
 
 class _Best:
@@ -170,6 +195,7 @@ class Model:
         self.accuracy: Accuracy | None = None
         self._parameters: ParameterBuffer | None = None
         self.epochs_trained = 0
+        self._epoch_in_progress: _EpochInProgress | None = None
 
     def __repr__(self) -> str:
         layers = ", ".join(map(repr, self.layers))
@@ -238,6 +264,7 @@ class Model:
         self._trainable = [layer for layer in self.layers if layer.parameter_names]
         self._parameters = ParameterBuffer(self.backend, self._trainable)
         self.epochs_trained = 0
+        self._epoch_in_progress = None
         through = self.layers[:-1] if self._combined is not None else self.layers
         first = next((i for i, layer in enumerate(through) if layer.parameter_names), None)
         self._first_trainable = None if first is None else through[first]
@@ -324,12 +351,16 @@ class Model:
         its loss has not improved for ``patience`` epochs, restoring the best parameters.
 
         ``checkpoint=path`` saves the model with its training state (optimizer state, step and
-        epoch counts, random generators) every ``checkpoint_every`` epochs and at the end;
-        ``Model.load(path)`` then carries on exactly where it stopped. The path is checked
-        before the first step: a regular file or none yet, in a folder that takes new files.
+        epoch counts, random generators) every ``checkpoint_every`` epochs, at the end and on
+        Ctrl-C; ``Model.load(path)`` then carries on exactly where it stopped. The path is
+        checked before the first step: a regular file or none yet, in a folder that takes new
+        files.
 
         A loss that turns NaN or infinite stops training with NonFiniteLossError. Ctrl-C stops
-        after the current step and returns the History so far. Epochs are numbered from the
+        after the current step and returns the History so far; an epoch it stopped inside is
+        finished by the next ``train`` (of this model, or of one loaded from the checkpoint),
+        from the next step, in the same order, as the first of its ``epochs``; it needs the
+        same X (``discard_epoch_in_progress()`` forgets it). Epochs are numbered from the
         model's first, so a resumed run goes on counting.
         """
         self._require_finalized("train")
@@ -354,6 +385,13 @@ class Model:
             if validation_data is None:
                 raise ValueError("early_stopping watches the validation loss: give validation_data")
         X, y = self._prepare(X, y)
+        unfinished = self._epoch_in_progress
+        if unfinished is not None and X.shape[0] != unfinished.samples:
+            raise ValueError(
+                f"X has {X.shape[0]} samples, but epoch {self.epochs_trained + 1} stopped after "
+                f"{unfinished.done} of {unfinished.samples} samples (Ctrl-C): train on the same X "
+                f"and y to finish it, or call discard_epoch_in_progress() first"
+            )
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -385,11 +423,15 @@ class Model:
             with _StopOnInterrupt() as interrupt, self._kept_buffers():
                 for epoch in range(first, final + 1):
                     sums, compared = self._train_epoch(X, y, batch_size, shuffle, epoch, interrupt)
-                    if interrupt.stopped:  # a partial epoch: neither counted nor recorded
+                    unfinished = self._epoch_in_progress
+                    if unfinished is not None:  # stopped inside the epoch: next train ends it
+                        self._record(history, pending, None, snapshot)
                         if checkpoint is not None:
                             self._checkpoint(checkpoint)
                         shown.message(
-                            f"xpnn: interrupted; stopped after step {self.optimizer.iterations}"
+                            f"xpnn: interrupted in epoch {epoch} after {unfinished.done} of "
+                            f"{samples} samples (step {self.optimizer.iterations}); train() "
+                            f"finishes the epoch"
                         )
                         break
                     self.epochs_trained = epoch
@@ -412,6 +454,15 @@ class Model:
                         shown.message(
                             f"xpnn: early stop at epoch {epoch}: no better validation loss "
                             f"for {early_stopping} epochs; restored the best, epoch {best.epoch}"
+                        )
+                        break
+                    if interrupt.stopped:  # at the epoch's last step: the epoch is whole
+                        self._record(history, pending, None, snapshot)
+                        if checkpoint is not None and not saving:
+                            self._checkpoint(checkpoint)
+                        shown.message(
+                            f"xpnn: interrupted at the end of epoch {epoch} "
+                            f"(step {self.optimizer.iterations})"
                         )
                         break
             self._record(history, pending, None, snapshot)
@@ -441,14 +492,23 @@ class Model:
     def _train_epoch(
         self, X: Any, y: Any, batch_size: int, shuffle: bool, epoch: int, interrupt: Any
     ) -> tuple[list[Any], int]:
-        """One pass over the data; its sums stay on the device."""
+        """One pass over the data, or the rest of the one Ctrl-C stopped; its sums stay on the
+        device. Stopped inside it, it leaves ``_epoch_in_progress`` to go on from."""
         backend, xp = self.backend, self.backend.xp
         optimizer, parameters = self.optimizer, self._parameters
         samples = X.shape[0]
-        order = self._epoch_order(samples) if shuffle else None
-        loss_sum, compared = backend.zeros(()), 0
-        correct = backend.zeros((), backend.index_dtype)
-        for step, start in enumerate(range(0, samples, batch_size), 1):
+        unfinished, self._epoch_in_progress = self._epoch_in_progress, None
+        if unfinished is None:
+            host_order = self.rng.permutation(samples) if shuffle else None
+            begin, steps, compared = 0, 0, 0
+            loss_sum, correct = backend.zeros(()), backend.zeros((), backend.index_dtype)
+        else:  # the epoch's own order and sums, whatever ``shuffle`` says now
+            host_order, begin, steps = unfinished.order, unfinished.done, unfinished.steps
+            loss_sum, correct = unfinished.loss_sum, unfinished.correct
+            compared = unfinished.compared
+        # Drawn on the host from the model's generator, so every backend shuffles alike.
+        order = None if host_order is None else backend.asarray(host_order, backend.index_dtype)
+        for step, start in enumerate(range(begin, samples, batch_size), steps + 1):
             stop = min(start + batch_size, samples)
             if order is None:
                 batch_X, batch_y = X[start:stop, ...], y[start:stop, ...]
@@ -471,13 +531,17 @@ class Model:
             optimizer.update_params(parameters)
             optimizer.post_update_params()
             if interrupt.stopped:
+                if stop < samples:
+                    self._epoch_in_progress = _EpochInProgress(
+                        samples, stop, step, host_order, loss_sum, correct, compared
+                    )
                 break
         return [loss_sum / samples, correct, self.regularization_loss()], compared
 
-    def _epoch_order(self, samples: int) -> Any:
-        # Drawn on the host from the model's generator, so every backend shuffles alike.
-        permutation = self.rng.permutation(samples)
-        return self.backend.asarray(permutation, dtype=self.backend.index_dtype)
+    def discard_epoch_in_progress(self) -> None:
+        """Forget the rest of an epoch that Ctrl-C stopped, so the next ``train`` starts a new
+        one (with the next order the seed draws): to train on other data, for instance."""
+        self._epoch_in_progress = None
 
     def _count_correct(self, output: Any, y: Any) -> tuple[Any, int]:
         """Right predictions in a batch (an integer, on the device) and how many were compared."""
