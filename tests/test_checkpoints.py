@@ -236,6 +236,7 @@ TAMPERED_PROGRESS = {
     "done a string": (_progress(done="128"), None, "done='128'"),
     "loss NaN": (_progress(loss_sum=float("nan")), None, "loss_sum nan"),
     "loss a string": (_progress(loss_sum="1.5"), None, "loss_sum '1.5'"),
+    "loss beyond float32": (_progress(loss_sum=1e300), None, "loss_sum 1e+300 is beyond float32"),
     "more right than compared": (_progress(correct=129), None, "correct=129"),
     "shuffled 1": (_progress(shuffled=1), None, "shuffled 1"),
     "a key missing": (
@@ -278,3 +279,36 @@ def test_a_tampered_epoch_in_progress_is_refused(tmp_path, monkeypatch, case):
     with pytest.raises(xpnn.XpnnFileError) as excinfo:
         xpnn.Model.load(bad)
     assert words in str(excinfo.value) and str(bad) in str(excinfo.value)
+
+
+def test_training_state_beyond_the_model_dtype_is_refused(tmp_path):
+    """The optimizer's rate and buffers, which the loader sets itself, are checked after the
+    conversion to the model's dtype: 1e300 is finite in a float64 file, inf in float32."""
+    model = _model("numpy")
+    model.train(*spiral(20, 3), epochs=1, verbose=False)
+    path = tmp_path / "m.xpnn"
+    xpnn.io.save_model(model, path, checkpoint={})
+    rate = _resigned(
+        path, tmp_path / "rate.xpnn", lambda s: s["optimizer"].update(current_learning_rate=1e300)
+    )
+    with pytest.raises(
+        xpnn.XpnnFileError, match=r"current_learning_rate 1e\+300 is beyond float32"
+    ):
+        xpnn.Model.load(rate)
+    assert xpnn.Model.load(rate, dtype="float64").optimizer.current_learning_rate == 1e300
+
+    # A float64 checkpoint with a momentum of 1e300, loaded as float32.
+    with safe_open(str(path), framework="np") as f:
+        metadata = f.metadata()
+        tensors = {name: f.get_tensor(name).astype(np.float64) for name in f.keys()}
+    spec = json.loads(metadata["model"])
+    spec["dtype"] = "float64"
+    metadata["model"] = json.dumps(spec)
+    tensors["optimizer.param_momentums"][0] = 1e300
+    metadata.pop("sha256")
+    metadata["sha256"] = xpnn.io._digest(metadata, tensors)
+    wide = tmp_path / "wide.xpnn"
+    wide.write_bytes(safetensors.numpy.save(tensors, metadata=metadata))
+    assert xpnn.Model.load(wide)._parameters.param_momentums[0] == 1e300
+    with pytest.raises(xpnn.XpnnFileError, match=r"'optimizer\.param_momentums' is beyond float32"):
+        xpnn.Model.load(wide, dtype="float32")

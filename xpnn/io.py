@@ -1130,6 +1130,12 @@ def _restore_state(
             type(rate) in (int, float) and math.isfinite(rate) and rate > 0,
             f"the optimizer's current_learning_rate {rate!r:.80} is not a positive number",
         )
+        dtype = model.backend.dtype_name  # the model's, which a load may choose
+        with np.errstate(over="ignore"):
+            _expect(
+                bool(np.isfinite(np.asarray(rate, dtype=dtype))),
+                f"the optimizer's current_learning_rate {rate!r:.80} is beyond {dtype}",
+            )
         allowed = {}
         for prefix, params, _ in model._parameters.trainable_parameters():
             for suffix in _OPTIMIZER_STATES[type(optimizer).__name__]:
@@ -1145,6 +1151,9 @@ def _restore_state(
             )
             if attribute.endswith(_CACHE_SUFFIX):
                 _expect(bool(np.all(array >= 0)), f"tensor {name!r} holds negative values")
+            with np.errstate(over="ignore"):
+                array = np.array(array, dtype=dtype)  # owned and writable, in the model's dtype
+            _expect(bool(np.all(np.isfinite(array))), f"tensor {name!r} is beyond {dtype}")
             buffers[attribute] = array
 
     _check_pcg64(state["rng"], "the model's generator state", _Invalid)
@@ -1168,17 +1177,24 @@ def _restore_state(
                 f"the generator seed of layer {index} is not a non-negative integer",
             )
     progress = state.get("epoch_in_progress")  # checked by _check_progress
-    order = None
-    if progress is not None and progress["shuffled"]:
-        order = tensors[_ORDER]
-        _expect(_is_permutation(order), f"tensor {_ORDER!r} is not an order of the samples")
+    order = loss_sum = None
+    if progress is not None:
+        with np.errstate(over="ignore"):
+            loss_sum = np.asarray(progress["loss_sum"], dtype=model.backend.dtype_name)
+        _expect(
+            bool(np.isfinite(loss_sum)),
+            f"the epoch in progress: loss_sum {progress['loss_sum']!r:.40} is beyond "
+            f"{model.backend.dtype_name}",
+        )
+        if progress["shuffled"]:
+            order = tensors[_ORDER]
+            _expect(_is_permutation(order), f"tensor {_ORDER!r} is not an order of the samples")
 
     if optimizer is not None:
         optimizer.iterations = saved["iterations"]
         optimizer.current_learning_rate = float(saved["current_learning_rate"])
         for attribute, array in buffers.items():
-            copy = np.array(array, dtype=model.backend.dtype_name)  # owned and writable
-            setattr(model._parameters, attribute, model.backend.asarray(copy))
+            setattr(model._parameters, attribute, model.backend.asarray(array))
     if "epochs_trained" in state and hasattr(model, "epochs_trained"):
         model.epochs_trained = epochs
     if progress is not None:
@@ -1188,7 +1204,7 @@ def _restore_state(
             done=progress["done"],
             steps=progress["steps"],
             order=None if order is None else np.array(order, dtype=np.int64),
-            loss_sum=backend.asarray(np.asarray(progress["loss_sum"], dtype=backend.dtype_name)),
+            loss_sum=backend.asarray(loss_sum),
             correct=backend.asarray(np.asarray(progress["correct"]), dtype=backend.index_dtype),
             compared=progress["compared"],
         )
