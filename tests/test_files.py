@@ -558,6 +558,27 @@ def test_saving_refuses_a_target_that_is_not_a_regular_file(tmp_path):
     assert sorted(os.listdir(tmp_path / "special")) == sorted(p.name for p in files.values())
 
 
+def test_saving_refuses_names_that_are_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = small_model()
+    X, y = spiral(10, 3)
+    for path, words in (
+        ("", "is an empty file name"),
+        (f"model{os.sep}", "ends with a path separator"),
+        (tmp_path, "is a directory"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            model.save(path)
+        with pytest.raises(ValueError, match=f"checkpoint: .*{words}"):
+            model.train(X, y, checkpoint=path, verbose=False)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(OSError, match=r"cannot save .*loop: Too many levels"):
+        model.save(tmp_path / "loop")
+    with pytest.raises(ValueError, match=r"checkpoint: .*loop.*: Too many levels"):
+        model.train(X, y, checkpoint=tmp_path / "loop", verbose=False)
+    assert sorted(os.listdir(tmp_path)) == ["loop"] and model.optimizer.iterations == 0
+
+
 def test_saving_through_a_symlink_to_nothing_yet_creates_the_file(tmp_path):
     link = tmp_path / "latest.xpnn"
     link.symlink_to(tmp_path / "run-1.xpnn")

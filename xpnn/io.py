@@ -423,6 +423,11 @@ def _save_target(path: PathLike) -> str:
 def _target_problem(path: PathLike) -> tuple[str | None, str]:
     """Why a save to ``path`` must not write (None if it may), and the file it would write."""
     path = _path(path)
+    name = os.fsdecode(path)
+    if not name:
+        return "is an empty file name", name
+    if name.endswith(tuple(filter(None, (os.sep, os.altsep)))):
+        return "ends with a path separator, as a folder's name does", name
     target = os.fsdecode(os.path.realpath(path))
     try:
         mode = os.stat(target).st_mode
@@ -467,7 +472,7 @@ def _check_writable(path: PathLike, argument: str) -> None:
     try:
         problem, target = _target_problem(path)
     except OSError as error:
-        raise ValueError(f"{argument}: {error.strerror or error}") from None
+        raise ValueError(f"{argument}: {_shown(path)!r}: {error.strerror or error}") from None
     if problem is not None:
         raise ValueError(f"{argument}: {_shown(path)!r} {problem}")
     directory, name = os.path.split(target)
