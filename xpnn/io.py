@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_HEADER_BYTES",
     "XpnnFileError",
     "load_checkpoint",
     "load_model",
