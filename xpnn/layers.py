@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import positive_int, real
+from ._checks import Part, positive_int, real
 from .backend import Backend, get_backend
 from .buffers import KeepsBuffers
 
 __all__ = ["Dense", "Dropout", "Layer"]
 
 
-class Layer(KeepsBuffers):
+class Layer(KeepsBuffers, Part):
     """Base of every layer and activation: the backend it computes on.
 
     ``parameter_names`` lists each trainable array as (optimizer state prefix, parameter

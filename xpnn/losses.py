@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._checks import Part
 from .activations import Softmax
 from .backend import Backend, get_backend
 from .buffers import KeepsBuffers
@@ -20,7 +21,7 @@ __all__ = [
 EPSILON = 1e-7
 
 
-class Loss(KeepsBuffers):
+class Loss(KeepsBuffers, Part):
     """Base of every loss: ``forward`` gives per-sample losses, ``calculate`` their mean."""
 
     #: True where targets are class labels (checked to lie in [0, classes) before they move).

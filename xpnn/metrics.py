@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._checks import real
+from ._checks import Part, real
 from .backend import Backend, get_backend, to_numpy
 
 __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
 
 
-class Accuracy:
+class Accuracy(Part):
     """Base of every metric: ``compare`` marks each sample right or wrong."""
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:

@@ -181,14 +181,13 @@ class Model:
 
     def add(self, layer: Layer) -> None:
         """Append ``layer``, a new one each time; it takes the model's backend and dtype at
-        ``finalize``."""
+        ``finalize``.
+
+        A layer belongs to one model: one already in this model or in another is refused.
+        """
         if not isinstance(layer, Layer):
             raise TypeError(f"layer must be an xpnn layer (Dense, ReLU, ...); got {layer!r}")
-        if any(layer is added for added in self.layers):
-            raise ValueError(
-                f"layer: this {layer!r} is already in the model; add a new one (each layer keeps "
-                f"its own inputs and outputs for the backward pass)"
-            )
+        layer.claim(self, "layer")  # the layer knows its model: no search through the list
         self.layers.append(layer)
         self._parameters = None
 
@@ -207,9 +206,22 @@ class Model:
         ):
             if value is not None and not isinstance(value, kind):
                 raise TypeError(f"{argument} must be an xpnn {kind.__name__}; got {value!r}")
-        self.loss = loss if loss is not None else self.loss
-        self.optimizer = optimizer if optimizer is not None else self.optimizer
-        self.accuracy = accuracy if accuracy is not None else self.accuracy
+        changes = [
+            (argument, value, getattr(self, argument))
+            for argument, value in (
+                ("loss", loss),
+                ("optimizer", optimizer),
+                ("accuracy", accuracy),
+            )
+            if value is not None and value is not getattr(self, argument)
+        ]
+        for argument, value, _ in changes:  # every check before any change
+            if not value.model_is(self):
+                value.claim(self, argument)
+        for argument, value, old in changes:
+            if old is not None:
+                old.release(self)
+            setattr(self, argument, value)
         self._parameters = None
 
     def finalize(self) -> None:
@@ -227,6 +239,7 @@ class Model:
                 "combines them itself"
             )
         self._check_sizes()
+        self._check_parts()
         for layer in self.layers:
             layer.build(self.backend, self.rng)
         self.loss.build(self.backend)
@@ -254,6 +267,24 @@ class Model:
                 )
             if hasattr(layer, "n_neurons"):
                 width, previous = layer.n_neurons, f"{index} ({layer!r})"
+
+    def _check_parts(self) -> None:
+        """Every layer once, and every part this model's own (the list may have been edited)."""
+        seen: set[int] = set()
+        for index, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {index} is not an xpnn layer: {layer!r}")
+            if id(layer) in seen:
+                raise ValueError(f"layer {index}: this {layer!r} is in the model twice")
+            seen.add(id(layer))
+        for argument, part in [
+            *((f"layer {i}", layer) for i, layer in enumerate(self.layers)),
+            ("loss", self.loss),
+            ("optimizer", self.optimizer),
+            ("accuracy", self.accuracy),
+        ]:
+            if part is not None and not part.model_is(self):
+                part.claim(self, argument)
 
     def _require_finalized(self, what: str) -> None:
         if self._parameters is None:

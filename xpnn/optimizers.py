@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._checks import real
+from ._checks import Part, real
 
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 
@@ -19,7 +19,7 @@ __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 FLUSH_EVERY = 100
 
 
-class Optimizer:
+class Optimizer(Part):
     """Learning rate with the book's decay, ``lr / (1 + decay * iterations)``, and the step count.
 
     The decayed rate and every other scalar are Python floats computed on the host, so a step
