@@ -1,4 +1,4 @@
-"""Checks on what enters a model: parts shared between models.
+"""Checks on what enters a model: values beyond its dtype, parts shared between models.
 
 Each refusal names the argument and comes before anything changes.
 """
@@ -6,14 +6,17 @@ Each refusal names the argument and comes before anything changes.
 from __future__ import annotations
 
 import gc
+import math
 
 import numpy as np
 import pytest
 from helpers import seed_model, spiral
 
 import xpnn
+from xpnn.io import XpnnFileError, load_model, load_parameters, save_model, save_parameters
 
 X_GOOD, Y_GOOD = spiral(20, 3)  # 60 samples, 2 features, 3 classes
+BIG = 1e300  # finite in float64, infinite in float32
 
 
 def _parameters(model):
@@ -47,6 +50,234 @@ def _model(
     if finalize:
         model.finalize()
     return model
+
+
+def _regression(backend, output=xpnn.Linear, dtype="float32", accuracy=None):
+    return _model(backend, output, xpnn.MeanSquaredError, accuracy, outputs=1, dtype=dtype)
+
+
+# -- values beyond the model's dtype ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("X", r"X holds values beyond float32's range.*largest magnitude is 1e\+300"),
+        ("validation X", r"validation_data\[0\] holds values beyond float32's range"),
+        ("X on the device", r"X holds values beyond float32's range"),
+    ],
+)
+def test_inputs_beyond_float32_are_refused_before_training(backend, where, message):
+    model = seed_model(backend)
+    before = _parameters(model)
+    X = np.where(X_GOOD > 0.5, BIG, X_GOOD)  # float64, finite
+    arguments = {"verbose": False}
+    if where == "validation X":
+        X, arguments["validation_data"] = X_GOOD, (X, Y_GOOD)
+    elif where == "X on the device":
+        X = model.backend.asarray(X, dtype=model.backend.xp.float64)
+    with pytest.raises(ValueError, match=message):
+        model.train(X, Y_GOOD, **arguments)
+    _assert_unchanged(model, before)
+
+
+def test_float64_inputs_beyond_float32_name_X_not_the_learning_rate(backend):
+    """It used to train into NonFiniteLossError, which blamed the learning rate."""
+    model = _regression(backend)
+    X = np.full((8, 2), BIG)
+    with pytest.raises(ValueError, match="X holds values beyond float32's range") as caught:
+        model.train(X, np.ones(8), verbose=False)
+    assert not isinstance(caught.value, xpnn.NonFiniteLossError)
+    # In float64 the same values are held: the check is on the dtype, not a fixed bound.
+    wide = _regression(backend, dtype="float64")
+    prepared = wide._prepare(X, np.ones(8))[0]
+    assert float(xpnn.to_numpy(prepared)[0, 0]) == BIG
+
+
+def test_targets_beyond_float32_are_refused(backend):
+    model = _regression(backend)
+    before = _parameters(model)
+    with pytest.raises(ValueError, match="y holds values beyond float32's range"):
+        model.train(X_GOOD, np.full(60, BIG), verbose=False)
+    _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("call", ["predict", "evaluate"])
+def test_predict_and_evaluate_refuse_inputs_beyond_float32(backend, call):
+    model = seed_model(backend)
+    X = np.where(X_GOOD > 0.5, BIG, X_GOOD)
+    arguments = (X,) if call == "predict" else (X, Y_GOOD)
+    with pytest.raises(ValueError, match="X holds values beyond float32's range"):
+        getattr(model, call)(*arguments)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("call", ["predict", "evaluate"])
+def test_predict_and_evaluate_never_return_nan_silently(backend, call):
+    """Finite inputs whose computation overflows float32: an error, not NaN."""
+    model = _regression(backend)
+    weights, biases = model.get_parameters()[0]
+    model.set_parameters([(np.full_like(weights, 1e20), biases), model.get_parameters()[1]])
+    X = np.full((4, 2), 1e20)  # within float32; X @ W is 2e40, beyond it
+    arguments = (X,) if call == "predict" else (X, np.ones(4))
+    with pytest.raises(ValueError, match="overflows float32"):
+        getattr(model, call)(*arguments)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_loss_that_overflows_before_any_update_does_not_blame_the_learning_rate(backend):
+    model = _regression(backend)
+    with pytest.raises(xpnn.NonFiniteLossError) as caught:
+        model.train(np.full((8, 2), 1e30), np.ones(8), verbose=False)
+    if model.backend.on_host:  # seen at the step itself
+        assert "before any update" in str(caught.value)
+        assert "learning rate" not in str(caught.value)
+        assert model.optimizer.iterations == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (BIG, r"parameters\[0\] weights of Dense\(2, 8\) holds values beyond float32's range"),
+        (np.nan, r"parameters\[0\] weights of Dense\(2, 8\) holds NaN or infinity"),
+        (-np.inf, r"parameters\[0\] weights of Dense\(2, 8\) holds NaN or infinity"),
+    ],
+)
+def test_set_parameters_checks_values_in_the_model_dtype(backend, values, message):
+    model = _model(backend)
+    before = _parameters(model)
+    parameters = model.get_parameters()
+    weights = parameters[0][0].astype(np.float64)
+    weights[1, 2] = values
+    parameters[0] = (weights, parameters[0][1])
+    with pytest.raises(ValueError, match=message):
+        model.set_parameters(parameters)
+    _assert_unchanged(model, before)
+
+
+def test_set_parameters_takes_what_the_dtype_holds(backend):
+    model = _model(backend, dtype="float64")
+    parameters = model.get_parameters()
+    parameters[0] = (np.full_like(parameters[0][0], BIG), parameters[0][1])
+    model.set_parameters(parameters)
+    assert model.get_parameters()[0][0][0, 0] == BIG
+
+
+@pytest.fixture
+def float64_files(tmp_path):
+    """A float64 model, with optimizer state, whose weights hold 1e300; its files."""
+    model = _model("numpy", dtype="float64", optimizer=xpnn.Adam())
+    model.train(X_GOOD, Y_GOOD, verbose=False)
+    parameters = model.get_parameters()
+    parameters[1] = (np.full_like(parameters[1][0], BIG), parameters[1][1])
+    model.set_parameters(parameters)
+    save_model(model, tmp_path / "model")
+    save_parameters(model, tmp_path / "parameters")
+    return tmp_path
+
+
+def test_loading_values_beyond_the_dtype_is_refused(backend, float64_files):
+    beyond = r"tensor 'params.1.weights' holds values beyond float32's range"
+    with pytest.raises(XpnnFileError, match=beyond):
+        load_model(float64_files / "model", backend=backend, dtype="float32")
+    assert load_model(float64_files / "model", backend=backend).get_parameters()[1][0][0, 0] == BIG
+    model = _model(backend)
+    before = _parameters(model)
+    for name in ("model", "parameters"):
+        with pytest.raises(XpnnFileError, match=beyond):
+            load_parameters(model, float64_files / name)
+    _assert_unchanged(model, before)
+
+
+def test_loading_optimizer_state_beyond_the_dtype_is_refused(backend, tmp_path):
+    model = _model("numpy", dtype="float64", optimizer=xpnn.Adam())
+    model.train(X_GOOD, Y_GOOD, verbose=False)
+    model._parameters.param_cache[0] = BIG  # Adam's cache: non-negative, here huge
+    save_model(model, tmp_path / "checkpoint", checkpoint={})
+    with pytest.raises(XpnnFileError, match=r"'optimizer\.param_cache' holds values beyond"):
+        load_model(tmp_path / "checkpoint", backend=backend, dtype="float32")
+
+
+# Settings that enter the arithmetic: each is refused where the model's dtype cannot hold it
+# (inf, 0 from a positive value, 1 from a fraction below 1), and accepted in float64.
+SETTINGS_BEYOND_FLOAT32 = {
+    "SGD learning_rate": (lambda: {"optimizer": xpnn.SGD(learning_rate=BIG)}),
+    "Adam learning_rate": (lambda: {"optimizer": xpnn.Adam(learning_rate=1e39)}),
+    "Adam epsilon": (lambda: {"optimizer": xpnn.Adam(epsilon=1e-50)}),
+    "Adam beta_2": (lambda: {"optimizer": xpnn.Adam(beta_2=0.99999999)}),
+    "SGD momentum": (lambda: {"optimizer": xpnn.SGD(momentum=1 - 1e-9)}),
+    "Adagrad epsilon": (lambda: {"optimizer": xpnn.Adagrad(epsilon=1e-46)}),
+    "RMSprop rho": (lambda: {"optimizer": xpnn.RMSprop(rho=1 - 1e-10)}),
+    "Dense weight_regularizer_l2": (lambda: {"layer": xpnn.Dense(3, 3, 0, 1e39)}),
+    "Dense bias_regularizer_l1": (lambda: {"layer": xpnn.Dense(3, 3, bias_regularizer_l1=BIG)}),
+    "Dense weight_scale": (lambda: {"layer": xpnn.Dense(3, 3, weight_scale=1e-50)}),
+    "LeakyReLU alpha": (lambda: {"layer": xpnn.LeakyReLU(alpha=1e39)}),
+    "RegressionAccuracy precision": (
+        lambda: {"accuracy": xpnn.RegressionAccuracy(precision=1e-60)}
+    ),
+}
+
+
+def _with_setting(backend, dtype, optimizer=None, layer=None, accuracy=None):
+    model = xpnn.Model(backend=backend, seed=0, dtype=dtype)
+    model.add(xpnn.Dense(2, 3))
+    model.add(layer or xpnn.ReLU())
+    model.add(xpnn.Dense(3, 1))
+    model.add(xpnn.Linear())
+    model.set(loss=xpnn.MeanSquaredError(), optimizer=optimizer or xpnn.SGD(0.1), accuracy=accuracy)
+    return model
+
+
+@pytest.mark.parametrize("case", SETTINGS_BEYOND_FLOAT32)
+def test_settings_the_dtype_cannot_hold_are_refused_at_finalize(backend, case):
+    owner, name = case.split()
+    model = _with_setting(backend, "float32", **SETTINGS_BEYOND_FLOAT32[case]())
+    with pytest.raises(ValueError, match=rf"{owner} {name}=.* in float32, the model's dtype"):
+        model.finalize()
+    _with_setting(backend, "float64", **SETTINGS_BEYOND_FLOAT32[case]()).finalize()
+
+
+def test_a_setting_changed_after_finalize_is_refused_at_train(backend):
+    model = _regression(backend)
+    before = _parameters(model)
+    model.optimizer.learning_rate = BIG
+    with pytest.raises(ValueError, match=r"SGD learning_rate=1e\+300 is inf in float32"):
+        model.train(X_GOOD, np.zeros(60), verbose=False)
+    _assert_unchanged(model, before)
+    model.optimizer.learning_rate = 0.1
+    model.optimizer.current_learning_rate = BIG  # as a checkpoint could restore it
+    with pytest.raises(ValueError, match="SGD current_learning_rate=1e"):
+        model.train(X_GOOD, np.zeros(60), verbose=False)
+    _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: xpnn.SGD(learning_rate=math.inf),
+        lambda: xpnn.Adam(epsilon=math.inf),
+        lambda: xpnn.Dense(2, 2, weight_regularizer_l1=math.inf),
+        lambda: xpnn.LeakyReLU(alpha=math.inf),
+        lambda: xpnn.RegressionAccuracy(precision=math.inf),
+        lambda: xpnn.Optimizer(learning_rate=1.0, decay=math.inf),
+    ],
+)
+def test_infinite_settings_are_refused_by_the_constructors(make):
+    with pytest.raises(ValueError, match="must be a finite number"):
+        make()
+
+
+def test_initial_weights_beyond_the_dtype_name_weight_scale(backend):
+    # 3e38 fits in float32, but draws above 1.13 times it do not.
+    with pytest.raises(ValueError, match=r"weight_scale=3e\+38 of Dense\(20, 20\) draws"):
+        xpnn.Dense(20, 20, weight_scale=3e38, backend=backend)
+    layer = xpnn.Dense(20, 20, weight_scale=3e38, backend=backend, dtype="float64")
+    model = xpnn.Model(backend=backend, seed=0)  # float32
+    model.add(layer)
+    model.set(loss=xpnn.MeanSquaredError())
+    with pytest.raises(ValueError, match="weight_scale=3e"):
+        model.finalize()
+    assert layer.backend.dtype_name == "float64"  # the layer was left as it was
 
 
 # -- a part belongs to one model ----------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from ._checks import real
+from ._checks import NON_NEGATIVE, Settings, real
 from .backend import Backend
 from .layers import Layer
 
@@ -113,10 +113,12 @@ class Tanh(Layer):
 class LeakyReLU(Layer):
     """``x`` where positive, ``alpha * x`` elsewhere, so no unit goes silent (beyond the book)."""
 
+    settings: ClassVar[Settings] = {"alpha": NON_NEGATIVE}
+
     def __init__(
         self, alpha: float = 0.01, *, backend: str | Backend = "numpy", dtype: Any = None
     ) -> None:
-        self.alpha = real(alpha, "alpha", low=0.0)
+        self.alpha = real(alpha, "alpha", **NON_NEGATIVE)
         super().__init__(backend=backend, dtype=dtype)
 
     def forward(self, inputs: Any, training: bool = False) -> Any:

@@ -431,7 +431,9 @@ def load_parameters(model: Model, path: PathLike) -> None:
             )
             for name, value in zip(names, values):
                 array = groups[k][name]
-                _check_tensor(f"params.{k}.{name}", array, value.shape, None)
+                _check_tensor(
+                    f"params.{k}.{name}", array, value.shape, None, model.backend.dtype_name
+                )
             parameters.append(tuple(groups[k][name] for name in names))
         model.set_parameters(parameters)
 
@@ -555,7 +557,9 @@ def _construct(cls: type, settings: dict[str, Any], what: str) -> Any:
         raise _Invalid(f"{what} {cls.__name__} has invalid settings: {error}") from None
 
 
-def _check_tensor(name: str, array: np.ndarray, shape: tuple[int, ...], dtype: str | None) -> None:
+def _check_tensor(
+    name: str, array: np.ndarray, shape: tuple[int, ...], dtype: str | None, into: str
+) -> None:
     if dtype is None:
         _expect(array.dtype.name in _DTYPES, f"tensor {name!r} has dtype {array.dtype}")
     else:
@@ -565,6 +569,9 @@ def _check_tensor(name: str, array: np.ndarray, shape: tuple[int, ...], dtype: s
         f"tensor {name!r} has shape {tuple(array.shape)}, but the model needs {tuple(shape)}",
     )
     _expect(bool(np.all(np.isfinite(array))), f"tensor {name!r} holds NaN or infinity")
+    with np.errstate(over="ignore"):  # finite as saved, and in the dtype it is loaded in
+        fits = array.dtype.name == into or bool(np.all(np.isfinite(array.astype(into))))
+    _expect(fits, f"tensor {name!r} holds values beyond {into}'s range, the model's dtype")
 
 
 def _build_model(
@@ -603,9 +610,10 @@ def _build_model(
             expected[f"params.{k}.biases"] = (1, n_neurons)
         else:
             _expect(not cls.parameter_names, f"layer {index} {cls.__name__} cannot be loaded")
+    into = saved_dtype if dtype is None else get_backend("numpy", dtype).dtype_name
     for name, shape in expected.items():
         _expect(name in tensors, f"tensor {name!r} is missing")
-        _check_tensor(name, tensors[name], shape, saved_dtype)
+        _check_tensor(name, tensors[name], shape, saved_dtype, into)
 
     model = _model_module.Model(
         backend="numpy" if backend is None else backend,
@@ -688,7 +696,7 @@ def _restore_state(
         for name in sorted(n for n in tensors if n.startswith("optimizer.")):
             _expect(name in allowed, f"tensor {name!r} is not state of {type(optimizer).__name__}")
             attribute, shape = allowed[name]
-            _check_tensor(name, tensors[name], shape, saved_dtype)
+            _check_tensor(name, tensors[name], shape, saved_dtype, model.backend.dtype_name)
             if attribute.endswith(_CACHE_SUFFIX):
                 _expect(bool(np.all(tensors[name] >= 0)), f"tensor {name!r} holds negative values")
             buffers[attribute] = tensors[name]

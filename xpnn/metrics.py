@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from ._checks import Part, real
+from ._checks import POSITIVE, HasSettings, Part, Settings, real
 from .backend import Backend, get_backend, to_numpy
 
 __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
 
 
-class Accuracy(Part):
+class Accuracy(HasSettings, Part):
     """Base of every metric: ``compare`` marks each sample right or wrong."""
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
@@ -65,6 +65,8 @@ class RegressionAccuracy(Accuracy):
     ``precision`` defaults to ``std(y) / 250`` of the first training targets, as the book does.
     """
 
+    settings: ClassVar[Settings] = {"precision": POSITIVE}
+
     def __init__(
         self,
         precision: float | None = None,
@@ -74,7 +76,7 @@ class RegressionAccuracy(Accuracy):
     ) -> None:
         super().__init__(backend=backend, dtype=dtype)
         if precision is not None:
-            precision = real(precision, "precision", low=0.0, low_open=True)
+            precision = real(precision, "precision", **POSITIVE)
         self.precision = precision
 
     def init(self, y: Any) -> None:
