@@ -1,4 +1,5 @@
-"""Checks on what enters a model: values beyond its dtype, parts shared between models.
+"""Checks on what enters a model: values beyond its dtype, targets and inputs that would lose
+their meaning, parts shared between models.
 
 Each refusal names the argument and comes before anything changes.
 """
@@ -278,6 +279,205 @@ def test_initial_weights_beyond_the_dtype_name_weight_scale(backend):
     with pytest.raises(ValueError, match="weight_scale=3e"):
         model.finalize()
     assert layer.backend.dtype_name == "float64"  # the layer was left as it was
+
+
+# -- targets and inputs -------------------------------------------------------------------------
+
+ONE_HOT = np.eye(3)[Y_GOOD]
+
+
+@pytest.mark.parametrize(
+    ("y", "message"),
+    [
+        (np.full((60, 3), 5.0), "a row sums to 15"),
+        (np.ones((60, 3)), "a row sums to 3"),
+        (np.zeros((60, 3)), "a row sums to 0"),
+        (ONE_HOT * 2 - np.roll(ONE_HOT, 1, axis=1), "its smallest value is -1"),  # sums to 1
+        (ONE_HOT * 0.999, "a row sums to 0.999"),
+    ],
+    ids=["fives", "multi-hot", "zeros", "negative", "short"],
+)
+def test_one_hot_rows_must_be_probabilities(backend, y, message):
+    model = seed_model(backend)
+    before = _parameters(model)
+    with pytest.raises(ValueError, match=rf"y holds one-hot rows.*{message}"):
+        model.train(X_GOOD, y, verbose=False)
+    with pytest.raises(ValueError, match=r"validation_data\[1\] holds one-hot rows"):
+        model.train(X_GOOD, Y_GOOD, validation_data=(X_GOOD, y), verbose=False)
+    on_device = model.backend.asarray(y)  # checked where it lies, with one read
+    with pytest.raises(ValueError, match=rf"y holds one-hot rows.*{message}"):
+        model.train(X_GOOD, on_device, verbose=False)
+    _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        ONE_HOT,
+        ONE_HOT.astype(np.int8),
+        ONE_HOT * 0.9 + 0.1 / 3,  # label smoothing
+        (ONE_HOT * 0.9 + 0.1 / 3).astype(np.float32),
+        np.full((60, 3), 1 / 3, dtype=np.float16),
+    ],
+    ids=["one-hot", "int8", "smoothed", "smoothed float32", "uniform float16"],
+)
+def test_one_hot_and_smoothed_rows_train(backend, y):
+    seed_model(backend).train(X_GOOD, y, verbose=False)
+    seed_model(backend, dtype="float64").train(X_GOOD, y, verbose=False)
+
+
+@pytest.mark.parametrize(
+    ("output", "loss", "accuracy", "y", "message"),
+    [
+        (xpnn.Sigmoid, xpnn.BinaryCrossentropy, None, 5.0, "BinaryCrossentropy takes targets"),
+        (xpnn.Sigmoid, xpnn.BinaryCrossentropy, None, -0.5, "BinaryCrossentropy takes targets"),
+        (xpnn.Sigmoid, xpnn.MeanSquaredError, None, 2.0, "the output layer gives values in"),
+        (xpnn.Tanh, xpnn.MeanSquaredError, None, 3.0, r"output layer gives values in \[-1, 1\]"),
+        (xpnn.ReLU, xpnn.MeanAbsoluteError, None, -1.0, r"gives values in \[0, inf\]"),
+        (xpnn.Linear, xpnn.MeanSquaredError, None, 1e20, "MeanSquaredError summed over 60"),
+        (xpnn.Linear, xpnn.MeanAbsoluteError, None, 1e37, "MeanAbsoluteError summed over 60"),
+        (
+            xpnn.Sigmoid,
+            xpnn.BinaryCrossentropy,
+            xpnn.CategoricalAccuracy(binary=True),
+            0.9,
+            r"y must hold only 0 and 1 for CategoricalAccuracy\(binary=True\)",
+        ),
+        (
+            xpnn.Linear,
+            xpnn.MeanSquaredError,
+            xpnn.RegressionAccuracy(),
+            0.5,
+            "precision defaults to std",
+        ),
+    ],
+    ids=[
+        "BCE above 1",
+        "BCE negative",
+        "sigmoid out of reach",
+        "tanh out of reach",
+        "relu negative",
+        "MSE overflow",
+        "MAE overflow",
+        "binary accuracy smoothed",
+        "regression precision 0",
+    ],
+)
+def test_targets_the_loss_or_output_cannot_take(backend, output, loss, accuracy, y, message):
+    model = _model(backend, output, loss, accuracy, outputs=1)
+    before = _parameters(model)
+    with pytest.raises(ValueError, match=message):
+        model.train(X_GOOD, np.full(60, y), verbose=False)
+    _assert_unchanged(model, before)
+
+
+def test_targets_in_reach_train(backend):
+    _model(backend, xpnn.Tanh, xpnn.MeanSquaredError, outputs=1).train(
+        X_GOOD, np.linspace(-1, 1, 60), verbose=False
+    )
+    wide = _model(backend, xpnn.Linear, xpnn.MeanSquaredError, outputs=1, dtype="float64")
+    wide.train(X_GOOD, np.full(60, 1e20), verbose=False)  # float64 holds the squares
+
+
+class _Masked:
+    X = np.ma.masked_array(X_GOOD, mask=X_GOOD > 0.5)
+    y = np.ma.masked_array(Y_GOOD, mask=Y_GOOD == 2)
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda m: m.train(_Masked.X, Y_GOOD, verbose=False), "X"),
+        (lambda m: m.train(X_GOOD, _Masked.y, verbose=False), "y"),
+        (
+            lambda m: m.train(X_GOOD, Y_GOOD, validation_data=(_Masked.X, Y_GOOD), verbose=False),
+            r"validation_data\[0\]",
+        ),
+        (lambda m: m.evaluate(X_GOOD, _Masked.y), "y"),
+        (lambda m: m.predict(_Masked.X), "X"),
+        (lambda m: m.predict(np.ma.masked_array(X_GOOD)), "X"),  # nothing masked: still refused
+        (
+            lambda m: m.set_parameters([(np.ma.masked_array(w), b) for w, b in m.get_parameters()]),
+            r"parameters\[0\] weights of Dense\(2, 64\)",
+        ),
+        (lambda m: m.layers[0].forward(_Masked.X), "inputs"),  # the book's loop
+    ],
+)
+def test_masked_arrays_are_refused(backend, call, argument):
+    model = seed_model(backend)
+    before = _parameters(model)
+    with pytest.raises(TypeError, match=rf"{argument} is a masked array \(numpy.ma\)"):
+        call(model)
+    _assert_unchanged(model, before)
+
+
+class _Frame:
+    """A pandas-like table: converts to a numeric array through ``__array__``."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.values, dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"X": X_GOOD + 1j}, TypeError, "X must hold real numbers; got dtype complex128"),
+        ({"X": X_GOOD.astype(object)}, TypeError, "X must hold real numbers; got dtype object"),
+        ({"X": X_GOOD > 0}, TypeError, "X must hold real numbers; got dtype bool"),
+        ({"X": X_GOOD.astype(str)}, TypeError, "X must hold real numbers"),
+        (
+            {"X": np.zeros((60, 2), dtype="datetime64[s]")},
+            TypeError,
+            "X must hold real numbers; got dtype datetime64",
+        ),
+        (
+            {"X": np.zeros((60, 2), dtype=[("a", "f4"), ("b", "f4")])},
+            TypeError,
+            "X must hold real numbers",
+        ),
+        ({"X": {"a": 1}}, TypeError, "X must be an array of numbers; got dict"),
+        ({"X": [[1.0, 2.0], [3.0]]}, TypeError, "X must be an array; got list"),
+        ({"y": Y_GOOD + 0j}, TypeError, "y must hold numbers; got dtype complex128"),
+        ({"y": Y_GOOD.astype(object)}, TypeError, "y must hold numbers; got dtype object"),
+    ],
+)
+def test_array_likes_that_would_lose_meaning_are_refused(backend, overrides, error, message):
+    model = seed_model(backend)
+    before = _parameters(model)
+    arguments = {"X": X_GOOD, "y": Y_GOOD, **overrides}
+    with pytest.raises(error, match=message):
+        model.train(arguments["X"], arguments["y"], verbose=False)
+    _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        (lambda w: w + 1j, "must hold real numbers; got dtype complex"),
+        (lambda w: w > 0, "must hold real numbers; got dtype bool"),
+        (lambda w: w.astype(object), "must hold real numbers; got dtype object"),
+        (lambda w: [[1.0], [2.0, 3.0]], "must be an array; got list"),
+    ],
+)
+def test_set_parameters_refuses_what_would_lose_meaning(backend, weights, message):
+    model = _model(backend)
+    before = _parameters(model)
+    parameters = model.get_parameters()
+    parameters[0] = (weights(parameters[0][0]), parameters[0][1])
+    with pytest.raises(TypeError, match=rf"parameters\[0\] weights of Dense\(2, 8\) {message}"):
+        model.set_parameters(parameters)
+    _assert_unchanged(model, before)
+
+
+def test_numeric_array_likes_and_lists_train(backend):
+    model = seed_model(backend)
+    model.train(_Frame(X_GOOD), _Frame(Y_GOOD), verbose=False)
+    model.train(X_GOOD.tolist(), Y_GOOD.tolist(), verbose=False)
+    model.train(X_GOOD.astype(np.int16), Y_GOOD.astype(np.uint8), verbose=False)
+    model.train(X_GOOD.astype(np.float16), Y_GOOD.astype(np.float32), verbose=False)
 
 
 # -- a part belongs to one model ----------------------------------------------------------------

@@ -7,6 +7,7 @@ checks run once per call, never per step.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -41,14 +42,20 @@ def prepare_targets(
     y: Any,
     samples: int,
     outputs: int | None,
-    categorical: bool,
+    loss: Any,
+    output_range: tuple[float, float] = (-math.inf, math.inf),
     argument: str = "y",
+    *,
+    binary: bool = False,
 ) -> Any:
-    """``y`` checked against the data and the model's ``outputs``, then on the device.
+    """``y`` checked against the data, the model's ``outputs`` and what ``loss`` and the output
+    layer (whose outputs lie in ``output_range``) can learn from, then on the device.
 
-    Class labels (``categorical``) are indices in ``[0, outputs)`` or one-hot rows; other
-    targets are floats shaped ``(samples, outputs)`` (1-D is taken as one output). Float
-    targets must be finite in the model's dtype.
+    For a categorical loss, class indices in ``[0, outputs)`` (1-D) or one-hot rows (2-D:
+    non-negative, each summing to 1); for the others float targets shaped
+    ``(samples, outputs)`` (1-D is taken as one output) within the loss's ``target_range`` and
+    the output range, small enough that the loss summed over the samples stays finite, and
+    each 0 or 1 where ``binary`` (a binary accuracy compares 0/1 predictions with them).
     """
     y = _host_or_own(backend, y, argument)
     xp = _namespace(backend, y)
@@ -58,9 +65,9 @@ def prepare_targets(
         raise ValueError(f"{argument} has {y.shape[0]} samples but X has {samples}")
     if xp.isdtype(y.dtype, "bool") or not xp.isdtype(y.dtype, ("integral", "real floating")):
         raise TypeError(f"{argument} must hold numbers; got dtype {y.dtype}")
-    if categorical and y.ndim == 1:
+    if loss.categorical and y.ndim == 1:
         return _labels(backend, xp, y, outputs, argument)
-    if categorical:
+    if loss.categorical:
         if outputs is not None and y.shape[1] != outputs:
             raise ValueError(
                 f"{argument} is one-hot with {y.shape[1]} columns but the model outputs "
@@ -75,9 +82,24 @@ def prepare_targets(
                 f"output; got {tuple(y.shape)}"
             )
     converted = _in_dtype(backend, xp, y, backend.dtype)
-    (finite,) = _read(xp, [xp.all(xp.isfinite(converted))])
+    figures = [xp.all(xp.isfinite(converted)), xp.min(converted), xp.max(converted)]
+    if loss.categorical:  # the smallest and the largest row sum
+        sums = xp.sum(converted, axis=1)
+        figures += [xp.min(sums), xp.max(sums)]
+    if binary:
+        figures.append(xp.all((converted == 0) | (converted == 1)))
+    finite, low, high, *rest = _read(xp, figures)
     if not finite:
         raise _not_finite(backend, xp, y, argument)
+    if loss.categorical:
+        _check_one_hot(backend, y, low, rest[0], rest[1], argument)
+    else:
+        _check_range(backend, loss, output_range, samples, low, high, argument)
+    if binary and not rest[-1]:
+        raise ValueError(
+            f"{argument} must hold only 0 and 1 for CategoricalAccuracy(binary=True), which "
+            f"compares each 0/1 prediction with its target; it holds values in [{low:g}, {high:g}]"
+        )
     return backend.asarray(converted)
 
 
@@ -100,14 +122,69 @@ def _labels(backend: Backend, xp: Any, y: Any, outputs: int | None, argument: st
     return backend.asarray(y, dtype=backend.index_dtype)
 
 
+def _check_one_hot(
+    backend: Backend, y: Any, low: float, smallest: float, largest: float, argument: str
+) -> None:
+    """One-hot (or smoothed) rows: non-negative (``low`` is the smallest value), each summing
+    to 1 within the precision of the coarser of ``y``'s dtype and the model's (``smallest`` and
+    ``largest`` are the extreme row sums)."""
+    precisions = [np.finfo(backend.dtype_name).eps]
+    if np.dtype(_dtype_name(y.dtype)).kind == "f":
+        precisions.append(np.finfo(_dtype_name(y.dtype)).eps)
+    tolerance = math.sqrt(max(precisions))
+    worst = max(smallest, largest, key=lambda total: abs(total - 1))
+    if low < 0 or abs(worst - 1) > tolerance:
+        found = f"its smallest value is {low:g}" if low < 0 else f"a row sums to {worst:g}"
+        raise ValueError(
+            f"{argument} holds one-hot rows (probabilities over the classes), which must be "
+            f"non-negative and each sum to 1 (within {tolerance:.1g}), but {found}; class "
+            "indices (1-D) are the other form"
+        )
+
+
+def _check_range(
+    backend: Backend,
+    loss: Any,
+    output_range: tuple[float, float],
+    samples: int,
+    low: float,
+    high: float,
+    argument: str,
+) -> None:
+    """Float targets within what the loss takes and the output layer can reach, and small
+    enough that the loss summed over ``samples`` stays finite in the model's dtype."""
+    for (bottom, top), what in (
+        (loss.target_range, f"{type(loss).__name__} takes targets"),
+        (output_range, "the output layer gives values"),
+    ):
+        if low < bottom or high > top:
+            raise ValueError(
+                f"{argument} holds values in [{low:g}, {high:g}], but {what} in "
+                f"[{bottom:g}, {top:g}]"
+            )
+    largest = max(abs(low), abs(high))
+    limit = float(np.finfo(backend.dtype_name).max)
+    # A prediction as far off as the target itself, on every sample: an error of twice it.
+    if loss.growth and samples * (2 * largest) ** loss.growth > limit:
+        advice = " (or use dtype='float64')" if backend.dtype_name == "float32" else ""
+        raise ValueError(
+            f"{argument} holds values up to {largest:.3g} in magnitude: "
+            f"{type(loss).__name__} summed over {samples} samples would overflow "
+            f"{backend.dtype_name}; scale {argument} down{advice}"
+        )
+
+
 def _host_or_own(backend: Backend, a: Any, argument: str) -> Any:
     if backend.is_own(a):
         return a
-    backend.refuse_foreign(a, argument)
+    backend.refuse_foreign(a, argument)  # also refuses masked arrays
     try:
-        return np.asarray(a)
+        array = np.asarray(a)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{argument} must be an array; got {type(a).__name__}") from error
+    if array.ndim == 0 and array.dtype == object:  # not an array-like at all (a sparse matrix)
+        raise TypeError(f"{argument} must be an array of numbers; got {type(a).__name__}")
+    return array
 
 
 def _namespace(backend: Backend, a: Any) -> Any:
@@ -147,3 +224,8 @@ def _not_finite(backend: Backend, xp: Any, a: Any, argument: str) -> ValueError:
         f"(largest {np.finfo(backend.dtype_name).max:.3g}): its largest magnitude is "
         f"{largest}; scale it down{advice}"
     )
+
+
+def _dtype_name(dtype: Any) -> str:
+    """A dtype of any array library as NumPy names it."""
+    return getattr(dtype, "name", None) or str(dtype).rpartition(".")[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,9 +28,12 @@ class Layer(KeepsBuffers, HasSettings, Part):
 
     ``parameter_names`` lists each trainable array as (optimizer state prefix, parameter
     attribute, gradient attribute), the book's names, so an optimizer can update any layer.
+    ``output_range`` is the closed interval its outputs lie in (or approach), which a model
+    checks its targets against.
     """
 
     parameter_names: tuple[tuple[str, str, str], ...] = ()
+    output_range: tuple[float, float] = (-math.inf, math.inf)
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)

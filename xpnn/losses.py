@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ._checks import Part
@@ -26,6 +27,12 @@ class Loss(KeepsBuffers, Part):
 
     #: True where targets are class labels (checked to lie in [0, classes) before they move).
     categorical = False
+    #: The closed interval its float targets must lie in.
+    target_range: tuple[float, float] = (-math.inf, math.inf)
+    #: How a sample's loss grows with the distance between prediction and target, as a power
+    #: (2: squares); 0 where it is bounded. A model checks that the loss summed over the
+    #: training data can be held in its dtype.
+    growth = 0
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)
@@ -130,8 +137,11 @@ class SoftmaxCategoricalCrossentropy(Loss):
 class BinaryCrossentropy(Loss):
     """Cross-entropy of independent yes/no outputs (sigmoid), averaged over the outputs.
 
-    Predictions are clipped to ``[1e-7, 1 - 1e-7]`` so neither log is infinite.
+    Predictions are clipped to ``[1e-7, 1 - 1e-7]`` so neither log is infinite. Targets are
+    probabilities, in [0, 1].
     """
+
+    target_range = (0.0, 1.0)
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         """Per-sample losses, averaged over the outputs."""
@@ -153,6 +163,8 @@ class BinaryCrossentropy(Loss):
 class MeanSquaredError(Loss):
     """Mean of squared differences over the outputs: the usual regression loss (L2)."""
 
+    growth = 2
+
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         """Per-sample mean of ``(y_true - y_pred) ** 2``."""
         y_pred, y_true = self._targets(y_pred, y_true)
@@ -172,6 +184,8 @@ class MeanAbsoluteError(Loss):
     Its gradient is ``sign(y_pred - y_true)``: the book writes ``sign(y_true - y_pred)``, the
     opposite sign, which the numerical gradient check refutes.
     """
+
+    growth = 1
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         """Per-sample mean of ``|y_true - y_pred|``."""

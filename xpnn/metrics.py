@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
+
 from ._checks import POSITIVE, HasSettings, Part, Settings, real
 from .backend import Backend, get_backend, to_numpy
 
@@ -12,6 +14,9 @@ __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
 
 class Accuracy(HasSettings, Part):
     """Base of every metric: ``compare`` marks each sample right or wrong."""
+
+    #: True where every target must be 0 or 1 (each output compared with its 0/1 target).
+    binary_targets = False
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)
@@ -45,6 +50,11 @@ class CategoricalAccuracy(Accuracy):
         if not isinstance(binary, bool):
             raise TypeError(f"binary must be True or False; got {binary!r}")
         self.binary = binary
+
+    @property
+    def binary_targets(self) -> bool:
+        """True with ``binary``: 0/1 predictions are compared with 0/1 targets."""
+        return self.binary
 
     def compare(self, predictions: Any, y: Any) -> Any:
         """True where the predicted class is the label (or, binary, where each output matches)."""
@@ -83,7 +93,17 @@ class RegressionAccuracy(Accuracy):
         """Set the precision from the first training targets, unless it was given."""
         if self.precision is None:
             xp = self.backend.xp
-            self.precision = float(to_numpy(xp.std(self.backend.ensure(y, "y")))) / 250
+            precision = float(to_numpy(xp.std(self.backend.ensure(y, "y")))) / 250
+            dtype = self.backend.dtype_name
+            with np.errstate(under="ignore"):
+                held = float(np.asarray(precision, dtype=dtype))
+            if not held > 0:  # nothing would ever be right
+                raise ValueError(
+                    f"y: RegressionAccuracy's precision defaults to std(y) / 250, which is "
+                    f"{precision:g} ({held:g} in {dtype}): the targets are (nearly) constant; give "
+                    "RegressionAccuracy(precision=...)"
+                )
+            self.precision = precision
 
     def compare(self, predictions: Any, y: Any) -> Any:
         """True where the prediction is within ``precision`` of its target."""

@@ -16,7 +16,7 @@ import numpy as np
 from . import progress
 from ._checks import HasSettings, positive_int
 from .activations import Softmax
-from .backend import Backend, get_backend, to_numpy
+from .backend import Backend, get_backend, refuse_masked, to_numpy
 from .data import prepare_inputs, prepare_targets
 from .history import History
 from .layers import Layer
@@ -607,7 +607,14 @@ class Model:
         names = (f"{argument}[0]", f"{argument}[1]") if argument else ("X", "y")
         X = prepare_inputs(self.backend, X, self.n_inputs, names[0])
         y = prepare_targets(
-            self.backend, y, X.shape[0], self.n_outputs, self.loss.categorical, names[1]
+            self.backend,
+            y,
+            X.shape[0],
+            self.n_outputs,
+            self.loss,
+            self.layers[-1].output_range,
+            names[1],
+            binary=self.accuracy is not None and self.accuracy.binary_targets,
         )
         return X, y
 
@@ -730,6 +737,7 @@ class Model:
     def _parameter(self, value: Any, argument: str, target: Any) -> np.ndarray:
         """``value`` on the host in the model's dtype, checked to hold real numbers of the
         target's shape that are finite in that dtype."""
+        refuse_masked(value, argument)
         try:
             value = np.asarray(to_numpy(value))
         except (TypeError, ValueError) as error:
