@@ -1,5 +1,5 @@
 """Checks on what enters a model: values beyond its dtype, targets and inputs that would lose
-their meaning, parts shared between models.
+their meaning, models whose parts do not fit together, parts shared between models.
 
 Each refusal names the argument and comes before anything changes.
 """
@@ -7,6 +7,7 @@ Each refusal names the argument and comes before anything changes.
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 
 import numpy as np
@@ -478,6 +479,103 @@ def test_numeric_array_likes_and_lists_train(backend):
     model.train(X_GOOD.tolist(), Y_GOOD.tolist(), verbose=False)
     model.train(X_GOOD.astype(np.int16), Y_GOOD.astype(np.uint8), verbose=False)
     model.train(X_GOOD.astype(np.float16), Y_GOOD.astype(np.float32), verbose=False)
+
+
+# -- incoherent models, refused at finalize() ---------------------------------------------------
+
+OUTPUTS = {
+    "Softmax": xpnn.Softmax,
+    "Sigmoid": xpnn.Sigmoid,
+    "Linear": xpnn.Linear,
+    "ReLU": xpnn.ReLU,
+    "Tanh": xpnn.Tanh,
+    "LeakyReLU": xpnn.LeakyReLU,
+    "Dense": None,  # the Dense layer is the last
+}
+LOSSES = {
+    "CategoricalCrossentropy": xpnn.CategoricalCrossentropy,
+    "BinaryCrossentropy": xpnn.BinaryCrossentropy,
+    "MeanSquaredError": xpnn.MeanSquaredError,
+    "MeanAbsoluteError": xpnn.MeanAbsoluteError,
+}
+METRICS = {
+    "CategoricalAccuracy": lambda: xpnn.CategoricalAccuracy(),
+    "CategoricalAccuracy(binary)": lambda: xpnn.CategoricalAccuracy(binary=True),
+    "RegressionAccuracy": lambda: xpnn.RegressionAccuracy(),
+    "none": lambda: None,
+}
+
+
+def _coherence_problem(output: str, loss: str, metric: str) -> str | None:
+    """The rules README states, written out independently: what finalize() must say (a
+    pattern), or None for a legal model."""
+    if loss == "CategoricalCrossentropy" and output != "Softmax":
+        return f"CategoricalCrossentropy needs a Softmax output layer; got {output}"
+    if loss == "BinaryCrossentropy" and output != "Sigmoid":
+        return f"BinaryCrossentropy needs a Sigmoid output layer; got {output}"
+    if metric == "RegressionAccuracy" and loss == "CategoricalCrossentropy":
+        return "RegressionAccuracy compares values, but CategoricalCrossentropy learns classes"
+    if metric == "CategoricalAccuracy" and output == "Sigmoid":
+        return r"with a Sigmoid output layer use CategoricalAccuracy\(binary=True\)"
+    if metric == "CategoricalAccuracy" and output != "Softmax":
+        return rf"CategoricalAccuracy\(\) takes .* Softmax output layer; got {output}"
+    if metric == "CategoricalAccuracy(binary)" and output != "Sigmoid":
+        return rf"binary=True\).* needs a Sigmoid output layer; got {output}"
+    if metric == "RegressionAccuracy" and output in ("Softmax", "Sigmoid"):
+        return f"RegressionAccuracy compares .* a {output} output layer predicts classes"
+    return None
+
+
+def _targets(output: str, loss: str):
+    if loss == "CategoricalCrossentropy":
+        return Y_GOOD
+    if output in ("Softmax", "Sigmoid"):
+        return ONE_HOT  # in [0, 1], 0/1 for the binary metric
+    return np.abs(X_GOOD[:, :1] * X_GOOD[:, 1:]) @ np.ones((1, 3))  # >= 0: every output reaches
+
+
+COMBINATIONS = list(itertools.product(OUTPUTS, LOSSES, METRICS))
+
+
+@pytest.mark.parametrize(("output", "loss", "metric"), COMBINATIONS)
+def test_output_layer_loss_and_metric_fit_together(backend, output, loss, metric):
+    model = _model(backend, OUTPUTS[output], LOSSES[loss], METRICS[metric](), finalize=False)
+    problem = _coherence_problem(output, loss, metric)
+    if problem is not None:
+        with pytest.raises(ValueError, match=problem):
+            model.finalize()
+        assert model._parameters is None
+        return
+    model.finalize()
+    history = model.train(X_GOOD, _targets(output, loss), batch_size=16, verbose=False)
+    assert math.isfinite(history["loss"][-1])
+    if metric != "none":
+        assert 0 <= history["accuracy"][-1] <= 1
+
+
+def test_the_table_has_legal_and_illegal_models():
+    legal = [c for c in COMBINATIONS if _coherence_problem(*c) is None]
+    assert len(COMBINATIONS) == 112 and len(legal) == 32
+
+
+def test_more_incoherent_models(backend):
+    with pytest.raises(ValueError, match="a Softmax over 1 output always gives 1"):
+        _model(backend, xpnn.Softmax, xpnn.MeanSquaredError, outputs=1)
+    with pytest.raises(ValueError, match="a Softmax over 1 output always gives 1"):
+        _model(backend, xpnn.Softmax, xpnn.CategoricalCrossentropy, outputs=1)
+    model = _model(backend, None, xpnn.MeanSquaredError, outputs=1, finalize=False)
+    model.add(xpnn.Dropout(0.5))
+    with pytest.raises(ValueError, match="Dropout cannot be the output layer"):
+        model.finalize()
+    # One sigmoid output with CategoricalAccuracy(): a silently wrong accuracy (0.49) before.
+    with pytest.raises(ValueError, match=r"CategoricalAccuracy\(binary=True\)"):
+        _model(
+            backend,
+            xpnn.Sigmoid,
+            xpnn.BinaryCrossentropy,
+            xpnn.CategoricalAccuracy(),
+            outputs=1,
+        )
 
 
 # -- a part belongs to one model ----------------------------------------------------------------

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ._checks import Part
-from .activations import Softmax
+from .activations import Sigmoid, Softmax
 from .backend import Backend, get_backend
 from .buffers import KeepsBuffers
 
@@ -27,12 +27,26 @@ class Loss(KeepsBuffers, Part):
 
     #: True where targets are class labels (checked to lie in [0, classes) before they move).
     categorical = False
+    #: The output layer the loss needs, None for any; ``Model.finalize`` checks it.
+    output_layer: type | None = None
     #: The closed interval its float targets must lie in.
     target_range: tuple[float, float] = (-math.inf, math.inf)
     #: How a sample's loss grows with the distance between prediction and target, as a power
     #: (2: squares); 0 where it is bounded. A model checks that the loss summed over the
     #: training data can be held in its dtype.
     growth = 0
+    #: What else to use, appended to the message when the output layer does not fit.
+    _otherwise = ""
+
+    def output_problem(self, layer: Any) -> str | None:
+        """Why ``layer`` cannot be this loss's output layer (and what to change), or None."""
+        if self.output_layer is None or isinstance(layer, self.output_layer):
+            return None
+        need = self.output_layer.__name__
+        return (
+            f"{type(self).__name__} needs a {need} output layer; got {type(layer).__name__}: "
+            f"end the model with {need}(){self._otherwise}"
+        )
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)
@@ -73,6 +87,11 @@ class CategoricalCrossentropy(Loss):
     """
 
     categorical = True
+    output_layer = Softmax
+    _otherwise = (
+        ", or use BinaryCrossentropy with a Sigmoid output for independent yes/no outputs, "
+        "MeanSquaredError for a regression"
+    )
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         """Per-sample losses: ``-log`` of the clipped probability of the true class."""
@@ -141,7 +160,9 @@ class BinaryCrossentropy(Loss):
     probabilities, in [0, 1].
     """
 
+    output_layer = Sigmoid
     target_range = (0.0, 1.0)
+    _otherwise = ", or use CategoricalCrossentropy with a Softmax output for one class per sample"
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         """Per-sample losses, averaged over the outputs."""

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._checks import POSITIVE, HasSettings, Part, Settings, real
+from .activations import Sigmoid, Softmax
 from .backend import Backend, get_backend, to_numpy
 
 __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
@@ -24,6 +25,11 @@ class Accuracy(HasSettings, Part):
     def build(self, backend: Backend) -> None:
         """Move onto ``backend``."""
         self.backend = backend
+
+    def output_problem(self, layer: Any, loss: Any) -> str | None:
+        """Why this metric cannot judge a model whose output layer is ``layer`` and whose loss
+        is ``loss`` (what to change), or None where it can."""
+        return None
 
     def init(self, y: Any) -> None:
         """Prepare for the targets of a training run (the regression metric sets its precision)."""
@@ -50,6 +56,32 @@ class CategoricalAccuracy(Accuracy):
         if not isinstance(binary, bool):
             raise TypeError(f"binary must be True or False; got {binary!r}")
         self.binary = binary
+
+    def output_problem(self, layer: Any, loss: Any) -> str | None:
+        """Sparse or one-hot classes need a Softmax output; binary, a Sigmoid one."""
+        name = type(layer).__name__
+        if self.binary and not isinstance(layer, Sigmoid):
+            other = (
+                "use CategoricalAccuracy() for a Softmax output"
+                if isinstance(layer, Softmax)
+                else "end the model with Sigmoid(), or use RegressionAccuracy() for a regression"
+            )
+            return (
+                "CategoricalAccuracy(binary=True) compares each output, thresholded at 0.5, "
+                f"with its 0/1 target: it needs a Sigmoid output layer; got {name}: {other}"
+            )
+        if not self.binary and isinstance(layer, Sigmoid):
+            return (
+                "CategoricalAccuracy() takes the most probable class of a Softmax output; with "
+                "a Sigmoid output layer use CategoricalAccuracy(binary=True)"
+            )
+        if not self.binary and not isinstance(layer, Softmax):
+            return (
+                "CategoricalAccuracy() takes the most probable class of a Softmax output layer; "
+                f"got {name}: end the model with Softmax(), or use RegressionAccuracy() for a "
+                "regression"
+            )
+        return None
 
     @property
     def binary_targets(self) -> bool:
@@ -88,6 +120,22 @@ class RegressionAccuracy(Accuracy):
         if precision is not None:
             precision = real(precision, "precision", **POSITIVE)
         self.precision = precision
+
+    def output_problem(self, layer: Any, loss: Any) -> str | None:
+        """Values, not classes: no categorical loss, no Softmax or Sigmoid output layer."""
+        if loss.categorical:
+            return (
+                f"RegressionAccuracy compares values, but {type(loss).__name__} learns classes: "
+                "use CategoricalAccuracy()"
+            )
+        if isinstance(layer, (Softmax, Sigmoid)):
+            binary = isinstance(layer, Sigmoid)
+            instead = f"CategoricalAccuracy({'binary=True' if binary else ''})"
+            return (
+                f"RegressionAccuracy compares output values with targets, but a "
+                f"{type(layer).__name__} output layer predicts classes: use {instead}"
+            )
+        return None
 
     def init(self, y: Any) -> None:
         """Set the precision from the first training targets, unless it was given."""

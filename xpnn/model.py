@@ -19,7 +19,7 @@ from .activations import Softmax
 from .backend import Backend, get_backend, refuse_masked, to_numpy
 from .data import prepare_inputs, prepare_targets
 from .history import History
-from .layers import Layer
+from .layers import Dropout, Layer
 from .losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
 from .metrics import Accuracy
 from .optimizers import Optimizer
@@ -246,6 +246,7 @@ class Model:
                 "combines them itself"
             )
         self._check_sizes()
+        self._check_coherence()
         self._check_parts()
         self._check_settings()
         self._parameters = None  # a failure below leaves the model to be finalized again
@@ -276,6 +277,25 @@ class Model:
                 )
             if hasattr(layer, "n_neurons"):
                 width, previous = layer.n_neurons, f"{index} ({layer!r})"
+
+    def _check_coherence(self) -> None:
+        """The output layer, the loss and the metric fit together; else say what to change."""
+        output = self.layers[-1]
+        if isinstance(output, Dropout):
+            raise ValueError(
+                "Dropout cannot be the output layer (it would drop outputs while training): "
+                "put it before the last Dense layer"
+            )
+        problem = self.loss.output_problem(output)
+        if problem is None and self.accuracy is not None:
+            problem = self.accuracy.output_problem(output, self.loss)
+        if problem is None and isinstance(output, Softmax) and self.n_outputs == 1:
+            problem = (
+                "a Softmax over 1 output always gives 1: give the last Dense layer one output "
+                "per class, or use a Sigmoid output with BinaryCrossentropy for one yes/no output"
+            )
+        if problem is not None:
+            raise ValueError(problem)
 
     def _check_parts(self) -> None:
         """Every layer once, and every part this model's own (the list may have been edited)."""
