@@ -856,7 +856,7 @@ def test_dropout_seed_entry_loads(tmp_path):
 def test_load_parameters_errors_leave_the_model_untouched(tmp_path):
     bigger = small_model()
     bigger.add(xpnn.Dense(3, 3))  # three layers with parameters
-    bigger.set(loss=xpnn.MeanSquaredError())
+    bigger.add(xpnn.Softmax())
     bigger.finalize()
     save_parameters(bigger, tmp_path / "three")
     model = small_model()

@@ -1,10 +1,21 @@
-"""Argument checks shared by the public constructors: each names the argument it refuses."""
+"""Argument checks shared by the public classes: each names the argument it refuses."""
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+import weakref
+from typing import Any, ClassVar
+
+import numpy as np
+
+#: Float settings, each with its bounds for ``real`` (see ``HasSettings``).
+Settings = dict[str, dict[str, Any]]
+
+#: Bounds for ``real``: a positive number, a non-negative one, a fraction in [0, 1).
+POSITIVE: dict[str, Any] = {"low": 0.0, "low_open": True}
+NON_NEGATIVE: dict[str, Any] = {"low": 0.0}
+FRACTION: dict[str, Any] = {"low": 0.0, "high": 1.0, "high_open": True}
 
 
 def positive_int(value: Any, argument: str) -> int:
@@ -29,10 +40,97 @@ def real(
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{argument} must be a real number; got {value!r}")
     value = float(value)
+    if not _within(value, low, high, low_open, high_open):
+        raise ValueError(
+            f"{argument} must be a finite number in {_interval(low, high, low_open, high_open)}; "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _within(
+    value: float,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> bool:
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
-    if math.isnan(value) or too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open or high == math.inf else "]"
-        raise ValueError(f"{argument} must be in {left}{low:g}, {high:g}{right}; got {value!r}")
-    return value
+    return math.isfinite(value) and not too_low and not too_high
+
+
+def _interval(
+    low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False
+) -> str:
+    left = "(" if low_open else "["
+    right = ")" if high_open or high == math.inf else "]"
+    return f"{left}{low:g}, {high:g}{right}"
+
+
+class HasSettings:
+    """Something whose float settings enter the model's array arithmetic (a learning rate, an
+    epsilon, a regularizer, ...).
+
+    ``settings`` maps each of them to the bounds its constructor checks with ``real``. Python
+    floats are float64, but the arithmetic runs in the model's dtype: ``check_settings`` checks
+    each setting again as that dtype holds it (1e300 is inf in float32, 1e-50 is 0, 0.99999999
+    is 1), so a setting the dtype cannot hold is refused before training rather than wiping out
+    the parameters.
+    """
+
+    settings: ClassVar[Settings] = {}
+
+    def check_settings(self, dtype: str) -> None:
+        """ValueError naming the setting if one is out of its bounds, as given or in ``dtype``."""
+        owner = type(self).__name__
+        for name, bounds in self.settings.items():
+            value = getattr(self, name)
+            if value is None:  # RegressionAccuracy's precision, until the first training data
+                continue
+            value = real(value, f"{owner} {name}", **bounds)  # it may have been changed since
+            with np.errstate(all="ignore"):
+                held = float(np.asarray(value, dtype=dtype))
+            if not _within(held, **bounds):
+                advice = " (or use dtype='float64')" if dtype == "float32" else ""
+                raise ValueError(
+                    f"{owner} {name}={value!r} is {held!r} in {dtype}, the model's dtype, but "
+                    f"{name} must be in {_interval(**bounds)} there: choose another "
+                    f"{name}{advice}"
+                )
+
+
+class Part:
+    """A part of a model (a layer, its loss, optimizer or metric), which belongs to at most one
+    model at a time: a model builds it on its backend and dtype and keeps state in it.
+
+    The part knows its model by a weak reference: a model that is gone lets it go.
+    """
+
+    _model_ref: weakref.ref | None = None
+
+    def claim(self, model: Any, argument: str) -> None:
+        """Make ``model`` this part's model; ValueError naming ``argument`` if it is already in
+        ``model`` or in another model."""
+        owner = None if self._model_ref is None else self._model_ref()
+        if owner is model:
+            raise ValueError(
+                f"{argument}: this {self!r} is already in the model; add a new one (each layer "
+                "keeps its own inputs and outputs for the backward pass)"
+            )
+        if owner is not None:
+            raise ValueError(
+                f"{argument}: this {self!r} already belongs to another model, whose backend, "
+                f"dtype and state it holds; create a new {type(self).__name__} for this model "
+                "(get_parameters and set_parameters copy weights from one model to another)"
+            )
+        self._model_ref = weakref.ref(model)
+
+    def release(self, model: Any) -> None:
+        """Free the part from ``model`` (it left it)."""
+        if self._model_ref is not None and self._model_ref() is model:
+            self._model_ref = None
+
+    def model_is(self, model: Any) -> bool:
+        """True if the part belongs to ``model``."""
+        return self._model_ref is not None and self._model_ref() is model

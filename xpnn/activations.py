@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, ClassVar
 
-from ._checks import real
+from ._checks import NON_NEGATIVE, Settings, real
 from .backend import Backend
 from .layers import Layer
 
@@ -13,6 +14,8 @@ __all__ = ["LeakyReLU", "Linear", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 
 class ReLU(Layer):
     """``max(0, x)``; the gradient passes where the input was positive."""
+
+    output_range = (0.0, math.inf)
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """max(0, inputs) into ``self.output``."""
@@ -33,6 +36,8 @@ class ReLU(Layer):
 
 class Softmax(Layer):
     """Normalised exponentials of each row, shifted by its maximum so ``exp`` cannot overflow."""
+
+    output_range = (0.0, 1.0)
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """Row-wise probabilities into ``self.output``."""
@@ -61,6 +66,8 @@ class Softmax(Layer):
 
 class Sigmoid(Layer):
     """``1 / (1 + exp(-x))``: independent probabilities, for binary outputs."""
+
+    output_range = (0.0, 1.0)
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """``1 / (1 + exp(-inputs))`` into ``self.output``."""
@@ -97,6 +104,8 @@ class Linear(Layer):
 class Tanh(Layer):
     """The hyperbolic tangent, a zero-centred squashing function (beyond the book)."""
 
+    output_range = (-1.0, 1.0)
+
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """``tanh(inputs)`` into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
@@ -113,10 +122,12 @@ class Tanh(Layer):
 class LeakyReLU(Layer):
     """``x`` where positive, ``alpha * x`` elsewhere, so no unit goes silent (beyond the book)."""
 
+    settings: ClassVar[Settings] = {"alpha": NON_NEGATIVE}
+
     def __init__(
         self, alpha: float = 0.01, *, backend: str | Backend = "numpy", dtype: Any = None
     ) -> None:
-        self.alpha = real(alpha, "alpha", low=0.0)
+        self.alpha = real(alpha, "alpha", **NON_NEGATIVE)
         super().__init__(backend=backend, dtype=dtype)
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
@@ -130,6 +141,11 @@ class LeakyReLU(Layer):
         dvalues = self.backend.ensure(dvalues, "dvalues")
         self.dinputs = self.backend.xp.where(self.inputs > 0, dvalues, self.alpha * dvalues)
         return self.dinputs
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """Non-negative with ``alpha`` 0 (a ReLU), else any real number."""
+        return (0.0 if self.alpha == 0 else -math.inf, math.inf)
 
     def __repr__(self) -> str:
         return f"LeakyReLU(alpha={self.alpha})"

@@ -87,7 +87,9 @@ class Backend:
         return self.asarray(y, dtype=self.index_dtype)
 
     def refuse_foreign(self, a: Any, argument: str) -> None:
-        """TypeError naming ``argument`` if ``a`` is an array of another device library."""
+        """TypeError naming ``argument`` if ``a`` is an array of another device library, or a
+        masked array (see ``refuse_masked``)."""
+        refuse_masked(a, argument)
         library = type(a).__module__.partition(".")[0]
         if library in ("numpy", "builtins") or type(a) is self.array_type:
             return  # host data, or this library on another of its devices: both move safely
@@ -746,6 +748,20 @@ def _dtype_name(dtype: Any) -> str:
     if name not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
     return name
+
+
+def refuse_masked(a: Any, argument: str) -> None:
+    """TypeError naming ``argument`` if ``a`` is a NumPy masked array.
+
+    Converting one to an array drops its mask, so the masked values would be computed with as if
+    they were data.
+    """
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(
+            f"{argument} is a masked array (numpy.ma), whose mask xpnn cannot honour: converting "
+            "it would take the masked values as data. Pass its .filled(value), or leave out the "
+            "samples with masked values (np.ma.getdata() if none is masked)"
+        )
 
 
 def to_numpy(a: Any) -> np.ndarray:

@@ -657,7 +657,7 @@ def load_parameters(model: Model, path: PathLike) -> None:
                 wanted[f"params.{k}.{name}"] = _Want(_DTYPES, tuple(getattr(layer, name).shape))
         _check_declared(opened.tensors, wanted)
         arrays = _read_tensors(opened, wanted)
-        _check_finite(arrays)
+        _check_finite(arrays, model.backend.dtype_name)
         model.set_parameters(
             [
                 tuple(arrays[f"params.{k}.{name}"] for _, name, _ in layer.parameter_names)
@@ -897,10 +897,17 @@ def _read_tensors(opened: _Opened, keep: Collection[str]) -> dict[str, np.ndarra
     return arrays
 
 
-def _check_finite(arrays: Mapping[str, np.ndarray]) -> None:
+def _check_finite(arrays: Mapping[str, np.ndarray], into: str) -> None:
+    """Every float tensor finite as saved, and in ``into``, the dtype it is loaded in."""
     for name, array in arrays.items():
         if array.dtype.kind == "f":
             _expect(bool(np.all(np.isfinite(array))), f"tensor {name!r} holds NaN or infinity")
+            if array.dtype.name != into:
+                with np.errstate(over="ignore"):
+                    fits = bool(np.all(np.isfinite(array.astype(into))))
+                _expect(
+                    fits, f"tensor {name!r} holds values beyond {into}'s range, the model's dtype"
+                )
 
 
 def _loads(metadata: dict[str, str], key: str) -> dict[str, Any]:
@@ -1075,12 +1082,12 @@ def _build_model(
     dtype: Any,
 ) -> tuple[Model, dict[str, Any] | None]:
     """The model ``plan`` describes, with the parameters and state ``tensors`` hold."""
-    _check_finite(tensors)
     model = _model_module.Model(
         backend="numpy" if backend is None else backend,
         seed=plan.seed,
         dtype=plan.dtype if dtype is None else dtype,
     )
+    _check_finite(tensors, model.backend.dtype_name)
     for index, (cls, settings) in enumerate(plan.layers):
         model.add(_construct(cls, settings, f"layer {index}"))
     optimizer = accuracy = None
@@ -1157,9 +1164,7 @@ def _restore_state(
             )
             if attribute.endswith(_CACHE_SUFFIX):
                 _expect(bool(np.all(array >= 0)), f"tensor {name!r} holds negative values")
-            with np.errstate(over="ignore"):
-                array = np.array(array, dtype=dtype)  # owned and writable, in the model's dtype
-            _expect(bool(np.all(np.isfinite(array))), f"tensor {name!r} is beyond {dtype}")
+            array = np.array(array, dtype=dtype)  # owned, writable; checked to fit the dtype
             buffers[attribute] = array
 
     _check_pcg64(state["rng"], "the model's generator state", _Invalid)

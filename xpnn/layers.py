@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ._checks import positive_int, real
+from ._checks import (
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    HasSettings,
+    Part,
+    Settings,
+    positive_int,
+    real,
+)
 from .backend import Backend, get_backend
 from .buffers import KeepsBuffers
 
 __all__ = ["Dense", "Dropout", "Layer"]
 
 
-class Layer(KeepsBuffers):
+class Layer(KeepsBuffers, HasSettings, Part):
     """Base of every layer and activation: the backend it computes on.
 
     ``parameter_names`` lists each trainable array as (optimizer state prefix, parameter
     attribute, gradient attribute), the book's names, so an optimizer can update any layer.
+    ``output_range`` is the closed interval its outputs lie in (or approach), which a model
+    checks its targets against.
     """
 
     parameter_names: tuple[tuple[str, str, str], ...] = ()
+    output_range: tuple[float, float] = (-math.inf, math.inf)
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)
@@ -54,6 +67,14 @@ class Dense(Layer):
     """
 
     parameter_names = (("weight", "weights", "dweights"), ("bias", "biases", "dbiases"))
+    settings: ClassVar[Settings] = {
+        "weight_scale": POSITIVE,
+        **{
+            f"{kind}_regularizer_{norm}": NON_NEGATIVE
+            for kind in ("weight", "bias")
+            for norm in ("l1", "l2")
+        },
+    }
 
     def __init__(
         self,
@@ -70,20 +91,35 @@ class Dense(Layer):
         seed: int | None = None,
     ) -> None:
         self.n_inputs = positive_int(n_inputs, "n_inputs")
-        self.weight_scale = real(weight_scale, "weight_scale", low=0.0, low_open=True)
+        self.weight_scale = real(weight_scale, "weight_scale", **POSITIVE)
         self.n_neurons = positive_int(n_neurons, "n_neurons")
-        self.weight_regularizer_l1 = real(weight_regularizer_l1, "weight_regularizer_l1", low=0.0)
-        self.weight_regularizer_l2 = real(weight_regularizer_l2, "weight_regularizer_l2", low=0.0)
-        self.bias_regularizer_l1 = real(bias_regularizer_l1, "bias_regularizer_l1", low=0.0)
-        self.bias_regularizer_l2 = real(bias_regularizer_l2, "bias_regularizer_l2", low=0.0)
+        self.weight_regularizer_l1 = real(
+            weight_regularizer_l1, "weight_regularizer_l1", **NON_NEGATIVE
+        )
+        self.weight_regularizer_l2 = real(
+            weight_regularizer_l2, "weight_regularizer_l2", **NON_NEGATIVE
+        )
+        self.bias_regularizer_l1 = real(bias_regularizer_l1, "bias_regularizer_l1", **NON_NEGATIVE)
+        self.bias_regularizer_l2 = real(bias_regularizer_l2, "bias_regularizer_l2", **NON_NEGATIVE)
         super().__init__(backend=backend, dtype=dtype)
         self.build(self.backend, np.random.default_rng(seed))
 
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
-        """Move onto ``backend`` with fresh weights from ``rng`` and zero biases."""
-        self.backend = backend
+        """Move onto ``backend`` with fresh weights from ``rng`` and zero biases.
+
+        ValueError, before anything changes, if a weight drawn is beyond the dtype's range.
+        """
         shape = (self.n_inputs, self.n_neurons)
-        self.weights = backend.asarray(self.weight_scale * rng.standard_normal(shape))
+        with np.errstate(over="ignore"):
+            weights = (self.weight_scale * rng.standard_normal(shape)).astype(backend.dtype_name)
+        if not np.all(np.isfinite(weights)):
+            raise ValueError(
+                f"weight_scale={self.weight_scale!r} of {self!r} draws initial weights beyond "
+                f"{backend.dtype_name}'s range (up to {np.finfo(weights.dtype).max:.3g}): choose "
+                "a smaller weight_scale"
+            )
+        self.backend = backend
+        self.weights = backend.asarray(weights)
         self.biases = backend.zeros((1, self.n_neurons))
         # Gradients are written into these buffers, which a model makes views of its own.
         self.dweights = backend.zeros(shape)
@@ -170,7 +206,7 @@ class Dropout(Layer):
         dtype: Any = None,
         seed: int | None = None,
     ) -> None:
-        self.rate = real(rate, "rate", low=0.0, high=1.0, high_open=True)
+        self.rate = real(rate, "rate", **FRACTION)
         super().__init__(backend=backend, dtype=dtype)
         self.generator = self.backend.random_generator(seed)
         self.binary_mask = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from .activations import Softmax
+from ._checks import Part
+from .activations import Sigmoid, Softmax
 from .backend import Backend, get_backend
 from .buffers import KeepsBuffers
 
@@ -20,11 +22,31 @@ __all__ = [
 EPSILON = 1e-7
 
 
-class Loss(KeepsBuffers):
+class Loss(KeepsBuffers, Part):
     """Base of every loss: ``forward`` gives per-sample losses, ``calculate`` their mean."""
 
     #: True where targets are class labels (checked to lie in [0, classes) before they move).
     categorical = False
+    #: The output layer the loss needs, None for any; ``Model.finalize`` checks it.
+    output_layer: type | None = None
+    #: The closed interval its float targets must lie in.
+    target_range: tuple[float, float] = (-math.inf, math.inf)
+    #: How a sample's loss grows with the distance between prediction and target, as a power
+    #: (2: squares); 0 where it is bounded. A model checks that the loss summed over the
+    #: training data can be held in its dtype.
+    growth = 0
+    #: What else to use, appended to the message when the output layer does not fit.
+    _otherwise = ""
+
+    def output_problem(self, layer: Any) -> str | None:
+        """Why ``layer`` cannot be this loss's output layer (and what to change), or None."""
+        if self.output_layer is None or isinstance(layer, self.output_layer):
+            return None
+        need = self.output_layer.__name__
+        return (
+            f"{type(self).__name__} needs a {need} output layer; got {type(layer).__name__}: "
+            f"end the model with {need}(){self._otherwise}"
+        )
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)
@@ -65,6 +87,11 @@ class CategoricalCrossentropy(Loss):
     """
 
     categorical = True
+    output_layer = Softmax
+    _otherwise = (
+        ", or use BinaryCrossentropy with a Sigmoid output for independent yes/no outputs, "
+        "MeanSquaredError for a regression"
+    )
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         """Per-sample losses: ``-log`` of the clipped probability of the true class."""
@@ -129,8 +156,13 @@ class SoftmaxCategoricalCrossentropy(Loss):
 class BinaryCrossentropy(Loss):
     """Cross-entropy of independent yes/no outputs (sigmoid), averaged over the outputs.
 
-    Predictions are clipped to ``[1e-7, 1 - 1e-7]`` so neither log is infinite.
+    Predictions are clipped to ``[1e-7, 1 - 1e-7]`` so neither log is infinite. Targets are
+    probabilities, in [0, 1].
     """
+
+    output_layer = Sigmoid
+    target_range = (0.0, 1.0)
+    _otherwise = ", or use CategoricalCrossentropy with a Softmax output for one class per sample"
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         """Per-sample losses, averaged over the outputs."""
@@ -152,6 +184,8 @@ class BinaryCrossentropy(Loss):
 class MeanSquaredError(Loss):
     """Mean of squared differences over the outputs: the usual regression loss (L2)."""
 
+    growth = 2
+
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         """Per-sample mean of ``(y_true - y_pred) ** 2``."""
         y_pred, y_true = self._targets(y_pred, y_true)
@@ -171,6 +205,8 @@ class MeanAbsoluteError(Loss):
     Its gradient is ``sign(y_pred - y_true)``: the book writes ``sign(y_true - y_pred)``, the
     opposite sign, which the numerical gradient check refutes.
     """
+
+    growth = 1
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         """Per-sample mean of ``|y_true - y_pred|``."""

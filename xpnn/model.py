@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 
 from . import progress
-from ._checks import positive_int
+from ._checks import HasSettings, positive_int
 from .activations import Softmax
-from .backend import Backend, get_backend, to_numpy
+from .backend import Backend, get_backend, refuse_masked, to_numpy
 from .data import prepare_inputs, prepare_targets
 from .history import History
-from .layers import Layer
+from .layers import Dropout, Layer
 from .losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
 from .metrics import Accuracy
 from .optimizers import Optimizer
@@ -59,9 +59,16 @@ class ParameterBuffer:
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; training stopped."""
 
-    def __init__(self, epoch: int, step: int | None) -> None:
+    def __init__(self, epoch: int, step: int | None, dtype: str | None = None) -> None:
         self.epoch, self.step = epoch, step
         where = f"epoch {epoch}, step {step}" if step is not None else f"epoch {epoch}"
+        if dtype is not None:  # before any update: the learning rate cannot be the cause
+            super().__init__(
+                f"the loss became NaN or infinite at {where}, before any update: the model's "
+                f"computation on this data overflows {dtype}. Inputs scaled to a smaller range "
+                "usually help"
+            )
+            return
         kept = (
             "the parameters are those after the last finite step"
             if step is not None
@@ -207,14 +214,13 @@ class Model:
 
     def add(self, layer: Layer) -> None:
         """Append ``layer``, a new one each time; it takes the model's backend and dtype at
-        ``finalize``."""
+        ``finalize``.
+
+        A layer belongs to one model: one already in this model or in another is refused.
+        """
         if not isinstance(layer, Layer):
             raise TypeError(f"layer must be an xpnn layer (Dense, ReLU, ...); got {layer!r}")
-        if any(layer is added for added in self.layers):
-            raise ValueError(
-                f"layer: this {layer!r} is already in the model; add a new one (each layer keeps "
-                f"its own inputs and outputs for the backward pass)"
-            )
+        layer.claim(self, "layer")  # the layer knows its model: no search through the list
         self.layers.append(layer)
         self._parameters = None
 
@@ -233,9 +239,22 @@ class Model:
         ):
             if value is not None and not isinstance(value, kind):
                 raise TypeError(f"{argument} must be an xpnn {kind.__name__}; got {value!r}")
-        self.loss = loss if loss is not None else self.loss
-        self.optimizer = optimizer if optimizer is not None else self.optimizer
-        self.accuracy = accuracy if accuracy is not None else self.accuracy
+        changes = [
+            (argument, value, getattr(self, argument))
+            for argument, value in (
+                ("loss", loss),
+                ("optimizer", optimizer),
+                ("accuracy", accuracy),
+            )
+            if value is not None and value is not getattr(self, argument)
+        ]
+        for argument, value, _ in changes:  # every check before any change
+            if not value.model_is(self):
+                value.claim(self, argument)
+        for argument, value, old in changes:
+            if old is not None:
+                old.release(self)
+            setattr(self, argument, value)
         self._parameters = None
 
     def finalize(self) -> None:
@@ -253,6 +272,10 @@ class Model:
                 "combines them itself"
             )
         self._check_sizes()
+        self._check_coherence()
+        self._check_parts()
+        self._check_settings()
+        self._parameters = None  # a failure below leaves the model to be finalized again
         for layer in self.layers:
             layer.build(self.backend, self.rng)
         self.loss.build(self.backend)
@@ -281,6 +304,50 @@ class Model:
                 )
             if hasattr(layer, "n_neurons"):
                 width, previous = layer.n_neurons, f"{index} ({layer!r})"
+
+    def _check_coherence(self) -> None:
+        """The output layer, the loss and the metric fit together; else say what to change."""
+        output = self.layers[-1]
+        if isinstance(output, Dropout):
+            raise ValueError(
+                "Dropout cannot be the output layer (it would drop outputs while training): "
+                "put it before the last Dense layer"
+            )
+        problem = self.loss.output_problem(output)
+        if problem is None and self.accuracy is not None:
+            problem = self.accuracy.output_problem(output, self.loss)
+        if problem is None and isinstance(output, Softmax) and self.n_outputs == 1:
+            problem = (
+                "a Softmax over 1 output always gives 1: give the last Dense layer one output "
+                "per class, or use a Sigmoid output with BinaryCrossentropy for one yes/no output"
+            )
+        if problem is not None:
+            raise ValueError(problem)
+
+    def _check_parts(self) -> None:
+        """Every layer once, and every part this model's own (the list may have been edited)."""
+        seen: set[int] = set()
+        for index, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {index} is not an xpnn layer: {layer!r}")
+            if id(layer) in seen:
+                raise ValueError(f"layer {index}: this {layer!r} is in the model twice")
+            seen.add(id(layer))
+        for argument, part in [
+            *((f"layer {i}", layer) for i, layer in enumerate(self.layers)),
+            ("loss", self.loss),
+            ("optimizer", self.optimizer),
+            ("accuracy", self.accuracy),
+        ]:
+            if part is not None and not part.model_is(self):
+                part.claim(self, argument)
+
+    def _check_settings(self) -> None:
+        """Every float setting as the model's dtype holds it (see ``HasSettings``)."""
+        dtype = self.backend.dtype_name
+        for part in (*self.layers, self.optimizer, self.accuracy):
+            if isinstance(part, HasSettings):
+                part.check_settings(dtype)
 
     def _require_finalized(self, what: str) -> None:
         if self._parameters is None:
@@ -384,6 +451,7 @@ class Model:
             early_stopping = positive_int(early_stopping, "early_stopping")
             if validation_data is None:
                 raise ValueError("early_stopping watches the validation loss: give validation_data")
+        self._check_settings()  # the optimizer may have been set, or a setting changed, since
         X, y = self._prepare(X, y)
         unfinished = self._epoch_in_progress
         if unfinished is not None and X.shape[0] != unfinished.samples:
@@ -520,7 +588,8 @@ class Model:
             batch_loss = xp.sum(self.loss.forward(output, batch_y))
             if backend.on_host and not math.isfinite(batch_loss):
                 # Host memory: reading the loss costs nothing, so stop before the update.
-                raise NonFiniteLossError(epoch, step)
+                first = optimizer.iterations == 0
+                raise NonFiniteLossError(epoch, step, backend.dtype_name if first else None)
             loss_sum = loss_sum + batch_loss
             if self.accuracy is not None:
                 right, count = self._count_correct(output, batch_y)
@@ -623,7 +692,14 @@ class Model:
         names = (f"{argument}[0]", f"{argument}[1]") if argument else ("X", "y")
         X = prepare_inputs(self.backend, X, self.n_inputs, names[0])
         y = prepare_targets(
-            self.backend, y, X.shape[0], self.n_outputs, self.loss.categorical, names[1]
+            self.backend,
+            y,
+            X.shape[0],
+            self.n_outputs,
+            self.loss,
+            self.layers[-1].output_range,
+            names[1],
+            binary=self.accuracy is not None and self.accuracy.binary_targets,
         )
         return X, y
 
@@ -635,6 +711,11 @@ class Model:
         data_loss, correct, regularization = self._read(
             [data_loss, correct, self.regularization_loss()]
         )
+        if not math.isfinite(data_loss):
+            raise ValueError(
+                f"X, y: the loss over these data is {data_loss}: the model's computation "
+                f"overflows {self.backend.dtype_name} on them; scale X (and y) to a smaller range"
+            )
         result = {
             "loss": data_loss + regularization,
             "data_loss": data_loss,
@@ -648,8 +729,15 @@ class Model:
         """The model's outputs for ``X``, as an array of the model's backend."""
         self._require_finalized("predict")
         X = prepare_inputs(self.backend, X, self.n_inputs)
+        xp = self.backend.xp
         outputs = [self.forward(batch_X) for batch_X, _ in self._batches(X, None, batch_size)]
-        return outputs[0] if len(outputs) == 1 else self.backend.xp.concat(outputs, axis=0)
+        outputs = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
+        if not self._read([xp.all(xp.isfinite(outputs))])[0]:  # one read per call
+            raise ValueError(
+                f"X: the model's outputs for it hold NaN or infinity: its computation overflows "
+                f"{self.backend.dtype_name} on these inputs; scale X to a smaller range"
+            )
+        return outputs
 
     def _batches(self, X: Any, y: Any, batch_size: int | None):
         samples = X.shape[0]
@@ -726,14 +814,32 @@ class Model:
                 )
             for (_, p, _), value in zip(layer.parameter_names, values):
                 target = getattr(layer, p)
-                value = np.asarray(to_numpy(value))
-                if value.shape != tuple(target.shape):
-                    raise ValueError(
-                        f"parameters[{index}] {p} of {layer!r} must have shape "
-                        f"{tuple(target.shape)}; got {value.shape}"
-                    )
-                if not np.all(np.isfinite(value)):
-                    raise ValueError(f"parameters[{index}] {p} of {layer!r} holds NaN or infinity")
-                moves.append((target, value))
+                argument = f"parameters[{index}] {p} of {layer!r}"
+                moves.append((target, self._parameter(value, argument, target)))
         for target, value in moves:
             target[...] = self.backend.asarray(value)
+
+    def _parameter(self, value: Any, argument: str, target: Any) -> np.ndarray:
+        """``value`` on the host in the model's dtype, checked to hold real numbers of the
+        target's shape that are finite in that dtype."""
+        refuse_masked(value, argument)
+        try:
+            value = np.asarray(to_numpy(value))
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{argument} must be an array; got {type(value).__name__}") from error
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"{argument} must hold real numbers; got dtype {value.dtype}")
+        if value.shape != tuple(target.shape):
+            raise ValueError(f"{argument} must have shape {tuple(target.shape)}; got {value.shape}")
+        dtype = self.backend.dtype_name
+        with np.errstate(over="ignore"):
+            converted = value.astype(dtype)
+        if not np.all(np.isfinite(converted)):
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{argument} holds NaN or infinity")
+            largest = float(np.max(np.abs(value)))
+            raise ValueError(
+                f"{argument} holds values beyond {dtype}'s range, the model's dtype (largest "
+                f"{np.finfo(dtype).max:.3g}): its largest magnitude is {largest:.3g}"
+            )
+        return converted

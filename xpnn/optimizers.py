@@ -7,9 +7,9 @@ buffer, so a step is a few whole-buffer operations rather than a loop over layer
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from ._checks import real
+from ._checks import FRACTION, NON_NEGATIVE, POSITIVE, HasSettings, Part, Settings, real
 
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 
@@ -19,16 +19,19 @@ __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
 FLUSH_EVERY = 100
 
 
-class Optimizer:
+class Optimizer(HasSettings, Part):
     """Learning rate with the book's decay, ``lr / (1 + decay * iterations)``, and the step count.
 
     The decayed rate and every other scalar are Python floats computed on the host, so a step
-    never waits for the device.
+    never waits for the device. ``settings`` are those that enter the updates in the model's
+    dtype (``decay`` stays on the host; the decayed rate is checked as it stands).
     """
 
+    settings: ClassVar[Settings] = {"learning_rate": POSITIVE, "current_learning_rate": POSITIVE}
+
     def __init__(self, learning_rate: float, decay: float) -> None:
-        self.learning_rate = real(learning_rate, "learning_rate", low=0.0, low_open=True)
-        self.decay = real(decay, "decay", low=0.0)
+        self.learning_rate = real(learning_rate, "learning_rate", **POSITIVE)
+        self.decay = real(decay, "decay", **NON_NEGATIVE)
         self.current_learning_rate = self.learning_rate
         self.iterations = 0
         #: Temporary arrays a backend may keep between steps (NumPy's in-place updates); the
@@ -76,6 +79,13 @@ class Optimizer:
 class Adam(Optimizer):
     """Adaptive moment estimation with bias correction on ``iterations + 1``."""
 
+    settings: ClassVar[Settings] = {
+        **Optimizer.settings,
+        "epsilon": POSITIVE,
+        "beta_1": FRACTION,
+        "beta_2": FRACTION,
+    }
+
     def __init__(
         self,
         learning_rate: float = 0.001,
@@ -85,9 +95,9 @@ class Adam(Optimizer):
         beta_2: float = 0.999,
     ) -> None:
         super().__init__(learning_rate, decay)
-        self.epsilon = real(epsilon, "epsilon", low=0.0, low_open=True)
-        self.beta_1 = real(beta_1, "beta_1", low=0.0, high=1.0, high_open=True)
-        self.beta_2 = real(beta_2, "beta_2", low=0.0, high=1.0, high_open=True)
+        self.epsilon = real(epsilon, "epsilon", **POSITIVE)
+        self.beta_1 = real(beta_1, "beta_1", **FRACTION)
+        self.beta_2 = real(beta_2, "beta_2", **FRACTION)
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """One Adam step on ``param``."""
@@ -113,9 +123,11 @@ class Adam(Optimizer):
 class SGD(Optimizer):
     """Stochastic gradient descent, with momentum when ``momentum`` > 0."""
 
+    settings: ClassVar[Settings] = {**Optimizer.settings, "momentum": FRACTION}
+
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0):
         super().__init__(learning_rate, decay)
-        self.momentum = real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        self.momentum = real(momentum, "momentum", **FRACTION)
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """One SGD step on ``param``."""
@@ -135,9 +147,11 @@ class SGD(Optimizer):
 class Adagrad(Optimizer):
     """Per-parameter learning rates scaled by the root of all squared gradients so far."""
 
+    settings: ClassVar[Settings] = {**Optimizer.settings, "epsilon": POSITIVE}
+
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7):
         super().__init__(learning_rate, decay)
-        self.epsilon = real(epsilon, "epsilon", low=0.0, low_open=True)
+        self.epsilon = real(epsilon, "epsilon", **POSITIVE)
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """One Adagrad step on ``param``."""
@@ -154,6 +168,8 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     """Per-parameter learning rates scaled by a moving average of squared gradients."""
 
+    settings: ClassVar[Settings] = {**Optimizer.settings, "epsilon": POSITIVE, "rho": FRACTION}
+
     def __init__(
         self,
         learning_rate: float = 0.001,
@@ -162,8 +178,8 @@ class RMSprop(Optimizer):
         rho: float = 0.9,
     ) -> None:
         super().__init__(learning_rate, decay)
-        self.epsilon = real(epsilon, "epsilon", low=0.0, low_open=True)
-        self.rho = real(rho, "rho", low=0.0, high=1.0, high_open=True)
+        self.epsilon = real(epsilon, "epsilon", **POSITIVE)
+        self.rho = real(rho, "rho", **FRACTION)
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """One RMSprop step on ``param``."""
