@@ -20,7 +20,7 @@ if os.environ.get("XPNN_CUPY_API") == "1":
 
 import pytest
 
-from xpnn.backend import cuda_available
+from xpnn.backends import cuda_available
 
 ALL_BACKENDS = ("numpy", "strict", "cupy")
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import assert_on_backend, tolerance
 
 import xpnn
-from xpnn import backend as backend_module
+from xpnn.backends import base as backend_base
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def fake_cupy(monkeypatch):
 
     def install(module):
         monkeypatch.setitem(sys.modules, "cupy", module)
-        monkeypatch.setattr(backend_module, "_cache", {})
+        monkeypatch.setattr(backend_base, "_cache", {})
 
     return install
 
@@ -95,7 +95,7 @@ def test_cupy_that_cannot_compute_is_not_trusted(fake_cupy, caplog, step, named)
     """A device is counted but the CUDA libraries are missing: "cupy" says what failed and
     how to install them; "auto" falls back to NumPy and logs why."""
     fake_cupy(_cupy_failing_at(step))
-    assert not backend_module.cuda_available()
+    assert not xpnn.backends.cuda_available()
     with pytest.raises(RuntimeError, match=rf"failed at .*{named}.*{step}.*xpnn\[cuda12\]"):
         xpnn.get_backend("cupy")
     with caplog.at_level(logging.INFO, logger="xpnn"):
@@ -254,7 +254,7 @@ def test_writing_into_a_kept_buffer_matches_the_reference(backend, dtype):
     rng = np.random.default_rng(7)
     a, b = (be.asarray(rng.standard_normal((5, 4))) for _ in range(2))
     column, w = be.asarray(rng.uniform(1, 2, (5, 1))), be.asarray(rng.standard_normal((4, 3)))
-    reference_ops = backend_module.WithOut(be.xp)
+    reference_ops = backend_base.WithOut(be.xp)
     cases = [
         ("maximum", lambda ops, out: ops.maximum(a, 0.0, out=out), (5, 4)),
         ("subtract", lambda ops, out: ops.subtract(a, b, out=out), (5, 4)),

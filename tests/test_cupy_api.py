@@ -10,7 +10,7 @@ import cupy_api
 import numpy as np
 import pytest
 
-from xpnn.backend import CUPY_KERNELS
+from xpnn.backends.cupy import CUPY_KERNELS
 
 
 @pytest.fixture(scope="module")

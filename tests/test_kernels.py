@@ -17,7 +17,8 @@ import pytest
 from test_optimizers import UPDATES
 
 import xpnn
-from xpnn.backend import CUPY_KERNELS, Backend, CupyBackend
+from xpnn.backends import Backend, CupyBackend
+from xpnn.backends.cupy import CUPY_KERNELS
 
 C_TYPES = {"float32": ("float", ctypes.c_float), "float64": ("double", ctypes.c_double)}
 

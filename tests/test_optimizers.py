@@ -9,7 +9,7 @@ import pytest
 from helpers import assert_on_backend
 
 import xpnn
-from xpnn.backend import Backend
+from xpnn.backends import Backend
 from xpnn.optimizers import FLUSH_EVERY
 
 

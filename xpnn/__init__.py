@@ -2,7 +2,7 @@
 
 from . import datasets
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
-from .backend import Backend, get_backend, to_numpy
+from .backends import Backend, get_backend, to_numpy
 from .history import History
 from .io import XpnnFileError
 from .layers import Dense, Dropout, Layer

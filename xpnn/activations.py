@@ -6,7 +6,7 @@ import math
 from typing import Any, ClassVar
 
 from ._checks import NON_NEGATIVE, Settings, real
-from .backend import Backend
+from .backends import Backend
 from .layers import Layer
 
 __all__ = ["LeakyReLU", "Linear", "ReLU", "Sigmoid", "Softmax", "Tanh"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, to_numpy
+from .backends import Backend, to_numpy
 
 
 def prepare_inputs(backend: Backend, X: Any, n_inputs: int | None, argument: str = "X") -> Any:

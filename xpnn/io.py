@@ -47,7 +47,7 @@ import safetensors.numpy
 
 from . import model as _model_module
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
-from .backend import Backend, get_backend, to_numpy
+from .backends import Backend, get_backend, to_numpy
 from .layers import Dense, Dropout
 from .losses import BinaryCrossentropy, CategoricalCrossentropy, MeanAbsoluteError, MeanSquaredError
 from .metrics import CategoricalAccuracy, RegressionAccuracy

@@ -17,7 +17,7 @@ from ._checks import (
     positive_int,
     real,
 )
-from .backend import Backend, get_backend
+from .backends import Backend, get_backend
 from .buffers import KeepsBuffers
 
 __all__ = ["Dense", "Dropout", "Layer"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from ._checks import Part
 from .activations import Sigmoid, Softmax
-from .backend import Backend, get_backend
+from .backends import Backend, get_backend
 from .buffers import KeepsBuffers
 
 __all__ = [

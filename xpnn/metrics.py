@@ -8,7 +8,7 @@ import numpy as np
 
 from ._checks import POSITIVE, HasSettings, Part, Settings, real
 from .activations import Sigmoid, Softmax
-from .backend import Backend, get_backend, to_numpy
+from .backends import Backend, get_backend, to_numpy
 
 __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
 

@@ -16,7 +16,8 @@ import numpy as np
 from . import progress
 from ._checks import HasSettings, positive_int
 from .activations import Softmax
-from .backend import Backend, get_backend, refuse_masked, to_numpy
+from .backends import Backend, get_backend, to_numpy
+from .backends.base import refuse_masked
 from .data import prepare_inputs, prepare_targets
 from .history import History
 from .layers import Dropout, Layer

@@ -1,0 +1,354 @@
+"""The reference backend: the array API standard alone, and choosing a backend by name.
+
+A :class:`Backend` carries the array namespace ``xp``, the device and the float dtype, and the few
+operations the array API standard lacks (host <-> device transfer, one-hot, synchronisation).
+This base class is written against the standard alone and is the reference; a library's
+subclass (``numpy.py``, ``cupy.py``, ``strict.py`` beside this module) overrides a method only
+for speed, and the tests compare it with the reference. A backend is shared by every model on
+its library and dtype, so it keeps nothing that belongs to one computation.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BACKEND_NAMES", "Backend", "get_backend", "to_numpy"]
+
+BACKEND_NAMES = ("numpy", "cupy", "strict", "auto")
+FLOAT_DTYPES = ("float32", "float64")
+
+log = logging.getLogger("xpnn")
+
+
+class Backend:
+    """An array library, a device on it and a float dtype.
+
+    Layers use ``backend.xp`` for the maths and the backend's methods to create arrays, so the
+    same layer code runs on every library.
+    """
+
+    name = "generic"
+    #: True where arrays live in host memory, so reading one costs no device synchronisation.
+    on_host = False
+
+    def __init__(self, xp: Any, device: Any, dtype: str = "float32", *, pass_device: bool = True):
+        self.xp = xp
+        self.device = device
+        self.dtype_name = dtype
+        self.dtype = getattr(xp, dtype)
+        self.index_dtype = xp.int64
+        # Creation functions take device= where the library follows the standard; CuPy's use
+        # the current device instead.
+        self._on_device = {"device": device} if pass_device else {}
+        self.array_type = type(xp.zeros(0, **self._on_device))
+        self._aranges: dict[int, Any] = {}
+        #: ``xp``'s element-wise functions with an ``out=`` argument, for the buffers a layer
+        #: keeps while training; NumPy's and CuPy's own functions compute straight into it.
+        self.ops: Any = WithOut(xp)
+
+    def __repr__(self) -> str:
+        return f"Backend(name={self.name!r}, device={self.device!r}, dtype={self.dtype_name!r})"
+
+    def with_dtype(self, dtype: str) -> Backend:
+        """The same library and device with another float dtype."""
+        return get_backend(self.name, dtype)
+
+    # -- arrays on the device -------------------------------------------------------------------
+
+    def is_own(self, a: Any) -> bool:
+        """True for an array of this backend's library on its device."""
+        return type(a) is self.array_type and a.device == self.device
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """``a`` on the device in ``dtype`` (the float dtype by default); host arrays are copied."""
+        dtype = self.dtype if dtype is None else dtype
+        if self.is_own(a):
+            return a if a.dtype == dtype else self.xp.astype(a, dtype)
+        return self.xp.asarray(to_numpy(a), dtype=dtype, **self._on_device)
+
+    def ensure(self, a: Any, argument: str = "inputs") -> Any:
+        """``a`` as a float array here: host data moves, a foreign device array is refused."""
+        if self.is_own(a):
+            return a if a.dtype == self.dtype else self.xp.astype(a, self.dtype)
+        self.refuse_foreign(a, argument)
+        return self.asarray(a)
+
+    def ensure_labels(self, y: Any, argument: str = "y_true") -> Any:
+        """Class labels on the device: integer indices (1-D) or one-hot float rows (2-D)."""
+        if not self.is_own(y):
+            self.refuse_foreign(y, argument)
+            y = to_numpy(y)
+        if y.ndim == 2:
+            return self.asarray(y)
+        if self.is_own(y):
+            return y if y.dtype == self.index_dtype else self.xp.astype(y, self.index_dtype)
+        return self.asarray(y, dtype=self.index_dtype)
+
+    def refuse_foreign(self, a: Any, argument: str) -> None:
+        """TypeError naming ``argument`` if ``a`` is an array of another device library, or a
+        masked array (see ``refuse_masked``)."""
+        refuse_masked(a, argument)
+        library = type(a).__module__.partition(".")[0]
+        if library in ("numpy", "builtins") or type(a) is self.array_type:
+            return  # host data, or this library on another of its devices: both move safely
+        # CuPy's arrays have no __array_namespace__ (CuPy 14), but every GPU array library
+        # exposes __cuda_array_interface__.
+        device_array = library == "cupy" or hasattr(a, "__cuda_array_interface__")
+        if not device_array and not hasattr(a, "__array_namespace__"):
+            return  # a list, or another host container: NumPy converts it
+        where = getattr(a, "device", "?")
+        raise TypeError(
+            f"{argument} is a {library} array on device {where}, but this object works on the "
+            f"{self.name!r} backend ({self.device}); create it with backend={library!r}, or pass "
+            f"host (NumPy) data"
+        )
+
+    def zeros(self, shape: int | tuple[int, ...], dtype: Any = None) -> Any:
+        """Zeros on the device, in the float dtype unless told."""
+        return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype, **self._on_device)
+
+    def empty(self, shape: int | tuple[int, ...]) -> Any:
+        """An array of the float dtype whose values are yet to be written."""
+        return self.xp.empty(shape, dtype=self.dtype, **self._on_device)
+
+    def arange(self, n: int) -> Any:
+        """0, 1, ..., n - 1 as indices on the device."""
+        return self.xp.arange(n, dtype=self.index_dtype, **self._on_device)
+
+    def one_hot(self, labels: Any, classes: int) -> Any:
+        """Rows of the identity picked by integer ``labels``, in the float dtype."""
+        return self.xp.astype(labels[:, None] == self._arange(classes), self.dtype)
+
+    def _arange(self, n: int) -> Any:
+        """``arange(n)``, kept: the hot loop asks for the same few ones every step."""
+        if n not in self._aranges:
+            self._aranges[n] = self.arange(n)
+        return self._aranges[n]
+
+    def take_labels(self, a: Any, labels: Any) -> Any:
+        """``a[i, labels[i]]`` for every row ``i``: the value each row gives its label."""
+        return self.xp.take_along_axis(a, labels[:, None], axis=1)[:, 0]
+
+    def keep_where(self, values: Any, condition: Any, *, out: Any = None) -> Any:
+        """``values`` where ``condition`` holds and 0 elsewhere (the book's ``d[x <= 0] = 0``)."""
+        return self.ops.multiply(values, self.xp.astype(condition, self.dtype), out=out)
+
+    def flush_subnormals(self, *arrays: Any) -> None:
+        """Set the values of ``arrays`` too small to be normal floats to zero, in place.
+
+        An optimizer state that decays while its gradient stays zero (a dead ReLU unit) ends
+        stuck there: 0.9 times the smallest subnormal rounds back to itself. CPUs compute on
+        subnormals several times slower, and NumPy cannot switch them off.
+        """
+        tiny = self.xp.finfo(self.dtype).smallest_normal
+        for a in arrays:
+            self.keep_where(a, self.xp.abs(a) >= tiny, out=a)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """``a`` as a NumPy array on the host."""
+        return to_numpy(a)
+
+    def synchronize(self) -> None:
+        """Wait until the device has finished queued work (for timing)."""
+
+    # -- random numbers ---------------------------------------------------------------------------
+
+    def random_generator(self, seed: int | None) -> Any:
+        """A seeded generator for draws on the device (dropout masks)."""
+        return np.random.default_rng(seed)
+
+    def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
+        """Uniform samples in [0, 1) of ``shape`` in the float dtype, from ``generator``.
+
+        The array API has no random numbers, so the reference draws on the host and moves them;
+        a library with a generator of its own (NumPy, CuPy) draws where its arrays live.
+        """
+        return self.asarray(generator.random(shape, dtype=self.dtype_name))
+
+    # -- operations with a fast path on some libraries -----------------------------------------
+
+    def matmul(self, a: Any, b: Any, *, out: Any = None) -> Any:
+        """``a @ b``, written into ``out`` where one is given."""
+        if out is None:
+            return a @ b
+        out[...] = a @ b
+        return out
+
+    def sum_rows(self, a: Any, *, out: Any) -> Any:
+        """Column sums of ``a`` (shape ``(1, n)``) written into ``out``."""
+        out[...] = self.xp.sum(a, axis=0, keepdims=True)
+        return out
+
+    def adam_update(
+        self,
+        param: Any,
+        grad: Any,
+        momentum: Any,
+        cache: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        beta_1: float,
+        beta_2: float,
+        epsilon: float,
+        correction_1: float,
+        correction_2: float,
+    ) -> None:
+        """One Adam step in place, the seed's formulas; corrections are ``1 - beta ** t``.
+
+        ``scratch``, in every update: a dict the caller owns, where a library may keep
+        temporary arrays from one step to the next; the reference needs none.
+        """
+        momentum[...] = beta_1 * momentum + (1 - beta_1) * grad
+        cache[...] = beta_2 * cache + (1 - beta_2) * grad**2
+        corrected_momentum = momentum / correction_1
+        corrected_cache = cache / correction_2
+        param += -learning_rate * corrected_momentum / (self.xp.sqrt(corrected_cache) + epsilon)
+
+    def sgd_update(
+        self,
+        param: Any,
+        grad: Any,
+        momentums: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        momentum: float,
+    ) -> None:
+        """One SGD step in place; with momentum, ``momentums`` holds the previous update."""
+        if momentums is None:
+            param += -learning_rate * grad
+        else:
+            momentums[...] = momentum * momentums - learning_rate * grad
+            param += momentums
+
+    def adagrad_update(
+        self,
+        param: Any,
+        grad: Any,
+        cache: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        epsilon: float,
+    ) -> None:
+        """One Adagrad step in place: the cache sums every squared gradient so far."""
+        cache += grad**2
+        param += -learning_rate * grad / (self.xp.sqrt(cache) + epsilon)
+
+    def rmsprop_update(
+        self,
+        param: Any,
+        grad: Any,
+        cache: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        epsilon: float,
+        rho: float,
+    ) -> None:
+        """One RMSprop step in place: the cache is a moving average of squared gradients."""
+        cache[...] = rho * cache + (1 - rho) * grad**2
+        param += -learning_rate * grad / (self.xp.sqrt(cache) + epsilon)
+
+
+class WithOut:
+    """An array-API namespace's functions taking ``out=`` as NumPy's do: the standard has no
+    such argument, so the result is computed, then written into ``out`` where one is given."""
+
+    def __init__(self, xp: Any) -> None:
+        self._xp = xp
+
+    def __getattr__(self, name: str) -> Any:
+        function = getattr(self._xp, name)
+
+        def written(*args: Any, out: Any = None) -> Any:
+            result = function(*args)
+            if out is None:
+                return result
+            out[...] = result
+            return out
+
+        setattr(self, name, written)  # looked up once per name
+        return written
+
+
+#: The backend classes by name; ``xpnn/backends/__init__.py`` fills it with one per library.
+_CLASSES: dict[str, type[Backend]] = {}
+_cache: dict[tuple[str, str], Backend] = {}
+
+
+def get_backend(name: str | Backend = "numpy", dtype: Any = None) -> Backend:
+    """The backend called ``name`` with float ``dtype``.
+
+    ``"auto"`` picks CuPy where a CUDA device is usable and NumPy otherwise, and logs its choice.
+    """
+    if isinstance(name, Backend):
+        return name if dtype is None else get_backend(name.name, dtype)
+    dtype = _dtype_name(dtype)
+    if name == "auto":
+        name = _auto()
+    if name not in _CLASSES:
+        raise ValueError(
+            f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}; got {name!r}"
+        )
+    key = (name, dtype)
+    if key not in _cache:
+        _cache[key] = _CLASSES[name](dtype)
+    return _cache[key]
+
+
+def _auto() -> str:
+    """CuPy where it computes on a device, else NumPy, with the reason logged."""
+    try:
+        problem = _CLASSES["cupy"].unusable()
+    except ImportError:
+        log.info("backend='auto' chose 'numpy': CuPy is not installed")
+        return "numpy"
+    if problem is not None:  # installed for a GPU, yet it cannot compute: worth a warning
+        log.warning("backend='auto' chose 'numpy': %s", problem)
+        return "numpy"
+    log.info("backend='auto' chose 'cupy'")
+    return "cupy"
+
+
+def _dtype_name(dtype: Any) -> str:
+    if dtype is None:
+        return "float32"
+    try:
+        name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    except TypeError:
+        name = repr(dtype)
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+    return name
+
+
+def refuse_masked(a: Any, argument: str) -> None:
+    """TypeError naming ``argument`` if ``a`` is a NumPy masked array.
+
+    Converting one to an array drops its mask, so the masked values would be computed with as if
+    they were data.
+    """
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(
+            f"{argument} is a masked array (numpy.ma), whose mask xpnn cannot honour: converting "
+            "it would take the masked values as data. Pass its .filled(value), or leave out the "
+            "samples with masked values (np.ma.getdata() if none is masked)"
+        )
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """``a`` as a NumPy array on the host, whatever backend it lives on."""
+    if isinstance(a, np.ndarray):
+        return a
+    library = type(a).__module__.partition(".")[0]
+    if library == "cupy":
+        return a.get()
+    if library == "array_api_strict":
+        xp = a.__array_namespace__()
+        return np.asarray(a.to_device(xp.Device("CPU_DEVICE")))
+    return np.asarray(a)

@@ -1,0 +1,225 @@
+"""CuPy on the current CUDA device, and the probe that says whether CuPy can compute here."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from .base import Backend
+
+__all__ = ["CupyBackend", "cuda_available"]
+
+
+class CupyBackend(Backend):
+    """CuPy on the current CUDA device."""
+
+    name = "cupy"
+
+    def __init__(self, dtype: str = "float32") -> None:
+        cupy = _import_cupy()
+        Backend.__init__(self, cupy, cupy.cuda.Device(), dtype, pass_device=False)
+        self.ops = cupy
+
+    @staticmethod
+    def unusable() -> str | None:
+        """Why CuPy cannot compute here, or None where it can; ImportError without CuPy."""
+        return _cupy()[1]
+
+    def is_own(self, a: Any) -> bool:
+        """``Backend.is_own`` for this library."""
+        return type(a) is self.array_type
+
+    def synchronize(self) -> None:
+        """``Backend.synchronize`` for this library."""
+        self.xp.cuda.get_current_stream().synchronize()
+
+    def random_generator(self, seed: int | None) -> Any:
+        """``Backend.random_generator`` for this library."""
+        return self.xp.random.default_rng(seed)
+
+    def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
+        """``Backend.random`` for this library."""
+        return generator.random(shape, dtype=self.dtype)
+
+    def matmul(self, a: Any, b: Any, *, out: Any = None) -> Any:
+        """``Backend.matmul`` for this library."""
+        return self.xp.matmul(a, b, out=out)
+
+    # Optimizer updates as one fused kernel each: one pass over the arrays instead of a dozen,
+    # with every scalar worked out on the host so a step never waits for the device.
+
+    def adam_update(
+        self,
+        param: Any,
+        grad: Any,
+        momentum: Any,
+        cache: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        beta_1: float,
+        beta_2: float,
+        epsilon: float,
+        correction_1: float,
+        correction_2: float,
+    ) -> None:
+        """``Backend.adam_update`` for this library."""
+        self._kernel("adam")(
+            grad, beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, correction_1, correction_2,
+            -learning_rate, param, momentum, cache,
+        )  # fmt: skip
+
+    def sgd_update(
+        self,
+        param: Any,
+        grad: Any,
+        momentums: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        momentum: float,
+    ) -> None:
+        """``Backend.sgd_update`` for this library."""
+        if momentums is None:
+            self._kernel("sgd")(grad, -learning_rate, param)
+        else:
+            self._kernel("sgd_momentum")(grad, momentum, learning_rate, param, momentums)
+
+    def adagrad_update(
+        self,
+        param: Any,
+        grad: Any,
+        cache: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        epsilon: float,
+    ) -> None:
+        """``Backend.adagrad_update`` for this library."""
+        self._kernel("adagrad")(grad, epsilon, -learning_rate, param, cache)
+
+    def rmsprop_update(
+        self,
+        param: Any,
+        grad: Any,
+        cache: Any,
+        *,
+        scratch: dict | None = None,
+        learning_rate: float,
+        epsilon: float,
+        rho: float,
+    ) -> None:
+        """``Backend.rmsprop_update`` for this library."""
+        self._kernel("rmsprop")(grad, rho, 1 - rho, epsilon, -learning_rate, param, cache)
+
+    def _kernel(self, name: str) -> Any:
+        """The fused update ``name`` of ``CUPY_KERNELS``, compiled on first use."""
+        kernels = self.__dict__.setdefault("_kernels", {})
+        if name not in kernels:
+            inputs, outputs, body = CUPY_KERNELS[name]
+            # No fused multiply-add: each operation rounds as the reference's separate ones do.
+            kernels[name] = self.xp.ElementwiseKernel(
+                inputs, outputs, body, f"xpnn_{name}", options=("--fmad=false",)
+            )
+        return kernels[name]
+
+
+#: CUDA bodies of CuPy's fused optimizer updates: the reference formulas of ``Backend``, in the
+#: same order of operations. ``T`` is the arrays' float type; the scalars come from the host.
+CUPY_KERNELS = {
+    "adam": (
+        "T grad, T beta_1, T one_minus_beta_1, T beta_2, T one_minus_beta_2, T epsilon, "
+        "T correction_1, T correction_2, T neg_learning_rate",
+        "T param, T momentum, T cache",
+        "momentum = beta_1 * momentum + one_minus_beta_1 * grad;\n"
+        "cache = beta_2 * cache + one_minus_beta_2 * (grad * grad);\n"
+        "param += neg_learning_rate * (momentum / correction_1)"
+        " / (sqrt(cache / correction_2) + epsilon);",
+    ),
+    "sgd": ("T grad, T neg_learning_rate", "T param", "param += neg_learning_rate * grad;"),
+    "sgd_momentum": (
+        "T grad, T momentum, T learning_rate",
+        "T param, T momentums",
+        "momentums = momentum * momentums - learning_rate * grad;\nparam += momentums;",
+    ),
+    "adagrad": (
+        "T grad, T epsilon, T neg_learning_rate",
+        "T param, T cache",
+        "cache += grad * grad;\nparam += neg_learning_rate * grad / (sqrt(cache) + epsilon);",
+    ),
+    "rmsprop": (
+        "T grad, T rho, T one_minus_rho, T epsilon, T neg_learning_rate",
+        "T param, T cache",
+        "cache = rho * cache + one_minus_rho * (grad * grad);\n"
+        "param += neg_learning_rate * grad / (sqrt(cache) + epsilon);",
+    ),
+}
+
+
+CUPY_EXTRAS = 'pip install "xpnn[cuda12]" (CUDA 12) or "xpnn[cuda13]" (CUDA 13)'
+
+#: The cupy module last probed and what the probe found (None: it works). Probing compiles a
+#: kernel, so it runs once per process.
+_cupy_probed: tuple[Any, str | None] | None = None
+
+
+def _import_cupy() -> Any:
+    """The cupy module, once it has run a small computation on the device; else an error that
+    says what is missing."""
+    cupy, problem = _cupy()
+    if problem is not None:
+        raise RuntimeError(f'backend="cupy": {problem}; use backend="numpy", or "auto" to choose')
+    return cupy
+
+
+def _cupy() -> tuple[Any, str | None]:
+    """The cupy module and why it cannot compute here (None: it can); ImportError without it."""
+    global _cupy_probed
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError as error:
+        raise ImportError(f'backend="cupy" needs CuPy: {CUPY_EXTRAS}') from error
+    if _cupy_probed is None or _cupy_probed[0] is not cupy:
+        _cupy_probed = (cupy, _probe_cupy(cupy))
+    return _cupy_probed
+
+
+def _probe_cupy(cupy: Any) -> str | None:
+    """Why CuPy cannot compute here, or None where an allocation, an element-wise kernel and
+    a matrix product run and give the right numbers.
+
+    ``cupy.cuda.is_available()`` only counts devices: without NVRTC or cuBLAS it is True and
+    the first kernel fails, so the probe runs one of each.
+    """
+    if not cupy.cuda.is_available():
+        return "CuPy is installed but no usable CUDA device was found (no GPU, or no driver)"
+    step = "allocating memory on the device"
+    try:
+        a = cupy.arange(6, dtype=cupy.float32)
+        step = "an element-wise kernel (compiled by NVRTC)"
+        b = a * 2 + 1
+        step = "a matrix product (cuBLAS)"
+        product = cupy.reshape(b, (2, 3)) @ cupy.reshape(a, (3, 2))
+        values = product.get()
+    except Exception as error:  # CuPy raises many kinds; the message is what matters
+        reason = f"{type(error).__name__}: {error}".strip()
+        return (
+            f"CuPy sees a device but failed at {step}: {reason}. CuPy needs the CUDA "
+            f"libraries (NVRTC, cuBLAS, cuRAND): {CUPY_EXTRAS} brings them, or install a CUDA "
+            f"toolkit whose major version matches the CuPy package"
+        )
+    expected = (np.arange(1, 13, 2, dtype=np.float32).reshape(2, 3)) @ np.arange(6.0).reshape(3, 2)
+    if not np.allclose(values, expected):
+        return f"CuPy computed a wrong matrix product on the device ({values.tolist()})"
+    return None
+
+
+def cuda_available() -> bool:
+    """True where CuPy is installed and a small computation ran on a CUDA device; never raises."""
+    try:
+        _import_cupy()
+    except (ImportError, RuntimeError):
+        return False
+    return True

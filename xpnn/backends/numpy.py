@@ -1,0 +1,231 @@
+"""NumPy on the CPU: in-place (``out=``) versions of the hot operations.
+
+``import numpy`` in this module is the library, not the module itself: imports are absolute.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Backend
+
+__all__ = ["NumpyBackend"]
+
+#: Rows at most this wide are reduced column by column (see ``_NumpyNamespace``).
+NARROW_ROWS = 32
+
+
+class _NumpyNamespace:
+    """NumPy's namespace with a few functions called straight at what they wrap.
+
+    ``np.sum(a, axis=1)`` runs ``np.add.reduce(a, axis=1)``, and ``np.take`` the array's own
+    ``take``, behind a Python layer that costs more than the work itself on the small arrays of
+    a training step. A reduction along short rows (a batch of class scores) is several times
+    faster as one operation per column than as NumPy's reduce; the results are the same (a sum
+    only below 8 columns, where NumPy adds in the same order).
+    """
+
+    def __init__(self) -> None:
+        own = vars(type(self))  # the functions below, which NumPy's must not shadow
+        self.__dict__.update({name: getattr(np, name) for name in np.__all__ if name not in own})
+
+    @staticmethod
+    def sum(x: np.ndarray, /, *, axis: Any = None, keepdims: bool = False) -> Any:
+        if x.ndim == 2 and axis in (1, -1) and 1 < x.shape[1] < 8:
+            return _by_columns(np.add, x, keepdims)
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def max(x: np.ndarray, /, *, axis: Any = None, keepdims: bool = False) -> Any:
+        if x.ndim == 2 and axis in (1, -1) and 1 < x.shape[1] <= NARROW_ROWS:
+            return _by_columns(np.maximum, x, keepdims)
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def clip(x: np.ndarray, /, min: Any = None, max: Any = None) -> Any:
+        if min is None or max is None:
+            return np.clip(x, min, max)
+        return np.minimum(np.maximum(x, min), max)
+
+    @staticmethod
+    def astype(x: np.ndarray, dtype: Any, /, *, copy: bool = True) -> Any:
+        return x.astype(dtype, copy=copy)
+
+    @staticmethod
+    def take(x: np.ndarray, indices: np.ndarray, /, *, axis: int | None = None) -> Any:
+        return x.take(indices, axis=axis)
+
+    @staticmethod
+    def argmax(x: np.ndarray, /, *, axis: int | None = None, keepdims: bool = False) -> Any:
+        return x.argmax(axis=axis, keepdims=keepdims)
+
+
+def _by_columns(ufunc: np.ufunc, x: np.ndarray, keepdims: bool) -> np.ndarray:
+    """``ufunc.reduce(x, axis=1)``, one column at a time from the left."""
+    out = ufunc(x[:, 0], x[:, 1])
+    for column in range(2, x.shape[1]):
+        ufunc(out, x[:, column], out=out)
+    return out[:, None] if keepdims else out
+
+
+#: NumPy's own ``dot``, taken at import: the book's ``nnfs.init()`` replaces ``np.dot`` with a
+#: wrapper that refuses ``out=``. Where it ran first, ``np.matmul`` (which it leaves alone, and
+#: which gives the same results on 2-D arrays) stands in.
+_dot = np.dot if getattr(np.dot, "__module__", None) == "numpy" else np.matmul
+
+
+class NumpyBackend(Backend):
+    """NumPy on the CPU, with in-place (``out=``) versions of the hot operations.
+
+    Optimizer updates run the reference's operations in the same order, so the results are
+    bit-identical, in place through two scratch arrays instead of parameter-sized temporaries.
+    The scratch arrays live in the ``scratch`` dict the caller (the optimizer) owns: the backend
+    is shared by every model, so it keeps nothing that belongs to one computation.
+    """
+
+    name = "numpy"
+    on_host = True
+
+    def __init__(self, dtype: str = "float32") -> None:
+        Backend.__init__(self, _NumpyNamespace(), "cpu", dtype, pass_device=False)
+        self.ops = np
+        self._constants: dict[tuple[str, int], np.ndarray] = {}
+
+    def is_own(self, a: Any) -> bool:
+        """``Backend.is_own`` for this library."""
+        return type(a) is np.ndarray
+
+    def ensure(self, a: Any, argument: str = "inputs") -> Any:
+        """``Backend.ensure`` for this library."""
+        if type(a) is np.ndarray and a.dtype == self.dtype:
+            return a  # the hot loop's case, checked first
+        return Backend.ensure(self, a, argument)
+
+    def matmul(self, a: Any, b: Any, *, out: Any = None) -> Any:
+        """``Backend.matmul`` for this library."""
+        if a.ndim == b.ndim == 2 and (out is None or out.flags.c_contiguous):
+            return _dot(a, b, out=out)  # less machinery than np.matmul
+        return np.matmul(a, b, out=out)
+
+    def take_labels(self, a: Any, labels: Any) -> Any:
+        """``Backend.take_labels`` for this library."""
+        return a[self._arange(a.shape[0]), labels]
+
+    def one_hot(self, labels: Any, classes: int) -> Any:
+        """``Backend.one_hot`` for this library."""
+        return self._constant("eye", classes).take(labels, axis=0)  # rows of the identity
+
+    def sum_rows(self, a: Any, *, out: Any) -> Any:
+        """``Backend.sum_rows`` for this library."""
+        if a.ndim == 2 and a.dtype == out.dtype and out.flags.c_contiguous:
+            # A row of ones times ``a`` through BLAS: several times faster than add.reduce on
+            # a batch of gradients (the sum's rounding order differs, as it does on a GPU).
+            return _dot(self._constant("ones", a.shape[0]), a, out=out)
+        return np.add.reduce(a, axis=0, keepdims=True, out=out)
+
+    def _constant(self, kind: str, n: int) -> np.ndarray:
+        """The ``n`` x ``n`` identity ("eye") or a 1 x ``n`` row of ones, kept for reuse.
+
+        Constants, never written: every model may share them.
+        """
+        key = (kind, n)
+        if key not in self._constants:
+            make = np.eye if kind == "eye" else lambda n, dtype: np.ones((1, n), dtype)
+            self._constants[key] = make(n, dtype=self.dtype)
+        return self._constants[key]
+
+    def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
+        """``Backend.random`` for this library."""
+        return generator.random(shape, dtype=self.dtype_name)
+
+    def adam_update(self, param, grad, momentum, cache, *, scratch=None, **scalars) -> None:
+        """``Backend.adam_update`` for this library."""
+        _adam(param, grad, momentum, cache, *_scratch_pair(scratch, param), **scalars)
+
+    def sgd_update(self, param, grad, momentums, *, scratch=None, **scalars) -> None:
+        """``Backend.sgd_update`` for this library."""
+        t1, t2 = _scratch_pair(scratch, param)
+        if momentums is None:
+            _sgd(param, grad, t1, t2, **scalars)
+        else:
+            _sgd_momentum(param, grad, momentums, t1, t2, **scalars)
+
+    def adagrad_update(self, param, grad, cache, *, scratch=None, **scalars) -> None:
+        """``Backend.adagrad_update`` for this library."""
+        _adagrad(param, grad, cache, *_scratch_pair(scratch, param), **scalars)
+
+    def rmsprop_update(self, param, grad, cache, *, scratch=None, **scalars) -> None:
+        """``Backend.rmsprop_update`` for this library."""
+        _rmsprop(param, grad, cache, *_scratch_pair(scratch, param), **scalars)
+
+
+def _scratch_pair(scratch: dict | None, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two arrays shaped as ``like`` to compute in: kept in ``scratch`` for the next step, or
+    fresh ones where the caller keeps none."""
+    if scratch is None:
+        return np.empty_like(like), np.empty_like(like)
+    key = (like.shape, like.dtype.str)
+    pair = scratch.get(key)
+    if pair is None:
+        pair = scratch[key] = (np.empty_like(like), np.empty_like(like))
+    return pair
+
+
+# In-place update kernels for NumPy: the reference formulas, operation for operation, with
+# t1 and t2 as scratch.
+
+
+def _adam(
+    p, g, m, c, t1, t2, *, learning_rate, beta_1, beta_2, epsilon, correction_1, correction_2
+):
+    m *= beta_1
+    np.multiply(g, 1 - beta_1, out=t1)
+    m += t1
+    c *= beta_2
+    np.multiply(g, g, out=t1)
+    t1 *= 1 - beta_2
+    c += t1
+    np.divide(c, correction_2, out=t1)
+    np.sqrt(t1, out=t1)
+    t1 += epsilon
+    np.divide(m, correction_1, out=t2)
+    t2 *= -learning_rate
+    t2 /= t1
+    p += t2
+
+
+def _sgd(p, g, t1, t2, *, learning_rate, momentum):
+    np.multiply(g, -learning_rate, out=t1)
+    p += t1
+
+
+def _sgd_momentum(p, g, u, t1, t2, *, learning_rate, momentum):
+    u *= momentum
+    np.multiply(g, learning_rate, out=t1)
+    u -= t1
+    p += u
+
+
+def _adagrad(p, g, c, t1, t2, *, learning_rate, epsilon):
+    np.multiply(g, g, out=t1)
+    c += t1
+    _scaled_step(p, g, c, t1, t2, learning_rate, epsilon)
+
+
+def _rmsprop(p, g, c, t1, t2, *, learning_rate, epsilon, rho):
+    c *= rho
+    np.multiply(g, g, out=t1)
+    t1 *= 1 - rho
+    c += t1
+    _scaled_step(p, g, c, t1, t2, learning_rate, epsilon)
+
+
+def _scaled_step(p, g, c, t1, t2, learning_rate, epsilon):
+    """``p += -learning_rate * g / (sqrt(c) + epsilon)``, in the reference's order."""
+    np.sqrt(c, out=t1)
+    t1 += epsilon
+    np.multiply(g, -learning_rate, out=t2)
+    t2 /= t1
+    p += t2
