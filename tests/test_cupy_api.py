@@ -10,7 +10,7 @@ import cupy_api
 import numpy as np
 import pytest
 
-from xpnn.backends.cupy import CUPY_KERNELS
+from xpnn.optimizers import CUPY_KERNELS
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_gpu_and_random_numbers(cp):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_kernel_bodies_compute_their_formula(cp, dtype):
-    """The Adam kernel, called as CupyBackend calls it, gives the formula computed by NumPy."""
+    """The Adam kernel, called as adam.cupy_update calls it, gives the formula computed by NumPy."""
     inputs, outputs, body = CUPY_KERNELS["adam"]
     kernel = cp.ElementwiseKernel(inputs, outputs, body, "xpnn_adam", options=("--fmad=false",))
     rng = np.random.default_rng(1)

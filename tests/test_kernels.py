@@ -1,9 +1,9 @@
 """CuPy's fused optimizer kernels, checked where there is no GPU.
 
 Their bodies are plain C arithmetic, so compiled as C++ on the host (no fused multiply-add, as
-CuPy compiles them) and called the way CupyBackend calls them, they must give the generic
-reference update bit for bit. On a GPU, test_optimizers.py runs the kernels themselves against
-the same reference.
+CuPy compiles them) and called the way each update's cupy_update calls them, they must give the
+generic reference update bit for bit. On a GPU, test_optimizers.py runs the kernels themselves
+against the same reference.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import subprocess
 
 import numpy as np
 import pytest
-from test_optimizers import UPDATES
+from test_optimizers import RULES, UPDATES
 
 import xpnn
-from xpnn.backends import Backend, CupyBackend
-from xpnn.backends.cupy import CUPY_KERNELS
+from xpnn.backends import CupyBackend
+from xpnn.optimizers import CUPY_KERNELS
 
 C_TYPES = {"float32": ("float", ctypes.c_float), "float64": ("double", ctypes.c_double)}
 
@@ -86,13 +86,13 @@ class HostCupy:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("update", [*UPDATES, "sgd-plain"])
 def test_cupy_updates_compute_the_reference(backend, host_kernels, update, dtype):
-    """CupyBackend's update methods, their kernels run on the host, against the reference."""
+    """Each update's CuPy version, its kernel run on the host, against the reference."""
     be = xpnn.get_backend(backend, dtype)
     plain = update == "sgd-plain"
     arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
-    method = f"{'sgd' if plain else update}_update"
+    rule, _ = RULES["sgd" if plain else update]
     extra = (None,) if plain else ()
-    cupy_like = object.__new__(CupyBackend)  # no device needed: only its methods run
+    cupy_like = object.__new__(CupyBackend)  # no device needed: only its kernel() runs
     cupy_like.xp = HostCupy(host_kernels)
     rng = np.random.default_rng(4)
     host = [rng.standard_normal(1000).astype(dtype)]
@@ -100,9 +100,10 @@ def test_cupy_updates_compute_the_reference(backend, host_kernels, update, dtype
     reference = [be.asarray(a.copy()) for a in host]  # a copy: NumPy would share the array
     for _ in range(3):
         grad = rng.standard_normal(1000).astype(dtype)
-        getattr(Backend, method)(
-            be, reference[0], be.asarray(grad), *reference[1:], *extra, **settings
+        reference_grad = be.asarray(grad)
+        rule.reference_update(
+            be, {}, reference[0], reference_grad, *reference[1:], *extra, **settings
         )
-        getattr(CupyBackend, method)(cupy_like, host[0], grad, *host[1:], *extra, **settings)
+        rule.cupy_update(cupy_like, {}, host[0], grad, *host[1:], *extra, **settings)
     for kernel_result, expected in zip(host, reference):
         np.testing.assert_array_equal(kernel_result, xpnn.to_numpy(expected))

@@ -9,8 +9,7 @@ import pytest
 from helpers import assert_on_backend
 
 import xpnn
-from xpnn.backends import Backend
-from xpnn.optimizers import FLUSH_EVERY
+from xpnn.optimizers import FLUSH_EVERY, adagrad, adam, rmsprop, sgd
 
 
 def _layer_with_gradients(be, weights, dweights, biases, dbiases):
@@ -78,14 +77,22 @@ UPDATES = {
     "adagrad": (2, {"learning_rate": 0.1, "epsilon": 1e-7}),
     "rmsprop": (2, {"learning_rate": 0.01, "epsilon": 1e-7, "rho": 0.9}),
 }
+#: Each update's module (its versions) and optimizer (which picks one for a backend).
+RULES = {
+    "adam": (adam, xpnn.Adam),
+    "sgd": (sgd, xpnn.SGD),
+    "adagrad": (adagrad, xpnn.Adagrad),
+    "rmsprop": (rmsprop, xpnn.RMSprop),
+}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("update", [*UPDATES.keys(), "sgd-plain"])
 @pytest.mark.parametrize("size", [50, 300_007, (70, 30)], ids=["small", "large", "transposed"])
 def test_fast_paths_match_reference(backend, dtype, update, size):
-    """The library's own update gives what the generic array-API version gives, step after
-    step through the same scratch, also on arrays it cannot view as flat (transposed)."""
+    """The version an optimizer picks for the backend gives what the array-API reference
+    gives, step after step through the same scratch, also on arrays it cannot view as flat
+    (transposed)."""
     be = xpnn.get_backend(backend, dtype)
     plain = update == "sgd-plain"
     arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
@@ -94,13 +101,14 @@ def test_fast_paths_match_reference(backend, dtype, update, size):
     layout = (lambda a: a.T) if isinstance(size, tuple) else (lambda a: a)
     fast = [layout(be.asarray(a)) for a in state]
     reference = [layout(be.asarray(np.array(a))) for a in state]
-    method = f"{'sgd' if plain else update}_update"
+    rule, optimizer = RULES["sgd" if plain else update]
+    fast_update = optimizer.versions.get(be.fast_path, rule.reference_update)
     extra = (None,) if plain else ()
     scratch = {}
     for _ in range(3):
         grad = layout(be.asarray(rng.standard_normal(size)))
-        getattr(be, method)(fast[0], grad, *fast[1:], *extra, scratch=scratch, **settings)
-        getattr(Backend, method)(be, reference[0], grad, *reference[1:], *extra, **settings)
+        fast_update(be, scratch, fast[0], grad, *fast[1:], *extra, **settings)
+        rule.reference_update(be, {}, reference[0], grad, *reference[1:], *extra, **settings)
     for a, b in zip(fast, reference):
         assert_on_backend(a, be)
         # Same operations in the same order: identical on the CPU; a fused GPU kernel may
@@ -282,3 +290,23 @@ def test_subnormal_states_are_flushed_every_flush_every_steps(backend, dtype, ma
         after = xpnn.to_numpy(getattr(layer, name))[0]
         assert after[0] == 0, name
         assert 0 < after[1] < before, name  # the normal value decays as before
+
+
+@pytest.mark.parametrize(
+    "make",
+    [xpnn.Adam, lambda: xpnn.SGD(momentum=0.9), xpnn.Adagrad, xpnn.RMSprop],
+    ids=["adam", "sgd-momentum", "adagrad", "rmsprop"],
+)
+def test_optimizers_keep_the_state_they_declare(make):
+    """What an optimizer keeps on a layer is what its ``state_names`` declare, which saving and
+    the model's snapshot read."""
+    be = xpnn.get_backend("numpy", "float64")
+    layer = _layer_with_gradients(be, [[1.0, -2.0]], [[0.5, 0.1]], [[0.0, 0.0]], [[0.2, 0.3]])
+    before = set(vars(layer))
+    optimizer = make()
+    optimizer.pre_update_params()
+    optimizer.update_params(layer)
+    optimizer.post_update_params()
+    prefixes = [prefix for prefix, _, _ in layer.trainable_parameters()]
+    expected = {f"{prefix}_{name}" for prefix in prefixes for name in optimizer.state_names}
+    assert set(vars(layer)) - before == expected

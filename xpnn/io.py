@@ -83,13 +83,6 @@ _OPTIMIZERS = {c.__name__: c for c in (SGD, Adagrad, RMSprop, Adam)}
 _METRICS = {c.__name__: c for c in (CategoricalAccuracy, RegressionAccuracy)}
 # Constructor arguments that place an object rather than describe it.
 _PLACEMENT = frozenset({"self", "backend", "dtype", "seed"})
-# The optimizer state buffers each optimizer keeps (the book's ``<prefix>_<suffix>`` names).
-_OPTIMIZER_STATES = {
-    "Adam": ("momentums", "cache"),
-    "SGD": ("momentums",),
-    "Adagrad": ("cache",),
-    "RMSprop": ("cache",),
-}
 _CACHE_SUFFIX = "cache"  # sums or averages of squared gradients: never negative
 _DTYPES = ("float32", "float64")
 _PARAM_NAME = re.compile(r"params\.(0|[1-9][0-9]{0,8})\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -261,7 +254,7 @@ def _training_state(
         }
         buffer = model._parameters
         for prefix, params, _ in buffer.trainable_parameters():
-            for suffix in _OPTIMIZER_STATES[type(model.optimizer).__name__]:
+            for suffix in model.optimizer.state_names:
                 value = getattr(buffer, f"{prefix}_{suffix}", None)
                 if value is not None and tuple(value.shape) == tuple(params.shape):
                     tensors[f"optimizer.{prefix}_{suffix}"] = to_numpy(value)
@@ -1014,7 +1007,7 @@ def _plan_model(metadata: dict[str, str], declared: Mapping[str, _Tensor]) -> _P
             state, {"checkpoint", "optimizer", "rng", "dropout"} | optional, "the training state"
         )
         if optimizer is not None:
-            for suffix in _OPTIMIZER_STATES[optimizer[0].__name__]:
+            for suffix in optimizer[0].state_names:
                 wanted_too[f"optimizer.{_BUFFER}_{suffix}"] = _Want((saved_dtype,), (total,), False)
         if "epoch_in_progress" in state:
             progress = _check_progress(state["epoch_in_progress"], accuracy is not None)
@@ -1151,7 +1144,7 @@ def _restore_state(
             )
         allowed = {}
         for prefix, params, _ in model._parameters.trainable_parameters():
-            for suffix in _OPTIMIZER_STATES[type(optimizer).__name__]:
+            for suffix in optimizer.state_names:
                 allowed[f"optimizer.{prefix}_{suffix}"] = (f"{prefix}_{suffix}", params.shape)
         for name in sorted(n for n in tensors if n.startswith("optimizer.")):
             _expect(name in allowed, f"tensor {name!r} is not state of {type(optimizer).__name__}")

@@ -113,10 +113,11 @@ class _Snapshot:
 
     def _arrays(self) -> dict[str, Any]:
         buffer = self.model._parameters
+        states = tuple(f"_{name}" for name in self.model.optimizer.state_names)
         return {
             name: value
             for name, value in vars(buffer).items()
-            if name == "params" or name.endswith(("_momentums", "_cache"))
+            if name == "params" or name.endswith(states)
         }
 
     def take(self) -> None:

@@ -31,6 +31,9 @@ class Backend:
     """
 
     name = "generic"
+    #: Which library's versions of the optimizer updates fit this backend's arrays: "numpy"
+    #: (in place) or "cupy" (fused kernels); None runs each update's array-API reference.
+    fast_path: str | None = None
     #: True where arrays live in host memory, so reading one costs no device synchronisation.
     on_host = False
 
@@ -181,78 +184,6 @@ class Backend:
         """Column sums of ``a`` (shape ``(1, n)``) written into ``out``."""
         out[...] = self.xp.sum(a, axis=0, keepdims=True)
         return out
-
-    def adam_update(
-        self,
-        param: Any,
-        grad: Any,
-        momentum: Any,
-        cache: Any,
-        *,
-        scratch: dict | None = None,
-        learning_rate: float,
-        beta_1: float,
-        beta_2: float,
-        epsilon: float,
-        correction_1: float,
-        correction_2: float,
-    ) -> None:
-        """One Adam step in place, the seed's formulas; corrections are ``1 - beta ** t``.
-
-        ``scratch``, in every update: a dict the caller owns, where a library may keep
-        temporary arrays from one step to the next; the reference needs none.
-        """
-        momentum[...] = beta_1 * momentum + (1 - beta_1) * grad
-        cache[...] = beta_2 * cache + (1 - beta_2) * grad**2
-        corrected_momentum = momentum / correction_1
-        corrected_cache = cache / correction_2
-        param += -learning_rate * corrected_momentum / (self.xp.sqrt(corrected_cache) + epsilon)
-
-    def sgd_update(
-        self,
-        param: Any,
-        grad: Any,
-        momentums: Any,
-        *,
-        scratch: dict | None = None,
-        learning_rate: float,
-        momentum: float,
-    ) -> None:
-        """One SGD step in place; with momentum, ``momentums`` holds the previous update."""
-        if momentums is None:
-            param += -learning_rate * grad
-        else:
-            momentums[...] = momentum * momentums - learning_rate * grad
-            param += momentums
-
-    def adagrad_update(
-        self,
-        param: Any,
-        grad: Any,
-        cache: Any,
-        *,
-        scratch: dict | None = None,
-        learning_rate: float,
-        epsilon: float,
-    ) -> None:
-        """One Adagrad step in place: the cache sums every squared gradient so far."""
-        cache += grad**2
-        param += -learning_rate * grad / (self.xp.sqrt(cache) + epsilon)
-
-    def rmsprop_update(
-        self,
-        param: Any,
-        grad: Any,
-        cache: Any,
-        *,
-        scratch: dict | None = None,
-        learning_rate: float,
-        epsilon: float,
-        rho: float,
-    ) -> None:
-        """One RMSprop step in place: the cache is a moving average of squared gradients."""
-        cache[...] = rho * cache + (1 - rho) * grad**2
-        param += -learning_rate * grad / (self.xp.sqrt(cache) + epsilon)
 
 
 class WithOut:

@@ -16,6 +16,7 @@ class CupyBackend(Backend):
     """CuPy on the current CUDA device."""
 
     name = "cupy"
+    fast_path = "cupy"
 
     def __init__(self, dtype: str = "float32") -> None:
         cupy = _import_cupy()
@@ -47,115 +48,17 @@ class CupyBackend(Backend):
         """``Backend.matmul`` for this library."""
         return self.xp.matmul(a, b, out=out)
 
-    # Optimizer updates as one fused kernel each: one pass over the arrays instead of a dozen,
-    # with every scalar worked out on the host so a step never waits for the device.
-
-    def adam_update(
-        self,
-        param: Any,
-        grad: Any,
-        momentum: Any,
-        cache: Any,
-        *,
-        scratch: dict | None = None,
-        learning_rate: float,
-        beta_1: float,
-        beta_2: float,
-        epsilon: float,
-        correction_1: float,
-        correction_2: float,
-    ) -> None:
-        """``Backend.adam_update`` for this library."""
-        self._kernel("adam")(
-            grad, beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, correction_1, correction_2,
-            -learning_rate, param, momentum, cache,
-        )  # fmt: skip
-
-    def sgd_update(
-        self,
-        param: Any,
-        grad: Any,
-        momentums: Any,
-        *,
-        scratch: dict | None = None,
-        learning_rate: float,
-        momentum: float,
-    ) -> None:
-        """``Backend.sgd_update`` for this library."""
-        if momentums is None:
-            self._kernel("sgd")(grad, -learning_rate, param)
-        else:
-            self._kernel("sgd_momentum")(grad, momentum, learning_rate, param, momentums)
-
-    def adagrad_update(
-        self,
-        param: Any,
-        grad: Any,
-        cache: Any,
-        *,
-        scratch: dict | None = None,
-        learning_rate: float,
-        epsilon: float,
-    ) -> None:
-        """``Backend.adagrad_update`` for this library."""
-        self._kernel("adagrad")(grad, epsilon, -learning_rate, param, cache)
-
-    def rmsprop_update(
-        self,
-        param: Any,
-        grad: Any,
-        cache: Any,
-        *,
-        scratch: dict | None = None,
-        learning_rate: float,
-        epsilon: float,
-        rho: float,
-    ) -> None:
-        """``Backend.rmsprop_update`` for this library."""
-        self._kernel("rmsprop")(grad, rho, 1 - rho, epsilon, -learning_rate, param, cache)
-
-    def _kernel(self, name: str) -> Any:
-        """The fused update ``name`` of ``CUPY_KERNELS``, compiled on first use."""
-        kernels = self.__dict__.setdefault("_kernels", {})
-        if name not in kernels:
-            inputs, outputs, body = CUPY_KERNELS[name]
+    def kernel(self, name: str, kernels: dict[str, tuple[str, str, str]]) -> Any:
+        """The element-wise CUDA kernel ``kernels[name]`` (inputs, outputs, body), compiled on
+        first use and kept: compiled code, which every computation on this backend shares."""
+        compiled = self.__dict__.setdefault("_kernels", {})
+        if name not in compiled:
+            inputs, outputs, body = kernels[name]
             # No fused multiply-add: each operation rounds as the reference's separate ones do.
-            kernels[name] = self.xp.ElementwiseKernel(
+            compiled[name] = self.xp.ElementwiseKernel(
                 inputs, outputs, body, f"xpnn_{name}", options=("--fmad=false",)
             )
-        return kernels[name]
-
-
-#: CUDA bodies of CuPy's fused optimizer updates: the reference formulas of ``Backend``, in the
-#: same order of operations. ``T`` is the arrays' float type; the scalars come from the host.
-CUPY_KERNELS = {
-    "adam": (
-        "T grad, T beta_1, T one_minus_beta_1, T beta_2, T one_minus_beta_2, T epsilon, "
-        "T correction_1, T correction_2, T neg_learning_rate",
-        "T param, T momentum, T cache",
-        "momentum = beta_1 * momentum + one_minus_beta_1 * grad;\n"
-        "cache = beta_2 * cache + one_minus_beta_2 * (grad * grad);\n"
-        "param += neg_learning_rate * (momentum / correction_1)"
-        " / (sqrt(cache / correction_2) + epsilon);",
-    ),
-    "sgd": ("T grad, T neg_learning_rate", "T param", "param += neg_learning_rate * grad;"),
-    "sgd_momentum": (
-        "T grad, T momentum, T learning_rate",
-        "T param, T momentums",
-        "momentums = momentum * momentums - learning_rate * grad;\nparam += momentums;",
-    ),
-    "adagrad": (
-        "T grad, T epsilon, T neg_learning_rate",
-        "T param, T cache",
-        "cache += grad * grad;\nparam += neg_learning_rate * grad / (sqrt(cache) + epsilon);",
-    ),
-    "rmsprop": (
-        "T grad, T rho, T one_minus_rho, T epsilon, T neg_learning_rate",
-        "T param, T cache",
-        "cache = rho * cache + one_minus_rho * (grad * grad);\n"
-        "param += neg_learning_rate * grad / (sqrt(cache) + epsilon);",
-    ),
-}
+        return compiled[name]
 
 
 CUPY_EXTRAS = 'pip install "xpnn[cuda12]" (CUDA 12) or "xpnn[cuda13]" (CUDA 13)'

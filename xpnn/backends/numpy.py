@@ -79,13 +79,13 @@ _dot = np.dot if getattr(np.dot, "__module__", None) == "numpy" else np.matmul
 class NumpyBackend(Backend):
     """NumPy on the CPU, with in-place (``out=``) versions of the hot operations.
 
-    Optimizer updates run the reference's operations in the same order, so the results are
-    bit-identical, in place through two scratch arrays instead of parameter-sized temporaries.
-    The scratch arrays live in the ``scratch`` dict the caller (the optimizer) owns: the backend
-    is shared by every model, so it keeps nothing that belongs to one computation.
+    Optimizers run their in-place NumPy versions here (``fast_path``); their scratch arrays
+    belong to the optimizer: the backend is shared by every model, so it keeps nothing that
+    belongs to one computation.
     """
 
     name = "numpy"
+    fast_path = "numpy"
     on_host = True
 
     def __init__(self, dtype: str = "float32") -> None:
@@ -139,93 +139,3 @@ class NumpyBackend(Backend):
     def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
         """``Backend.random`` for this library."""
         return generator.random(shape, dtype=self.dtype_name)
-
-    def adam_update(self, param, grad, momentum, cache, *, scratch=None, **scalars) -> None:
-        """``Backend.adam_update`` for this library."""
-        _adam(param, grad, momentum, cache, *_scratch_pair(scratch, param), **scalars)
-
-    def sgd_update(self, param, grad, momentums, *, scratch=None, **scalars) -> None:
-        """``Backend.sgd_update`` for this library."""
-        t1, t2 = _scratch_pair(scratch, param)
-        if momentums is None:
-            _sgd(param, grad, t1, t2, **scalars)
-        else:
-            _sgd_momentum(param, grad, momentums, t1, t2, **scalars)
-
-    def adagrad_update(self, param, grad, cache, *, scratch=None, **scalars) -> None:
-        """``Backend.adagrad_update`` for this library."""
-        _adagrad(param, grad, cache, *_scratch_pair(scratch, param), **scalars)
-
-    def rmsprop_update(self, param, grad, cache, *, scratch=None, **scalars) -> None:
-        """``Backend.rmsprop_update`` for this library."""
-        _rmsprop(param, grad, cache, *_scratch_pair(scratch, param), **scalars)
-
-
-def _scratch_pair(scratch: dict | None, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two arrays shaped as ``like`` to compute in: kept in ``scratch`` for the next step, or
-    fresh ones where the caller keeps none."""
-    if scratch is None:
-        return np.empty_like(like), np.empty_like(like)
-    key = (like.shape, like.dtype.str)
-    pair = scratch.get(key)
-    if pair is None:
-        pair = scratch[key] = (np.empty_like(like), np.empty_like(like))
-    return pair
-
-
-# In-place update kernels for NumPy: the reference formulas, operation for operation, with
-# t1 and t2 as scratch.
-
-
-def _adam(
-    p, g, m, c, t1, t2, *, learning_rate, beta_1, beta_2, epsilon, correction_1, correction_2
-):
-    m *= beta_1
-    np.multiply(g, 1 - beta_1, out=t1)
-    m += t1
-    c *= beta_2
-    np.multiply(g, g, out=t1)
-    t1 *= 1 - beta_2
-    c += t1
-    np.divide(c, correction_2, out=t1)
-    np.sqrt(t1, out=t1)
-    t1 += epsilon
-    np.divide(m, correction_1, out=t2)
-    t2 *= -learning_rate
-    t2 /= t1
-    p += t2
-
-
-def _sgd(p, g, t1, t2, *, learning_rate, momentum):
-    np.multiply(g, -learning_rate, out=t1)
-    p += t1
-
-
-def _sgd_momentum(p, g, u, t1, t2, *, learning_rate, momentum):
-    u *= momentum
-    np.multiply(g, learning_rate, out=t1)
-    u -= t1
-    p += u
-
-
-def _adagrad(p, g, c, t1, t2, *, learning_rate, epsilon):
-    np.multiply(g, g, out=t1)
-    c += t1
-    _scaled_step(p, g, c, t1, t2, learning_rate, epsilon)
-
-
-def _rmsprop(p, g, c, t1, t2, *, learning_rate, epsilon, rho):
-    c *= rho
-    np.multiply(g, g, out=t1)
-    t1 *= 1 - rho
-    c += t1
-    _scaled_step(p, g, c, t1, t2, learning_rate, epsilon)
-
-
-def _scaled_step(p, g, c, t1, t2, learning_rate, epsilon):
-    """``p += -learning_rate * g / (sqrt(c) + epsilon)``, in the reference's order."""
-    np.sqrt(c, out=t1)
-    t1 += epsilon
-    np.multiply(g, -learning_rate, out=t2)
-    t2 /= t1
-    p += t2

@@ -1,0 +1,107 @@
+"""Adagrad: the optimizer, and its update in every version, side by side.
+
+Read the three versions together: the reference, NumPy's in place and the CUDA body run the
+same operations in the same order, so they give the same numbers (bit for bit on the CPU;
+the tests check every version against the reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._checks import POSITIVE, Settings, real
+from .base import Optimizer, scratch_pair
+
+__all__ = ["Adagrad"]
+
+
+def reference_update(
+    backend: Any,
+    scratch: dict,
+    param: Any,
+    grad: Any,
+    cache: Any,
+    *,
+    learning_rate: float,
+    epsilon: float,
+) -> None:
+    """One Adagrad step in place: the cache sums every squared gradient so far."""
+    cache += grad**2
+    param += -learning_rate * grad / (backend.xp.sqrt(cache) + epsilon)
+
+
+def numpy_update(
+    backend: Any,
+    scratch: dict,
+    p: np.ndarray,
+    g: np.ndarray,
+    c: np.ndarray,
+    *,
+    learning_rate: float,
+    epsilon: float,
+) -> None:
+    """The reference, operation for operation, in place through two scratch arrays."""
+    t1, t2 = scratch_pair(scratch, p)
+    np.multiply(g, g, out=t1)
+    c += t1
+    np.sqrt(c, out=t1)
+    t1 += epsilon
+    np.multiply(g, -learning_rate, out=t2)
+    t2 /= t1
+    p += t2
+
+
+#: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float
+#: type, every scalar worked out on the host.
+CUPY_KERNELS = {
+    "adagrad": (
+        "T grad, T epsilon, T neg_learning_rate",
+        "T param, T cache",
+        "cache += grad * grad;\nparam += neg_learning_rate * grad / (sqrt(cache) + epsilon);",
+    ),
+}
+
+
+def cupy_update(
+    backend: Any,
+    scratch: dict,
+    param: Any,
+    grad: Any,
+    cache: Any,
+    *,
+    learning_rate: float,
+    epsilon: float,
+) -> None:
+    """The reference as one fused CUDA kernel."""
+    backend.kernel("adagrad", CUPY_KERNELS)(grad, epsilon, -learning_rate, param, cache)
+
+
+class Adagrad(Optimizer):
+    """Per-parameter learning rates scaled by the root of all squared gradients so far."""
+
+    settings: ClassVar[Settings] = {**Optimizer.settings, "epsilon": POSITIVE}
+    state_names = ("cache",)
+    versions: ClassVar[dict[str, Callable[..., None]]] = {
+        "numpy": numpy_update,
+        "cupy": cupy_update,
+    }
+
+    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7):
+        super().__init__(learning_rate, decay)
+        self.epsilon = real(epsilon, "epsilon", **POSITIVE)
+
+    def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        """One Adagrad step on ``param``."""
+        backend = layer.backend
+        self.versions.get(backend.fast_path, reference_update)(
+            backend,
+            self.scratch,
+            param,
+            grad,
+            self.state(layer, f"{prefix}_cache", param),
+            learning_rate=self.current_learning_rate,
+            epsilon=self.epsilon,
+        )

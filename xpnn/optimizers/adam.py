@@ -1,0 +1,162 @@
+"""Adam: the optimizer, and its update in every version, side by side.
+
+Read the three versions together: the reference, NumPy's in place and the CUDA body run the
+same operations in the same order, so they give the same numbers (bit for bit on the CPU;
+the tests check every version against the reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._checks import FRACTION, POSITIVE, Settings, real
+from .base import Optimizer, scratch_pair
+
+__all__ = ["Adam"]
+
+
+def reference_update(
+    backend: Any,
+    scratch: dict,
+    param: Any,
+    grad: Any,
+    momentum: Any,
+    cache: Any,
+    *,
+    learning_rate: float,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+    correction_1: float,
+    correction_2: float,
+) -> None:
+    """One Adam step in place, the book's formulas; corrections are ``1 - beta ** t``."""
+    momentum[...] = beta_1 * momentum + (1 - beta_1) * grad
+    cache[...] = beta_2 * cache + (1 - beta_2) * grad**2
+    corrected_momentum = momentum / correction_1
+    corrected_cache = cache / correction_2
+    param += -learning_rate * corrected_momentum / (backend.xp.sqrt(corrected_cache) + epsilon)
+
+
+def numpy_update(
+    backend: Any,
+    scratch: dict,
+    p: np.ndarray,
+    g: np.ndarray,
+    m: np.ndarray,
+    c: np.ndarray,
+    *,
+    learning_rate: float,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+    correction_1: float,
+    correction_2: float,
+) -> None:
+    """The reference, operation for operation, in place through two scratch arrays."""
+    t1, t2 = scratch_pair(scratch, p)
+    m *= beta_1
+    np.multiply(g, 1 - beta_1, out=t1)
+    m += t1
+    c *= beta_2
+    np.multiply(g, g, out=t1)
+    t1 *= 1 - beta_2
+    c += t1
+    np.divide(c, correction_2, out=t1)
+    np.sqrt(t1, out=t1)
+    t1 += epsilon
+    np.divide(m, correction_1, out=t2)
+    t2 *= -learning_rate
+    t2 /= t1
+    p += t2
+
+
+#: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float
+#: type, every scalar worked out on the host.
+CUPY_KERNELS = {
+    "adam": (
+        "T grad, T beta_1, T one_minus_beta_1, T beta_2, T one_minus_beta_2, T epsilon, "
+        "T correction_1, T correction_2, T neg_learning_rate",
+        "T param, T momentum, T cache",
+        "momentum = beta_1 * momentum + one_minus_beta_1 * grad;\n"
+        "cache = beta_2 * cache + one_minus_beta_2 * (grad * grad);\n"
+        "param += neg_learning_rate * (momentum / correction_1)"
+        " / (sqrt(cache / correction_2) + epsilon);",
+    ),
+}
+
+
+def cupy_update(
+    backend: Any,
+    scratch: dict,
+    param: Any,
+    grad: Any,
+    momentum: Any,
+    cache: Any,
+    *,
+    learning_rate: float,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+    correction_1: float,
+    correction_2: float,
+) -> None:
+    """The reference as one fused CUDA kernel: one pass over the arrays instead of a dozen."""
+    backend.kernel("adam", CUPY_KERNELS)(
+        grad, beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, correction_1, correction_2,
+        -learning_rate, param, momentum, cache,
+    )  # fmt: skip
+
+
+class Adam(Optimizer):
+    """Adaptive moment estimation with bias correction on ``iterations + 1``."""
+
+    settings: ClassVar[Settings] = {
+        **Optimizer.settings,
+        "epsilon": POSITIVE,
+        "beta_1": FRACTION,
+        "beta_2": FRACTION,
+    }
+    state_names = ("momentums", "cache")
+    versions: ClassVar[dict[str, Callable[..., None]]] = {
+        "numpy": numpy_update,
+        "cupy": cupy_update,
+    }
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        decay: float = 0.0,
+        epsilon: float = 1e-7,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+    ) -> None:
+        super().__init__(learning_rate, decay)
+        self.epsilon = real(epsilon, "epsilon", **POSITIVE)
+        self.beta_1 = real(beta_1, "beta_1", **FRACTION)
+        self.beta_2 = real(beta_2, "beta_2", **FRACTION)
+
+    def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        """One Adam step on ``param``."""
+        step = self.iterations + 1
+        momentums = self.state(layer, f"{prefix}_momentums", param)
+        cache = self.state(layer, f"{prefix}_cache", param)
+        backend = layer.backend
+        self.versions.get(backend.fast_path, reference_update)(
+            backend,
+            self.scratch,
+            param,
+            grad,
+            momentums,
+            cache,
+            learning_rate=self.current_learning_rate,
+            beta_1=self.beta_1,
+            beta_2=self.beta_2,
+            epsilon=self.epsilon,
+            correction_1=1 - self.beta_1**step,
+            correction_2=1 - self.beta_2**step,
+        )
+        self.flush(layer, momentums, cache)

@@ -1,0 +1,96 @@
+"""What every optimizer shares: the book's decay, the step count, its state and its scratch.
+
+An update rule lives in a module of its own beside this one (``sgd.py``, ``adagrad.py``,
+``rmsprop.py``, ``adam.py``), all its versions side by side: the reference written against the
+array API standard, NumPy's in place, and CuPy's fused CUDA kernel body. The optimizer picks one
+by the backend's ``fast_path``; a rule without a version for it runs the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._checks import NON_NEGATIVE, POSITIVE, HasSettings, Part, Settings, real
+
+__all__ = ["FLUSH_EVERY", "Optimizer"]
+
+#: Steps between flushes of subnormal values from decaying optimizer states (momentums and
+#: moving averages; see ``Backend.flush_subnormals``). A flush changes a state by less than
+#: the smallest normal float, and every backend flushes alike.
+FLUSH_EVERY = 100
+
+
+class Optimizer(HasSettings, Part):
+    """Learning rate with the book's decay, ``lr / (1 + decay * iterations)``, and the step count.
+
+    The decayed rate and every other scalar are Python floats computed on the host, so a step
+    never waits for the device. ``settings`` are those that enter the updates in the model's
+    dtype (``decay`` stays on the host; the decayed rate is checked as it stands).
+    """
+
+    settings: ClassVar[Settings] = {"learning_rate": POSITIVE, "current_learning_rate": POSITIVE}
+    #: The state arrays the optimizer keeps for each parameter, as ``<prefix>_<name>`` on the
+    #: layer (the book's ``weight_momentums``, ``weight_cache``); saving and the non-finite
+    #: snapshot read them from here.
+    state_names: ClassVar[tuple[str, ...]] = ()
+    #: The update's versions by ``Backend.fast_path`` ("numpy", "cupy"); any other backend runs
+    #: the rule's reference. Each takes ``(backend, scratch, param, grad, *states, **scalars)``.
+    versions: ClassVar[dict[str, Callable[..., None]]] = {}
+
+    def __init__(self, learning_rate: float, decay: float) -> None:
+        self.learning_rate = real(learning_rate, "learning_rate", **POSITIVE)
+        self.decay = real(decay, "decay", **NON_NEGATIVE)
+        self.current_learning_rate = self.learning_rate
+        self.iterations = 0
+        #: Temporary arrays an update may keep between steps (NumPy's in-place versions); the
+        #: optimizer owns them, so models on the same backend never share them.
+        self.scratch: dict = {}
+
+    def pre_update_params(self) -> None:
+        """Decay the learning rate for the coming step."""
+        if self.decay:
+            self.current_learning_rate = self.learning_rate * (
+                1.0 / (1.0 + self.decay * self.iterations)
+            )
+
+    def update_params(self, layer: Any) -> None:
+        """Update every trainable array of ``layer`` in place from its gradient."""
+        for prefix, param, grad in layer.trainable_parameters():
+            self.update(layer, prefix, param, grad)
+
+    def post_update_params(self) -> None:
+        """Count the step."""
+        self.iterations += 1
+
+    def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        """Update ``param`` from ``grad``; the state lives on ``layer`` under ``prefix``."""
+        raise NotImplementedError
+
+    def flush(self, layer: Any, *states: Any) -> None:
+        """Zero the subnormal values of decaying ``states`` every ``FLUSH_EVERY`` steps."""
+        if (self.iterations + 1) % FLUSH_EVERY == 0:
+            layer.backend.flush_subnormals(*states)
+
+    @staticmethod
+    def state(layer: Any, name: str, like: Any) -> Any:
+        """The optimizer state ``layer.<name>`` (the book keeps it on the layer), zeros at first."""
+        value = getattr(layer, name, None)
+        if value is None or value.shape != like.shape:
+            value = layer.backend.zeros(like.shape)
+            setattr(layer, name, value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(learning_rate={self.learning_rate}, decay={self.decay})"
+
+
+def scratch_pair(scratch: dict, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two NumPy arrays shaped as ``like`` to compute in, kept in ``scratch`` for the next step."""
+    key = (like.shape, like.dtype.str)
+    pair = scratch.get(key)
+    if pair is None:
+        pair = scratch[key] = (np.empty_like(like), np.empty_like(like))
+    return pair

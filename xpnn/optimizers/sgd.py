@@ -1,0 +1,120 @@
+"""SGD: the optimizer, and its update in every version, side by side.
+
+Read the three versions together: the reference, NumPy's in place and the CUDA bodies run the
+same operations in the same order, so they give the same numbers (bit for bit on the CPU;
+the tests check every version against the reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._checks import FRACTION, Settings, real
+from .base import Optimizer, scratch_pair
+
+__all__ = ["SGD"]
+
+
+def reference_update(
+    backend: Any,
+    scratch: dict,
+    param: Any,
+    grad: Any,
+    momentums: Any,
+    *,
+    learning_rate: float,
+    momentum: float,
+) -> None:
+    """One SGD step in place; with momentum, ``momentums`` holds the previous update."""
+    if momentums is None:
+        param += -learning_rate * grad
+    else:
+        momentums[...] = momentum * momentums - learning_rate * grad
+        param += momentums
+
+
+def numpy_update(
+    backend: Any,
+    scratch: dict,
+    p: np.ndarray,
+    g: np.ndarray,
+    u: np.ndarray | None,
+    *,
+    learning_rate: float,
+    momentum: float,
+) -> None:
+    """The reference, operation for operation, in place through a scratch array."""
+    t1, _ = scratch_pair(scratch, p)
+    if u is None:
+        np.multiply(g, -learning_rate, out=t1)
+        p += t1
+    else:
+        u *= momentum
+        np.multiply(g, learning_rate, out=t1)
+        u -= t1
+        p += u
+
+
+#: The CUDA bodies of CuPy's fused updates: ``(inputs, outputs, body)``, ``T`` the arrays' float
+#: type, every scalar worked out on the host.
+CUPY_KERNELS = {
+    "sgd": ("T grad, T neg_learning_rate", "T param", "param += neg_learning_rate * grad;"),
+    "sgd_momentum": (
+        "T grad, T momentum, T learning_rate",
+        "T param, T momentums",
+        "momentums = momentum * momentums - learning_rate * grad;\nparam += momentums;",
+    ),
+}
+
+
+def cupy_update(
+    backend: Any,
+    scratch: dict,
+    param: Any,
+    grad: Any,
+    momentums: Any,
+    *,
+    learning_rate: float,
+    momentum: float,
+) -> None:
+    """The reference as one fused CUDA kernel."""
+    if momentums is None:
+        backend.kernel("sgd", CUPY_KERNELS)(grad, -learning_rate, param)
+    else:
+        backend.kernel("sgd_momentum", CUPY_KERNELS)(
+            grad, momentum, learning_rate, param, momentums
+        )
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with momentum when ``momentum`` > 0."""
+
+    settings: ClassVar[Settings] = {**Optimizer.settings, "momentum": FRACTION}
+    state_names = ("momentums",)  # kept only with momentum
+    versions: ClassVar[dict[str, Callable[..., None]]] = {
+        "numpy": numpy_update,
+        "cupy": cupy_update,
+    }
+
+    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0):
+        super().__init__(learning_rate, decay)
+        self.momentum = real(momentum, "momentum", **FRACTION)
+
+    def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
+        """One SGD step on ``param``."""
+        momentums = self.state(layer, f"{prefix}_momentums", param) if self.momentum else None
+        backend = layer.backend
+        self.versions.get(backend.fast_path, reference_update)(
+            backend,
+            self.scratch,
+            param,
+            grad,
+            momentums,
+            learning_rate=self.current_learning_rate,
+            momentum=self.momentum,
+        )
+        if momentums is not None:
+            self.flush(layer, momentums)
