@@ -20,8 +20,7 @@ class ReLU(Layer):
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """max(0, inputs) into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
-        out = self._out("output", self.inputs.shape)
-        self.output = self.backend.ops.maximum(self.inputs, 0.0, out=out)
+        self.output = self.backend.xp.maximum(self.inputs, 0.0)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
@@ -29,8 +28,7 @@ class ReLU(Layer):
         # The book zeroes the gradient where inputs <= 0, by fancy-index assignment; keeping the
         # gradient where the mask holds does the same in one array operation on every library.
         dvalues = self.backend.ensure(dvalues, "dvalues")
-        out = self._out("dinputs", dvalues.shape)
-        self.dinputs = self.backend.keep_where(dvalues, self.inputs > 0, out=out)
+        self.dinputs = self.backend.keep_where(dvalues, self.inputs > 0)
         return self.dinputs
 
 
@@ -41,12 +39,10 @@ class Softmax(Layer):
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """Row-wise probabilities into ``self.output``."""
-        xp, ops = self.backend.xp, self.backend.ops
+        xp = self.backend.xp
         inputs = self.backend.ensure(inputs)
-        out = self._out("output", inputs.shape)  # each step below writes there while training
-        shifted = ops.subtract(inputs, xp.max(inputs, axis=1, keepdims=True), out=out)
-        exp_values = ops.exp(shifted, out=out)
-        self.output = ops.divide(exp_values, xp.sum(exp_values, axis=1, keepdims=True), out=out)
+        exp_values = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
+        self.output = exp_values / xp.sum(exp_values, axis=1, keepdims=True)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:

@@ -18,12 +18,11 @@ from ._checks import (
     real,
 )
 from .backends import Backend, get_backend
-from .buffers import KeepsBuffers
 
 __all__ = ["Dense", "Dropout", "Layer"]
 
 
-class Layer(KeepsBuffers, HasSettings, Part):
+class Layer(HasSettings, Part):
     """Base of every layer and activation: the backend it computes on.
 
     ``parameter_names`` lists each trainable array as (optimizer state prefix, parameter
@@ -128,8 +127,7 @@ class Dense(Layer):
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """``inputs @ weights + biases`` into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
-        out = self._out("output", (*self.inputs.shape[:-1], self.n_neurons))
-        self.output = self.backend.matmul(self.inputs, self.weights, out=out)
+        self.output = self.backend.matmul(self.inputs, self.weights)
         self.output += self.biases  # in place: one array per forward, not two
         return self.output
 
@@ -145,8 +143,7 @@ class Dense(Layer):
             self._add_penalty_gradient(self.dbiases, self.biases, "bias")
         self.dinputs = None
         if need_dinputs:
-            out = self._out("dinputs", (*dvalues.shape[:-1], self.n_inputs))
-            self.dinputs = self.backend.matmul(dvalues, self.weights.T, out=out)
+            self.dinputs = self.backend.matmul(dvalues, self.weights.T)
         return self.dinputs
 
     def _add_penalty_gradient(self, gradient: Any, values: Any, kind: str) -> None:

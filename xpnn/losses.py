@@ -8,7 +8,6 @@ from typing import Any
 from ._checks import Part
 from .activations import Sigmoid, Softmax
 from .backends import Backend, get_backend
-from .buffers import KeepsBuffers
 
 __all__ = [
     "BinaryCrossentropy",
@@ -22,7 +21,7 @@ __all__ = [
 EPSILON = 1e-7
 
 
-class Loss(KeepsBuffers, Part):
+class Loss(Part):
     """Base of every loss: ``forward`` gives per-sample losses, ``calculate`` their mean."""
 
     #: True where targets are class labels (checked to lie in [0, classes) before they move).
@@ -147,8 +146,7 @@ class SoftmaxCategoricalCrossentropy(Loss):
         y_true = self.backend.ensure_labels(y_true)
         if y_true.ndim == 1:
             y_true = self.backend.one_hot(y_true, dvalues.shape[1])
-        out = self._out("dinputs", dvalues.shape)
-        self.dinputs = self.backend.ops.subtract(dvalues, y_true, out=out)
+        self.dinputs = dvalues - y_true
         self.dinputs /= dvalues.shape[0]  # in place: one array, not two
         return self.dinputs
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -490,7 +488,7 @@ class Model:
         best = _Best() if early_stopping else None
         started = time.perf_counter()
         try:
-            with _StopOnInterrupt() as interrupt, self._kept_buffers():
+            with _StopOnInterrupt() as interrupt:
                 for epoch in range(first, final + 1):
                     sums, compared = self._train_epoch(X, y, batch_size, shuffle, epoch, interrupt)
                     unfinished = self._epoch_in_progress
@@ -539,20 +537,6 @@ class Model:
         finally:
             shown.close()
         return history
-
-    @contextlib.contextmanager
-    def _kept_buffers(self) -> Iterator[None]:
-        """Layers and the combined loss write outputs and gradients into kept arrays meanwhile,
-        so a step allocates none of them once each batch size has run; afterwards they are let
-        go, and what a user gets later is never overwritten by a later call."""
-        owners = [*self.layers] if self._combined is None else [*self.layers, self._combined]
-        for owner in owners:
-            owner.buffers = {}
-        try:
-            yield
-        finally:
-            for owner in owners:
-                vars(owner).pop("buffers", None)  # back to the class's None
 
     def _checkpoint(self, path: str | os.PathLike) -> None:
         from .io import save_model  # io builds models: imported here, not at the top

@@ -48,9 +48,6 @@ class Backend:
         self._on_device = {"device": device} if pass_device else {}
         self.array_type = type(xp.zeros(0, **self._on_device))
         self._aranges: dict[int, Any] = {}
-        #: ``xp``'s element-wise functions with an ``out=`` argument, for the buffers a layer
-        #: keeps while training; NumPy's and CuPy's own functions compute straight into it.
-        self.ops: Any = WithOut(xp)
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r}, dtype={self.dtype_name!r})"
@@ -135,9 +132,9 @@ class Backend:
         """``a[i, labels[i]]`` for every row ``i``: the value each row gives its label."""
         return self.xp.take_along_axis(a, labels[:, None], axis=1)[:, 0]
 
-    def keep_where(self, values: Any, condition: Any, *, out: Any = None) -> Any:
+    def keep_where(self, values: Any, condition: Any) -> Any:
         """``values`` where ``condition`` holds and 0 elsewhere (the book's ``d[x <= 0] = 0``)."""
-        return self.ops.multiply(values, self.xp.astype(condition, self.dtype), out=out)
+        return values * self.xp.astype(condition, self.dtype)
 
     def flush_subnormals(self, *arrays: Any) -> None:
         """Set the values of ``arrays`` too small to be normal floats to zero, in place.
@@ -148,7 +145,7 @@ class Backend:
         """
         tiny = self.xp.finfo(self.dtype).smallest_normal
         for a in arrays:
-            self.keep_where(a, self.xp.abs(a) >= tiny, out=a)
+            a[...] = self.keep_where(a, self.xp.abs(a) >= tiny)
 
     def to_numpy(self, a: Any) -> np.ndarray:
         """``a`` as a NumPy array on the host."""
@@ -184,27 +181,6 @@ class Backend:
         """Column sums of ``a`` (shape ``(1, n)``) written into ``out``."""
         out[...] = self.xp.sum(a, axis=0, keepdims=True)
         return out
-
-
-class WithOut:
-    """An array-API namespace's functions taking ``out=`` as NumPy's do: the standard has no
-    such argument, so the result is computed, then written into ``out`` where one is given."""
-
-    def __init__(self, xp: Any) -> None:
-        self._xp = xp
-
-    def __getattr__(self, name: str) -> Any:
-        function = getattr(self._xp, name)
-
-        def written(*args: Any, out: Any = None) -> Any:
-            result = function(*args)
-            if out is None:
-                return result
-            out[...] = result
-            return out
-
-        setattr(self, name, written)  # looked up once per name
-        return written
 
 
 #: The backend classes by name; ``xpnn/backends/__init__.py`` fills it with one per library.

@@ -21,7 +21,6 @@ class CupyBackend(Backend):
     def __init__(self, dtype: str = "float32") -> None:
         cupy = _import_cupy()
         Backend.__init__(self, cupy, cupy.cuda.Device(), dtype, pass_device=False)
-        self.ops = cupy
 
     @staticmethod
     def unusable() -> str | None:

@@ -90,7 +90,6 @@ class NumpyBackend(Backend):
 
     def __init__(self, dtype: str = "float32") -> None:
         Backend.__init__(self, _NumpyNamespace(), "cpu", dtype, pass_device=False)
-        self.ops = np
         self._constants: dict[tuple[str, int], np.ndarray] = {}
 
     def is_own(self, a: Any) -> bool:
