@@ -19,7 +19,7 @@ def build(
 
     Loss and accuracy are those of the last epoch; ``train`` reads them from the device once per
     report (every 100 epochs and the last), so every call ends synchronised with the device.
-    Host reads are counted where the model makes them, through ``xpnn.model.to_numpy``: on a
+    Host reads are counted where the model makes them, through ``xpnn.training.to_numpy``: on a
     GPU each one is a device synchronisation.
     """
     reads = _count_host_reads()
@@ -47,13 +47,13 @@ def build(
 def _count_host_reads() -> dict[str, int]:
     """Count the model's transfers to the host from now on (this process only)."""
     reads = {"count": 0}
-    original = xpnn.model.to_numpy
+    original = xpnn.training.to_numpy
 
     def counting(a):
         reads["count"] += 1
         return original(a)
 
-    xpnn.model.to_numpy = counting
+    xpnn.training.to_numpy = counting
     return reads
 
 

@@ -15,8 +15,9 @@ from .losses import (
     SoftmaxCategoricalCrossentropy,
 )
 from .metrics import Accuracy, CategoricalAccuracy, RegressionAccuracy
-from .model import Model, NonFiniteLossError
+from .model import Model
 from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
+from .training import NonFiniteLossError
 
 __version__ = "0.1.0"
 

@@ -46,6 +46,7 @@ import numpy as np
 import safetensors.numpy
 
 from . import model as _model_module
+from . import training as _training
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backends import Backend, get_backend, to_numpy
 from .layers import Dense, Dropout
@@ -1203,7 +1204,7 @@ def _restore_state(
         model.epochs_trained = epochs
     if progress is not None:
         backend = model.backend
-        model._epoch_in_progress = _model_module._EpochInProgress(
+        model._epoch_in_progress = _training.EpochInProgress(
             samples=progress["samples"],
             done=progress["done"],
             steps=progress["steps"],

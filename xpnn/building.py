@@ -1,0 +1,208 @@
+"""What ``Model.finalize`` checks and builds, and ``set_parameters``' check of a value.
+
+The checks say what to change: layer sizes that do not chain, an output layer, loss and metric
+that do not fit together, a part that is not the model's own, a setting its dtype cannot hold.
+``ParameterBuffer`` puts every parameter in one flat buffer for the optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._checks import HasSettings
+from .activations import Softmax
+from .backends import Backend, to_numpy
+from .backends.base import refuse_masked
+from .layers import Dropout, Layer
+from .losses import Loss, SoftmaxCategoricalCrossentropy
+from .metrics import Accuracy
+from .optimizers import Optimizer
+
+if TYPE_CHECKING:
+    from .model import Model
+
+#: What each of ``Model.set``'s arguments must be.
+_KINDS = {"loss": Loss, "optimizer": Optimizer, "accuracy": Accuracy}
+
+
+class ParameterBuffer:
+    """Every trainable array of a model in one flat buffer, and every gradient in another.
+
+    Each layer's ``weights``, ``dweights``, ... become views into them, so an optimizer updates
+    the whole model in a few whole-buffer operations.
+    """
+
+    parameter_names = (("param", "params", "dparams"),)
+
+    def __init__(self, backend: Backend, layers: list[Layer]) -> None:
+        self.backend = backend
+        entries = [(layer, p, g) for layer in layers for _, p, g in layer.parameter_names]
+        sizes = [math.prod(getattr(layer, p).shape) for layer, p, _ in entries]
+        self.params = backend.zeros(sum(sizes))
+        self.dparams = backend.zeros(sum(sizes))
+        reshape = backend.xp.reshape
+        offset = 0
+        for (layer, p, g), size in zip(entries, sizes):
+            value = getattr(layer, p)
+            view = reshape(self.params[offset : offset + size], value.shape)
+            view[...] = value
+            setattr(layer, p, view)
+            setattr(layer, g, reshape(self.dparams[offset : offset + size], value.shape))
+            offset += size
+
+    def trainable_parameters(self) -> list[tuple[str, Any, Any]]:
+        """The one (prefix, parameters, gradients) triple an optimizer updates."""
+        return [("param", self.params, self.dparams)]
+
+
+def take_parts(model: Model, **parts: Any) -> None:
+    """``Model.set``: each part given (loss, optimizer, accuracy) checked, claimed for the
+    model, and set; a part it replaces released. Every check comes before any change."""
+    for argument, value in parts.items():
+        kind = _KINDS[argument]
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{argument} must be an xpnn {kind.__name__}; got {value!r}")
+    changes = [
+        (argument, value, getattr(model, argument))
+        for argument, value in parts.items()
+        if value is not None and value is not getattr(model, argument)
+    ]
+    for argument, value, _ in changes:  # every check before any change
+        if not value.model_is(model):
+            value.claim(model, argument)
+    for argument, value, old in changes:
+        if old is not None:
+            old.release(model)
+        setattr(model, argument, value)
+
+
+def check_model(model: Model) -> None:
+    """Everything ``finalize`` checks before it builds: parts, sizes, fit, ownership, settings."""
+    if not model.layers:
+        raise ValueError("the model has no layers: add() some before finalize()")
+    if model.loss is None:
+        raise ValueError("the model has no loss: call set(loss=...) before finalize()")
+    if isinstance(model.loss, SoftmaxCategoricalCrossentropy):
+        raise ValueError(
+            "set loss=CategoricalCrossentropy() with a Softmax output layer; the model "
+            "combines them itself"
+        )
+    check_sizes(model)
+    check_coherence(model)
+    check_parts(model)
+    check_settings(model)
+
+
+def check_sizes(model: Model) -> None:
+    """Each layer takes as many inputs as the layer with a fixed width before it gives."""
+    width, previous = None, None
+    for index, layer in enumerate(model.layers):
+        n_inputs = getattr(layer, "n_inputs", None)
+        if n_inputs is not None and width is not None and n_inputs != width:
+            raise ValueError(
+                f"layer {index} ({layer!r}) takes {n_inputs} inputs but layer "
+                f"{previous} gives {width} outputs"
+            )
+        if hasattr(layer, "n_neurons"):
+            width, previous = layer.n_neurons, f"{index} ({layer!r})"
+
+
+def check_coherence(model: Model) -> None:
+    """The output layer, the loss and the metric fit together; else say what to change."""
+    output = model.layers[-1]
+    if isinstance(output, Dropout):
+        raise ValueError(
+            "Dropout cannot be the output layer (it would drop outputs while training): "
+            "put it before the last Dense layer"
+        )
+    problem = model.loss.output_problem(output)
+    if problem is None and model.accuracy is not None:
+        problem = model.accuracy.output_problem(output, model.loss)
+    if problem is None and isinstance(output, Softmax) and model.n_outputs == 1:
+        problem = (
+            "a Softmax over 1 output always gives 1: give the last Dense layer one output "
+            "per class, or use a Sigmoid output with BinaryCrossentropy for one yes/no output"
+        )
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def check_parts(model: Model) -> None:
+    """Every layer once, and every part the model's own (the list may have been edited)."""
+    seen: set[int] = set()
+    for index, layer in enumerate(model.layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer {index} is not an xpnn layer: {layer!r}")
+        if id(layer) in seen:
+            raise ValueError(f"layer {index}: this {layer!r} is in the model twice")
+        seen.add(id(layer))
+    for argument, part in [
+        *((f"layer {i}", layer) for i, layer in enumerate(model.layers)),
+        ("loss", model.loss),
+        ("optimizer", model.optimizer),
+        ("accuracy", model.accuracy),
+    ]:
+        if part is not None and not part.model_is(model):
+            part.claim(model, argument)
+
+
+def check_settings(model: Model) -> None:
+    """Every float setting as the model's dtype holds it (see ``HasSettings``)."""
+    dtype = model.backend.dtype_name
+    for part in (*model.layers, model.optimizer, model.accuracy):
+        if isinstance(part, HasSettings):
+            part.check_settings(dtype)
+
+
+def parameter_moves(model: Model, parameters: list[tuple[Any, ...]]) -> list[tuple[Any, Any]]:
+    """``set_parameters``: (target view, checked host value) pairs, every count, shape and value
+    checked before anything is written."""
+    trainable = model._trainable
+    parameters = list(parameters)
+    if len(parameters) != len(trainable):
+        raise ValueError(
+            f"parameters must hold {len(trainable)} entries, one per layer with "
+            f"parameters; got {len(parameters)}"
+        )
+    moves = []
+    for index, (layer, values) in enumerate(zip(trainable, parameters)):
+        values = tuple(values)
+        if len(values) != len(layer.parameter_names):
+            raise ValueError(
+                f"parameters[{index}] must hold {len(layer.parameter_names)} arrays for "
+                f"{layer!r}; got {len(values)}"
+            )
+        for (_, p, _), value in zip(layer.parameter_names, values):
+            target = getattr(layer, p)
+            argument = f"parameters[{index}] {p} of {layer!r}"
+            moves.append((target, parameter_value(model.backend, value, argument, target)))
+    return moves
+
+
+def parameter_value(backend: Backend, value: Any, argument: str, target: Any) -> np.ndarray:
+    """``value`` on the host in the backend's dtype, checked to hold real numbers of the
+    target's shape that are finite in that dtype."""
+    refuse_masked(value, argument)
+    try:
+        value = np.asarray(to_numpy(value))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{argument} must be an array; got {type(value).__name__}") from error
+    if value.dtype.kind not in "iuf":
+        raise TypeError(f"{argument} must hold real numbers; got dtype {value.dtype}")
+    if value.shape != tuple(target.shape):
+        raise ValueError(f"{argument} must have shape {tuple(target.shape)}; got {value.shape}")
+    dtype = backend.dtype_name
+    with np.errstate(over="ignore"):
+        converted = value.astype(dtype)
+    if not np.all(np.isfinite(converted)):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{argument} holds NaN or infinity")
+        largest = float(np.max(np.abs(value)))
+        raise ValueError(
+            f"{argument} holds values beyond {dtype}'s range, the model's dtype (largest "
+            f"{np.finfo(dtype).max:.3g}): its largest magnitude is {largest:.3g}"
+        )
+    return converted

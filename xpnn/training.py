@@ -1,0 +1,560 @@
+"""Training: the loop over epochs and batches, and what surrounds it.
+
+``train`` checks ``Model.train``'s arguments and runs a ``Trainer``. Around the loop sit the
+snapshot a non-finite loss goes back to (``Snapshot``), early stopping (``Best``), Ctrl-C
+(``StopOnInterrupt``, with ``EpochInProgress`` for an epoch it stops inside), checkpoints, the
+progress display, and the figures: each epoch's ``Sums`` stay on the device until a report
+reads them all in one transfer (``read_sums``) into the History.
+
+The loop has two named places for data-parallel training to override: ``Trainer.batches``,
+where a batch is cut, and ``Trainer.combine``, where a step's gradients and figures come
+together before the update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import progress
+from ._checks import positive_int
+from .backends import Backend, to_numpy
+from .building import check_settings
+from .history import History
+
+if TYPE_CHECKING:
+    from .model import Model
+
+__all__ = ["NonFiniteLossError", "Trainer", "train"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; training stopped."""
+
+    def __init__(self, epoch: int, step: int | None, dtype: str | None = None) -> None:
+        self.epoch, self.step = epoch, step
+        where = f"epoch {epoch}, step {step}" if step is not None else f"epoch {epoch}"
+        if dtype is not None:  # before any update: the learning rate cannot be the cause
+            super().__init__(
+                f"the loss became NaN or infinite at {where}, before any update: the model's "
+                f"computation on this data overflows {dtype}. Inputs scaled to a smaller range "
+                "usually help"
+            )
+            return
+        kept = (
+            "the parameters are those after the last finite step"
+            if step is not None
+            else "the parameters are those of the last report before it"
+        )
+        super().__init__(
+            f"the loss became NaN or infinite at {where}; {kept}. A smaller learning rate, "
+            "or inputs scaled to a smaller range, usually helps"
+        )
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Sums:
+    """Loss and accuracy figures over some data: 0-d device arrays until ``read_sums`` makes
+    them Python floats.
+
+    ``data_loss`` is the mean data loss, ``correct`` the right predictions among ``compared``
+    (a host int), ``regularization`` the penalty (None for validation data, which takes the
+    epoch's).
+    """
+
+    data_loss: Any
+    correct: Any
+    compared: int
+    regularization: Any = None
+
+
+#: The fields of ``Sums`` that live on the device, in the order they are read.
+_ON_DEVICE = ("data_loss", "correct", "regularization")
+
+
+@dataclasses.dataclass
+class Epoch:
+    """A finished epoch whose figures wait, on the device, for the next report."""
+
+    number: int
+    sums: Sums
+    learning_rate: float
+    seconds: float
+
+
+def read(backend: Backend, arrays: list[Any]) -> list[float]:
+    """0-d device arrays as Python floats, in one transfer to the host."""
+    xp = backend.xp
+    return to_numpy(xp.stack([xp.astype(a, xp.float64) for a in arrays])).tolist()
+
+
+def read_sums(backend: Backend, sums: list[Sums]) -> list[Sums]:
+    """``sums`` with their device figures read as Python floats, all in one transfer."""
+    fields = [[name for name in _ON_DEVICE if getattr(s, name) is not None] for s in sums]
+    values = iter(read(backend, [getattr(s, n) for s, names in zip(sums, fields) for n in names]))
+    return [
+        dataclasses.replace(s, **{name: next(values) for name in names})
+        for s, names in zip(sums, fields)
+    ]
+
+
+def count_correct(model: Model, output: Any, y: Any) -> tuple[Any, int]:
+    """Right predictions in a batch (an integer, on the device) and how many were compared."""
+    comparisons = model.accuracy.compare(model.layers[-1].predictions(output), y)
+    return model.backend.xp.count_nonzero(comparisons), math.prod(comparisons.shape)
+
+
+def slices(X: Any, y: Any, batch_size: int | None) -> Iterator[tuple[Any, Any]]:
+    """``(X, y)`` in order, in batches of ``batch_size`` (None: all at once); y may be None."""
+    samples = X.shape[0]
+    size = samples if batch_size is None else positive_int(batch_size, "batch_size")
+    for start in range(0, samples, size):
+        stop = min(start + size, samples)
+        yield X[start:stop, ...], None if y is None else y[start:stop, ...]
+
+
+def sums(model: Model, X: Any, y: Any, batch_size: int | None) -> Sums:
+    """Mean data loss and right predictions over ``(X, y)``, left on the device."""
+    backend, xp = model.backend, model.backend.xp
+    loss_sum = backend.zeros(())
+    correct, compared = backend.zeros((), backend.index_dtype), 0
+    for batch_X, batch_y in slices(X, y, batch_size):
+        output = model.forward(batch_X)
+        loss_sum = loss_sum + xp.sum(model.loss.forward(output, batch_y))
+        if model.accuracy is not None:
+            right, count = count_correct(model, output, batch_y)
+            correct, compared = correct + right, compared + count
+    return Sums(loss_sum / X.shape[0], correct, compared)
+
+
+def evaluate(model: Model, X: Any, y: Any, batch_size: int | None) -> dict[str, float]:
+    """``Model.evaluate`` over prepared ``(X, y)``: the figures, read in one transfer."""
+    figures = sums(model, X, y, batch_size)
+    figures.regularization = model.regularization_loss()
+    (figures,) = read_sums(model.backend, [figures])
+    if not math.isfinite(figures.data_loss):
+        raise ValueError(
+            f"X, y: the loss over these data is {figures.data_loss}: the model's computation "
+            f"overflows {model.backend.dtype_name} on them; scale X (and y) to a smaller range"
+        )
+    result = {
+        "loss": figures.data_loss + figures.regularization,
+        "data_loss": figures.data_loss,
+        "regularization_loss": figures.regularization,
+    }
+    if model.accuracy is not None:
+        result["accuracy"] = figures.correct / figures.compared
+    return result
+
+
+def predict(model: Model, X: Any, batch_size: int | None) -> Any:
+    """``Model.predict`` over prepared ``X``: the outputs, checked finite in one read."""
+    xp = model.backend.xp
+    outputs = [model.forward(batch_X) for batch_X, _ in slices(X, None, batch_size)]
+    outputs = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
+    if not read(model.backend, [xp.all(xp.isfinite(outputs))])[0]:  # one read per call
+        raise ValueError(
+            f"X: the model's outputs for it hold NaN or infinity: its computation overflows "
+            f"{model.backend.dtype_name} on these inputs; scale X to a smaller range"
+        )
+    return outputs
+
+
+# -- what surrounds the loop --------------------------------------------------------------------
+
+
+class EpochInProgress:
+    """Where an epoch stopped by Ctrl-C stands, so that ``train`` finishes it exactly.
+
+    ``order`` is the epoch's sample order (a host int64 array; None without shuffling),
+    ``done`` the samples its first ``steps`` steps took, ``loss_sum`` (a 0-d float array) and
+    ``correct`` (a 0-d integer array) its sums so far, on the device, over ``compared``
+    predictions.
+    """
+
+    def __init__(
+        self,
+        samples: int,
+        done: int,
+        steps: int,
+        order: np.ndarray | None,
+        loss_sum: Any,
+        correct: Any,
+        compared: int,
+    ) -> None:
+        self.samples, self.done, self.steps, self.order = samples, done, steps, order
+        self.loss_sum, self.correct, self.compared = loss_sum, correct, compared
+
+
+class Snapshot:
+    """A copy of what training changes (parameters, optimizer state, step and epoch counts),
+    to go back to when a report finds a non-finite loss."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.take()
+
+    def _arrays(self) -> dict[str, Any]:
+        buffer = self.model._parameters
+        states = tuple(f"_{name}" for name in self.model.optimizer.state_names)
+        return {
+            name: value
+            for name, value in vars(buffer).items()
+            if name == "params" or name.endswith(states)
+        }
+
+    def take(self) -> None:
+        """Copy the model's training state as it is now."""
+        xp = self.model.backend.xp
+        self.arrays = {k: xp.asarray(v, copy=True) for k, v in self._arrays().items()}
+        optimizer = self.model.optimizer
+        self.counts = (
+            optimizer.iterations,
+            optimizer.current_learning_rate,
+            self.model.epochs_trained,
+        )
+        self.epoch_in_progress = self.model._epoch_in_progress  # never changed, only replaced
+
+    def restore(self) -> None:
+        """Put the copied state back."""
+        current = self._arrays()
+        for name, saved in self.arrays.items():
+            current[name][...] = saved
+        optimizer = self.model.optimizer
+        optimizer.iterations, optimizer.current_learning_rate, self.model.epochs_trained = (
+            self.counts
+        )
+        self.model._epoch_in_progress = self.epoch_in_progress
+
+
+class Best:
+    """Early stopping: the best validation loss so far, and the parameters that gave it."""
+
+    def __init__(self) -> None:
+        self.loss, self.epoch, self.params, self.waited = math.inf, 0, None, 0
+
+    def stop(self, model: Model, history: History, patience: int) -> bool:
+        """Note the latest epoch; True (with the best parameters back) once patience runs out."""
+        loss = history["val_loss"][-1]
+        buffer = model._parameters
+        if loss < self.loss:
+            self.loss, self.epoch, self.waited = loss, history["epoch"][-1], 0
+            self.params = model.backend.xp.asarray(buffer.params, copy=True)
+            return False
+        self.waited += 1
+        if self.waited < patience:
+            return False
+        buffer.params[...] = self.params
+        return True
+
+
+class StopOnInterrupt:
+    """While training, Ctrl-C asks to stop after the current step; a second one stops at once."""
+
+    stopped = False
+
+    def __enter__(self) -> StopOnInterrupt:
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.stopped:
+            raise KeyboardInterrupt
+        self.stopped = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+def train(
+    model: Model,
+    X: Any,
+    y: Any,
+    *,
+    epochs: int,
+    batch_size: int | None,
+    shuffle: bool,
+    validation_data: tuple[Any, Any] | None,
+    early_stopping: int | None,
+    checkpoint: str | os.PathLike | None,
+    checkpoint_every: int,
+    print_every: int,
+    verbose: bool | str,
+) -> History:
+    """``Model.train``: its arguments checked (before any step), then a ``Trainer``'s run."""
+    model._require_finalized("train")
+    if model.optimizer is None:
+        raise ValueError("the model has no optimizer: call set(optimizer=...) before train()")
+    epochs = positive_int(epochs, "epochs")
+    print_every = positive_int(print_every, "print_every")
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size")
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+    display = progress.mode(verbose)
+    checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a file path; got {checkpoint!r}")
+        from .io import _check_writable  # io builds models: imported here, not at the top
+
+        _check_writable(checkpoint, "checkpoint")
+    if early_stopping is not None:
+        early_stopping = positive_int(early_stopping, "early_stopping")
+        if validation_data is None:
+            raise ValueError("early_stopping watches the validation loss: give validation_data")
+    check_settings(model)  # the optimizer may have been set, or a setting changed, since
+    X, y = model._prepare(X, y)
+    unfinished = model._epoch_in_progress
+    if unfinished is not None and X.shape[0] != unfinished.samples:
+        raise ValueError(
+            f"X has {X.shape[0]} samples, but epoch {model.epochs_trained + 1} stopped after "
+            f"{unfinished.done} of {unfinished.samples} samples (Ctrl-C): train on the same X "
+            f"and y to finish it, or call discard_epoch_in_progress() first"
+        )
+    validation = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X_val, y_val)")
+        validation = model._prepare(*validation_data, argument="validation_data")
+    if model.accuracy is not None:
+        model.accuracy.init(y)
+    trainer = Trainer(
+        model,
+        X,
+        y,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        validation=validation,
+        early_stopping=early_stopping,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        print_every=print_every,
+        display=display,
+    )
+    return trainer.run(epochs)
+
+
+class Trainer:
+    """One run of training over prepared ``(X, y)``: epochs of steps, reports, checkpoints.
+
+    A data-parallel trainer overrides ``batches`` (to cut each replica's share) and
+    ``combine`` (to sum gradients and figures over replicas); the rest stays as it is.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        X: Any,
+        y: Any,
+        *,
+        batch_size: int | None,
+        shuffle: bool,
+        validation: tuple[Any, Any] | None,
+        early_stopping: int | None,
+        checkpoint: str | os.PathLike | None,
+        checkpoint_every: int,
+        print_every: int,
+        display: str | None,
+    ) -> None:
+        samples = X.shape[0]
+        self.model, self.X, self.y = model, X, y
+        self.batch_size = samples if batch_size is None else min(batch_size, samples)
+        self.shuffle, self.validation, self.early_stopping = shuffle, validation, early_stopping
+        self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
+        self.print_every, self.display = print_every, display
+        # Off the host a non-finite loss is seen at a report; the state of the last good
+        # report is kept to go back to.
+        self.snapshot = None if model.backend.on_host else Snapshot(model)
+
+    def run(self, epochs: int) -> History:
+        """Train ``epochs`` more epochs (the first may finish one Ctrl-C stopped); the History."""
+        model, backend = self.model, self.model.backend
+        samples, checkpoint = self.X.shape[0], self.checkpoint
+        history = History()
+        pending: list[Epoch] = []
+        regularized = any(getattr(layer, "regularized", False) for layer in model._trainable)
+        first, final = model.epochs_trained + 1, model.epochs_trained + epochs
+        shown = progress.Progress(
+            self.display,
+            first,
+            final,
+            f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}): "
+            f"{samples} samples, {-(-samples // self.batch_size)} steps per epoch",
+        )
+        best = Best() if self.early_stopping else None
+        started = time.perf_counter()
+        try:
+            with StopOnInterrupt() as interrupt:
+                for epoch in range(first, final + 1):
+                    figures = self.epoch(epoch, interrupt)
+                    unfinished = model._epoch_in_progress
+                    if unfinished is not None:  # stopped inside the epoch: next train ends it
+                        self.record(history, pending, None)
+                        if checkpoint is not None:
+                            model._checkpoint(checkpoint)
+                        shown.message(
+                            f"xpnn: interrupted in epoch {epoch} after {unfinished.done} of "
+                            f"{samples} samples (step {model.optimizer.iterations}); train() "
+                            f"finishes the epoch"
+                        )
+                        break
+                    model.epochs_trained = epoch
+                    seconds = time.perf_counter() - started
+                    lr = model.optimizer.current_learning_rate
+                    pending.append(Epoch(epoch, figures, lr, seconds))
+                    shown.epoch()
+                    reported = epoch % self.print_every == 0 or epoch == final
+                    saving = checkpoint is not None and (
+                        epoch % self.checkpoint_every == 0 or epoch == final
+                    )
+                    if reported or saving or best is not None:
+                        extra = None
+                        if self.validation is not None:
+                            extra = sums(model, *self.validation, self.batch_size)
+                        self.record(history, pending, extra)
+                        if reported:
+                            shown.report(history, regularized)
+                    if saving:  # after the report: a non-finite loss is never saved
+                        model._checkpoint(checkpoint)
+                    if best is not None and best.stop(model, history, self.early_stopping):
+                        shown.message(
+                            f"xpnn: early stop at epoch {epoch}: no better validation loss "
+                            f"for {self.early_stopping} epochs; restored the best, epoch "
+                            f"{best.epoch}"
+                        )
+                        break
+                    if interrupt.stopped:  # at the epoch's last step: the epoch is whole
+                        self.record(history, pending, None)
+                        if checkpoint is not None and not saving:
+                            model._checkpoint(checkpoint)
+                        shown.message(
+                            f"xpnn: interrupted at the end of epoch {epoch} "
+                            f"(step {model.optimizer.iterations})"
+                        )
+                        break
+            self.record(history, pending, None)
+        finally:
+            shown.close()
+        return history
+
+    def batches(self, X: Any, y: Any, order: Any, begin: int) -> Iterator[tuple[int, Any, Any]]:
+        """Where a batch is cut: ``(stop, batch_X, batch_y)`` for each step from sample
+        ``begin``, in ``order`` (a device index array; None: as given).
+
+        ``stop`` is where the next step begins, so that Ctrl-C can resume there.
+        """
+        samples, batch_size, xp = X.shape[0], self.batch_size, self.model.backend.xp
+        for start in range(begin, samples, batch_size):
+            stop = min(start + batch_size, samples)
+            if order is None:
+                yield stop, X[start:stop, ...], y[start:stop, ...]
+            else:
+                indices = order[start:stop]
+                yield stop, xp.take(X, indices, axis=0), xp.take(y, indices, axis=0)
+
+    def combine(self, batch_loss: Any, right: Any, count: int) -> tuple[Any, Any, int]:
+        """Where a step's gradients (the model's flat ``dparams``) and figures come together
+        before the update: the summed loss, right predictions (None without a metric) and
+        predictions compared. On one device there is nothing to combine."""
+        return batch_loss, right, count
+
+    def epoch(self, number: int, interrupt: StopOnInterrupt) -> Sums:
+        """One pass over the data, or the rest of the one Ctrl-C stopped; its sums stay on the
+        device. Stopped inside it, it leaves the model's ``_epoch_in_progress`` to go on from."""
+        model = self.model
+        backend, xp = model.backend, model.backend.xp
+        optimizer, parameters, loss = model.optimizer, model._parameters, model.loss
+        samples = self.X.shape[0]
+        counting = model.accuracy is not None
+        unfinished, model._epoch_in_progress = model._epoch_in_progress, None
+        if unfinished is None:
+            host_order = model.rng.permutation(samples) if self.shuffle else None
+            begin, steps, compared = 0, 0, 0
+            loss_sum, correct = backend.zeros(()), backend.zeros((), backend.index_dtype)
+        else:  # the epoch's own order and sums, whatever ``shuffle`` says now
+            host_order, begin, steps = unfinished.order, unfinished.done, unfinished.steps
+            loss_sum, correct = unfinished.loss_sum, unfinished.correct
+            compared = unfinished.compared
+        # Drawn on the host from the model's generator, so every backend shuffles alike.
+        order = None if host_order is None else backend.asarray(host_order, backend.index_dtype)
+        cut = self.batches(self.X, self.y, order, begin)
+        for step, (stop, batch_X, batch_y) in enumerate(cut, steps + 1):
+            output = model.forward(batch_X, training=True)
+            batch_loss = xp.sum(loss.forward(output, batch_y))
+            if backend.on_host and not math.isfinite(batch_loss):
+                # Host memory: reading the loss costs nothing, so stop before the update.
+                first = optimizer.iterations == 0
+                raise NonFiniteLossError(number, step, backend.dtype_name if first else None)
+            right, count = count_correct(model, output, batch_y) if counting else (None, 0)
+            model.backward(output, batch_y)
+            batch_loss, right, count = self.combine(batch_loss, right, count)
+            loss_sum = loss_sum + batch_loss
+            if right is not None:
+                correct, compared = correct + right, compared + count
+
+            optimizer.pre_update_params()
+            optimizer.update_params(parameters)
+            optimizer.post_update_params()
+            if interrupt.stopped:
+                if stop < samples:
+                    model._epoch_in_progress = EpochInProgress(
+                        samples, stop, step, host_order, loss_sum, correct, compared
+                    )
+                break
+        return Sums(loss_sum / samples, correct, compared, model.regularization_loss())
+
+    def record(self, history: History, pending: list[Epoch], validation: Sums | None) -> None:
+        """Read the pending epochs' figures, and the validation sums, in one transfer.
+
+        A non-finite loss among them restores the snapshot (taken at the last good report)
+        and raises NonFiniteLossError; otherwise the snapshot moves up to now.
+        """
+        if not pending:
+            return
+        figures = [entry.sums for entry in pending]
+        read = read_sums(
+            self.model.backend, figures if validation is None else [*figures, validation]
+        )
+        for entry, sums_read in zip(pending, read):
+            if not math.isfinite(sums_read.data_loss):
+                pending.clear()
+                if self.snapshot is not None:
+                    self.snapshot.restore()
+                raise NonFiniteLossError(entry.number, None)
+        if self.snapshot is not None:
+            self.snapshot.take()
+        for entry, s in zip(pending, read):
+            history.append(
+                epoch=entry.number,
+                loss=s.data_loss + s.regularization,
+                data_loss=s.data_loss,
+                regularization_loss=s.regularization,
+                accuracy=s.correct / s.compared if s.compared else math.nan,
+                learning_rate=entry.learning_rate,
+                seconds=entry.seconds,
+            )
+        if validation is not None:
+            s = read[-1]
+            history["val_data_loss"][-1] = s.data_loss
+            history["val_loss"][-1] = s.data_loss + history["regularization_loss"][-1]
+            history["val_accuracy"][-1] = s.correct / s.compared if s.compared else math.nan
+        pending.clear()
