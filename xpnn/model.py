@@ -183,9 +183,11 @@ class Model:
         same X (``discard_epoch_in_progress()`` forgets it). Epochs are numbered from the
         model's first, so a resumed run goes on counting.
         """
-        options = dict(locals())  # the keywords above, passed on as they are
-        del options["self"], options["X"], options["y"]
-        return training.train(self, X, y, **options)
+        return training.train(
+            self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+            validation_data=validation_data, early_stopping=early_stopping, checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every, print_every=print_every, verbose=verbose,
+        )  # fmt: skip
 
     def _checkpoint(self, path: str | os.PathLike) -> None:
         from .io import save_model  # io builds models: imported here, not at the top
