@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 import xpnn
+import xpnn.io
 
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-6):
@@ -97,3 +98,13 @@ def book_step(dense1, relu, dense2, head, optimizer, X, y):
     optimizer.update_params(dense2)
     optimizer.post_update_params()
     return loss
+
+
+def load_model(path, backend=None, dtype=None) -> xpnn.Model:
+    """``xpnn.io.load_model`` building an ``xpnn.Model``, as ``Model.load`` does."""
+    return xpnn.io.load_model(xpnn.Model, path, backend, dtype)
+
+
+def load_checkpoint(path, backend=None, dtype=None) -> tuple[xpnn.Model, dict | None]:
+    """``xpnn.io.load_checkpoint`` building an ``xpnn.Model``: the model and its checkpoint."""
+    return xpnn.io.load_checkpoint(xpnn.Model, path, backend, dtype)

@@ -83,6 +83,36 @@ def test_ctrl_c_writes_a_checkpoint_first(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_save_and_load_go_on_as_an_uninterrupted_run(backend, tmp_path):
+    """Model.save keeps what a checkpoint keeps: the optimizer's steps, decayed rate and state,
+    the epoch count and the generators; save_parameters keeps the weights alone."""
+    X, y = spiral(60, 3)
+    whole = _model(backend)
+    expected = whole.train(X, y, epochs=5, batch_size=32, print_every=1, verbose=False)
+
+    first = _model(backend)
+    first.train(X, y, epochs=3, batch_size=32, verbose=False)
+    first.save(tmp_path / "model.xpnn")
+    loaded = xpnn.Model.load(tmp_path / "model.xpnn", backend=backend)
+    assert loaded.epochs_trained == 3
+    assert loaded.optimizer.iterations == first.optimizer.iterations == 3 * 6
+    assert loaded.optimizer.current_learning_rate == first.optimizer.current_learning_rate
+    rest = loaded.train(X, y, epochs=2, batch_size=32, print_every=1, verbose=False)
+    assert rest["epoch"] == [4, 5]
+    if backend != "cupy":  # saving reseeds CuPy's Dropout generator (README)
+        assert rest["loss"] == expected["loss"][3:]
+        for a, b in zip(_params(whole), _params(loaded)):
+            np.testing.assert_array_equal(a, b)
+
+    # The book's weights-only file starts a fresh optimizer and epoch count.
+    first.save_parameters(tmp_path / "weights.xpnn")
+    fresh = _model(backend)
+    fresh.load_parameters(tmp_path / "weights.xpnn")
+    assert fresh.optimizer.iterations == 0 and fresh.epochs_trained == 0
+    for a, b in zip(_params(first), _params(fresh)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_save_and_load_across_backends(backend, tmp_path):
     X, y = spiral(30, 3)
     model = _model(backend)

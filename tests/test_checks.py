@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import seed_model, spiral
+from helpers import load_model, seed_model, spiral
 
 import xpnn
-from xpnn.io import XpnnFileError, load_model, load_parameters, save_model, save_parameters
+from xpnn.io import XpnnFileError, load_parameters, save_model, save_parameters
 
 X_GOOD, Y_GOOD = spiral(20, 3)  # 60 samples, 2 features, 3 classes
 BIG = 1e300  # finite in float64, infinite in float32

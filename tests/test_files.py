@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors.numpy
-from helpers import spiral
+from helpers import load_checkpoint, load_model, spiral
 from safetensors import safe_open
 
 import xpnn
 import xpnn.io
-from xpnn.io import XpnnFileError, load_checkpoint, load_model, load_parameters, save_model
+from xpnn.io import XpnnFileError, load_parameters, save_model
 
 TESTS = Path(__file__).resolve().parent
 MiB = 2**20

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import weakref
+from functools import cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -109,6 +111,17 @@ class Part:
 
     _model_ref: weakref.ref | None = None
 
+    @classmethod
+    def arguments(cls) -> dict[str, bool]:
+        """The constructor's settings, each mapped to whether it is required: what rebuilds the
+        part, not where it runs (``backend``, ``dtype``, ``seed``)."""
+        return _constructor_settings(cls)
+
+    def config(self) -> dict[str, Any]:
+        """This part's settings by name, as its constructor takes them: what a saved model
+        records of it (``type(part)(**part.config())`` builds its like)."""
+        return {name: getattr(self, name, None) for name in self.arguments()}
+
     def claim(self, model: Any, argument: str) -> None:
         """Make ``model`` this part's model; ValueError naming ``argument`` if it is already in
         ``model`` or in another model."""
@@ -134,3 +147,18 @@ class Part:
     def model_is(self, model: Any) -> bool:
         """True if the part belongs to ``model``."""
         return self._model_ref is not None and self._model_ref() is model
+
+
+# Constructor arguments that place a part rather than describe it.
+_PLACEMENT = frozenset({"self", "backend", "dtype", "seed"})
+
+
+@cache
+def _constructor_settings(cls: type) -> dict[str, bool]:
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return {
+        p.name: p.default is inspect.Parameter.empty
+        for p in parameters
+        if p.name not in _PLACEMENT
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }

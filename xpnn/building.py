@@ -98,16 +98,26 @@ def check_model(model: Model) -> None:
 
 def check_sizes(model: Model) -> None:
     """Each layer takes as many inputs as the layer with a fixed width before it gives."""
+    layers = [(repr(layer), type(layer), layer.config()) for layer in model.layers]
+    problem = size_problem(layers)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def size_problem(layers: list[tuple[str, type[Layer], dict[str, Any]]]) -> str | None:
+    """Where layers, each (its name, its class, its settings), do not fit one after the other;
+    None if they do. Loading checks a file's layers with it before building any."""
     width, previous = None, None
-    for index, layer in enumerate(model.layers):
-        n_inputs = getattr(layer, "n_inputs", None)
+    for index, (name, cls, settings) in enumerate(layers):
+        n_inputs, n_outputs = cls.widths(**settings)
         if n_inputs is not None and width is not None and n_inputs != width:
-            raise ValueError(
-                f"layer {index} ({layer!r}) takes {n_inputs} inputs but layer "
-                f"{previous} gives {width} outputs"
+            return (
+                f"layer {index} ({name}) takes {n_inputs} inputs but layer {previous} gives "
+                f"{width} outputs"
             )
-        if hasattr(layer, "n_neurons"):
-            width, previous = layer.n_neurons, f"{index} ({layer!r})"
+        if n_outputs is not None:
+            width, previous = n_outputs, f"{index} ({name})"
+    return None
 
 
 def check_coherence(model: Model) -> None:

@@ -4,11 +4,16 @@ A model file is one safetensors file. Its tensors are the parameters (``params.<
 k-th layer with parameters, as ``Model.get_parameters()`` orders them) and, in a checkpoint, the
 optimizer's state buffers (``optimizer.<prefix>_momentums``, ``optimizer.<prefix>_cache``). Its
 text metadata holds the architecture as JSON: dtype, seed, each layer, the loss, the optimizer and
-the metric, by class name and constructor settings; a checkpoint adds the training state
+the metric, by class name and constructor settings (each part's ``config()``); a checkpoint
+(``Model.save`` writes one) adds the training state
 (optimizer step count and rate, the model's shuffling generator, each Dropout generator, the
 caller's ``checkpoint`` dict such as ``{"epoch": 12}``) and, if Ctrl-C stopped training inside
 an epoch, where it stopped (``epoch_in_progress``) with that epoch's sample order
 (``state.epoch_order``). A SHA-256 of every tensor and metadata entry detects corruption.
+
+This module knows no Model. The shapes a file must hold come from each layer class
+(``parameter_shapes``, ``widths``), and a model is built through the class ``Model.load`` passes
+in, with the book's API.
 
 Loading runs nothing from the file and reads nothing it has not checked. Only a regular file is
 opened (``os.stat`` first, symlinks followed). Its header comes first: a length of at most
@@ -20,39 +25,38 @@ settings go through the constructors' own checks, and every value is checked bef
 returned. Anything wrong raises :class:`XpnnFileError` (a ``ValueError``) naming the file and
 the problem.
 
-Writes are atomic: the bytes go to a temporary file beside the target, are flushed to disk, and
-replace the target in one ``os.replace``; a crash at any moment leaves the old file or the new
-one, never a mixture (a killed process may leave its ``.<name>.<random>.tmp`` file behind). Only
-a regular file (or none yet) is replaced, through symlinks if need be; a failed write raises an
-OSError that names the target and the cause, and removes the temporary file.
+Writes are atomic (``files.py``): the bytes go to a temporary file beside the target, are
+flushed to disk, and replace the target in one ``os.replace``; a crash at any moment leaves the
+old file or the new one, never a mixture (a killed process may leave its
+``.<name>.<random>.tmp`` file behind). Only a regular file (or none yet) is replaced, through
+symlinks if need be; a failed write raises an OSError that names the target and the cause, and
+removes the temporary file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import math
 import os
 import re
-import secrets
 import stat
 from collections.abc import Collection, Iterator, Mapping
-from functools import cache
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 import safetensors.numpy
 
-from . import model as _model_module
-from . import training as _training
-from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from . import activations, layers, losses, metrics, optimizers
 from .backends import Backend, get_backend, to_numpy
-from .layers import Dense, Dropout
-from .losses import BinaryCrossentropy, CategoricalCrossentropy, MeanAbsoluteError, MeanSquaredError
-from .metrics import CategoricalAccuracy, RegressionAccuracy
-from .optimizers import SGD, Adagrad, Adam, RMSprop
+from .building import size_problem
+from .files import file_kind, file_name, save_target, shown, write_atomic
+from .layers import Dropout, Layer
+from .losses import Loss
+from .metrics import Accuracy
+from .optimizers import Optimizer
+from .training import EpochInProgress
 
 if TYPE_CHECKING:
     from .model import Model
@@ -74,17 +78,24 @@ PathLike = str | os.PathLike
 FORMAT_VERSION = 1
 FORMAT = "xpnn"
 
-# The only classes a file may name: nothing else is ever looked up or called.
-_LAYERS = {c.__name__: c for c in (Dense, Dropout, ReLU, Softmax, Sigmoid, Linear, Tanh, LeakyReLU)}
-_LOSSES = {
-    c.__name__: c
-    for c in (CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError)
-}
-_OPTIMIZERS = {c.__name__: c for c in (SGD, Adagrad, RMSprop, Adam)}
-_METRICS = {c.__name__: c for c in (CategoricalAccuracy, RegressionAccuracy)}
-# Constructor arguments that place an object rather than describe it.
-_PLACEMENT = frozenset({"self", "backend", "dtype", "seed"})
-_CACHE_SUFFIX = "cache"  # sums or averages of squared gradients: never negative
+
+def _exported(module: Any, base: type, *, but: tuple[type, ...] = ()) -> dict[str, type]:
+    """The classes ``module`` exports that derive from ``base`` (not ``base`` itself), by name."""
+    classes = (getattr(module, name) for name in module.__all__)
+    return {
+        c.__name__: c
+        for c in classes
+        if isinstance(c, type) and issubclass(c, base) and c is not base and c not in but
+    }
+
+
+# The only classes a file may name, xpnn's own: nothing else is ever looked up or called. A new
+# layer, loss, optimizer or metric that its module exports is among them.
+_LAYERS = {**_exported(layers, Layer), **_exported(activations, Layer)}
+# The model combines Softmax with CategoricalCrossentropy itself; a file names the two.
+_LOSSES = _exported(losses, Loss, but=(losses.SoftmaxCategoricalCrossentropy,))
+_OPTIMIZERS = _exported(optimizers, Optimizer)
+_METRICS = _exported(metrics, Accuracy)
 _DTYPES = ("float32", "float64")
 _PARAM_NAME = re.compile(r"params\.(0|[1-9][0-9]{0,8})\.([A-Za-z_][A-Za-z0-9_]*)")
 _VERSION = re.compile(r"[0-9]{1,9}")
@@ -100,7 +111,7 @@ class XpnnFileError(ValueError):
     """
 
     def __init__(self, path: Any, problem: str) -> None:
-        self.path = _shown(path)
+        self.path = shown(path)
         self.problem = problem
         super().__init__(f"cannot load {self.path}: {problem}")
 
@@ -140,7 +151,7 @@ def save_model(
     file at ``path``, if any, is then intact and no temporary file is left.
     """
     _require_model(model, "save_model")
-    _save_target(path)  # a refused path before anything, a Dropout reseeded on CuPy included
+    save_target(path)  # a refused path before anything, a Dropout reseeded on CuPy included
     spec = _describe_model(model)
     tensors = _parameter_tensors(model)
     metadata = {"kind": "model", "model": _dumps(spec)}
@@ -148,7 +159,7 @@ def save_model(
         state, state_tensors = _training_state(model, checkpoint)
         metadata["state"] = _dumps(state)
         tensors.update(state_tensors)
-    _write_atomic(path, _serialize(tensors, metadata))
+    write_atomic(path, _serialize(tensors, metadata))
 
 
 def save_parameters(model: Model, path: PathLike) -> None:
@@ -158,12 +169,12 @@ def save_parameters(model: Model, path: PathLike) -> None:
     for ``save_model``.
     """
     _require_model(model, "save_parameters")
-    _save_target(path)
-    _write_atomic(path, _serialize(_parameter_tensors(model), {"kind": "parameters"}))
+    save_target(path)
+    write_atomic(path, _serialize(_parameter_tensors(model), {"kind": "parameters"}))
 
 
 def _require_model(model: Any, what: str) -> None:
-    if not isinstance(model, _model_module.Model):
+    if not all(hasattr(model, a) for a in ("layers", "get_parameters", "set_parameters")):
         raise TypeError(f"{what} takes an xpnn Model; got {type(model).__name__}")
     if getattr(model, "_parameters", None) is None:
         raise ValueError(f"call finalize() before {what}()")
@@ -196,29 +207,15 @@ def _describe(obj: Any, kinds: dict[str, type], what: str) -> dict[str, Any] | N
             f"cannot save {what} {obj!r}: only xpnn's own classes can be saved "
             f"({', '.join(sorted(kinds))})"
         )
-    settings = {}
-    for argument in _arguments(type(obj)):
-        value = getattr(obj, argument, None)
+    settings = obj.config()
+    for argument, value in settings.items():
         if isinstance(value, np.generic):
-            value = value.item()
+            value = settings[argument] = value.item()
         if value is not None and not isinstance(value, (bool, int, float, str)):
             raise TypeError(f"cannot save {what} {name}: {argument}={value!r} is not a number")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"cannot save {what} {name}: {argument}={value!r} is not finite")
-        settings[argument] = value
     return {"class": name, "settings": settings}
-
-
-@cache
-def _arguments(cls: type) -> dict[str, bool]:
-    """The constructor's settings (not placement), each mapped to whether it is required."""
-    parameters = inspect.signature(cls.__init__).parameters.values()
-    return {
-        p.name: p.default is inspect.Parameter.empty
-        for p in parameters
-        if p.name not in _PLACEMENT
-        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    }
 
 
 def _parameter_tensors(model: Model) -> dict[str, np.ndarray]:
@@ -368,137 +365,6 @@ class _Checksum:
         return self._hash.hexdigest()
 
 
-def _write_atomic(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, sync it, then rename it onto ``path``.
-
-    ``path`` may be a regular file, nothing yet, or a symlink to either, whose target is then
-    written and the link kept; anything else is refused with a ValueError before anything is
-    written. A failed write raises an OSError of the system's kind that names ``path`` (not the
-    temporary file) and the cause; the temporary file is removed and ``path`` is as it was.
-    """
-    target = _save_target(path)
-    directory, name = os.path.split(target)
-    try:
-        fd, temporary = _create_temporary(directory, name)
-    except OSError as error:
-        raise _write_error(path, error) from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            with contextlib.suppress(OSError):  # keep the permissions of a file we replace
-                os.chmod(file.fileno(), stat.S_IMODE(os.stat(target).st_mode))
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        _save_target(path)  # nothing but a regular file has taken its place meanwhile
-        os.replace(temporary, target)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        if isinstance(error, OSError):
-            raise _write_error(path, error) from None
-        raise
-    _fsync_directory(directory)
-
-
-def _save_target(path: PathLike) -> str:
-    """The file a save to ``path`` writes: ``path``, or the file its symlinks lead to.
-
-    ValueError naming ``path`` if that exists and is not a regular file: a directory, a FIFO,
-    a device or a socket is never replaced. OSError (naming ``path``) if it cannot be looked at.
-    """
-    try:
-        problem, target = _target_problem(path)
-    except OSError as error:
-        raise _write_error(path, error) from None
-    if problem is not None:
-        raise ValueError(f"cannot save to {_shown(path)}: it {problem}; nothing was written")
-    return target
-
-
-def _target_problem(path: PathLike) -> tuple[str | None, str]:
-    """Why a save to ``path`` must not write (None if it may), and the file it would write."""
-    path = _path(path)
-    name = os.fsdecode(path)
-    if not name:
-        return "is an empty file name", name
-    if name.endswith(tuple(filter(None, (os.sep, os.altsep)))):
-        return "ends with a path separator, as a folder's name does", name
-    target = os.fsdecode(os.path.realpath(path))
-    try:
-        mode = os.stat(target).st_mode
-    except FileNotFoundError:
-        return None, target
-    if stat.S_ISREG(mode):
-        return None, target
-    kind = _file_kind(mode)
-    if os.path.islink(path):
-        return f"is a symlink to {target}, which is {kind}, not a regular file", target
-    return f"is {kind}, not a regular file", target
-
-
-def _create_temporary(directory: str, name: str) -> tuple[int, str]:
-    """A new file ``.<name>.<random>.tmp`` in ``directory``: its descriptor and path."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(temporary, flags, 0o666), temporary  # the umask applies
-        except FileExistsError:
-            continue
-
-
-def _write_error(path: PathLike, error: OSError) -> OSError:
-    """``error`` told about ``path`` rather than the temporary file: the same kind of OSError
-    (PermissionError, ...), the same errno, a message that names the file and the cause."""
-    cause = error.strerror or str(error) or type(error).__name__
-    message = f"cannot save {_shown(path)}: {cause}; the file there, if any, is unchanged"
-    if error.errno is None:
-        return OSError(message)
-    return OSError(error.errno, message)  # OSError picks the subclass for the errno
-
-
-def _check_writable(path: PathLike, argument: str) -> None:
-    """Raise ValueError naming ``argument`` unless a save to ``path`` can write its file.
-
-    The file, if it exists, must be a regular one (symlinks followed) and its folder must
-    exist and take a new file: a temporary file is created there and removed, which, unlike
-    ``os.access``, also tells a read-only file system and a folder that root cannot write.
-    """
-    try:
-        problem, target = _target_problem(path)
-    except OSError as error:
-        raise ValueError(f"{argument}: {_shown(path)!r}: {error.strerror or error}") from None
-    if problem is not None:
-        raise ValueError(f"{argument}: {_shown(path)!r} {problem}")
-    directory, name = os.path.split(target)
-    if not os.path.isdir(directory):
-        raise ValueError(f"{argument}: the folder {directory!r} does not exist")
-    try:
-        fd, temporary = _create_temporary(directory, name)
-    except OSError as error:
-        raise ValueError(
-            f"{argument}: no file can be written in the folder {directory!r} "
-            f"({error.strerror or error})"
-        ) from None
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(temporary)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable where the platform allows syncing a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # -- loading ------------------------------------------------------------------------------------
 
 #: The largest header a file may declare: its tensor table and the JSON of the architecture and
@@ -528,13 +394,6 @@ _CHUNK = 2**20  # bytes of a tensor that is checked but not kept, read and hashe
 _BUFFER = "param"  # the ParameterBuffer's prefix of the optimizer's state buffers
 _ORDER = "state.epoch_order"  # the sample order of the epoch in progress
 _PROGRESS_KEYS = {"samples", "done", "steps", "loss_sum", "correct", "compared", "shuffled"}
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
 
 
 class _Tensor(NamedTuple):
@@ -576,27 +435,35 @@ class _Plan(NamedTuple):
     state: dict[str, Any] | None
 
 
-def load_model(path: PathLike, backend: str | Backend | None = None, dtype: Any = None) -> Model:
-    """The model saved at ``path``, finalized, on ``backend`` (None: NumPy) in ``dtype`` (None: the
-    saved one).
+def load_model(
+    model_class: type[Model],
+    path: PathLike,
+    backend: str | Backend | None = None,
+    dtype: Any = None,
+) -> Model:
+    """The model saved at ``path``, built by ``model_class`` (``Model.load`` passes itself),
+    finalized, on ``backend`` (None: NumPy) in ``dtype`` (None: the saved one).
 
     A file saved on any backend loads on any other. A checkpoint's training state is restored
     too (see ``load_checkpoint`` for its ``checkpoint`` dict). Raises XpnnFileError if anything
     in the file is wrong; ValueError, ImportError or RuntimeError for ``backend`` or ``dtype``
     as ``Model`` does.
     """
-    return load_checkpoint(path, backend, dtype)[0]
+    return load_checkpoint(model_class, path, backend, dtype)[0]
 
 
 def load_checkpoint(
-    path: PathLike, backend: str | Backend | None = None, dtype: Any = None
+    model_class: type[Model],
+    path: PathLike,
+    backend: str | Backend | None = None,
+    dtype: Any = None,
 ) -> tuple[Model, dict[str, Any] | None]:
     """Like ``load_model``, and also the ``checkpoint`` dict saved with it (None if none was).
 
     Training the returned model N more epochs ends exactly where the saved model would have
     after N more epochs (bit for bit on the same backend, NumPy at least).
     """
-    path = _path(path)
+    path = file_name(path)
     get_backend("numpy" if backend is None else backend, dtype)  # argument errors first
     with _reading(path), _opened(path) as opened:
         kind = opened.metadata.get("kind")
@@ -608,7 +475,7 @@ def load_checkpoint(
         _expect(kind == "model", f"unknown kind {kind!r:.80}")
         plan = _plan_model(opened.metadata, opened.tensors)
         tensors = _read_tensors(opened, opened.tensors)
-        loaded = _build_model(plan, tensors, backend, dtype)
+        loaded = _build_model(model_class, plan, tensors, backend, dtype)
     return loaded
 
 
@@ -620,7 +487,7 @@ def load_parameters(model: Model, path: PathLike) -> None:
     and the model is untouched.
     """
     _require_model(model, "load_parameters")
-    path = _path(path)
+    path = file_name(path)
     with _reading(path), _opened(path) as opened:
         kind = opened.metadata.get("kind")
         _expect(kind in ("parameters", "model"), f"unknown kind {kind!r:.80}")
@@ -716,15 +583,11 @@ def _opened(path: str | bytes) -> Iterator[_Opened]:
 def _require_regular(path: str | bytes, mode: int) -> None:
     if stat.S_ISREG(mode):
         return
-    kind = _file_kind(mode)
+    kind = file_kind(mode)
     if os.path.islink(path):
         target = os.fsdecode(os.path.realpath(path))
         raise _Invalid(f"it is a symlink to {target}, which is {kind}, not a regular file")
     raise _Invalid(f"it is {kind}, not a regular file")
-
-
-def _file_kind(mode: int) -> str:
-    return next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
 
 
 def _read_into(file: BinaryIO, buffer: memoryview) -> None:
@@ -932,7 +795,7 @@ def _entry(value: Any, kinds: dict[str, type], what: str) -> tuple[type, dict[st
     )
     cls = kinds[name]
     _expect(isinstance(settings, dict), f"{what} {name}: settings must be a JSON object")
-    arguments = _arguments(cls)
+    arguments = cls.arguments()
     unknown = sorted(set(settings) - set(arguments))
     _expect(not unknown, f"{what} {name} has unknown settings {unknown}")
     missing = sorted(a for a, required in arguments.items() if required and a not in settings)
@@ -972,27 +835,20 @@ def _plan_model(metadata: dict[str, str], declared: Mapping[str, _Tensor]) -> _P
 
     wanted: dict[str, _Want] = {}
     k = total = 0  # layers with parameters so far, and their parameters
-    previous, mismatch = None, None  # the last Dense layer (index, width); a misfit
     for index, (cls, settings) in enumerate(entries):
-        if cls is Dense:
-            n_inputs, n_neurons = settings["n_inputs"], settings["n_neurons"]
-            _expect(
-                type(n_inputs) is int and type(n_neurons) is int,
-                f"layer {index} Dense: n_inputs and n_neurons must be integers",
-            )
-            if mismatch is None and previous is not None and previous[1] != n_inputs:
-                mismatch = (
-                    f"its architecture is inconsistent: layer {index} Dense takes {n_inputs} "
-                    f"inputs but layer {previous[0]} Dense gives {previous[1]} outputs"
-                )
-            previous = index, n_neurons
-            wanted[f"params.{k}.weights"] = _Want((saved_dtype,), (n_inputs, n_neurons))
-            wanted[f"params.{k}.biases"] = _Want((saved_dtype,), (1, n_neurons))
-            k, total = k + 1, total + (n_inputs + 1) * n_neurons
-        else:
-            _expect(not cls.parameter_names, f"layer {index} {cls.__name__} cannot be loaded")
+        if not cls.parameter_names:
+            continue
+        try:  # the shapes the layer declares for these settings, before it is built
+            shapes = cls.parameter_shapes(**settings)
+        except (TypeError, ValueError, OverflowError) as error:
+            raise _Invalid(f"layer {index} {cls.__name__} has invalid settings: {error}") from None
+        for _, name, _ in cls.parameter_names:
+            wanted[f"params.{k}.{name}"] = _Want((saved_dtype,), shapes[name])
+            total += math.prod(shapes[name])
+        k += 1
     _check_declared(declared, wanted)  # the parameters first: the layers' own sizes
-    _expect(mismatch is None, mismatch or "")
+    mismatch = size_problem([(cls.__name__, cls, settings) for cls, settings in entries])
+    _expect(mismatch is None, f"its architecture is inconsistent: {mismatch}")
     loss = _entry(spec["loss"], _LOSSES, "the loss")
     optimizer = accuracy = None
     if spec["optimizer"] is not None:
@@ -1070,13 +926,14 @@ def _check_progress(progress: Any, has_accuracy: bool) -> dict[str, Any]:
 
 
 def _build_model(
+    model_class: type[Model],
     plan: _Plan,
     tensors: dict[str, np.ndarray],
     backend: str | Backend | None,
     dtype: Any,
 ) -> tuple[Model, dict[str, Any] | None]:
     """The model ``plan`` describes, with the parameters and state ``tensors`` hold."""
-    model = _model_module.Model(
+    model = model_class(
         backend="numpy" if backend is None else backend,
         seed=plan.seed,
         dtype=plan.dtype if dtype is None else dtype,
@@ -1156,7 +1013,7 @@ def _restore_state(
                 f"tensor {name!r} has shape {tuple(array.shape)}, but the model needs "
                 f"{tuple(shape)}",
             )
-            if attribute.endswith(_CACHE_SUFFIX):
+            if attribute.removeprefix(f"{_BUFFER}_") in optimizer.non_negative_states:
                 _expect(bool(np.all(array >= 0)), f"tensor {name!r} holds negative values")
             array = np.array(array, dtype=dtype)  # owned, writable; checked to fit the dtype
             buffers[attribute] = array
@@ -1204,7 +1061,7 @@ def _restore_state(
         model.epochs_trained = epochs
     if progress is not None:
         backend = model.backend
-        model._epoch_in_progress = _training.EpochInProgress(
+        model._epoch_in_progress = EpochInProgress(
             samples=progress["samples"],
             done=progress["done"],
             steps=progress["steps"],
@@ -1267,17 +1124,3 @@ def _check_epoch(epoch: Any, type_error: type[Exception], value_error: type[Exce
         raise type_error(f"checkpoint['epoch'] must be an integer; got {epoch!r:.80}")
     if epoch < 0:
         raise value_error(f"checkpoint['epoch'] must be >= 0; got {epoch!r}")
-
-
-def _path(path: Any) -> str | bytes:
-    """``path`` as a file name; TypeError for anything else (an int would open a descriptor)."""
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"path must be a file name (str or os.PathLike); got {path!r:.80}")
-    return os.fspath(path)
-
-
-def _shown(path: Any) -> str:
-    try:
-        return os.fsdecode(path)
-    except TypeError:
-        return repr(path)

@@ -37,6 +37,18 @@ class Layer(HasSettings, Part):
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)
 
+    @classmethod
+    def parameter_shapes(cls, **settings: Any) -> dict[str, tuple[int, ...]]:
+        """The shape of each parameter (by attribute) that a layer built with ``settings``
+        holds, known before it is built: what a saved file must hold for it."""
+        return {}
+
+    @classmethod
+    def widths(cls, **settings: Any) -> tuple[int | None, int | None]:
+        """How many inputs a layer built with ``settings`` takes and outputs it gives; None
+        where it takes or gives as many as it is given (an activation, Dropout)."""
+        return None, None
+
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
         """Move onto ``backend``; a layer with parameters draws fresh ones from ``rng``."""
         self.backend = backend
@@ -103,12 +115,24 @@ class Dense(Layer):
         super().__init__(backend=backend, dtype=dtype)
         self.build(self.backend, np.random.default_rng(seed))
 
+    @classmethod
+    def parameter_shapes(cls, **settings: Any) -> dict[str, tuple[int, ...]]:
+        """``weights`` (n_inputs, n_neurons) and ``biases`` (1, n_neurons)."""
+        n_inputs = positive_int(settings["n_inputs"], "n_inputs")
+        n_neurons = positive_int(settings["n_neurons"], "n_neurons")
+        return {"weights": (n_inputs, n_neurons), "biases": (1, n_neurons)}
+
+    @classmethod
+    def widths(cls, **settings: Any) -> tuple[int | None, int | None]:
+        """``n_inputs`` in, ``n_neurons`` out."""
+        return settings["n_inputs"], settings["n_neurons"]
+
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
         """Move onto ``backend`` with fresh weights from ``rng`` and zero biases.
 
         ValueError, before anything changes, if a weight drawn is beyond the dtype's range.
         """
-        shape = (self.n_inputs, self.n_neurons)
+        shape = self.parameter_shapes(**self.config())["weights"]
         with np.errstate(over="ignore"):
             weights = (self.weight_scale * rng.standard_normal(shape)).astype(backend.dtype_name)
         if not np.all(np.isfinite(weights)):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import building, training
+from . import building, io, training
 from .activations import Softmax
 from .backends import Backend, get_backend, to_numpy
 from .data import prepare_inputs, prepare_targets
@@ -190,9 +190,7 @@ class Model:
         )  # fmt: skip
 
     def _checkpoint(self, path: str | os.PathLike) -> None:
-        from .io import save_model  # io builds models: imported here, not at the top
-
-        save_model(self, path, checkpoint={"epoch": self.epochs_trained})
+        self.save(path)
 
     def discard_epoch_in_progress(self) -> None:
         """Forget the rest of an epoch that Ctrl-C stopped, so the next ``train`` starts a new
@@ -236,38 +234,33 @@ class Model:
     # -- saving and loading -----------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save the architecture (JSON) and the parameters in one safetensors file, atomically.
+        """Save everything that training depends on in one safetensors file, atomically: the
+        architecture (JSON), the parameters, and the training state a checkpoint holds (the
+        optimizer's step count, rate and state, the epoch count, the generators, an epoch that
+        Ctrl-C stopped), so ``Model.load(path).train(...)`` goes on as if never stopped.
 
-        No pickle: loading it runs no code. See ``Model.load``.
+        No pickle: loading it runs no code. ``save_parameters`` keeps the weights alone.
         """
-        from .io import save_model
-
-        save_model(self, path)
+        io.save_model(self, path, checkpoint={"epoch": self.epochs_trained})
 
     @classmethod
     def load(
         cls, path: str | os.PathLike, backend: str | Backend | None = None, dtype: Any = None
     ) -> Model:
         """A model from a file written by ``save`` or a ``train`` checkpoint, on ``backend``
-        (NumPy by default; any backend loads any file). A checkpoint carries on training
-        exactly where it stopped. Any unloadable file raises ``xpnn.XpnnFileError``.
+        (NumPy by default; any backend loads any file), ready to go on training exactly where
+        the saved one stood. Any unloadable file raises ``xpnn.XpnnFileError``.
         """
-        from .io import load_model
-
-        return load_model(path, backend, dtype)
+        return io.load_model(cls, path, backend, dtype)
 
     def save_parameters(self, path: str | os.PathLike) -> None:
         """Save the parameters alone (the book's name), in the same safe format."""
-        from .io import save_parameters
-
-        save_parameters(self, path)
+        io.save_parameters(self, path)
 
     def load_parameters(self, path: str | os.PathLike) -> None:
         """Load parameters saved by ``save_parameters`` (or ``save``) into this model; every
         count and shape is checked before anything changes."""
-        from .io import load_parameters
-
-        load_parameters(self, path)
+        io.load_parameters(self, path)
 
     # -- parameters -------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from . import progress
 from ._checks import positive_int
 from .backends import Backend, to_numpy
 from .building import check_settings
+from .files import check_writable
 from .history import History
 
 if TYPE_CHECKING:
@@ -314,9 +315,7 @@ def train(
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError(f"checkpoint must be a file path; got {checkpoint!r}")
-        from .io import _check_writable  # io builds models: imported here, not at the top
-
-        _check_writable(checkpoint, "checkpoint")
+        check_writable(checkpoint, "checkpoint")
     if early_stopping is not None:
         early_stopping = positive_int(early_stopping, "early_stopping")
         if validation_data is None:

@@ -84,6 +84,7 @@ class Adagrad(Optimizer):
 
     settings: ClassVar[Settings] = {**Optimizer.settings, "epsilon": POSITIVE}
     state_names = ("cache",)
+    non_negative_states = ("cache",)
     versions: ClassVar[dict[str, Callable[..., None]]] = {
         "numpy": numpy_update,
         "cupy": cupy_update,

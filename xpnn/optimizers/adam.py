@@ -121,6 +121,7 @@ class Adam(Optimizer):
         "beta_2": FRACTION,
     }
     state_names = ("momentums", "cache")
+    non_negative_states = ("cache",)
     versions: ClassVar[dict[str, Callable[..., None]]] = {
         "numpy": numpy_update,
         "cupy": cupy_update,

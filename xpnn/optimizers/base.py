@@ -36,6 +36,9 @@ class Optimizer(HasSettings, Part):
     #: layer (the book's ``weight_momentums``, ``weight_cache``); saving and the non-finite
     #: snapshot read them from here.
     state_names: ClassVar[tuple[str, ...]] = ()
+    #: Those of ``state_names`` that can never be negative (sums or averages of squared
+    #: gradients): a file holding negative values there is refused.
+    non_negative_states: ClassVar[tuple[str, ...]] = ()
     #: The update's versions by ``Backend.fast_path`` ("numpy", "cupy"); any other backend runs
     #: the rule's reference. Each takes ``(backend, scratch, param, grad, *states, **scalars)``.
     versions: ClassVar[dict[str, Callable[..., None]]] = {}

@@ -92,6 +92,7 @@ class RMSprop(Optimizer):
 
     settings: ClassVar[Settings] = {**Optimizer.settings, "epsilon": POSITIVE, "rho": FRACTION}
     state_names = ("cache",)
+    non_negative_states = ("cache",)
     versions: ClassVar[dict[str, Callable[..., None]]] = {
         "numpy": numpy_update,
         "cupy": cupy_update,
