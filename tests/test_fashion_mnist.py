@@ -94,6 +94,13 @@ def test_bad_idx_files_are_refused_by_name(tmp_path, data, message):
     assert str(path) in str(error.value)
 
 
+def test_write_idx_takes_bytes_only(tmp_path):
+    with pytest.raises(TypeError, match="uint8"):
+        write_idx(tmp_path / "x.gz", np.zeros((2, 2), np.int64))
+    write_idx(tmp_path / "x.gz", np.arange(6, dtype=np.uint8).reshape(2, 3))
+    np.testing.assert_array_equal(read_idx(tmp_path / "x.gz", (2, None)), [[0, 1, 2], [3, 4, 5]])
+
+
 def test_not_gzip_and_mismatched_sets(tmp_path):
     write_set(tmp_path)
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"plain bytes, not gzip")

@@ -173,9 +173,9 @@ class Model:
         With ``shuffle`` each epoch visits the samples in a fresh order drawn from the model's
         seed; without it, in the order given, as the book's loop. Loss and accuracy are summed
         on the device and read on the host once per report (every ``print_every`` epochs and
-        the last), when ``validation_data`` is evaluated too. ``verbose``: True shows a progress
-        bar on a terminal and the book's line per report elsewhere; "bar" or "lines" choose;
-        False is silent.
+        the last). ``validation_data`` is evaluated after every epoch, its sums read with the
+        report's. ``verbose``: True shows a progress bar on a terminal or in a notebook and the
+        book's line per report elsewhere; "bar" or "lines" choose; False is silent.
 
         ``early_stopping=patience`` evaluates the validation data every epoch and stops when
         its loss has not improved for ``patience`` epochs, restoring the best parameters.
