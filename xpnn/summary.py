@@ -38,7 +38,7 @@ def table(model: Model) -> str:
         where += f", chosen by backend='auto': {model._auto_note}"
         model._auto_note = None
     lines = [
-        f"Model: {len(model.layers)} layers, {model.n_inputs} inputs",
+        f"Model: {_count(len(model.layers), 'layer')}, {_count(model.n_inputs, 'input')}",
         rule,
         aligned[0],
         rule,
@@ -64,3 +64,7 @@ def _size(nbytes: int) -> str:
     if nbytes < 1024**2:
         return f"{nbytes / 1024:.2f} KiB"
     return f"{nbytes / 1024**2:.2f} MiB"
+
+
+def _count(n: int | None, noun: str) -> str:
+    return f"{'?' if n is None else n} {noun}{'' if n == 1 else 's'}"
