@@ -1,14 +1,15 @@
-"""The seed's workload: spiral data (1000 x 3 classes), a 2-64-3 network, Adam, batches of 128.
+"""The book's batch-training example: spiral data (1000 x 3 classes), 2-64-3, Adam, batches of 128.
 
     python examples/spiral.py                    # CPU (NumPy)
     python examples/spiral.py --backend auto     # CuPy where a CUDA GPU is usable
     python examples/spiral.py --epochs 20 --out /tmp/xpnn   # a quick run
 
-The seed's loop uses Adam(learning_rate=0.05, decay=5e-7): shuffled, that plateaus near 0.82
-accuracy here. The defaults below are the seed's own Adam defaults (0.02, decay 5e-5), which
-reach 0.90 within about 1000 epochs. xpnn shuffles every epoch; ``--no-shuffle`` shows why: the
-seed's class-sorted batches each hold one class and learn nothing (accuracy 0.333 here, 0.000
-per epoch with the seed's rate).
+The example's training loop ("Training Loop with Batching and Accuracy") uses
+Adam(learning_rate=0.05, decay=5e-7): shuffled, that plateaus near 0.82 accuracy here. The
+defaults below are the defaults of that example's Adam class (0.02, decay 5e-5), which reach
+0.90 within about 1000 epochs. xpnn shuffles every epoch; ``--no-shuffle`` shows why: the
+book's class-sorted batches each hold one class and learn nothing (accuracy 0.333 here, 0.000
+per epoch with the loop's rate).
 
 At the end it draws the decision boundary: the class the model predicts at every point of a grid
 over the data, with the training points on top, into ``--out`` (``--plot``; ``--no-plot`` to
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--decay", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--print-every", type=int, default=100)
-    parser.add_argument("--no-shuffle", action="store_true", help="the seed's sequential batches")
+    parser.add_argument("--no-shuffle", action="store_true", help="the book's sequential batches")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for the PNG, made if missing")
     parser.add_argument("--plot", type=Path, default=Path("spiral_boundary.png"), help="in --out")
     parser.add_argument("--no-plot", action="store_true", help="write no PNG (no matplotlib)")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from helpers import seed_model, spiral
@@ -48,11 +46,27 @@ def test_history_figures(backend, data):
     assert history["epoch"] == [1, 2, 3, 4, 5]
     seconds = history["seconds"]
     assert seconds == sorted(seconds) and seconds[0] > 0
-    validated = [not math.isnan(v) for v in history["val_loss"]]
-    assert validated == [False, True, False, True, True]
     assert history.as_dict()["loss"] == history["loss"]
     # A second call goes on counting epochs.
     assert model.train(X, y, epochs=2, verbose=False)["epoch"] == [6, 7]
+
+
+def test_validation_every_epoch(backend, data):
+    """Every epoch gets the validation figures that evaluate gives after it, as in Keras."""
+    X, y = data
+    X_val, y_val = X[::4], y[::4]
+    model = seed_model(backend, seed=0)
+    history = model.train(
+        X, y, epochs=5, print_every=2, validation_data=(X_val, y_val), verbose=False
+    )
+    one_by_one = seed_model(backend, seed=0)
+    for epoch in range(5):
+        one_by_one.train(X, y, epochs=1, verbose=False)  # the same shuffles, epoch by epoch
+        result = one_by_one.evaluate(X_val, y_val)
+        assert history["val_loss"][epoch] == pytest.approx(result["loss"], rel=1e-5)
+        assert history["val_data_loss"][epoch] == pytest.approx(result["data_loss"], rel=1e-5)
+        assert history["val_accuracy"][epoch] == pytest.approx(result["accuracy"], abs=1e-9)
+    assert len(set(history["val_loss"])) == 5  # it learns: each epoch's figure differs
 
 
 def test_plot_writes_a_png(tmp_path, data):

@@ -1,6 +1,9 @@
-"""Nothing travels to the host inside a training step: one read per report, whatever the steps."""
+"""Nothing travels to the host inside a training step, nor for each epoch's validation: one read
+per report, whatever the steps and epochs."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 from helpers import seed_model, spiral
@@ -33,7 +36,7 @@ def _reads(count_reads, epochs: int, print_every: int, validation: bool) -> int:
     X, y = spiral(100, 3)
     model = seed_model("strict", seed=0)
     before = count_reads["reads"]
-    model.train(
+    history = model.train(
         X,
         y,
         epochs=epochs,
@@ -42,7 +45,10 @@ def _reads(count_reads, epochs: int, print_every: int, validation: bool) -> int:
         validation_data=(X[::3], y[::3]) if validation else None,
         verbose=False,
     )
-    return count_reads["reads"] - before
+    reads = count_reads["reads"] - before
+    if validation:  # validated every epoch, read at the reports with the epochs' own figures
+        assert not any(math.isnan(v) for v in history["val_loss"])
+    return reads
 
 
 @pytest.mark.parametrize("validation", [False, True], ids=["train", "with-validation"])

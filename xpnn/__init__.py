@@ -1,6 +1,6 @@
 """xpnn: the networks of "Neural Networks from Scratch", on NumPy or CuPy from the same code."""
 
-from . import datasets
+from . import datasets, idx
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backends import Backend, get_backend, to_numpy
 from .history import History
@@ -52,5 +52,6 @@ __all__ = [
     "XpnnFileError",
     "datasets",
     "get_backend",
+    "idx",
     "to_numpy",
 ]

@@ -47,16 +47,16 @@ class History:
         last = {k: v[-1] for k, v in self.history.items() if v and not math.isnan(v[-1])}
         return f"History({len(self)} epochs, last={last})"
 
-    def plot(self, path: str | Path) -> Path:
-        """Write the loss, accuracy and learning-rate curves to ``path`` as a PNG.
+    def plot(self, path: str | Path | None = None) -> Any:
+        """The loss, accuracy and learning-rate curves: written to ``path`` as a PNG (and the
+        path returned), or, without a path, the matplotlib Figure, which a notebook shows inline.
 
-        Needs matplotlib (``pip install "xpnn[plot]"``).
+        The figure is made without pyplot, so it neither changes matplotlib's backend nor
+        stays open in pyplot, and a notebook shows it once. Needs matplotlib
+        (``pip install "xpnn[plot]"``).
         """
         try:
-            import matplotlib
-
-            matplotlib.use("Agg")  # files only: no window, works without a display
-            import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
         except ImportError as error:
             raise ImportError('History.plot needs matplotlib: pip install "xpnn[plot]"') from error
         if not len(self):
@@ -67,7 +67,8 @@ class History:
             ("accuracy", [("accuracy", "training"), ("val_accuracy", "validation")]),
             ("learning rate", [("learning_rate", None)]),
         ]
-        figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        figure = Figure(figsize=(13, 3.8))
+        axes = figure.subplots(1, 3)
         for axis, (title, curves) in zip(axes, panels):
             for name, label in curves:
                 points = [(e, v) for e, v in zip(epochs, self.history[name]) if not math.isnan(v)]
@@ -80,9 +81,10 @@ class History:
             if any(label for _, label in curves) and axis.get_legend_handles_labels()[0]:
                 axis.legend()
         figure.tight_layout()
+        if path is None:
+            return figure
         path = Path(path)
         figure.savefig(path, dpi=100)
-        plt.close(figure)
         return path
 
     def as_dict(self) -> dict[str, list[Any]]:

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from . import building, io, training
+from . import building, io, progress, summary, training
 from .activations import Softmax
 from .backends import Backend, get_backend, to_numpy
+from .backends.base import auto_choice
 from .data import prepare_inputs, prepare_targets
 from .history import History
 from .layers import Layer
@@ -36,6 +37,10 @@ class Model:
     def __init__(
         self, backend: str | Backend = "numpy", *, seed: int | None = None, dtype: Any = None
     ) -> None:
+        #: Why ``backend="auto"`` chose as it did, shown with the first progress that is shown.
+        self._auto_note: str | None = None
+        if isinstance(backend, str) and backend == "auto":
+            backend, self._auto_note = auto_choice()
         self.backend = get_backend(backend, dtype)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -43,6 +48,9 @@ class Model:
         self.loss: Loss | None = None
         self.optimizer: Optimizer | None = None
         self.accuracy: Accuracy | None = None
+        #: The book's name for the output layer (set by ``finalize``): its ``predictions``
+        #: turns outputs into classes (Softmax, Sigmoid) or values.
+        self.output_layer_activation: Layer | None = None
         self._parameters: building.ParameterBuffer | None = None
         self.epochs_trained = 0
         self._epoch_in_progress: training.EpochInProgress | None = None
@@ -93,6 +101,8 @@ class Model:
         self._combined = None
         if isinstance(self.layers[-1], Softmax) and isinstance(self.loss, CategoricalCrossentropy):
             self._combined = SoftmaxCategoricalCrossentropy(backend=self.backend)
+        # With the combined softmax and loss too, the last layer is the Softmax that predicts.
+        self.output_layer_activation = self.layers[-1]
         self._trainable = [layer for layer in self.layers if layer.parameter_names]
         self._parameters = building.ParameterBuffer(self.backend, self._trainable)
         self.epochs_trained = 0
@@ -163,9 +173,9 @@ class Model:
         With ``shuffle`` each epoch visits the samples in a fresh order drawn from the model's
         seed; without it, in the order given, as the book's loop. Loss and accuracy are summed
         on the device and read on the host once per report (every ``print_every`` epochs and
-        the last), when ``validation_data`` is evaluated too. ``verbose``: True shows a progress
-        bar on a terminal and the book's line per report elsewhere; "bar" or "lines" choose;
-        False is silent.
+        the last). ``validation_data`` is evaluated after every epoch, its sums read with the
+        report's. ``verbose``: True shows a progress bar on a terminal or in a notebook and the
+        book's line per report elsewhere; "bar" or "lines" choose; False is silent.
 
         ``early_stopping=patience`` evaluates the validation data every epoch and stops when
         its loss has not improved for ``patience`` epochs, restoring the best parameters.
@@ -219,11 +229,28 @@ class Model:
         )
         return X, y
 
-    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = None) -> dict[str, float]:
-        """Loss (data and regularization) and accuracy over ``(X, y)``, without training."""
+    def evaluate(
+        self, X: Any, y: Any, *, batch_size: int | None = None, verbose: bool = False
+    ) -> dict[str, float]:
+        """Loss (data and regularization) and accuracy over ``(X, y)``, without training.
+
+        ``verbose=True`` also prints the book's line: ``validation, acc: ..., loss: ...``.
+        """
         self._require_finalized("evaluate")
+        if not isinstance(verbose, bool):
+            raise TypeError(f"verbose must be True or False; got {verbose!r}")
         X, y = self._prepare(X, y)
-        return training.evaluate(self, X, y, batch_size)
+        result = training.evaluate(self, X, y, batch_size)
+        if verbose:
+            print(progress.validation_line(result))
+        return result
+
+    def summary(self) -> str:
+        """Print and return a table of the layers (output width, parameters), the total, the
+        backend and the dtype, as Keras's ``summary()``."""
+        text = summary.table(self)
+        print(text)
+        return text
 
     def predict(self, X: Any, *, batch_size: int | None = None) -> Any:
         """The model's outputs for ``X``, as an array of the model's backend."""

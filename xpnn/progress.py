@@ -11,30 +11,75 @@ from .history import History
 MODES = ("bar", "lines")
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (IPython's ZMQ shell), where tqdm's notebook bar shows."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:  # never imported: not in IPython, and not worth importing to ask
+        return False
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def mode(verbose: Any) -> str | None:
-    """The display for ``verbose``: True picks a bar on a terminal and lines elsewhere (logs,
-    CI, saved notebook output); "bar" or "lines" choose; False shows nothing."""
+    """The display for ``verbose``: True picks a bar on a terminal or in a notebook, and lines
+    elsewhere (logs, CI); "bar" or "lines" choose; False shows nothing."""
     if verbose is False or verbose is None or verbose == 0:
         return None
     if verbose is True or verbose == 1:
-        return "bar" if sys.stdout.isatty() else "lines"
+        return "bar" if sys.stdout.isatty() or in_notebook() else "lines"
     if verbose in MODES:
         return verbose
     raise ValueError(f"verbose must be True, False, 'bar' or 'lines'; got {verbose!r}")
 
 
+def number(value: float) -> str:
+    """A loss as the book prints it, three decimals, unless that would hide it: below 0.1 it
+    gets three significant digits (``0.0523``, ``8.7e-05``), so a small loss never reads 0.000."""
+    if value == 0 or not math.isfinite(value) or abs(value) >= 0.1:
+        return f"{value:.3f}"
+    return f"{value:.3g}"
+
+
+def figures(accuracy: float, loss: float) -> str:
+    """``acc: ..., loss: ...``; without ``acc`` where there is no metric (NaN)."""
+    text = f"loss: {number(loss)}"
+    return text if math.isnan(accuracy) else f"acc: {accuracy:.3f}, {text}"
+
+
 def line(history: History, regularized: bool) -> str:
     """The book's report line for the last epoch of ``history``."""
     last = {name: values[-1] for name, values in history.history.items()}
-    text = f"epoch: {last['epoch']}, acc: {last['accuracy']:.3f}, loss: {last['loss']:.3f}"
+    text = f"epoch: {last['epoch']}, {figures(last['accuracy'], last['loss'])}"
     if regularized:
         text += (
-            f" (data_loss: {last['data_loss']:.3f}, reg_loss: {last['regularization_loss']:.3f})"
+            f" (data_loss: {number(last['data_loss'])}, "
+            f"reg_loss: {number(last['regularization_loss'])})"
         )
     text += f", lr: {last['learning_rate']:.6g}"
     if not math.isnan(last["val_loss"]):
-        text += f", validation acc: {last['val_accuracy']:.3f}, loss: {last['val_loss']:.3f}"
+        text += f", validation {figures(last['val_accuracy'], last['val_loss'])}"
     return text
+
+
+def validation_line(result: dict[str, float]) -> str:
+    """The book's line after ``evaluate``: ``validation, acc: ..., loss: ...``."""
+    return f"validation, {figures(result.get('accuracy', math.nan), result['loss'])}"
+
+
+def bar_class() -> type:
+    """tqdm's notebook bar (a widget) in Jupyter where ipywidgets is installed, else its text
+    bar."""
+    if in_notebook():
+        try:
+            import ipywidgets  # noqa: F401  (what the notebook bar draws with)
+            from tqdm.notebook import tqdm
+
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm import tqdm
+
+    return tqdm
 
 
 class Progress:
@@ -47,9 +92,7 @@ class Progress:
         if display == "lines":
             print(header)
         elif display == "bar":
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=last - first + 1, initial=0, unit="epoch", desc="xpnn")
+            self.bar = bar_class()(total=last - first + 1, initial=0, unit="epoch", desc="xpnn")
             self.bar.write(header)
 
     def epoch(self) -> None:
@@ -62,10 +105,15 @@ class Progress:
         if self.display == "lines":
             print(line(history, regularized))
         elif self.bar is not None:
-            figures = {"loss": history["loss"][-1], "acc": history["accuracy"][-1]}
-            if not math.isnan(history["val_loss"][-1]):
-                figures["val_loss"] = history["val_loss"][-1]
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in figures.items()}, refresh=False)
+            shown = {
+                "loss": history["loss"][-1],
+                "acc": history["accuracy"][-1],
+                "val_loss": history["val_loss"][-1],
+                "val_acc": history["val_accuracy"][-1],
+            }
+            self.bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in shown.items() if not math.isnan(v)}, refresh=False
+            )
 
     def message(self, text: str) -> None:
         """A line of text that does not disturb the bar."""

@@ -86,12 +86,14 @@ _ON_DEVICE = ("data_loss", "correct", "regularization")
 
 @dataclasses.dataclass
 class Epoch:
-    """A finished epoch whose figures wait, on the device, for the next report."""
+    """A finished epoch whose figures (and its validation's, if any) wait, on the device, for
+    the next report."""
 
     number: int
     sums: Sums
     learning_rate: float
     seconds: float
+    validation: Sums | None = None
 
 
 def read(backend: Backend, arrays: list[Any]) -> list[float]:
@@ -392,12 +394,16 @@ class Trainer:
         pending: list[Epoch] = []
         regularized = any(getattr(layer, "regularized", False) for layer in model._trainable)
         first, final = model.epochs_trained + 1, model.epochs_trained + epochs
+        steps = -(-samples // self.batch_size)
+        chosen = ""
+        if self.display is not None and model._auto_note is not None:  # said once, when shown
+            chosen, model._auto_note = f"; backend='auto' chose it: {model._auto_note}", None
         shown = progress.Progress(
             self.display,
             first,
             final,
-            f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}): "
-            f"{samples} samples, {-(-samples // self.batch_size)} steps per epoch",
+            f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}"
+            f"{chosen}): {samples} samples, {steps} step{'s' if steps > 1 else ''} per epoch",
         )
         best = Best() if self.early_stopping else None
         started = time.perf_counter()
@@ -407,7 +413,7 @@ class Trainer:
                     figures = self.epoch(epoch, interrupt)
                     unfinished = model._epoch_in_progress
                     if unfinished is not None:  # stopped inside the epoch: next train ends it
-                        self.record(history, pending, None)
+                        self.record(history, pending)
                         if checkpoint is not None:
                             model._checkpoint(checkpoint)
                         shown.message(
@@ -417,19 +423,19 @@ class Trainer:
                         )
                         break
                     model.epochs_trained = epoch
+                    validated = None  # every epoch, as its figures: on the device until a report
+                    if self.validation is not None:
+                        validated = sums(model, *self.validation, self.batch_size)
                     seconds = time.perf_counter() - started
                     lr = model.optimizer.current_learning_rate
-                    pending.append(Epoch(epoch, figures, lr, seconds))
+                    pending.append(Epoch(epoch, figures, lr, seconds, validated))
                     shown.epoch()
                     reported = epoch % self.print_every == 0 or epoch == final
                     saving = checkpoint is not None and (
                         epoch % self.checkpoint_every == 0 or epoch == final
                     )
                     if reported or saving or best is not None:
-                        extra = None
-                        if self.validation is not None:
-                            extra = sums(model, *self.validation, self.batch_size)
-                        self.record(history, pending, extra)
+                        self.record(history, pending)
                         if reported:
                             shown.report(history, regularized)
                     if saving:  # after the report: a non-finite loss is never saved
@@ -442,7 +448,7 @@ class Trainer:
                         )
                         break
                     if interrupt.stopped:  # at the epoch's last step: the epoch is whole
-                        self.record(history, pending, None)
+                        self.record(history, pending)
                         if checkpoint is not None and not saving:
                             model._checkpoint(checkpoint)
                         shown.message(
@@ -450,7 +456,7 @@ class Trainer:
                             f"(step {model.optimizer.iterations})"
                         )
                         break
-            self.record(history, pending, None)
+            self.record(history, pending)
         finally:
             shown.close()
         return history
@@ -521,18 +527,17 @@ class Trainer:
                 break
         return Sums(loss_sum / samples, correct, compared, model.regularization_loss())
 
-    def record(self, history: History, pending: list[Epoch], validation: Sums | None) -> None:
-        """Read the pending epochs' figures, and the validation sums, in one transfer.
+    def record(self, history: History, pending: list[Epoch]) -> None:
+        """Read the pending epochs' figures, and their validation's, in one transfer.
 
         A non-finite loss among them restores the snapshot (taken at the last good report)
         and raises NonFiniteLossError; otherwise the snapshot moves up to now.
         """
         if not pending:
             return
-        figures = [entry.sums for entry in pending]
-        read = read_sums(
-            self.model.backend, figures if validation is None else [*figures, validation]
-        )
+        validated = [entry.validation for entry in pending if entry.validation is not None]
+        read = read_sums(self.model.backend, [entry.sums for entry in pending] + validated)
+        read_validation = iter(read[len(pending) :])
         for entry, sums_read in zip(pending, read):
             if not math.isfinite(sums_read.data_loss):
                 pending.clear()
@@ -542,6 +547,14 @@ class Trainer:
         if self.snapshot is not None:
             self.snapshot.take()
         for entry, s in zip(pending, read):
+            figures = {}
+            if entry.validation is not None:
+                v = next(read_validation)
+                figures = {
+                    "val_data_loss": v.data_loss,
+                    "val_loss": v.data_loss + s.regularization,  # the epoch's penalty
+                    "val_accuracy": v.correct / v.compared if v.compared else math.nan,
+                }
             history.append(
                 epoch=entry.number,
                 loss=s.data_loss + s.regularization,
@@ -550,10 +563,6 @@ class Trainer:
                 accuracy=s.correct / s.compared if s.compared else math.nan,
                 learning_rate=entry.learning_rate,
                 seconds=entry.seconds,
+                **figures,
             )
-        if validation is not None:
-            s = read[-1]
-            history["val_data_loss"][-1] = s.data_loss
-            history["val_loss"][-1] = s.data_loss + history["regularization_loss"][-1]
-            history["val_accuracy"][-1] = s.correct / s.compared if s.compared else math.nan
         pending.clear()

@@ -197,7 +197,7 @@ def get_backend(name: str | Backend = "numpy", dtype: Any = None) -> Backend:
         return name if dtype is None else get_backend(name.name, dtype)
     dtype = _dtype_name(dtype)
     if name == "auto":
-        name = _auto()
+        name, _ = auto_choice()
     if name not in _CLASSES:
         raise ValueError(
             f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}; got {name!r}"
@@ -208,18 +208,20 @@ def get_backend(name: str | Backend = "numpy", dtype: Any = None) -> Backend:
     return _cache[key]
 
 
-def _auto() -> str:
-    """CuPy where it computes on a device, else NumPy, with the reason logged."""
+def auto_choice() -> tuple[str, str]:
+    """The backend ``"auto"`` picks (CuPy where it computes on a device, else NumPy) and why,
+    logged (logger ``xpnn``)."""
+    level = logging.INFO
     try:
         problem = _CLASSES["cupy"].unusable()
     except ImportError:
-        log.info("backend='auto' chose 'numpy': CuPy is not installed")
-        return "numpy"
-    if problem is not None:  # installed for a GPU, yet it cannot compute: worth a warning
-        log.warning("backend='auto' chose 'numpy': %s", problem)
-        return "numpy"
-    log.info("backend='auto' chose 'cupy'")
-    return "cupy"
+        choice = ("numpy", "CuPy is not installed")
+    else:
+        choice = ("cupy", "a CUDA device is usable")
+        if problem is not None:  # installed for a GPU, yet it cannot compute: worth a warning
+            choice, level = ("numpy", problem), logging.WARNING
+    log.log(level, "backend='auto' chose %r: %s", *choice)
+    return choice
 
 
 def _dtype_name(dtype: Any) -> str:
