@@ -87,6 +87,7 @@ def examples(session: nox.Session) -> None:
     for script in ("spiral.py", "digits.py", "regression_sine.py"):
         session.run("python", f"examples/{script}", "--epochs", "20", "--out", out)
     session.run("python", "examples/manual_loop.py", "--epochs", "20")
+    session.run("python", "examples/sklearn_digits.py", "--epochs", "5")
 
 
 @nox.session

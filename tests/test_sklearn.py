@@ -312,7 +312,8 @@ def test_cross_val_score(backend):
         ("decay", float("nan"), ValueError, "decay must be a finite number"),
         ("dropout", 1.0, ValueError, r"dropout must be a finite number in \[0, 1\)"),
         ("backend", "torch", ValueError, "backend must be one of 'auto'"),
-        ("dtype", "float16", ValueError, "dtype must be one of 'float32', 'float64'"),
+        ("dtype", "float16", ValueError, "dtype must be 'float32' or 'float64'"),
+        ("dtype", "double-ish", ValueError, "dtype must be 'float32' or 'float64'"),
         ("random_state", "seed", ValueError, "cannot be used to seed"),
     ],
 )

@@ -163,7 +163,12 @@ class _BaseMLP(BaseEstimator):
                 f"backend must be one of {', '.join(map(repr, ('auto', *BACKEND_NAMES)))}; "
                 f"got {self.backend!r}"
             )
-        choice("dtype", ("float32", "float64"))
+        try:
+            dtype = np.dtype(self.dtype).name
+        except TypeError:
+            dtype = None
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}")
         check_random_state(self.random_state)  # None, an int or a RandomState
 
     # -- building and training --------------------------------------------------------------------
