@@ -327,6 +327,32 @@ def test_bad_parameters_are_named_before_anything_changes(backend, name, value, 
     np.testing.assert_array_equal(clf.predict_proba(X), before)
 
 
+def test_a_validation_split_that_cannot_be_made_changes_nothing(backend):
+    X, y = _blobs(3)
+    clf = MLPClassifier((4,), max_iter=2, random_state=0, backend=backend).fit(X, y)
+    before = clf.predict_proba(X)
+    clf.set_params(early_stopping=True, validation_fraction=0.005)  # 2 samples, 3 classes
+    with pytest.raises(ValueError, match="number of classes"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 2 and not hasattr(clf, "validation_loss_curve_")
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_verbose_prints_a_line_per_epoch(backend, capsys):
+    X, y = _blobs(3)
+    MLPClassifier((4,), max_iter=3, verbose=True, backend=backend).fit(X, y)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert [line.split(",")[0] for line in lines] == ["epoch: 1", "epoch: 2", "epoch: 3"]
+
+
+def test_float64_survives_pickling(backend):
+    X, y = _waves()
+    reg = MLPRegressor((8,), max_iter=3, dtype="float64", backend=backend).fit(X, y)
+    copied = pickle.loads(pickle.dumps(reg))
+    assert copied.model_.backend.dtype_name == "float64"
+    np.testing.assert_array_equal(copied.predict(X), reg.predict(X))
+
+
 def test_import_xpnn_leaves_sklearn_alone():
     code = "import sys, xpnn; assert 'xpnn.sklearn' not in sys.modules; print('ok')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

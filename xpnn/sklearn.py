@@ -207,16 +207,11 @@ class _BaseMLP(BaseEstimator):
         rng = check_random_state(self.random_state)
         return int(rng.randint(2**31 - 1)), int(rng.randint(2**31 - 1))
 
-    def _train(self, X: np.ndarray, y: np.ndarray, *, epochs: int, split: int | None) -> None:
+    def _train(
+        self, X: np.ndarray, y: np.ndarray, *, epochs: int, validation: tuple | None
+    ) -> None:
         """Train ``self.model_`` for ``epochs`` (fewer if early stopping ends it) and record the
         epochs run and their losses."""
-        validation, patience = None, None
-        if split is not None:
-            stratify = y if isinstance(self, ClassifierMixin) else None
-            X, X_val, y, y_val = train_test_split(
-                X, y, test_size=self.validation_fraction, random_state=split, stratify=stratify
-            )
-            validation, patience = (X_val, y_val), self.n_iter_no_change
         history = self.model_.train(
             X,
             y,
@@ -224,19 +219,20 @@ class _BaseMLP(BaseEstimator):
             batch_size=self._batch(X.shape[0]),
             shuffle=bool(self.shuffle),
             validation_data=validation,
-            early_stopping=patience,
+            early_stopping=None if validation is None else self.n_iter_no_change,
             print_every=1 if self.verbose else 100,
             verbose="lines" if self.verbose else False,
         )
         self.n_iter_ = getattr(self, "n_iter_", 0) + len(history)
         self.loss_curve_ = [*getattr(self, "loss_curve_", []), *history["loss"]]
-        if split is not None:
+        if validation is not None:
             self.validation_loss_curve_ = list(history["val_loss"])
 
     def _fit(self, X: Any, y: Any, *, partial: bool, classes: Any = None) -> _BaseMLP:
         """``fit`` (a new network, ``max_iter`` epochs) or ``partial_fit`` (one more epoch).
 
-        Every parameter and the data are checked before anything of the estimator changes.
+        Every parameter and the data are checked, and the validation data split off, before
+        anything of the estimator changes.
         """
         self._check_params()
         first = not partial or not hasattr(self, "model_")
@@ -252,20 +248,24 @@ class _BaseMLP(BaseEstimator):
             y_numeric=not classifier,
         )
         targets, n_outputs, fitted = self._targets(y, first=first, partial=partial, classes=classes)
-        split = None
+        validation = None
         if first:
             seed, split = self._seeds()
-            samples = X.shape[0]
-            if partial or not self.early_stopping:
-                split = None
-            else:
-                samples -= math.ceil(self.validation_fraction * samples)
-            model = self._build(backend, X.shape[1], n_outputs, self._batch(samples), seed)
+            if not partial and self.early_stopping:  # held out, stratified for classes
+                X, X_val, targets, y_val = train_test_split(
+                    X,
+                    targets,
+                    test_size=self.validation_fraction,
+                    random_state=split,
+                    stratify=targets if classifier else None,
+                )
+                validation = (X_val, y_val)
+            model = self._build(backend, X.shape[1], n_outputs, self._batch(X.shape[0]), seed)
             for name in ("n_iter_", "loss_curve_", "validation_loss_curve_"):
                 self.__dict__.pop(name, None)
             self.__dict__.update(fitted)
             self.model_ = model
-        self._train(X, targets, epochs=1 if partial else self.max_iter, split=split)
+        self._train(X, targets, epochs=1 if partial else self.max_iter, validation=validation)
         return self
 
     def _outputs(self, X: Any) -> np.ndarray:
