@@ -42,7 +42,7 @@ from .metrics import CategoricalAccuracy
 from .model import Model
 from .optimizers import SGD, Adagrad, Adam, RMSprop
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor", "expected_failed_checks"]
 
 #: scikit-learn's activation names and the xpnn layer of each.
 ACTIVATIONS = {"identity": Linear, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
@@ -56,6 +56,31 @@ OPTIMIZERS = {
 }
 
 _FILE = "model.xpnn"  # the file's name inside a temporary folder, for pickling
+
+#: Why a float32 estimator may fail the two checks that compare outputs across row counts.
+_LAST_BIT = (
+    "float32: the check compares the outputs for the same rows computed in batches of other "
+    "sizes (or orders) to within 1e-7 (1e-9), at float32's own resolution (epsilon 1.2e-7). "
+    "On some CPUs OpenBLAS computes a row of a float32 product with other kernels for other "
+    "row counts (seen with OPENBLAS_CORETYPE=Haswell on 2 threads), which moves the last bit; "
+    "in float64 the check passes"
+)
+
+
+def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
+    """The scikit-learn estimator checks that ``estimator`` may fail, each with its reason,
+    for ``parametrize_with_checks(..., expected_failed_checks=expected_failed_checks)`` or
+    ``check_estimator(estimator, expected_failed_checks=...)``.
+
+    None in float64. In float32 (the default), the two checks whose tolerance lies below
+    float32's resolution: a batch of another size may change an output's last bit.
+    """
+    if np.dtype(getattr(estimator, "dtype", "float32")).name != "float32":
+        return {}
+    return {
+        "check_methods_subset_invariance": _LAST_BIT,
+        "check_methods_sample_order_invariance": _LAST_BIT,
+    }
 
 
 class _BaseMLP(BaseEstimator):
