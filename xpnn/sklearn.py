@@ -57,13 +57,12 @@ OPTIMIZERS = {
 
 _FILE = "model.xpnn"  # the file's name inside a temporary folder, for pickling
 
-#: Why a float32 estimator may fail the two checks that compare outputs across row counts.
+#: Why a float32 estimator may fail the two checks that compare outputs across row counts: on
+#: some CPUs OpenBLAS computes a float32 product's rows with other kernels for other row counts
+#: (seen with OPENBLAS_CORETYPE=Haswell on 2 threads: one output in 60 off by 1.8e-7).
 _LAST_BIT = (
-    "float32: the check compares the outputs for the same rows computed in batches of other "
-    "sizes (or orders) to within 1e-7 (1e-9), at float32's own resolution (epsilon 1.2e-7). "
-    "On some CPUs OpenBLAS computes a row of a float32 product with other kernels for other "
-    "row counts (seen with OPENBLAS_CORETYPE=Haswell on 2 threads), which moves the last bit; "
-    "in float64 the check passes"
+    "float32: a batch of another size may move an output's last bit (BLAS kernels differ by "
+    "row count), and the check's tolerance, 1e-7, is float32's resolution; float64 passes"
 )
 
 
