@@ -342,6 +342,21 @@ def test_a_validation_split_that_cannot_be_made_changes_nothing(backend):
     np.testing.assert_array_equal(clf.predict_proba(X), before)
 
 
+def test_a_fit_that_fails_leaves_the_estimator_as_it_was(backend):
+    X, y = _blobs(3)
+    clf = MLPClassifier((4,), max_iter=2, random_state=0, backend=backend).fit(X, y)
+    before = clf.predict_proba(X)
+    with pytest.raises(ValueError, match="one class"):  # other data, found wanting
+        clf.fit(X[:, :3], np.zeros(len(X)))
+    reg = MLPRegressor((4,), max_iter=2, backend=backend).fit(X, y.astype(float))
+    with pytest.raises(ValueError, match="would overflow float32"):  # refused by Model.train
+        reg.fit(X[:, :3], np.full(len(X), 1e19))
+    for estimator in (clf, reg):
+        assert estimator.n_features_in_ == 4 and estimator.n_iter_ == 2
+        assert estimator.model_.n_inputs == 4
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
 def test_verbose_prints_a_line_per_epoch(backend, capsys):
     X, y = _blobs(3)
     MLPClassifier((4,), max_iter=3, verbose=True, backend=backend).fit(X, y)

@@ -36,6 +36,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from .activations import Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backends import BACKEND_NAMES, Backend, get_backend, to_numpy
+from .history import History
 from .layers import Dense, Dropout
 from .losses import CategoricalCrossentropy, MeanSquaredError
 from .metrics import CategoricalAccuracy
@@ -232,11 +233,10 @@ class _BaseMLP(BaseEstimator):
         return int(rng.randint(2**31 - 1)), int(rng.randint(2**31 - 1))
 
     def _train(
-        self, X: np.ndarray, y: np.ndarray, *, epochs: int, validation: tuple | None
-    ) -> None:
-        """Train ``self.model_`` for ``epochs`` (fewer if early stopping ends it) and record the
-        epochs run and their losses."""
-        history = self.model_.train(
+        self, model: Model, X: np.ndarray, y: np.ndarray, epochs: int, validation: tuple | None
+    ) -> History:
+        """Train ``model`` for ``epochs`` (fewer if early stopping ends it); its History."""
+        return model.train(
             X,
             y,
             epochs=epochs,
@@ -247,49 +247,60 @@ class _BaseMLP(BaseEstimator):
             print_every=1 if self.verbose else 100,
             verbose="lines" if self.verbose else False,
         )
-        self.n_iter_ = getattr(self, "n_iter_", 0) + len(history)
-        self.loss_curve_ = [*getattr(self, "loss_curve_", []), *history["loss"]]
-        if validation is not None:
-            self.validation_loss_curve_ = list(history["val_loss"])
 
     def _fit(self, X: Any, y: Any, *, partial: bool, classes: Any = None) -> _BaseMLP:
         """``fit`` (a new network, ``max_iter`` epochs) or ``partial_fit`` (one more epoch).
 
-        Every parameter and the data are checked, and the validation data split off, before
-        anything of the estimator changes.
+        Every parameter and the data are checked first. ``fit`` trains a new network and only
+        then replaces the fitted one: a fit that fails leaves the estimator as it was.
         """
         self._check_params()
         first = not partial or not hasattr(self, "model_")
         backend = get_backend(self.backend, self.dtype)  # ImportError/RuntimeError if unusable
         classifier = isinstance(self, ClassifierMixin)
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=first,
-            dtype=(np.float64, np.float32),
-            multi_output=not classifier,
-            y_numeric=not classifier,
-        )
-        targets, n_outputs, fitted = self._targets(y, first=first, partial=partial, classes=classes)
-        validation = None
+        seen = ("n_features_in_", "feature_names_in_")  # validate_data's, set on a first fit
+        kept = {name: self.__dict__[name] for name in seen if name in self.__dict__}
+        try:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                reset=first,
+                dtype=(np.float64, np.float32),
+                multi_output=not classifier,
+                y_numeric=not classifier,
+            )
+            targets, n_outputs, fitted = self._targets(
+                y, first=first, partial=partial, classes=classes
+            )
+            validation, model = None, getattr(self, "model_", None)
+            if first:
+                seed, split = self._seeds()
+                if not partial and self.early_stopping:  # held out, stratified for classes
+                    X, X_val, targets, y_val = train_test_split(
+                        X,
+                        targets,
+                        test_size=self.validation_fraction,
+                        random_state=split,
+                        stratify=targets if classifier else None,
+                    )
+                    validation = (X_val, y_val)
+                model = self._build(backend, X.shape[1], n_outputs, self._batch(len(X)), seed)
+            history = self._train(model, X, targets, 1 if partial else self.max_iter, validation)
+        except BaseException:
+            for name in seen:
+                self.__dict__.pop(name, None)
+            self.__dict__.update(kept)
+            raise
         if first:
-            seed, split = self._seeds()
-            if not partial and self.early_stopping:  # held out, stratified for classes
-                X, X_val, targets, y_val = train_test_split(
-                    X,
-                    targets,
-                    test_size=self.validation_fraction,
-                    random_state=split,
-                    stratify=targets if classifier else None,
-                )
-                validation = (X_val, y_val)
-            model = self._build(backend, X.shape[1], n_outputs, self._batch(X.shape[0]), seed)
             for name in ("n_iter_", "loss_curve_", "validation_loss_curve_"):
                 self.__dict__.pop(name, None)
             self.__dict__.update(fitted)
             self.model_ = model
-        self._train(X, targets, epochs=1 if partial else self.max_iter, validation=validation)
+        self.n_iter_ = getattr(self, "n_iter_", 0) + len(history)
+        self.loss_curve_ = [*getattr(self, "loss_curve_", []), *history["loss"]]
+        if validation is not None:
+            self.validation_loss_curve_ = list(history["val_loss"])
         return self
 
     def _outputs(self, X: Any) -> np.ndarray:
