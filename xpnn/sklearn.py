@@ -428,11 +428,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         probabilities = self.predict_proba(X)  # checks that the estimator is fitted
         return self.classes_[np.argmax(probabilities, axis=1)]
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
-        return tags
-
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """A multi-layer perceptron regressor trained by xpnn: linear outputs, mean squared error.
@@ -473,5 +468,5 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
+        tags.target_tags.multi_output = True  # 2-D targets: one output per column
         return tags
