@@ -1,8 +1,9 @@
 """xpnn.sklearn: scikit-learn's own estimator checks, labels, outputs, pickling, grid search.
 
 Needs scikit-learn 1.6 or newer (the ``sklearn`` extra; the ``test`` extra brings it) and
-skips with that reason without it. The estimator checks run once per backend of the backend
-fixture's set (``XPNN_TEST_BACKENDS``); every other test takes the fixture.
+skips with that reason without it. The estimator checks run on each backend of the backend
+fixture's set (``XPNN_TEST_BACKENDS``), in float32 and float64; every other test takes the
+fixture.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import pickle
 import subprocess
 import sys
 
-# scikit-learn's array-API check reads this when scipy first loads; without it, it skips.
-os.environ.setdefault("SCIPY_ARRAY_API", "1")
+# scikit-learn's array-API check needs this set before scipy loads; without it, it skips.
+if "scipy" not in sys.modules:
+    os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import numpy as np
 import pytest
