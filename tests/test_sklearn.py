@@ -35,7 +35,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import xpnn
-from xpnn.sklearn import MLPClassifier, MLPRegressor, expected_failed_checks
+from xpnn.sklearn import ACTIVATIONS, MLPClassifier, MLPRegressor, expected_failed_checks
 
 # -- scikit-learn's estimator checks, on every backend under test ------------------------------
 
@@ -262,6 +262,27 @@ def test_pickle_holds_xpnn_file_bytes(backend, tmp_path):
         assert copied.n_iter_ == 11
     # An unfitted estimator pickles as its parameters alone.
     assert pickle.loads(pickle.dumps(clone(clf))).get_params() == clf.get_params()
+
+
+def test_pickle_round_trips_every_layer_and_optimizer(backend):
+    X, y = _blobs(3)
+    for optimizer, activation in zip(["adam", "sgd", "rmsprop", "adagrad"], list(ACTIVATIONS)):
+        clf = MLPClassifier(
+            (8, 8),
+            activation=activation,
+            optimizer=optimizer,
+            dropout=0.3,
+            decay=1e-3,
+            max_iter=3,
+            random_state=0,
+            backend=backend,
+        ).fit(X, y)
+        copied = pickle.loads(pickle.dumps(clf))
+        assert [repr(layer) for layer in copied.model_.layers] == [
+            repr(layer) for layer in clf.model_.layers
+        ]
+        assert type(copied.model_.optimizer) is type(clf.model_.optimizer)
+        np.testing.assert_array_equal(copied.predict_proba(X), clf.predict_proba(X))
 
 
 # -- in practice --------------------------------------------------------------------------------
