@@ -29,7 +29,12 @@ from conftest import _backend_params
 from helpers import tolerance
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_blobs
-from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.model_selection import (
+    GridSearchCV,
+    cross_val_score,
+    cross_validate,
+    train_test_split,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -308,6 +313,18 @@ def test_pipeline_grid_search_on_digits(backend):
     assert search.cv_results_["mean_test_score"].min() > 0.9
     assert search.score(X_test, y_test) > 0.9
     assert search.best_estimator_[-1].model_.backend.name == backend
+
+
+def test_fitted_estimators_come_back_from_worker_processes(backend):
+    """joblib's worker processes pickle each fitted estimator to send it back."""
+    X, y = _blobs(3)
+    clf = MLPClassifier((8,), learning_rate_init=0.05, max_iter=20, random_state=0)
+    found = cross_validate(
+        clf.set_params(backend=backend), X, y, cv=2, n_jobs=2, return_estimator=True
+    )
+    for fitted, test in zip(found["estimator"], found["test_score"]):
+        assert isinstance(fitted.model_, xpnn.Model) and fitted.model_.backend.name == backend
+        assert fitted.n_iter_ == 20 and test > 0.9
 
 
 def test_cross_val_score(backend):
