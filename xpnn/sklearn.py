@@ -363,7 +363,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     - ``shuffle``, ``random_state`` (initial weights, shuffles, dropout and the validation split).
     - ``early_stopping``: hold out ``validation_fraction`` of the data (stratified) and stop once
       its loss has not improved for ``n_iter_no_change`` epochs, with the best epoch's
-      parameters restored.
+      parameters restored (a fit that reaches ``max_iter`` first keeps its last epoch's).
     - ``verbose``: the book's line per epoch.
 
     And xpnn's own: ``optimizer`` ("adam", "sgd" with momentum 0.9, "rmsprop", "adagrad"),
@@ -400,7 +400,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             known = np.unique(y if classes is None else np.asarray(classes))
             if known.shape[0] < 2:
                 raise ValueError(
-                    f"y holds one class ({known[0]!r}): a classifier needs samples of at "
+                    f"y holds one class ({known.tolist()}): a classifier needs samples of at "
                     "least 2 classes"
                 )
         elif classes is not None and not np.array_equal(np.unique(classes), known):
