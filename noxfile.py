@@ -89,6 +89,7 @@ def examples(session: nox.Session) -> None:
     session.run("python", "examples/manual_loop.py", "--epochs", "20")
     # No network here: a small stand-in written as the four IDX files, read as the real ones.
     session.run("python", "examples/fashion_mnist.py", "--synthetic", "--epochs", "2", "--out", out)
+    session.run("python", "examples/sklearn_digits.py", "--epochs", "5")
 
 
 @nox.session

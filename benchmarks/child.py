@@ -43,7 +43,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Build one side, train ``warmup`` epochs untimed, then time ``epochs`` epochs."""
     workload = WORKLOADS[args.workload]
     X, y = make_data(workload, args.samples)
-    if args.impl == "xpnn":
+    if workload.peer == "sklearn":  # both sides are estimators: one fit per call
+        import sklearn_side as side
+
+        train = side.build(args.impl, workload, X, y, backend=args.backend)
+    elif args.impl == "xpnn":
         import xpnn_side as side
 
         train = side.build(workload, X, y, backend=args.backend)
@@ -86,7 +90,10 @@ def info(args: argparse.Namespace) -> dict[str, Any]:
 
     blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
     numpy_blas = blas_threads() or {f"{blas['name']} {blas.get('version', '')}": "?"}
-    import torch
+    try:
+        import torch
+    except ImportError:  # W4 alone needs no PyTorch
+        torch = None
 
     import xpnn
 
@@ -101,10 +108,10 @@ def info(args: argparse.Namespace) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "numpy": np.__version__,
         "numpy_blas": numpy_blas,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_mkl": torch.backends.mkl.is_available(),
-        "torch_mkldnn": torch.backends.mkldnn.is_available(),
+        "torch": torch.__version__ if torch else "not installed",
+        "torch_threads": torch.get_num_threads() if torch else "-",
+        "torch_mkl": torch.backends.mkl.is_available() if torch else "-",
+        "torch_mkldnn": torch.backends.mkldnn.is_available() if torch else "-",
         "xpnn": xpnn.__version__,
         "loadavg": os.getloadavg(),
     }
@@ -114,9 +121,9 @@ def info(args: argparse.Namespace) -> dict[str, Any]:
         except (ImportError, RuntimeError) as error:
             result["error"] = f"--backend cupy: xpnn cannot use CuPy here: {error}"
             return result
-        if not torch.cuda.is_available():
+        if torch is None or not torch.cuda.is_available():
             result["error"] = (
-                f"--backend cupy: PyTorch {torch.__version__} sees no CUDA device (a CPU-only "
+                f"--backend cupy: PyTorch {result['torch']} sees no CUDA device (a CPU-only "
                 "build?); the GPU comparison needs a CUDA build of PyTorch"
             )
             return result
@@ -127,7 +134,7 @@ def info(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["measure", "info"])
-    parser.add_argument("--impl", choices=["xpnn", "torch"], default="xpnn")
+    parser.add_argument("--impl", choices=["xpnn", "torch", "sklearn"], default="xpnn")
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="W1")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=10)

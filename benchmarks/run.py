@@ -1,9 +1,10 @@
 """xpnn beside PyTorch eager: time per training step on the same workloads, printed as ratios.
 
-    python benchmarks/run.py [--quick] [--workloads W1,W2,W3] [--backend numpy|cupy]
+    python benchmarks/run.py [--quick] [--workloads W1,W2,W3,W4] [--backend numpy|cupy]
 
-Every measurement runs in a fresh child process (benchmarks/child.py), xpnn and PyTorch in
-alternating order over several rounds; a table per workload gives the median over rounds.
+Every measurement runs in a fresh child process (benchmarks/child.py), xpnn and its peer
+(PyTorch; scikit-learn's MLPClassifier for W4) in alternating order over several rounds; a
+table per workload gives the median over rounds.
 See benchmarks/README.md for the workloads and how to read the numbers.
 """
 
@@ -44,6 +45,7 @@ PLANS = {  # (full, --quick)
         Plan((10**3, 10**4, 10**5, 10**6), (200, 20, 2, 1), 1, 3),
         Plan((10**3, 10**4, 10**5, 10**6), (10, 1, 1, 1), 1, 1),
     ),
+    "W4": (Plan((1797,), (100,), 1, 5), Plan((1797,), (10,), 1, 1)),
 }
 
 
@@ -64,11 +66,12 @@ def child(args: list[str], threads: int) -> dict[str, Any]:
 
 
 def measure(name: str, plan: Plan, size: int, epochs: int, backend: str) -> dict[str, list]:
-    """``plan.rounds`` results per implementation, xpnn and PyTorch alternating who goes first."""
+    """``plan.rounds`` results per implementation, xpnn and its peer alternating who goes first."""
     threads = WORKLOADS[name].threads or os.cpu_count() or 1
-    results: dict[str, list] = {impl: [] for impl in IMPLS}
+    impls = ("xpnn", WORKLOADS[name].peer)
+    results: dict[str, list] = {impl: [] for impl in impls}
     for round_ in range(plan.rounds):
-        for impl in IMPLS if round_ % 2 == 0 else IMPLS[::-1]:
+        for impl in impls if round_ % 2 == 0 else impls[::-1]:
             args = ["measure", "--impl", impl, "--workload", name, "--backend", backend]
             args += ["--samples", str(size), "--epochs", str(epochs), "--warmup", str(plan.warmup)]
             results[impl].append(child(args, threads))
@@ -158,6 +161,48 @@ def report_speed(name: str, title: str, results: dict[str, list], unit: str) -> 
     print(threads_line(results))
 
 
+def report_estimators(results: dict[str, list]) -> None:
+    """W4: time per epoch of a whole fit and held-out accuracy, xpnn's estimator beside
+    scikit-learn's."""
+    rows, medians = [], {}
+    for impl, runs in results.items():
+        per_epoch = [r["seconds"] / r["epochs"] * 1e3 for r in runs]
+        medians[impl] = statistics.median(per_epoch)
+        accuracy = [r["accuracy"] for r in runs]
+        rows.append(
+            [
+                f"{impl} {runs[0]['versions'][impl]}",
+                f"{medians[impl]:.2f}",
+                f"{min(per_epoch):.2f} - {max(per_epoch):.2f}",
+                f"{min(accuracy):.3f} - {max(accuracy):.3f}",
+                f"{statistics.median(r['loss'] for r in runs):.4f}",
+            ]
+        )
+    first = results["xpnn"][0]
+    print(
+        "\nW4: MLPClassifier 64-128-128-10 on the digits, Adam(1e-3), batch 128, alpha 1e-4, "
+        "float32, 1 thread"
+    )
+    print(
+        f"{len(results['xpnn'])} rounds per side, each one fit of {first['epochs']} "
+        f"epochs ({first['steps'] // first['epochs']} steps each) on 75% of {first['samples']} "
+        "digits, accuracy on the other 25%"
+    )
+    headers = ["impl", "ms/epoch median", "min - max over rounds", "test accuracy", "final loss"]
+    print(table(headers, rows))
+    ratio = medians["sklearn"] / medians["xpnn"]
+    verdict = f"{ratio:.2f}x faster" if ratio > 1 else f"{1 / ratio:.2f}x slower"
+    paired = [t["seconds"] / x["seconds"] for x, t in zip(results["xpnn"], results["sklearn"])]
+    fastest = {impl: min(r["seconds"] for r in runs) for impl, runs in results.items()}
+    best = fastest["sklearn"] / fastest["xpnn"]
+    print(
+        f"sklearn/xpnn = {ratio:.2f}: xpnn is {verdict}; per-round: median "
+        f"{statistics.median(paired):.2f}, range {min(paired):.2f} - {max(paired):.2f}; "
+        f"best round of each: {best:.2f}"
+    )
+    print(threads_line(results))
+
+
 def report_growth(sizes: tuple[int, ...], by_size: list[dict[str, list]]) -> None:
     """W3: time per epoch and per sample, and peak RSS, as the data grows."""
     rows = []
@@ -226,19 +271,19 @@ def print_environment(info: dict[str, Any], args: argparse.Namespace) -> None:
     )
     gpu = f" on {info['gpu']}" if "gpu" in info else ""
     print(f"xpnn   {info['xpnn']}, backend {args.backend}{gpu}")
-    print("W1 and W3 run on 1 thread per side, W2 on all cores (OMP/OPENBLAS/MKL_NUM_THREADS")
+    print("W1, W3 and W4 run on 1 thread per side, W2 on all cores (OMP/OPENBLAS/MKL_NUM_THREADS")
     print("set in each child, and torch.set_num_threads)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few epochs and rounds: a smoke run")
-    parser.add_argument("--workloads", default="W1,W2,W3", help="comma-separated: W1,W2,W3")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated: W1,...,W4")
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     args = parser.parse_args()
     names = [name.strip().upper() for name in args.workloads.split(",") if name.strip()]
     if unknown := sorted(set(names) - set(PLANS)):
-        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from W1, W2, W3")
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(PLANS)}")
 
     started = time.perf_counter()
     info = child(["info", "--backend", args.backend], os.cpu_count() or 1)
@@ -253,6 +298,8 @@ def main() -> None:
         runs = [measure(name, plan, n, e, args.backend) for n, e in zip(plan.sizes, plan.epochs)]
         if name == "W3":
             report_growth(plan.sizes, runs)
+        elif name == "W4":
+            report_estimators(runs[0])
         else:
             report_speed(name, titles[name], runs[0], "us" if name == "W1" else "ms")
         report_others(before, time.perf_counter() - start)
