@@ -7,6 +7,7 @@ parameter buffer; ``io`` the files.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -156,6 +157,7 @@ class Model:
         checkpoint_every: int = 1,
         print_every: int = 100,
         verbose: bool | str = True,
+        comm: Any = None,
     ) -> History:
         """Train for ``epochs`` more passes over ``(X, y)`` in batches of ``batch_size``
         (None: all at once), and return the per-epoch History.
@@ -182,8 +184,17 @@ class Model:
         from the next step, in the same order, as the first of its ``epochs``; it needs the
         same X (``discard_epoch_in_progress()`` forgets it). Epochs are numbered from the
         model's first, so a resumed run goes on counting.
+
+        ``comm`` (an mpi4py communicator) trains data-parallel over its processes, each on its
+        share of every global batch of ``batch_size``: the result equals one process's (see
+        ``xpnn.distributed``). Every rank passes the same data and settings.
         """
-        return training.train(
+        run = training.train
+        if comm is not None:
+            from . import distributed  # mpi4py is imported only when asked for
+
+            run = functools.partial(distributed.train, comm=comm)
+        return run(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             validation_data=validation_data, early_stopping=early_stopping, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, print_every=print_every, verbose=verbose,
@@ -221,8 +232,18 @@ class Model:
         )
         return X, y
 
-    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = None) -> dict[str, float]:
-        """Loss (data and regularization) and accuracy over ``(X, y)``, without training."""
+    def evaluate(
+        self, X: Any, y: Any, *, batch_size: int | None = None, comm: Any = None
+    ) -> dict[str, float]:
+        """Loss (data and regularization) and accuracy over ``(X, y)``, without training.
+
+        ``comm`` (an mpi4py communicator) shares the work among its processes, which all pass
+        the same data and all get the figures over the whole of it.
+        """
+        if comm is not None:
+            from . import distributed
+
+            return distributed.evaluate(self, X, y, comm, batch_size)
         self._require_finalized("evaluate")
         X, y = self._prepare(X, y)
         return training.evaluate(self, X, y, batch_size)
