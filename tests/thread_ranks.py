@@ -62,16 +62,23 @@ class ThreadCommunicator(Communicator):
         buffer[...] = self.backend.asarray(every[root], buffer.dtype)
 
 
+class Raised:
+    """What a rank raised, in place of its result."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 def run_ranks(size: int, work: Callable[[int], Any]) -> list[Any]:
-    """``work(rank)`` in ``size`` threads at once; each rank's result, or the exception it
-    raised (returned, not raised, so a test can check every rank's)."""
+    """``work(rank)`` in ``size`` threads at once; each rank's result, or ``Raised`` with the
+    exception it raised (returned, not raised, so a test can check every rank's)."""
     results: list[Any] = [None] * size
 
     def target(rank: int) -> None:
         try:
             results[rank] = work(rank)
-        except BaseException as error:  # noqa: BLE001 - every rank's outcome is the result
-            results[rank] = error
+        except BaseException as error:  # every rank's outcome is its result
+            results[rank] = Raised(error)
 
     threads = [threading.Thread(target=target, args=(rank,)) for rank in range(size)]
     for thread in threads:

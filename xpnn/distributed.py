@@ -239,9 +239,9 @@ def settings(model: Any, X: Any, y: Any, **given: Any) -> dict[str, Any]:
         "loss": type(model.loss).__name__,
         "accuracy": type(model.accuracy).__name__,
         "optimizer": repr(optimizer),
+        "epochs trained": model.epochs_trained,
         "optimizer step": None if optimizer is None else optimizer.iterations,
         "optimizer state": states,
-        "epochs trained": model.epochs_trained,
         "epoch in progress": None
         if unfinished is None
         else (unfinished.done, unfinished.steps, _digest(order)),
@@ -308,8 +308,8 @@ class ReplicaTrainer(Trainer):
             "checkpoint every": self.checkpoint_every,
             "print every": self.print_every,
         }
+        self.agreed = True  # from here on, every rank takes part in what comes or none does
         agree(self.group, settings(self.model, self.X, self.y, **given), None)
-        self.agreed = True
         start_alike(self.model, self.group)
         if self.snapshot is not None:
             self.snapshot.take()
