@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -173,9 +174,11 @@ def communicator(comm: Any, backend: Backend, transport: str = "auto") -> Commun
     if transport == "auto":
         transport = "host"
         if backend.name == "cupy":
-            from cupy.cuda import nccl
+            with warnings.catch_warnings():  # CuPy warns on import where NCCL is missing
+                warnings.simplefilter("ignore")
+                from cupy.cuda import nccl
 
-            transport = "nccl" if nccl.available else "host"
+            transport = "nccl" if getattr(nccl, "available", False) else "host"
     if transport not in TRANSPORTS:
         raise ValueError(
             f"transport must be 'auto', 'host', 'nccl' or 'cuda-mpi'; got {transport!r}"
@@ -198,7 +201,9 @@ class Disagreement(ValueError):
     """The ranks called ``train`` or ``evaluate`` differently, or one of them failed to start."""
 
 
-def agree(group: Communicator, settings: dict[str, Any] | None, error: BaseException | None):
+def agree(
+    group: Communicator, settings: dict[str, Any] | None, error: BaseException | None
+) -> None:
     """Compare every rank's settings (or the error that stopped it) in one allgather; raise on
     every rank if one failed or any setting differs from rank 0's."""
     mine = {"error": None if error is None else f"{type(error).__name__}: {error}"}
