@@ -8,7 +8,8 @@ reads them all in one transfer (``read_sums``) into the History.
 
 The loop has two named places for data-parallel training to override: ``Trainer.batches``,
 where a batch is cut, and ``Trainer.combine``, where a step's gradients and figures come
-together before the update.
+together before the update (``distributed.py`` also overrides ``interruption`` and
+``save_checkpoint``, so that the replicas agree on Ctrl-C and only one writes).
 """
 
 from __future__ import annotations
