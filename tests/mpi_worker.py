@@ -42,6 +42,13 @@ def equal_runs(backend: str) -> dict:
     return runs
 
 
+def from_rank_0(backend: str) -> dict:
+    X, y = spiral(30, 3)
+    model = build(backend, seed=11 if RANK == 0 else 100 + RANK)  # other weights and order
+    model.train(X, y, epochs=2, batch_size=16, verbose=False, comm=COMM)
+    return {"params": flat(model)}
+
+
 def disagreements(backend: str) -> dict:
     X, y = spiral(20, 3)
     other = RANK == SIZE - 1
@@ -162,6 +169,7 @@ def main() -> None:
     seen = {
         "size": SIZE,
         "equal": equal_runs(backend),
+        "from_rank_0": from_rank_0(backend),
         "disagreements": disagreements(backend),
         "non_finite": non_finite(backend),
         "ctrl_c": ctrl_c(backend),

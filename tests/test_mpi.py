@@ -86,6 +86,15 @@ def test_parameters_and_history_equal_one_process(ranks, backend):
 
 
 @by_size
+def test_parameters_and_shuffling_come_from_rank_0(ranks, backend):
+    X, y = spiral(30, 3)
+    alone = build(backend, seed=11)
+    alone.train(X, y, epochs=2, batch_size=16, verbose=False)
+    for seen in ranks:
+        np.testing.assert_allclose(seen["from_rank_0"]["params"], flat(alone), rtol=0, atol=1e-12)
+
+
+@by_size
 def test_differing_settings_raise_on_every_rank(ranks):
     last = len(ranks) - 1
     names = ["samples", "batch size", "epochs", "parameter count", "dtype", "epochs trained"]
