@@ -66,6 +66,55 @@ def test_equal_to_one_process(backend, size, optimizer, samples, batch_size):
         assert history["learning_rate"] == expected["learning_rate"]
 
 
+def test_one_rank_is_one_process_bit_for_bit(backend):
+    X, y = spiral(43, 3)
+    alone = build(backend)
+    expected = alone.train(X, y, epochs=2, batch_size=32, verbose=False)
+
+    def work(rank, group):
+        model = build(backend)
+        history = model.train(X, y, epochs=2, batch_size=32, verbose=False,
+                              comm=comm_of(group, rank, model))  # fmt: skip
+        return flat(model), history
+
+    ((params, history),) = together(1, work)
+    assert np.array_equal(params, flat(alone))
+    assert history["loss"] == expected["loss"] and history["accuracy"] == expected["accuracy"]
+
+
+def test_early_stopping_stops_every_rank_alike(backend):
+    X, y = spiral(43, 3)
+    X_val, y_val = spiral(10, 3, seed=2)
+    options = dict(epochs=30, batch_size=32, verbose=False, validation_data=(X_val, y_val),
+                   early_stopping=2)  # fmt: skip
+    alone = build(backend, "sgd")
+    expected = alone.train(X, y, **options)
+    assert len(expected["epoch"]) < 30  # it did stop early
+
+    def work(rank, group):
+        model = build(backend, "sgd")
+        history = model.train(X, y, comm=comm_of(group, rank, model), **options)
+        return flat(model), history["epoch"]
+
+    for params, epochs in together(2, work):
+        assert epochs == expected["epoch"]
+        np.testing.assert_allclose(params, flat(alone), rtol=0, atol=1e-12)
+
+
+def test_evaluate_refuses_ranks_whose_parameters_differ(backend):
+    X, y = spiral(10, 3)
+
+    def work(rank, group):
+        model = build(backend, seed=rank)
+        try:
+            model.evaluate(X, y, comm=comm_of(group, rank, model))
+        except ValueError as error:
+            return str(error)
+
+    for message in together(2, work):
+        assert "differ in parameters" in message
+
+
 def test_weights_by_share_not_by_rank_count(backend):
     # The last batch splits 1 / 0 / 0: dividing each gradient by the number of ranks would
     # shrink that step's gradient threefold; the result would be far from one process's.

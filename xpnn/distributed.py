@@ -259,8 +259,8 @@ def optimizer_states(buffer: Any, optimizer: Any) -> list[str]:
     return sorted(name for name in vars(buffer) if ends and name.endswith(ends))
 
 
-def _digest(order: np.ndarray | None) -> str | None:
-    return None if order is None else hashlib.sha256(np.ascontiguousarray(order)).hexdigest()
+def _digest(values: np.ndarray | None) -> str | None:
+    return None if values is None else hashlib.sha256(np.ascontiguousarray(values)).hexdigest()
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -411,7 +411,8 @@ def train(model: Any, X: Any, y: Any, *, comm: Any, **options: Any) -> History:
 
 def evaluate(model: Any, X: Any, y: Any, comm: Any, batch_size: int | None) -> dict[str, float]:
     """``Model.evaluate(..., comm=comm)``: each rank the loss and right predictions over its
-    contiguous share of ``(X, y)``, summed over the ranks; every rank returns the same figures."""
+    contiguous share of ``(X, y)``, summed over the ranks; every rank returns the same figures.
+    The ranks' parameters must agree (compared by a digest; nothing is broadcast)."""
     model._require_finalized("evaluate")
     group = communicator(comm, model.backend)
     backend, xp = model.backend, model.backend.xp
@@ -424,7 +425,10 @@ def evaluate(model: Any, X: Any, y: Any, comm: Any, batch_size: int | None) -> d
     except Exception as error:
         agree(group, None, error)
         raise
-    agree(group, settings(model, X, y, **{"batch size": batch_size}), None)
+    parameters = _digest(np.ascontiguousarray(to_numpy(model._parameters.params)))
+    agree(
+        group, settings(model, X, y, **{"batch size": batch_size, "parameters": parameters}), None
+    )
     low, high = share(0, X.shape[0], group.rank, group.size)
     totals = backend.zeros(2)
     compared = 0
