@@ -218,11 +218,11 @@ def agree(
     first = every[0]["settings"]
     for rank, entry in enumerate(every[1:], 1):
         for name, value in first.items():
-            if entry["settings"][name] != value:
+            theirs = entry["settings"].get(name)
+            if theirs != value:
                 raise Disagreement(
                     f"the ranks differ in {name}: rank 0 has {value!r}, rank {rank} has "
-                    f"{entry['settings'][name]!r}; every rank must pass the same data, settings "
-                    "and model"
+                    f"{theirs!r}; every rank must pass the same data, settings and model"
                 )
 
 
