@@ -91,7 +91,7 @@ def non_finite(backend: str) -> dict:
                 "iterations": model.optimizer.iterations}  # fmt: skip
 
 
-def ctrl_c(backend: str) -> dict:
+def ctrl_c(backend: str, out: str) -> dict:
     X, y = spiral(43, 3)  # 17 steps of 8 per epoch
     model = build(backend)
     if RANK == SIZE - 1:  # a real SIGINT on the last rank after its third step
@@ -103,10 +103,15 @@ def ctrl_c(backend: str) -> dict:
                 signal.raise_signal(signal.SIGINT)
 
         model.optimizer.post_update_params = post_update_params
-    model.train(X, y, epochs=2, batch_size=8, verbose=False, comm=COMM)
+    path = os.path.join(out, "stopped.safetensors")
+    model.train(X, y, epochs=2, batch_size=8, verbose=False, checkpoint=path, comm=COMM)
     stopped = {"iterations": model.optimizer.iterations, "params": flat(model)}
+    COMM.Barrier()  # rank 0 has written the checkpoint
+    loaded = xpnn.Model.load(path, backend=backend, dtype="float64")
     model.train(X, y, epochs=2, batch_size=8, verbose=False, comm=COMM)
-    return {**stopped, "epochs": model.epochs_trained, "resumed": flat(model)}
+    loaded.train(X, y, epochs=2, batch_size=8, verbose=False, comm=COMM)
+    return {**stopped, "epochs": model.epochs_trained, "resumed": flat(model),
+            "from_file": flat(loaded)}  # fmt: skip
 
 
 def checkpoints(backend: str, out: str) -> dict:
@@ -172,7 +177,7 @@ def main() -> None:
         "from_rank_0": from_rank_0(backend),
         "disagreements": disagreements(backend),
         "non_finite": non_finite(backend),
-        "ctrl_c": ctrl_c(backend),
+        "ctrl_c": ctrl_c(backend, out),
         "checkpoints": checkpoints(backend, out),
         "dropout": dropout(backend),
         "evaluate": evaluation(backend),

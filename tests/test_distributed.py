@@ -246,8 +246,11 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_the_same_step(backend
         assert np.all(np.isfinite(params))
 
 
-def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_resumes(backend, monkeypatch):
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_resumes(
+    backend, monkeypatch, tmp_path
+):
     X, y = spiral(43, 3)  # 129 samples: 17 steps of 8 per epoch
+    path = tmp_path / "stopped.safetensors"
     stops = {}
     original = distributed.ReplicaTrainer.interruption
 
@@ -271,18 +274,22 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_resumes(bac
                     stops[2].requested = True
 
             model.optimizer.post_update_params = post_update_params
-        model.train(X, y, epochs=2, batch_size=8, verbose=False, comm=comm)
+        model.train(X, y, epochs=2, batch_size=8, verbose=False, checkpoint=path, comm=comm)
         stopped = model.optimizer.iterations, flat(model)
+        comm.allgather(None)  # rank 0 has written the checkpoint
+        loaded = xpnn.Model.load(path, backend=backend, dtype="float64")
         model.train(X, y, epochs=2, batch_size=8, verbose=False, comm=comm)  # ends epoch 1
-        return stopped, model.epochs_trained, flat(model)
+        loaded.train(X, y, epochs=2, batch_size=8, verbose=False, comm=comm)  # from the file
+        return stopped, model.epochs_trained, flat(model), flat(loaded)
 
     on_host = xpnn.get_backend(backend).on_host
     results = together(3, work)
-    for (iterations, params), epochs, resumed in results:
+    for (iterations, params), epochs, resumed, from_file in results:
         assert iterations == (4 if on_host else distributed.STOP_CHECK_EVERY)
         assert np.array_equal(params, results[0][0][1])
         assert epochs == 2
         np.testing.assert_allclose(resumed, flat(alone), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(from_file, flat(alone), rtol=0, atol=1e-12)
 
 
 def test_only_rank_0_prints_and_writes_checkpoints_and_a_resumed_run_matches(

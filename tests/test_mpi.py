@@ -133,6 +133,7 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_resumes(ran
         assert np.array_equal(result["params"], ranks[0]["ctrl_c"]["params"])
         assert result["epochs"] == 2
         np.testing.assert_allclose(result["resumed"], flat(alone), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(result["from_file"], flat(alone), rtol=0, atol=1e-12)
 
 
 @by_size
