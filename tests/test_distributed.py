@@ -115,6 +115,36 @@ def test_evaluate_refuses_ranks_whose_parameters_differ(backend):
         assert "differ in parameters" in message
 
 
+@pytest.mark.parametrize("size", [2, 3])
+def test_regression_equals_one_process(backend, size):
+    X, y = xpnn.datasets.sine_data(101)  # batches of 25: a last one of 1 sample
+
+    def regression():
+        model = xpnn.Model(backend=backend, seed=2, dtype="float64")
+        model.add(xpnn.Dense(1, 8, weight_scale=0.1))
+        model.add(xpnn.Tanh())
+        model.add(xpnn.Dense(8, 1, weight_scale=0.1))
+        model.add(xpnn.Linear())
+        model.set(loss=xpnn.MeanSquaredError(), optimizer=xpnn.Adam(learning_rate=0.01),
+                  accuracy=xpnn.RegressionAccuracy())  # fmt: skip
+        model.finalize()
+        return model
+
+    alone = regression()
+    expected = alone.train(X, y, epochs=4, batch_size=25, verbose=False)
+
+    def work(rank, group):
+        model = regression()
+        history = model.train(X, y, epochs=4, batch_size=25, verbose=False,
+                              comm=comm_of(group, rank, model))  # fmt: skip
+        return flat(model), history
+
+    for params, history in together(size, work):
+        np.testing.assert_allclose(params, flat(alone), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-12)
+        assert history["accuracy"] == expected["accuracy"]
+
+
 def test_weights_by_share_not_by_rank_count(backend):
     # The last batch splits 1 / 0 / 0: dividing each gradient by the number of ranks would
     # shrink that step's gradient threefold; the result would be far from one process's.
