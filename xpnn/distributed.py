@@ -299,7 +299,6 @@ class ReplicaTrainer(Trainer):
         self.share = (0, 0)
         self.check_every = 1 if model.backend.on_host else STOP_CHECK_EVERY
         self.steps = 0
-        self._zero = model.backend.zeros(())
 
     def run(self, epochs: int) -> History:
         """Agree with the other ranks, start from rank 0's state, then train."""
@@ -351,10 +350,11 @@ class ReplicaTrainer(Trainer):
         buffer = self.model._parameters
         local, total = self.share
         if local != total:
-            buffer.dparams[...] *= local / total
+            dparams = buffer.dparams
+            dparams *= local / total  # in place: the buffer the Allreduce sends
         figures = buffer.figures
         figures[0] = batch_loss
-        figures[1] = self._zero if right is None else xp.astype(right, backend.dtype)
+        figures[1] = 0.0 if right is None else xp.astype(right, backend.dtype)
         figures[2] = 1.0 if self.interrupt.requested else 0.0
         self.group.allreduce(buffer.summed)
         self.steps += 1
