@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,9 +41,16 @@ def launch(size: int, mode: str, backend: str, out: Path) -> subprocess.Complete
     command = [MPIEXEC, "-n", str(size), sys.executable, "-m", "mpi4py",
                str(HERE / "mpi_worker.py"), mode, backend, str(out)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, env=env, check=False
-    )
+    # A session of its own, so that a launch past its time is ended whole, ranks included.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, start_new_session=True) as process:  # fmt: skip
+        try:
+            stdout, stderr = process.communicate(timeout=LAUNCH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            pytest.fail(f"{' '.join(command)} still ran after {LAUNCH_TIMEOUT} s: a hang")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.fixture
