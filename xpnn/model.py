@@ -186,8 +186,8 @@ class Model:
         model's first, so a resumed run goes on counting.
 
         ``comm`` (an mpi4py communicator) trains data-parallel over its processes, each on its
-        share of every global batch of ``batch_size``: the result equals one process's (see
-        ``xpnn.distributed``). Every rank passes the same data and settings.
+        share of every global batch of ``batch_size``: the result is one process's, up to the
+        order of sums (see ``xpnn.distributed``). Every rank passes the same data and settings.
         """
         run = training.train
         if comm is not None:
