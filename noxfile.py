@@ -1,7 +1,8 @@
 """Test sessions over backends, lint, and the examples.
 
-``nox`` runs the tests on numpy and strict, the cupy session, the cupy-api session, lint, and
-every example briefly (so they cannot rot). The cupy session installs the CUDA extra and runs
+``nox`` runs the tests on numpy and strict, the cupy session, the cupy-api session, the mpi
+session (data-parallel training under ``mpiexec -n 2`` and ``-n 3``), lint, and every example
+briefly (so they cannot rot). The cupy session installs the CUDA extra and runs
 the suite where an NVIDIA GPU is visible; elsewhere it skips with its reason and installs
 nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. The cupy-api session runs the
 suite's cupy path on a stand-in that checks every CuPy call against the installed CuPy's API,
@@ -19,7 +20,7 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests", "cupy-api", "lint", "examples"]
+nox.options.sessions = ["tests", "cupy-api", "mpi", "lint", "examples"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 
@@ -69,6 +70,20 @@ def cupy_api(session: nox.Session) -> None:
     session.install("-e", ".[test]", "cupy-cuda12x>=14")
     env = {"XPNN_TEST_BACKENDS": "cupy", "XPNN_CUPY_API": "1"}
     session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def mpi(session: nox.Session) -> None:
+    """Data-parallel training under real MPI: mpi4py and the mpich wheel's mpiexec, the rules
+    run with ``mpiexec -n 2`` and ``-n 3`` (tests/test_mpi.py, each launch with a timeout), the
+    in-process ones (tests/test_distributed.py) and the example on 2 ranks."""
+    session.install("-e", ".[test,mpi]")
+    tests = ["tests/test_mpi.py", "tests/test_distributed.py"]
+    session.run("pytest", *tests, *session.posargs, env={"XPNN_TEST_BACKENDS": "numpy,strict"})
+    session.run(
+        "mpiexec", "-n", "2", "python", "-m", "mpi4py", "examples/distributed.py", "--epochs", "20",
+        env={"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
 
 
 @nox.session

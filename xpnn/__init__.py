@@ -1,6 +1,6 @@
 """xpnn: the networks of "Neural Networks from Scratch", on NumPy or CuPy from the same code."""
 
-from . import datasets, idx
+from . import datasets, distributed, idx
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backends import Backend, get_backend, to_numpy
 from .history import History
@@ -51,6 +51,7 @@ __all__ = [
     "Tanh",
     "XpnnFileError",
     "datasets",
+    "distributed",
     "get_backend",
     "idx",
     "to_numpy",

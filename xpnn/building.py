@@ -36,13 +36,18 @@ class ParameterBuffer:
     """
 
     parameter_names = (("param", "params", "dparams"),)
+    #: Slots after the gradients in ``summed`` for a step's figures (loss, right predictions,
+    #: a stop flag), so that data-parallel training sums both over processes in one call.
+    FIGURE_SLOTS = 3
 
     def __init__(self, backend: Backend, layers: list[Layer]) -> None:
         self.backend = backend
         entries = [(layer, p, g) for layer in layers for _, p, g in layer.parameter_names]
         sizes = [math.prod(getattr(layer, p).shape) for layer, p, _ in entries]
         self.params = backend.zeros(sum(sizes))
-        self.dparams = backend.zeros(sum(sizes))
+        self.summed = backend.zeros(sum(sizes) + self.FIGURE_SLOTS)
+        self.dparams = self.summed[: sum(sizes)]
+        self.figures = self.summed[sum(sizes) :]
         reshape = backend.xp.reshape
         offset = 0
         for (layer, p, g), size in zip(entries, sizes):

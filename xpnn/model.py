@@ -7,12 +7,13 @@ parameter buffer; ``io`` the files.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 import numpy as np
 
-from . import building, io, progress, summary, training
+from . import building, distributed, io, progress, summary, training
 from .activations import Softmax
 from .backends import Backend, get_backend, to_numpy
 from .backends.base import auto_choice
@@ -166,6 +167,7 @@ class Model:
         checkpoint_every: int = 1,
         print_every: int = 100,
         verbose: bool | str = True,
+        comm: Any = None,
     ) -> History:
         """Train for ``epochs`` more passes over ``(X, y)`` in batches of ``batch_size``
         (None: all at once), and return the per-epoch History.
@@ -192,8 +194,15 @@ class Model:
         from the next step, in the same order, as the first of its ``epochs``; it needs the
         same X (``discard_epoch_in_progress()`` forgets it). Epochs are numbered from the
         model's first, so a resumed run goes on counting.
+
+        ``comm`` (an mpi4py communicator) trains data-parallel over its processes, each on its
+        share of every global batch of ``batch_size``: the result is one process's, up to the
+        order of sums (see ``xpnn.distributed``). Every rank passes the same data and settings.
         """
-        return training.train(
+        run = training.train
+        if comm is not None:
+            run = functools.partial(distributed.train, comm=comm)
+        return run(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             validation_data=validation_data, early_stopping=early_stopping, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, print_every=print_every, verbose=verbose,
@@ -230,15 +239,25 @@ class Model:
         return X, y
 
     def evaluate(
-        self, X: Any, y: Any, *, batch_size: int | None = None, verbose: bool = False
+        self,
+        X: Any,
+        y: Any,
+        *,
+        batch_size: int | None = None,
+        verbose: bool = False,
+        comm: Any = None,
     ) -> dict[str, float]:
         """Loss (data and regularization) and accuracy over ``(X, y)``, without training.
 
         ``verbose=True`` also prints the book's line: ``validation, acc: ..., loss: ...``.
+        ``comm`` (an mpi4py communicator) shares the work among its processes, which all pass
+        the same data and all get the figures over the whole of it; rank 0 alone prints.
         """
-        self._require_finalized("evaluate")
         if not isinstance(verbose, bool):
             raise TypeError(f"verbose must be True or False; got {verbose!r}")
+        if comm is not None:
+            return distributed.evaluate(self, X, y, comm, batch_size, verbose=verbose)
+        self._require_finalized("evaluate")
         X, y = self._prepare(X, y)
         result = training.evaluate(self, X, y, batch_size)
         if verbose:

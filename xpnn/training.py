@@ -8,7 +8,8 @@ reads them all in one transfer (``read_sums``) into the History.
 
 The loop has two named places for data-parallel training to override: ``Trainer.batches``,
 where a batch is cut, and ``Trainer.combine``, where a step's gradients and figures come
-together before the update.
+together before the update (``distributed.py`` also overrides ``interruption`` and
+``save_checkpoint``, so that the replicas agree on Ctrl-C and only one writes).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -301,8 +302,10 @@ def train(
     checkpoint_every: int,
     print_every: int,
     verbose: bool | str,
+    trainer: Callable[..., Trainer] | None = None,
 ) -> History:
-    """``Model.train``: its arguments checked (before any step), then a ``Trainer``'s run."""
+    """``Model.train``: its arguments checked (before any step), then a ``Trainer``'s run
+    (``trainer`` makes it; ``distributed.train`` passes one that trains across processes)."""
     model._require_finalized("train")
     if model.optimizer is None:
         raise ValueError("the model has no optimizer: call set(optimizer=...) before train()")
@@ -338,7 +341,7 @@ def train(
         validation = model._prepare(*validation_data, argument="validation_data")
     if model.accuracy is not None:
         model.accuracy.init(y)
-    trainer = Trainer(
+    trainer = (Trainer if trainer is None else trainer)(
         model,
         X,
         y,
@@ -408,14 +411,14 @@ class Trainer:
         best = Best() if self.early_stopping else None
         started = time.perf_counter()
         try:
-            with StopOnInterrupt() as interrupt:
+            with self.interruption() as interrupt:
                 for epoch in range(first, final + 1):
                     figures = self.epoch(epoch, interrupt)
                     unfinished = model._epoch_in_progress
                     if unfinished is not None:  # stopped inside the epoch: next train ends it
                         self.record(history, pending)
                         if checkpoint is not None:
-                            model._checkpoint(checkpoint)
+                            self.save_checkpoint()
                         shown.message(
                             f"xpnn: interrupted in epoch {epoch} after {unfinished.done} of "
                             f"{samples} samples (step {model.optimizer.iterations}); train() "
@@ -439,7 +442,7 @@ class Trainer:
                         if reported:
                             shown.report(history, regularized)
                     if saving:  # after the report: a non-finite loss is never saved
-                        model._checkpoint(checkpoint)
+                        self.save_checkpoint()
                     if best is not None and best.stop(model, history, self.early_stopping):
                         shown.message(
                             f"xpnn: early stop at epoch {epoch}: no better validation loss "
@@ -450,7 +453,7 @@ class Trainer:
                     if interrupt.stopped:  # at the epoch's last step: the epoch is whole
                         self.record(history, pending)
                         if checkpoint is not None and not saving:
-                            model._checkpoint(checkpoint)
+                            self.save_checkpoint()
                         shown.message(
                             f"xpnn: interrupted at the end of epoch {epoch} "
                             f"(step {model.optimizer.iterations})"
@@ -460,6 +463,14 @@ class Trainer:
         finally:
             shown.close()
         return history
+
+    def interruption(self) -> StopOnInterrupt:
+        """What Ctrl-C sets while the loop runs: its ``stopped`` ends training after a step."""
+        return StopOnInterrupt()
+
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint (with the training state) to the ``checkpoint`` path."""
+        self.model._checkpoint(self.checkpoint)
 
     def batches(self, X: Any, y: Any, order: Any, begin: int) -> Iterator[tuple[int, Any, Any]]:
         """Where a batch is cut: ``(stop, batch_X, batch_y)`` for each step from sample
@@ -505,13 +516,14 @@ class Trainer:
         for step, (stop, batch_X, batch_y) in enumerate(cut, steps + 1):
             output = model.forward(batch_X, training=True)
             batch_loss = xp.sum(loss.forward(output, batch_y))
-            if backend.on_host and not math.isfinite(batch_loss):
-                # Host memory: reading the loss costs nothing, so stop before the update.
-                first = optimizer.iterations == 0
-                raise NonFiniteLossError(number, step, backend.dtype_name if first else None)
             right, count = count_correct(model, output, batch_y) if counting else (None, 0)
             model.backward(output, batch_y)
             batch_loss, right, count = self.combine(batch_loss, right, count)
+            if backend.on_host and not math.isfinite(batch_loss):
+                # Host memory: reading the loss costs nothing, so stop before the update (after
+                # the combine, so that every replica stops at the same step).
+                first = optimizer.iterations == 0
+                raise NonFiniteLossError(number, step, backend.dtype_name if first else None)
             loss_sum = loss_sum + batch_loss
             if right is not None:
                 correct, compared = correct + right, compared + count

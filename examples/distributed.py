@@ -1,0 +1,82 @@
+"""The spiral model trained data-parallel over MPI: every rank a share of each global batch.
+
+    mpiexec -n 2 python -m mpi4py examples/distributed.py          # 2 processes
+    mpiexec -n 2 python -m mpi4py examples/distributed.py --check --dtype float64 --epochs 20
+    srun -n 8 python -m mpi4py examples/distributed.py             # on a cluster (Slurm)
+
+Needs ``pip install xpnn[mpi]`` (mpi4py, and the mpich wheel's ``mpiexec``). ``python -m mpi4py``
+ends the whole job when one rank raises, instead of leaving the others waiting. Every rank
+builds the same data (seeded) and the same model, and passes ``comm``: ``batch_size`` is the
+global batch, so K ranks train as one process does, up to the order of sums: ``--check`` trains
+one alone on rank 0 and prints the largest parameter difference. In float64 over 20 epochs it
+is about 1e-10; in float32 the last-bit differences grow over a run as chaotic as this one
+(Adam on the spiral) to the size of the weights themselves, as any change of summation order
+(thread count, BLAS kernel) does. Only rank 0 prints, and only it saves the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+import xpnn
+from xpnn.datasets import spiral_data
+
+
+def build(seed: int, dtype: str) -> xpnn.Model:
+    """2-64-3, ReLU, softmax with cross-entropy, Adam: the seed's network."""
+    model = xpnn.Model(seed=seed, dtype=dtype)
+    model.add(xpnn.Dense(2, 64))
+    model.add(xpnn.ReLU())
+    model.add(xpnn.Dense(64, 3))
+    model.add(xpnn.Softmax())
+    model.set(
+        loss=xpnn.CategoricalCrossentropy(),
+        optimizer=xpnn.Adam(learning_rate=0.02, decay=5e-5),
+        accuracy=xpnn.CategoricalAccuracy(),
+    )
+    model.finalize()
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=128, help="the global batch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--check", action="store_true", help="compare with one process")
+    parser.add_argument("--save", type=Path, help="where rank 0 saves the trained model")
+    args = parser.parse_args()
+
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    X, y = spiral_data(1000, 3, seed=args.seed)  # the same data on every rank
+    X_val, y_val = spiral_data(100, 3, seed=args.seed + 1)
+    model = build(args.seed, args.dtype)
+    started = time.perf_counter()
+    model.train(X, y, epochs=args.epochs, batch_size=args.batch_size,
+                validation_data=(X_val, y_val), print_every=max(1, args.epochs // 5),
+                verbose="lines", comm=comm)  # fmt: skip
+    seconds = time.perf_counter() - started
+    figures = model.evaluate(X_val, y_val, comm=comm)  # every rank gets the same figures
+    if rank == 0:
+        print(f"{comm.Get_size()} ranks, {seconds:.2f} s: validation accuracy "
+              f"{figures['accuracy']:.3f}, loss {figures['loss']:.3f}")  # fmt: skip
+        if args.save is not None:
+            model.save(args.save)
+    if args.check and rank == 0:
+        alone = build(args.seed, args.dtype)
+        alone.train(X, y, epochs=args.epochs, batch_size=args.batch_size, verbose=False)
+        ours, its = (np.concatenate([a.ravel() for layer in m.get_parameters() for a in layer])
+                     for m in (model, alone))  # fmt: skip
+        largest = float(np.max(np.abs(ours - its)))
+        print(f"largest parameter difference from one process: {largest:.2g} ({args.dtype})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""One rank of the MPI tests: ``mpiexec -n K python -m mpi4py mpi_worker.py MODE BACKEND OUT``.
+
+MODE "rules" trains the models of tests/replicas.py over ``MPI.COMM_WORLD`` through every rule
+of data-parallel training and pickles what each rank saw to ``OUT/rank<r>.pkl``; tests/test_mpi.py
+compares the ranks with each other and with one process. MODE "crash" raises an uncaught error
+on the last rank in the middle of training: the job must end, not hang.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import signal
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from helpers import spiral
+from replicas import CASES, build, build_dropout, flat, inject_nan
+
+import xpnn
+import xpnn.io
+
+COMM = MPI.COMM_WORLD
+RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
+
+
+def equal_runs(backend: str) -> dict:
+    X_val, y_val = spiral(20, 3, seed=1)
+    runs = {}
+    for optimizer, samples, batch_size in CASES:
+        X, y = spiral(samples, 3)
+        model = build(backend, optimizer)
+        history = model.train(X, y, epochs=3, batch_size=batch_size, verbose=False,
+                              validation_data=(X_val, y_val), comm=COMM)  # fmt: skip
+        runs[optimizer] = {"params": flat(model), "history": dict(history.history)}
+    return runs
+
+
+def from_rank_0(backend: str) -> dict:
+    X, y = spiral(30, 3)
+    model = build(backend, seed=11 if RANK == 0 else 100 + RANK)  # other weights and order
+    model.train(X, y, epochs=2, batch_size=16, verbose=False, comm=COMM)
+    return {"params": flat(model)}
+
+
+def disagreements(backend: str) -> dict:
+    X, y = spiral(20, 3)
+    other = RANK == SIZE - 1
+    cases = {
+        "samples": dict(X=spiral(21, 3)) if other else {},
+        "batch size": dict(batch_size=17) if other else {},
+        "epochs": dict(epochs=3) if other else {},
+        "parameter count": dict(hidden=17) if other else {},
+        "dtype": dict(dtype="float32") if other else {},
+        "epochs trained": dict(before=1) if other else {},
+        "an argument": dict(epochs=0) if other else {},
+    }
+    seen = {}
+    for name, change in cases.items():
+        data = change.get("X", (X, y))
+        model = build(
+            backend, hidden=change.get("hidden", 16), dtype=change.get("dtype", "float64")
+        )
+        if change.get("before"):
+            model.train(*data, epochs=1, verbose=False)
+        try:
+            epochs, batch_size = change.get("epochs", 2), change.get("batch_size", 16)
+            model.train(*data, epochs=epochs, batch_size=batch_size, verbose=False, comm=COMM)
+            seen[name] = None
+        except ValueError as error:
+            seen[name] = str(error)
+    return seen
+
+
+def non_finite(backend: str) -> dict:
+    X, y = spiral(43, 3)
+    model = build(backend)
+    if RANK == 1:
+        inject_nan(model, at_call=6)  # epoch 2, step 1
+    try:
+        model.train(X, y, epochs=3, batch_size=32, verbose=False, comm=COMM)
+        return {"raised": None}
+    except xpnn.NonFiniteLossError as error:
+        return {"raised": (error.epoch, error.step), "params": flat(model),
+                "iterations": model.optimizer.iterations}  # fmt: skip
+
+
+def ctrl_c(backend: str, out: str) -> dict:
+    X, y = spiral(43, 3)  # 17 steps of 8 per epoch
+    model = build(backend)
+    if RANK == SIZE - 1:  # a real SIGINT on the last rank after its third step
+        post = model.optimizer.post_update_params
+
+        def post_update_params():
+            post()
+            if model.optimizer.iterations == 3:
+                signal.raise_signal(signal.SIGINT)
+
+        model.optimizer.post_update_params = post_update_params
+    path = os.path.join(out, "stopped.safetensors")
+    model.train(X, y, epochs=2, batch_size=8, verbose=False, checkpoint=path, comm=COMM)
+    stopped = {"iterations": model.optimizer.iterations, "params": flat(model)}
+    COMM.Barrier()  # rank 0 has written the checkpoint
+    loaded = xpnn.Model.load(path, backend=backend, dtype="float64")
+    model.train(X, y, epochs=2, batch_size=8, verbose=False, comm=COMM)
+    loaded.train(X, y, epochs=2, batch_size=8, verbose=False, comm=COMM)
+    return {**stopped, "epochs": model.epochs_trained, "resumed": flat(model),
+            "from_file": flat(loaded)}  # fmt: skip
+
+
+def checkpoints(backend: str, out: str) -> dict:
+    X, y = spiral(30, 3)
+    path = os.path.join(out, "run.safetensors")
+    writes = []
+    save_model = xpnn.io.save_model
+
+    def counted(*args, **kwargs):
+        writes.append(1)
+        return save_model(*args, **kwargs)
+
+    xpnn.io.save_model = counted
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        model = build(backend)
+        model.train(X, y, epochs=2, batch_size=16, checkpoint=path, print_every=1,
+                    verbose="lines", comm=COMM)  # fmt: skip
+    xpnn.io.save_model = save_model
+    COMM.Barrier()  # the file is whole before any rank reads it
+    resumed = xpnn.Model.load(path, backend=backend, dtype="float64")
+    resumed.train(X, y, epochs=2, batch_size=16, verbose=False, comm=COMM)
+    return {"printed": shown.getvalue(), "writes": len(writes), "resumed": flat(resumed)}
+
+
+def dropout(backend: str) -> dict:
+    X, y = spiral(20, 3)
+    model = build_dropout(backend)
+    model.train(X, y, epochs=1, verbose=False, comm=COMM)
+    return {"mask": xpnn.to_numpy(model.layers[2].binary_mask).copy(), "params": flat(model)}
+
+
+def evaluation(backend: str) -> dict:
+    X, y = spiral(43, 3)
+    model = build(backend)
+    model.train(X, y, epochs=2, batch_size=32, verbose=False)  # alone, on every rank alike
+    return {"params": model.get_parameters(), "figures": model.evaluate(X, y, comm=COMM)}
+
+
+def crash(backend: str) -> None:
+    X, y = spiral(200, 3)
+    model = build(backend)
+    if RANK == SIZE - 1:
+        post = model.optimizer.post_update_params
+
+        def post_update_params():
+            post()
+            if model.optimizer.iterations == 3:
+                raise RuntimeError("a fault on one rank")
+
+        model.optimizer.post_update_params = post_update_params
+    model.train(X, y, epochs=1000, batch_size=16, verbose=False, comm=COMM)
+
+
+def main() -> None:
+    mode, backend, out = sys.argv[1:4]
+    if mode == "crash":
+        crash(backend)
+        return
+    seen = {
+        "size": SIZE,
+        "equal": equal_runs(backend),
+        "from_rank_0": from_rank_0(backend),
+        "disagreements": disagreements(backend),
+        "non_finite": non_finite(backend),
+        "ctrl_c": ctrl_c(backend, out),
+        "checkpoints": checkpoints(backend, out),
+        "dropout": dropout(backend),
+        "evaluate": evaluation(backend),
+    }
+    with open(os.path.join(out, f"rank{RANK}.pkl"), "wb") as file:
+        pickle.dump(seen, file)
+    np.testing.assert_equal(COMM.allgather(RANK), list(range(SIZE)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Models and faults shared by the data-parallel tests (test_distributed.py, mpi_worker.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import xpnn
+
+OPTIMIZERS = {
+    "sgd": lambda: xpnn.SGD(learning_rate=0.5, decay=1e-3, momentum=0.9),
+    "adagrad": lambda: xpnn.Adagrad(learning_rate=0.5, decay=1e-4),
+    "rmsprop": lambda: xpnn.RMSprop(learning_rate=0.01, decay=1e-4),
+    "adam": lambda: xpnn.Adam(learning_rate=0.02, decay=1e-4),
+}
+
+#: (optimizer, samples per class of the 3-class spiral, global batch size): 43 * 3 = 129
+#: samples in batches of 32 leave a last batch of one sample, fewer than the ranks.
+CASES = [("sgd", 301, 128), ("adagrad", 43, 32), ("rmsprop", 43, 32), ("adam", 43, 32)]
+
+
+def build(backend, optimizer="adam", seed=3, hidden=16, dtype="float64", regularize=True):
+    """2-hidden-3 with L1 and L2 penalties on the first layer (weights and biases)."""
+    model = xpnn.Model(backend=backend, seed=seed, dtype=dtype)
+    penalties = (1e-4, 5e-4, 2e-4, 1e-3) if regularize else (0, 0, 0, 0)
+    model.add(xpnn.Dense(2, hidden, *penalties))
+    model.add(xpnn.ReLU())
+    model.add(xpnn.Dense(hidden, 3))
+    model.add(xpnn.Softmax())
+    model.set(
+        loss=xpnn.CategoricalCrossentropy(),
+        optimizer=OPTIMIZERS[optimizer](),
+        accuracy=xpnn.CategoricalAccuracy(),
+    )
+    model.finalize()
+    return model
+
+
+def flat(model) -> np.ndarray:
+    return np.concatenate([a.ravel() for layer in model.get_parameters() for a in layer])
+
+
+def build_dropout(backend):
+    """2-32-3 with Dropout(0.5) after the hidden layer."""
+    model = xpnn.Model(backend=backend, seed=5, dtype="float64")
+    model.add(xpnn.Dense(2, 32))
+    model.add(xpnn.ReLU())
+    model.add(xpnn.Dropout(0.5))
+    model.add(xpnn.Dense(32, 3))
+    model.add(xpnn.Softmax())
+    model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=xpnn.Adam())
+    model.finalize()
+    return model
+
+
+def inject_nan(model, at_call):
+    """Make the model's loss NaN on its ``at_call``-th forward while training."""
+    forward, calls = model.loss.forward, []
+
+    def poisoned(output, y):
+        calls.append(1)
+        losses = forward(output, y)
+        return losses * math.nan if len(calls) == at_call else losses
+
+    model.loss.forward = poisoned

@@ -1,0 +1,463 @@
+"""Data-parallel training over MPI: K processes train as one process would, only sharing the work.
+
+Every rank passes the same ``(X, y)``. ``batch_size`` is the global batch: each rank takes its
+contiguous share of every global batch, cut from the one order all ranks draw alike, computes
+its gradient, and weights it by ``n_local / n_global``. One sum over the ranks (an Allreduce
+of the flat gradient buffer, with slots after it for the step's loss, right predictions and a
+stop flag) then gives every rank the gradient one process computes over the whole batch, and
+every rank takes the same optimizer step. Penalty gradients, which every rank adds in full,
+carry weights that sum to one: they are counted once.
+
+The ranks talk through a ``Communicator``: rank, size, an allgather of small Python objects,
+and an in-place sum and broadcast of the backend's arrays. ``communicator()`` picks one for an
+mpi4py communicator and a backend: MPI on the arrays themselves for NumPy; on CuPy, NCCL on the
+stream where CuPy has it, CUDA-aware MPI when asked for, otherwise staging through host memory,
+which also serves the array-API reference backends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from . import progress, training
+from ._checks import positive_int
+from .backends import Backend, to_numpy
+from .history import History
+from .layers import Dropout
+from .training import StopOnInterrupt, Trainer, count_correct, read, slices
+
+__all__ = [
+    "Communicator",
+    "CudaAwareMPI",
+    "HostMPI",
+    "NcclMPI",
+    "communicator",
+    "evaluate",
+    "share",
+    "train",
+]
+
+#: Steps between reads of the summed stop flag where reading costs a device synchronisation.
+STOP_CHECK_EVERY = 16
+
+
+class Communicator:
+    """What data-parallel training needs of a group of processes.
+
+    ``rank`` and ``size``; ``allgather`` of small Python objects (host side, at the start);
+    ``allreduce`` sums an array of the backend over the ranks in place, every rank getting the
+    same result; ``broadcast`` copies rank ``root``'s array into every rank's.
+    """
+
+    rank: int
+    size: int
+
+    def allgather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order."""
+        raise NotImplementedError
+
+    def allreduce(self, buffer: Any) -> None:
+        """Sum ``buffer`` over the ranks, in place."""
+        raise NotImplementedError
+
+    def broadcast(self, buffer: Any, root: int = 0) -> None:
+        """Overwrite ``buffer`` with rank ``root``'s, in place."""
+        raise NotImplementedError
+
+
+class HostMPI(Communicator):
+    """MPI through mpi4py on host memory: NumPy arrays in place; any other backend's arrays
+    staged through a host copy (one transfer each way per call)."""
+
+    def __init__(self, comm: Any, backend: Backend) -> None:
+        from mpi4py import MPI
+
+        self.comm, self.backend, self._in_place = comm, backend, MPI.IN_PLACE
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self._on_host = isinstance(backend.zeros(0), np.ndarray)
+
+    def allgather(self, value: Any) -> list[Any]:
+        """``Communicator.allgather`` over MPI (pickled objects)."""
+        return self.comm.allgather(value)
+
+    def allreduce(self, buffer: Any) -> None:
+        """``Communicator.allreduce`` with ``MPI_Allreduce(MPI_IN_PLACE, ...)``."""
+        if self._on_host:
+            self.comm.Allreduce(self._in_place, buffer)
+            return
+        host = np.array(to_numpy(buffer))  # a writable, contiguous copy
+        self.comm.Allreduce(self._in_place, host)
+        buffer[...] = self.backend.asarray(host, buffer.dtype)
+
+    def broadcast(self, buffer: Any, root: int = 0) -> None:
+        """``Communicator.broadcast`` with ``MPI_Bcast``."""
+        if self._on_host:
+            self.comm.Bcast(buffer, root=root)
+            return
+        host = np.array(to_numpy(buffer))
+        self.comm.Bcast(host, root=root)
+        buffer[...] = self.backend.asarray(host, buffer.dtype)
+
+
+class CudaAwareMPI(HostMPI):
+    """CuPy arrays handed to a CUDA-aware MPI directly, after the current stream has finished
+    the work that writes them (MPI does not order itself after CUDA streams)."""
+
+    def allreduce(self, buffer: Any) -> None:
+        """``Communicator.allreduce`` on device memory."""
+        self.backend.synchronize()
+        self.comm.Allreduce(self._in_place, buffer)
+
+    def broadcast(self, buffer: Any, root: int = 0) -> None:
+        """``Communicator.broadcast`` on device memory."""
+        self.backend.synchronize()
+        self.comm.Bcast(buffer, root=root)
+
+
+class NcclMPI(HostMPI):
+    """CuPy arrays summed by NCCL (``cupy.cuda.nccl``), queued on the current stream so the host
+    never waits for them; MPI carries NCCL's unique id and the small Python objects."""
+
+    def __init__(self, comm: Any, backend: Backend) -> None:
+        super().__init__(comm, backend)
+        from cupy.cuda import nccl
+
+        self._nccl = nccl
+        unique_id = comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
+        self._comm = nccl.NcclCommunicator(self.size, unique_id, self.rank)
+        self._types = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}
+
+    def _args(self, buffer: Any) -> tuple[int, int, int]:
+        return buffer.data.ptr, buffer.size, self._types[str(buffer.dtype)]
+
+    def allreduce(self, buffer: Any) -> None:
+        """``Communicator.allreduce`` with ``ncclAllReduce`` in place on the current stream."""
+        pointer, count, dtype = self._args(buffer)
+        stream = self.backend.xp.cuda.get_current_stream().ptr
+        self._comm.allReduce(pointer, pointer, count, dtype, self._nccl.NCCL_SUM, stream)
+
+    def broadcast(self, buffer: Any, root: int = 0) -> None:
+        """``Communicator.broadcast`` with ``ncclBcast`` on the current stream."""
+        pointer, count, dtype = self._args(buffer)
+        stream = self.backend.xp.cuda.get_current_stream().ptr
+        self._comm.bcast(pointer, count, dtype, root, stream)
+
+
+TRANSPORTS = {"host": HostMPI, "cuda-mpi": CudaAwareMPI, "nccl": NcclMPI}
+
+
+def communicator(comm: Any, backend: Backend, transport: str = "auto") -> Communicator:
+    """A ``Communicator`` over the mpi4py communicator ``comm`` for ``backend``'s arrays.
+
+    ``transport``: "host" (MPI on host memory, staging device arrays), "nccl", "cuda-mpi" (the
+    MPI library must be CUDA-aware) or "auto": NCCL on CuPy where ``cupy.cuda.nccl`` is
+    available, host MPI otherwise. A ``Communicator`` passed as ``comm`` is returned as it is.
+    """
+    if isinstance(comm, Communicator):
+        return comm
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise TypeError(
+            f"comm must be an mpi4py communicator (install xpnn[mpi]) or an "
+            f"xpnn.distributed.Communicator; got {comm!r}"
+        ) from None
+    if not isinstance(comm, MPI.Intracomm):
+        raise TypeError(
+            f"comm must be an mpi4py intracommunicator such as MPI.COMM_WORLD; got {comm!r}"
+        )
+    if transport == "auto":
+        transport = "host"
+        if backend.name == "cupy":
+            with warnings.catch_warnings():  # CuPy warns on import where NCCL is missing
+                warnings.simplefilter("ignore")
+                from cupy.cuda import nccl
+
+            transport = "nccl" if getattr(nccl, "available", False) else "host"
+    if transport not in TRANSPORTS:
+        raise ValueError(
+            f"transport must be 'auto', 'host', 'nccl' or 'cuda-mpi'; got {transport!r}"
+        )
+    return TRANSPORTS[transport](comm, backend)
+
+
+def share(start: int, stop: int, rank: int, size: int) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous part of samples ``[start, stop)`` split over ``size`` ranks:
+    sizes differ by at most one, the first ranks taking the extra; empty past the samples."""
+    count, extra = divmod(stop - start, size)
+    begin = start + rank * count + min(rank, extra)
+    return begin, begin + count + (rank < extra)
+
+
+# -- agreeing before the first step ---------------------------------------------------------------
+
+
+class Disagreement(ValueError):
+    """The ranks called ``train`` or ``evaluate`` differently, or one of them failed to start."""
+
+
+def agree(
+    group: Communicator, settings: dict[str, Any] | None, error: BaseException | None
+) -> None:
+    """Compare every rank's settings (or the error that stopped it) in one allgather; raise on
+    every rank if one failed or any setting differs from rank 0's."""
+    mine = {"error": None if error is None else f"{type(error).__name__}: {error}"}
+    mine["settings"] = settings
+    every = group.allgather(mine)
+    failed = [(rank, entry["error"]) for rank, entry in enumerate(every) if entry["error"]]
+    if failed:
+        if error is not None:
+            return  # the caller raises its own
+        rank, message = failed[0]
+        raise Disagreement(f"rank {rank} could not start: {message}")
+    first = every[0]["settings"]
+    for rank, entry in enumerate(every[1:], 1):
+        for name, value in first.items():
+            theirs = entry["settings"].get(name)
+            if theirs != value:
+                raise Disagreement(
+                    f"the ranks differ in {name}: rank 0 has {value!r}, rank {rank} has "
+                    f"{theirs!r}; every rank must pass the same data, settings and model"
+                )
+
+
+def settings(model: Any, X: Any, y: Any, **given: Any) -> dict[str, Any]:
+    """What must be equal on every rank before training or evaluating together."""
+    unfinished = model._epoch_in_progress
+    order = None if unfinished is None else unfinished.order
+    optimizer = model.optimizer
+    buffer = model._parameters
+    states = () if optimizer is None else optimizer_states(buffer, optimizer)
+    return {
+        "samples": X.shape[0],
+        "input shape": tuple(X.shape[1:]),
+        "target shape": tuple(y.shape[1:]),
+        **given,
+        "parameter count": model._parameters.params.shape[0],
+        "dtype": model.backend.dtype_name,
+        "layers": [repr(layer) for layer in model.layers],
+        "loss": type(model.loss).__name__,
+        "accuracy": type(model.accuracy).__name__,
+        "optimizer": repr(optimizer),
+        "epochs trained": model.epochs_trained,
+        "optimizer step": None if optimizer is None else optimizer.iterations,
+        "optimizer state": states,
+        "epoch in progress": None
+        if unfinished is None
+        else (unfinished.done, unfinished.steps, _digest(order)),
+    }
+
+
+def optimizer_states(buffer: Any, optimizer: Any) -> list[str]:
+    """The names of the optimizer's state arrays on the parameter buffer, once it has any."""
+    ends = tuple(f"_{name}" for name in optimizer.state_names)
+    return sorted(name for name in vars(buffer) if ends and name.endswith(ends))
+
+
+def _digest(values: np.ndarray | None) -> str | None:
+    return None if values is None else hashlib.sha256(np.ascontiguousarray(values)).hexdigest()
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+class AgreedStop(StopOnInterrupt):
+    """Ctrl-C under MPI: a first one only asks (``requested``); the ranks stop after the step
+    whose summed stop flag first counts a request, all at once. A second one stops this rank
+    at once (and the job with it, under ``python -m mpi4py``)."""
+
+    requested = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+class ReplicaTrainer(Trainer):
+    """A ``Trainer`` on one rank: each step on its share of the global batch, the gradients and
+    figures summed over the ranks before the update (``batches`` and ``combine``)."""
+
+    def __init__(
+        self, group: Communicator, given_checkpoint: Any, *args: Any, **options: Any
+    ) -> None:
+        super().__init__(*args, **options)
+        self.group, self.agreed = group, False
+        # Every rank keeps the path it was given, though only rank 0 writes, so that the
+        # reports (which a checkpoint brings) fall on the same epochs on every rank.
+        self.checkpoint = given_checkpoint
+        model = self.model
+        self.per_sample = 0  # predictions compared per sample, known without a read
+        if model.accuracy is not None:
+            one = model.forward(self.X[:1, ...])
+            self.per_sample = count_correct(model, one, self.y[:1, ...])[1]
+        self.share = (0, 0)
+        self.check_every = 1 if model.backend.on_host else STOP_CHECK_EVERY
+        self.steps = 0
+
+    def run(self, epochs: int) -> History:
+        """Agree with the other ranks, start from rank 0's state, then train."""
+        given = {
+            "epochs": epochs,
+            "batch size": self.batch_size,
+            "shuffle": self.shuffle,
+            "validation samples": None if self.validation is None else self.validation[0].shape[0],
+            "early stopping": self.early_stopping,
+            "checkpoint": self.checkpoint is not None,
+            "checkpoint every": self.checkpoint_every,
+            "print every": self.print_every,
+        }
+        self.agreed = True  # from here on, every rank takes part in what comes or none does
+        agree(self.group, settings(self.model, self.X, self.y, **given), None)
+        start_alike(self.model, self.group)
+        if self.snapshot is not None:
+            self.snapshot.take()
+        return super().run(epochs)
+
+    def interruption(self) -> StopOnInterrupt:
+        """``Trainer.interruption``: a request that the ranks agree on (``AgreedStop``)."""
+        self.interrupt = AgreedStop()
+        return self.interrupt
+
+    def save_checkpoint(self) -> None:
+        """``Trainer.save_checkpoint`` on rank 0 only."""
+        if self.group.rank == 0:
+            super().save_checkpoint()
+
+    def batches(self, X: Any, y: Any, order: Any, begin: int) -> Any:
+        """``Trainer.batches``: this rank's contiguous share of each global batch."""
+        xp, rank, size = self.model.backend.xp, self.group.rank, self.group.size
+        samples = X.shape[0]
+        for start in range(begin, samples, self.batch_size):
+            stop = min(start + self.batch_size, samples)
+            low, high = share(start, stop, rank, size)
+            self.share = (high - low, stop - start)
+            if order is None:
+                yield stop, X[low:high, ...], y[low:high, ...]
+            else:
+                indices = order[low:high]
+                yield stop, xp.take(X, indices, axis=0), xp.take(y, indices, axis=0)
+
+    def combine(self, batch_loss: Any, right: Any, count: int) -> tuple[Any, Any, int]:
+        """``Trainer.combine``: gradients weighted by ``n_local / n_global`` and the figures,
+        summed over the ranks in one call; the stop flag read every ``check_every`` steps."""
+        backend, xp = self.model.backend, self.model.backend.xp
+        buffer = self.model._parameters
+        local, total = self.share
+        if local != total:
+            dparams = buffer.dparams
+            dparams *= local / total  # in place: the buffer the Allreduce sends
+        figures = buffer.figures
+        figures[0] = batch_loss
+        figures[1] = 0.0 if right is None else xp.astype(right, backend.dtype)
+        figures[2] = 1.0 if self.interrupt.requested else 0.0
+        self.group.allreduce(buffer.summed)
+        self.steps += 1
+        if self.steps % self.check_every == 0 and read(backend, [figures[2]])[0] > 0:
+            self.interrupt.stopped = True
+        summed_loss = xp.asarray(figures[0], copy=True)
+        if right is None:
+            return summed_loss, None, 0
+        return summed_loss, xp.astype(figures[1], backend.index_dtype), total * self.per_sample
+
+
+def start_alike(model: Any, group: Communicator) -> None:
+    """Rank 0's parameters, optimizer state, step count and shuffling generator on every rank;
+    each Dropout layer's generator seeded from (seed, rank, layer, step), so masks differ."""
+    buffer = model._parameters
+    for name in ("params", *optimizer_states(buffer, model.optimizer)):
+        group.broadcast(getattr(buffer, name))
+    optimizer = model.optimizer
+    base = model.seed if model.seed is not None else np.random.SeedSequence().entropy
+    host = (model.rng.bit_generator.state, optimizer.iterations, optimizer.current_learning_rate)
+    (state, optimizer.iterations, optimizer.current_learning_rate), base = group.allgather(
+        (host, base)
+    )[0]
+    model.rng.bit_generator.state = state
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, Dropout):
+            key = (group.rank, index, optimizer.iterations)
+            seed = np.random.SeedSequence(base, spawn_key=key).generate_state(1, np.uint64)[0]
+            layer.generator = model.backend.random_generator(int(seed) >> 1)
+
+
+def train(model: Any, X: Any, y: Any, *, comm: Any, **options: Any) -> History:
+    """``Model.train(..., comm=comm)``: every rank checks its arguments, all agree on them (or
+    every rank raises), then each trains on its share; only rank 0 shows progress and writes
+    checkpoints."""
+    model._require_finalized("train")
+    group = communicator(comm, model.backend)
+    checkpoint = options["checkpoint"]
+    if group.rank != 0:
+        options.update(verbose=False, checkpoint=None)
+    made: list[ReplicaTrainer] = []
+
+    def make(*args: Any, **kwargs: Any) -> ReplicaTrainer:
+        made.append(ReplicaTrainer(group, checkpoint, *args, **kwargs))
+        return made[-1]
+
+    try:
+        return training.train(model, X, y, trainer=make, **options)
+    except Exception as error:
+        if not (made and made[-1].agreed):
+            agree(group, None, error)  # the other ranks raise at their agreement
+        raise
+
+
+def evaluate(
+    model: Any, X: Any, y: Any, comm: Any, batch_size: int | None, *, verbose: bool = False
+) -> dict[str, float]:
+    """``Model.evaluate(..., comm=comm)``: each rank the loss and right predictions over its
+    contiguous share of ``(X, y)``, summed over the ranks; every rank returns the same figures.
+    The ranks' parameters must agree (compared by a digest; nothing is broadcast)."""
+    model._require_finalized("evaluate")
+    group = communicator(comm, model.backend)
+    backend, xp = model.backend, model.backend.xp
+    try:
+        X, y = model._prepare(X, y)
+        if batch_size is not None:
+            positive_int(batch_size, "batch_size")
+        if model.accuracy is not None:
+            model.accuracy.init(y)
+    except Exception as error:
+        agree(group, None, error)
+        raise
+    parameters = _digest(np.ascontiguousarray(to_numpy(model._parameters.params)))
+    agree(
+        group, settings(model, X, y, **{"batch size": batch_size, "parameters": parameters}), None
+    )
+    low, high = share(0, X.shape[0], group.rank, group.size)
+    totals = backend.zeros(2)
+    compared = 0
+    for batch_X, batch_y in slices(X[low:high, ...], y[low:high, ...], batch_size):
+        output = model.forward(batch_X)
+        totals[0] = totals[0] + xp.sum(model.loss.forward(output, batch_y))
+        if model.accuracy is not None:
+            right, count = count_correct(model, output, batch_y)
+            totals[1] = totals[1] + xp.astype(right, backend.dtype)
+            compared += count
+    group.allreduce(totals)
+    compared = sum(group.allgather(compared))
+    figures = [totals[0], totals[1], model.regularization_loss()]
+    loss_sum, correct, regularization = read(backend, figures)
+    data_loss = loss_sum / X.shape[0]
+    if not math.isfinite(data_loss):
+        raise ValueError(
+            f"X, y: the loss over these data is {data_loss}: the model's computation "
+            f"overflows {backend.dtype_name} on them; scale X (and y) to a smaller range"
+        )
+    result = {
+        "loss": data_loss + regularization,
+        "data_loss": data_loss,
+        "regularization_loss": regularization,
+    }
+    if model.accuracy is not None:
+        result["accuracy"] = correct / compared
+    if verbose and group.rank == 0:
+        print(progress.validation_line(result))
+    return result
