@@ -1,12 +1,13 @@
 """Test sessions over backends, lint, and the examples.
 
-``nox`` runs the tests on numpy and strict, the cupy session, the cupy-api session, lint, and
-every example briefly (so they cannot rot). The cupy session installs the CUDA extra and runs
-the suite where an NVIDIA GPU is visible; elsewhere it skips with its reason and installs
-nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. The cupy-api session runs the
-suite's cupy path on a stand-in that checks every CuPy call against the installed CuPy's API,
-on any machine (no GPU). ``nox -s bench``, never part of the default run, times xpnn beside
-PyTorch (benchmarks/README.md).
+``nox`` runs the tests on numpy (twice: "tests(numpy)" with the compiled kernels numba gives
+the NumPy backend, "tests(numpy-nojit)" without them, XPNN_JIT=0), strict, the cupy session,
+the cupy-api session, lint, and every example briefly (so they cannot rot). The cupy session
+installs the CUDA extra and runs the suite where an NVIDIA GPU is visible; elsewhere it skips
+with its reason and installs nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. The
+cupy-api session runs the suite's cupy path on a stand-in that checks every CuPy call against
+the installed CuPy's API, on any machine (no GPU). ``nox -s bench``, never part of the default
+run, times xpnn beside PyTorch (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -37,10 +38,17 @@ def _cuda_major() -> int | None:
 
 
 @nox.session
-@nox.parametrize("backend", ["numpy", "strict", "cupy"], ids=["numpy", "strict", "cupy"])
+@nox.parametrize(
+    "backend",
+    ["numpy", "numpy-nojit", "strict", "cupy"],
+    ids=["numpy", "numpy-nojit", "strict", "cupy"],
+)
 def tests(session: nox.Session, backend: str) -> None:
-    """The whole suite on one backend."""
+    """The whole suite on one backend; "numpy-nojit" is numpy with XPNN_JIT=0 (plain NumPy,
+    though the test extra installs numba: tests/test_jit.py still checks the kernels)."""
     env = {"XPNN_TEST_BACKENDS": backend}
+    if backend == "numpy-nojit":
+        env = {"XPNN_TEST_BACKENDS": "numpy", "XPNN_JIT": "0"}
     if backend == "cupy":
         major = _cuda_major()
         if major is None:

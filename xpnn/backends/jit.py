@@ -1,0 +1,271 @@
+"""The compiled fast path of the NumPy backend: numba kernels, used where numba is installed.
+
+numba is optional (``pip install "xpnn[jit]"``); without it, or with ``XPNN_JIT=0`` in the
+environment, the NumPy backend runs its plain NumPy operations. With it, ``get_backend("numpy")``
+returns a :class:`JitBackend`: the same NumPy arrays and results, with the hottest steps of
+training each done in one compiled pass instead of several NumPy calls.
+
+Every kernel is compiled on its first call (numba's ``njit``) and cached on disk
+(``cache=True``: beside the source in ``__pycache__``, or, where that folder cannot be written,
+in the user's cache folder; ``NUMBA_CACHE_DIR`` chooses another). None asks for ``fastmath``, so
+each operation rounds as IEEE arithmetic says and no multiply-add is contracted: the optimizer
+kernels give the reference's numbers bit for bit (tested). The fused forward and backward
+kernels sum in another order than NumPy does, so they agree with the reference to rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .numpy import NumpyBackend
+
+__all__ = [
+    "PARALLEL_FROM",
+    "JitBackend",
+    "Kernel",
+    "enabled",
+    "flat",
+    "numpy_backend",
+    "prange",
+    "scalars",
+]
+
+log = logging.getLogger("xpnn")
+
+#: Buffers with at least this many values are updated by all cores (numba's ``prange``); on
+#: smaller ones starting the threads costs more than it saves.
+PARALLEL_FROM = 1 << 16
+
+#: numba's fallback threading layer ("workqueue", where neither OpenMP nor TBB can be loaded)
+#: aborts the process if two threads launch parallel kernels at once, so launches take turns.
+_PARALLEL_LAUNCH = threading.Lock()
+
+_numba: Any = None  # the module, once imported
+_problem: str | None = None  # why numba cannot be used, once known
+
+
+def enabled() -> bool:
+    """True where the compiled path runs: numba imports and ``XPNN_JIT`` is not ``0``.
+
+    Importing numba takes some 0.3 s, so it happens once, at the first NumPy backend.
+    """
+    global _numba, _problem
+    if os.environ.get("XPNN_JIT", "1").strip() == "0":
+        return False
+    if _numba is None and _problem is None:
+        try:
+            import numba
+        except ImportError as error:  # not installed, or built for another NumPy
+            _problem = f"{type(error).__name__}: {error}"
+            if "No module named 'numba'" not in str(error):
+                log.warning("numba cannot be imported, xpnn runs plain NumPy: %s", _problem)
+        else:
+            _numba = numba
+    return _numba is not None
+
+
+def numpy_backend(dtype: str = "float32") -> NumpyBackend:
+    """The NumPy backend for ``dtype``: compiled (:class:`JitBackend`) where :func:`enabled`."""
+    return JitBackend(dtype) if enabled() else NumpyBackend(dtype)
+
+
+class Kernel:
+    """A Python function compiled by numba on its first call and kept.
+
+    ``parallel=True`` compiles it with numba's ``parallel`` option, so its ``prange`` loops run
+    on all cores; launches take turns (see ``_PARALLEL_LAUNCH``). Compiled code is shared by
+    every computation and holds no state of one.
+    """
+
+    def __init__(self, function: Callable[..., Any], *, parallel: bool = False) -> None:
+        self.function, self.parallel = function, parallel
+        self._compiled: Any = None
+
+    def _compile(self) -> Any:
+        if not enabled():
+            raise RuntimeError("the compiled path is off (numba missing, or XPNN_JIT=0)")
+        # A copy of the function whose ``prange`` is numba's. numba's disk cache is named
+        # after the function and records no flags, so the parallel build gets its own name.
+        source = self.function
+        suffix = "_parallel" if self.parallel else ""
+        function = types.FunctionType(
+            source.__code__,
+            {**source.__globals__, "prange": _numba.prange},
+            source.__name__ + suffix,
+            source.__defaults__,
+            source.__closure__,
+        )
+        function.__qualname__ = source.__qualname__ + suffix
+        function.__module__ = source.__module__
+        self._compiled = _numba.njit(function, cache=True, parallel=self.parallel, nogil=True)
+        return self._compiled
+
+    def __call__(self, *args: Any) -> Any:
+        """Run the compiled function (compiling it the first time)."""
+        compiled = self._compiled or self._compile()
+        if self.parallel:
+            with _PARALLEL_LAUNCH:
+                return compiled(*args)
+        return compiled(*args)
+
+
+#: ``range`` in Python; a :class:`Kernel` compiles its function with numba's ``prange`` in its
+#: place, whose iterations run on all cores in a parallel build.
+prange = range
+
+
+def scalars(dtype: Any, *values: float) -> np.ndarray:
+    """``values`` in an array of ``dtype``, for a kernel to read.
+
+    NumPy rounds a Python float to the array's type before it computes with it (NEP 50), and a
+    kernel must take the same rounded numbers; one small array is also quicker to make and to
+    pass to a compiled function than a NumPy scalar per value.
+    """
+    return np.array(values, dtype=dtype)
+
+
+def flat(*arrays: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """One-dimensional views of same-shaped arrays that lie in memory alike (all C- or all
+    Fortran-ordered), so element ``i`` of each view is the same element of every array; None
+    where they do not."""
+    if all(a.flags.c_contiguous for a in arrays):
+        return tuple(a.reshape(-1) for a in arrays)
+    if all(a.flags.f_contiguous for a in arrays):
+        return tuple(a.T.reshape(-1) for a in arrays)
+    return None
+
+
+# -- the fused kernels of a training step ----------------------------------------------------
+
+
+def _softmax(inputs, s, output):  # pragma: no cover - compiled by numba
+    """Each row's exponentials, shifted by the row maximum, over their sum (left to right, as
+    NumPy sums a narrow row)."""
+    rows, columns = inputs.shape
+    for i in range(rows):
+        top = inputs[i, 0]
+        for j in range(1, columns):
+            top = max(top, inputs[i, j])
+        total = s[0]  # zero
+        for j in range(columns):
+            output[i, j] = np.exp(inputs[i, j] - top)
+            total += output[i, j]
+        for j in range(columns):
+            output[i, j] = output[i, j] / total
+
+
+def _crossentropy_labels(probs, labels, s, dinputs, gradient):  # pragma: no cover
+    """Softmax outputs against class indices: the summed clipped cross-entropy, the right
+    predictions (the first maximum, as argmax takes it), and ``(probs - one_hot) / n`` into
+    ``dinputs``. ``s`` holds the clipping bounds, n and 1 in the arrays' dtype."""
+    low, high, n, one = s[0], s[1], s[2], s[3]
+    rows, columns = probs.shape
+    loss = 0.0
+    correct = 0
+    for i in range(rows):
+        label = labels[i]
+        if label < 0 or label >= columns:
+            raise IndexError("a class label is outside [0, classes)")
+        best = 0
+        for j in range(1, columns):
+            if probs[i, j] > probs[i, best]:
+                best = j
+        if best == label:
+            correct += 1
+        loss -= np.log(min(max(probs[i, label], low), high))
+        if gradient:
+            for j in range(columns):
+                dinputs[i, j] = probs[i, j] / n
+            dinputs[i, label] = (probs[i, label] - one) / n
+    return loss, correct
+
+
+def _crossentropy_one_hot(probs, targets, s, dinputs, gradient):  # pragma: no cover
+    """As ``_crossentropy_labels``, for rows of probabilities as targets (one-hot or smoothed):
+    a prediction is right where both rows' first maxima fall on the same class."""
+    low, high, n = s[0], s[1], s[2]
+    rows, columns = probs.shape
+    loss = 0.0
+    correct = 0
+    for i in range(rows):
+        best, wanted = 0, 0
+        confidence = low - low
+        for j in range(columns):
+            if probs[i, j] > probs[i, best]:
+                best = j
+            if targets[i, j] > targets[i, wanted]:
+                wanted = j
+            confidence += min(max(probs[i, j], low), high) * targets[i, j]
+            if gradient:
+                dinputs[i, j] = (probs[i, j] - targets[i, j]) / n
+        if best == wanted:
+            correct += 1
+        loss -= np.log(confidence)
+    return loss, correct
+
+
+def _relu_backward(dvalues, inputs, s, dinputs):  # pragma: no cover - compiled by numba
+    """The gradient times 1 where the input was positive and times 0 elsewhere (so NaN and
+    infinity propagate as in the reference's product with the mask)."""
+    zero, one = s[0], s[1]
+    rows, columns = dvalues.shape
+    for i in range(rows):
+        for j in range(columns):
+            dinputs[i, j] = dvalues[i, j] * (one if inputs[i, j] > 0 else zero)
+
+
+KERNELS = {
+    "softmax": Kernel(_softmax),
+    "crossentropy_labels": Kernel(_crossentropy_labels),
+    "crossentropy_one_hot": Kernel(_crossentropy_one_hot),
+    "relu_backward": Kernel(_relu_backward),
+}
+
+
+class JitBackend(NumpyBackend):
+    """NumPy with numba kernels for the hot steps; its name is still ``"numpy"``.
+
+    ``fast_path`` is ``"numba"``: an optimizer runs its compiled update, or its NumPy one where
+    it has none (``fallback_paths``).
+    """
+
+    fast_path = "numba"
+    fallback_paths = ("numpy",)
+
+    def softmax(self, inputs: Any) -> Any:
+        """``Backend.softmax``, one compiled pass per row."""
+        if inputs.ndim != 2 or 0 in inputs.shape:
+            return NumpyBackend.softmax(self, inputs)
+        output = np.empty_like(inputs)
+        KERNELS["softmax"](inputs, scalars(inputs.dtype, 0.0), output)
+        return output
+
+    def softmax_crossentropy(
+        self, probs: Any, y_true: Any, epsilon: float, *, gradient: bool = True
+    ) -> tuple[Any, Any, Any]:
+        """``Backend.softmax_crossentropy`` in one compiled pass over the batch."""
+        if probs.ndim != 2 or 0 in probs.shape:
+            return NumpyBackend.softmax_crossentropy(
+                self, probs, y_true, epsilon, gradient=gradient
+            )
+        s = scalars(probs.dtype, epsilon, 1 - epsilon, probs.shape[0], 1.0)
+        dinputs = np.empty_like(probs) if gradient else np.empty((0, 0), probs.dtype)
+        name = "crossentropy_labels" if y_true.ndim == 1 else "crossentropy_one_hot"
+        loss, correct = KERNELS[name](probs, y_true, s, dinputs, gradient)
+        loss = np.asarray(loss, dtype=probs.dtype)
+        return loss, np.asarray(correct, dtype=self.index_dtype), dinputs if gradient else None
+
+    def relu_backward(self, dvalues: Any, inputs: Any) -> Any:
+        """``Backend.relu_backward`` in one compiled pass."""
+        if dvalues.ndim != 2 or dvalues.shape != inputs.shape:
+            return NumpyBackend.relu_backward(self, dvalues, inputs)
+        dinputs = np.empty_like(dvalues)
+        KERNELS["relu_backward"](dvalues, inputs, scalars(dvalues.dtype, 0.0, 1.0), dinputs)
+        return dinputs
