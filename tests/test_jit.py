@@ -76,6 +76,24 @@ def test_crossentropy_kernel_refuses_labels_out_of_range():
         JitBackend("float32").softmax_crossentropy(probs, labels, EPSILON)
 
 
+def test_affine_and_relu_match_reference_bit_for_bit(dtype):
+    """Bias added after the product, and max(x, 0), as NumPy computes them (-0.0, NaN and
+    infinity included)."""
+    jb = JitBackend(dtype)
+    rng = np.random.default_rng(2)
+    inputs = rng.standard_normal((37, 6)).astype(dtype)
+    weights = rng.standard_normal((6, 65)).astype(dtype)
+    biases = rng.standard_normal((1, 65)).astype(dtype)
+    output = jb.affine(inputs, weights, biases)
+    np.testing.assert_array_equal(output, Backend.affine(jb, inputs, weights, biases))
+    output[0, :5] = (-0.0, np.nan, -np.inf, np.inf, 0.0)
+    relu = jb.relu(output)
+    expected = Backend.relu(jb, output)
+    np.testing.assert_array_equal(relu, expected)
+    np.testing.assert_array_equal(np.signbit(relu), np.signbit(expected))
+    assert relu.dtype == output.dtype and (relu >= 0).sum() == relu.size - 1
+
+
 def test_relu_backward_matches_reference_bit_for_bit(dtype):
     jb = JitBackend(dtype)
     rng = np.random.default_rng(1)

@@ -20,7 +20,7 @@ class ReLU(Layer):
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """max(0, inputs) into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
-        self.output = self.backend.xp.maximum(self.inputs, 0.0)
+        self.output = self.backend.relu(self.inputs)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:

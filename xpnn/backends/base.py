@@ -185,6 +185,16 @@ class Backend:
         out[...] = self.xp.sum(a, axis=0, keepdims=True)
         return out
 
+    def affine(self, inputs: Any, weights: Any, biases: Any) -> Any:
+        """``inputs @ weights + biases``, in one new array."""
+        output = self.matmul(inputs, weights)
+        output += biases  # in place: one array, not two
+        return output
+
+    def relu(self, inputs: Any) -> Any:
+        """``max(inputs, 0)``, element-wise."""
+        return self.xp.maximum(inputs, 0.0)
+
     def softmax(self, inputs: Any) -> Any:
         """Each row's exponentials over their sum, the row shifted by its maximum first so
         ``exp`` cannot overflow."""

@@ -135,6 +135,8 @@ def flat(*arrays: np.ndarray) -> tuple[np.ndarray, ...] | None:
     """One-dimensional views of same-shaped arrays that lie in memory alike (all C- or all
     Fortran-ordered), so element ``i`` of each view is the same element of every array; None
     where they do not."""
+    if all(a.ndim == 1 and a.flags.c_contiguous for a in arrays):
+        return arrays  # a model's flat buffers: the common case, checked first
     if all(a.flags.c_contiguous for a in arrays):
         return tuple(a.reshape(-1) for a in arrays)
     if all(a.flags.f_contiguous for a in arrays):
@@ -143,6 +145,25 @@ def flat(*arrays: np.ndarray) -> tuple[np.ndarray, ...] | None:
 
 
 # -- the fused kernels of a training step ----------------------------------------------------
+
+
+def _add_row(output, row):  # pragma: no cover - compiled by numba
+    """``output += row`` for every row of ``output``."""
+    rows, columns = output.shape
+    for i in range(rows):
+        for j in range(columns):
+            output[i, j] += row[0, j]
+
+
+def _relu(inputs, s, output):  # pragma: no cover - compiled by numba
+    """``max(inputs, 0)`` as NumPy's maximum gives it: the input where it is above 0 or NaN,
+    else 0 (so -0.0 becomes 0.0)."""
+    zero = s[0]
+    rows, columns = inputs.shape
+    for i in range(rows):
+        for j in range(columns):
+            x = inputs[i, j]
+            output[i, j] = x if x > zero or x != x else zero
 
 
 def _softmax(inputs, s, output):  # pragma: no cover - compiled by numba
@@ -222,6 +243,8 @@ def _relu_backward(dvalues, inputs, s, dinputs):  # pragma: no cover - compiled 
 
 
 KERNELS = {
+    "add_row": Kernel(_add_row),
+    "relu": Kernel(_relu),
     "softmax": Kernel(_softmax),
     "crossentropy_labels": Kernel(_crossentropy_labels),
     "crossentropy_one_hot": Kernel(_crossentropy_one_hot),
@@ -238,6 +261,25 @@ class JitBackend(NumpyBackend):
 
     fast_path = "numba"
     fallback_paths = ("numpy",)
+
+    def affine(self, inputs: Any, weights: Any, biases: Any) -> Any:
+        """``Backend.affine``: the product through BLAS, the biases added in a compiled pass
+        (NumPy's broadcast add runs one short inner loop per row)."""
+        output = self.matmul(inputs, weights)
+        if output.ndim != 2 or biases.shape != (1, output.shape[1]) or biases.dtype != output.dtype:
+            output += biases
+            return output
+        KERNELS["add_row"](output, biases)
+        return output
+
+    def relu(self, inputs: Any) -> Any:
+        """``Backend.relu`` in one compiled pass (NumPy's maximum with a scalar is several
+        times slower than its plain element-wise loops)."""
+        if inputs.ndim != 2:
+            return NumpyBackend.relu(self, inputs)
+        output = np.empty_like(inputs)
+        KERNELS["relu"](inputs, scalars(inputs.dtype, 0.0), output)
+        return output
 
     def softmax(self, inputs: Any) -> Any:
         """``Backend.softmax``, one compiled pass per row."""
@@ -259,8 +301,9 @@ class JitBackend(NumpyBackend):
         dinputs = np.empty_like(probs) if gradient else np.empty((0, 0), probs.dtype)
         name = "crossentropy_labels" if y_true.ndim == 1 else "crossentropy_one_hot"
         loss, correct = KERNELS[name](probs, y_true, s, dinputs, gradient)
-        loss = np.asarray(loss, dtype=probs.dtype)
-        return loss, np.asarray(correct, dtype=self.index_dtype), dinputs if gradient else None
+        # NumPy scalars, as NumPy's own sums give (the reference's loss is one too).
+        loss, correct = probs.dtype.type(loss), self.xp.int64(correct)
+        return loss, correct, dinputs if gradient else None
 
     def relu_backward(self, dvalues: Any, inputs: Any) -> Any:
         """``Backend.relu_backward`` in one compiled pass."""
