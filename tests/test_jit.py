@@ -120,8 +120,9 @@ def test_combined_loss_gradient_checks_on_compiled_path():
 @pytest.mark.parametrize("update", [*UPDATES.keys(), "sgd-plain"])
 @pytest.mark.parametrize("size", [50, jit.PARALLEL_FROM + 7, (70, 30), "strided"])
 def test_compiled_updates_equal_reference_bit_for_bit(dtype, update, size):
-    """Each rule's numba version, on one core and on all (large buffers), on transposed and on
-    strided arrays (which fall back to NumPy's version), step after step."""
+    """Each rule's numba version, in one pass and in parts on several threads (large buffers),
+    on transposed and on strided arrays (which fall back to NumPy's version), step after
+    step."""
     be = JitBackend(dtype)
     plain = update == "sgd-plain"
     arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]

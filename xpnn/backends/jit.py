@@ -15,11 +15,13 @@ kernels sum in another order than NumPy does, so they agree with the reference t
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
 import types
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,22 +32,19 @@ __all__ = [
     "PARALLEL_FROM",
     "JitBackend",
     "Kernel",
+    "elementwise",
     "enabled",
     "flat",
     "numpy_backend",
-    "prange",
     "scalars",
+    "threads",
 ]
 
 log = logging.getLogger("xpnn")
 
-#: Buffers with at least this many values are updated by all cores (numba's ``prange``); on
-#: smaller ones starting the threads costs more than it saves.
+#: Buffers with at least this many values are updated by several threads (see
+#: :func:`elementwise`); on smaller ones handing work to a thread costs more than it saves.
 PARALLEL_FROM = 1 << 16
-
-#: numba's fallback threading layer ("workqueue", where neither OpenMP nor TBB can be loaded)
-#: aborts the process if two threads launch parallel kernels at once, so launches take turns.
-_PARALLEL_LAUNCH = threading.Lock()
 
 _numba: Any = None  # the module, once imported
 _problem: str | None = None  # why numba cannot be used, once known
@@ -77,48 +76,77 @@ def numpy_backend(dtype: str = "float32") -> NumpyBackend:
 
 
 class Kernel:
-    """A Python function compiled by numba on its first call and kept.
+    """A Python function compiled by numba on its first call and kept: compiled code, shared
+    by every computation, holding no state of one. It releases the GIL while it runs."""
 
-    ``parallel=True`` compiles it with numba's ``parallel`` option, so its ``prange`` loops run
-    on all cores; launches take turns (see ``_PARALLEL_LAUNCH``). Compiled code is shared by
-    every computation and holds no state of one.
-    """
-
-    def __init__(self, function: Callable[..., Any], *, parallel: bool = False) -> None:
-        self.function, self.parallel = function, parallel
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
         self._compiled: Any = None
 
     def _compile(self) -> Any:
         if not enabled():
             raise RuntimeError("the compiled path is off (numba missing, or XPNN_JIT=0)")
-        # A copy of the function whose ``prange`` is numba's. numba's disk cache is named
-        # after the function and records no flags, so the parallel build gets its own name.
+        # NumPy's arithmetic (division by zero gives infinity, not an exception): the check
+        # for zero that Python's rules would put in every division also keeps the loops from
+        # being vectorised.
+        options = {"error_model": "numpy", "nogil": True}
+        # numba's disk cache is named after the function and records no options, so a copy
+        # whose name carries them is compiled.
         source = self.function
-        suffix = "_parallel" if self.parallel else ""
+        suffix = "_" + "_".join(f"{k}_{v}" for k, v in options.items())
         function = types.FunctionType(
             source.__code__,
-            {**source.__globals__, "prange": _numba.prange},
+            source.__globals__,
             source.__name__ + suffix,
             source.__defaults__,
             source.__closure__,
         )
         function.__qualname__ = source.__qualname__ + suffix
         function.__module__ = source.__module__
-        self._compiled = _numba.njit(function, cache=True, parallel=self.parallel, nogil=True)
+        self._compiled = _numba.njit(function, cache=True, **options)
         return self._compiled
 
     def __call__(self, *args: Any) -> Any:
         """Run the compiled function (compiling it the first time)."""
-        compiled = self._compiled or self._compile()
-        if self.parallel:
-            with _PARALLEL_LAUNCH:
-                return compiled(*args)
-        return compiled(*args)
+        return (self._compiled or self._compile())(*args)
 
 
-#: ``range`` in Python; a :class:`Kernel` compiles its function with numba's ``prange`` in its
-#: place, whose iterations run on all cores in a parallel build.
-prange = range
+#: Threads that run parts of large element-wise kernels, made at first use; they wait on a
+#: queue (no spinning, so BLAS keeps its cores between steps).
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def threads() -> int:
+    """How many threads an element-wise kernel uses on a large buffer: ``OMP_NUM_THREADS``
+    where set (as for BLAS), else the cores this process may run on."""
+    configured = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def elementwise(kernel: Kernel, arrays: tuple[np.ndarray, ...], s: np.ndarray) -> None:
+    """``kernel(*arrays, s)`` over flat arrays, whose elements it treats one by one: on a
+    buffer of ``PARALLEL_FROM`` values or more, in parts on as many threads as :func:`threads`
+    gives (the kernels release the GIL), which give the same numbers as one pass."""
+    size = arrays[0].size
+    parts = min(threads(), size // (PARALLEL_FROM // 2)) if size >= PARALLEL_FROM else 1
+    if parts <= 1:
+        kernel(*arrays, s)
+        return
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < parts - 1:
+            _pool, _pool_size = ThreadPoolExecutor(parts - 1, "xpnn-jit"), parts - 1
+        pool = _pool
+    bounds = [size * k // parts for k in range(parts + 1)]
+    pieces = [tuple(a[lo:hi] for a in arrays) for lo, hi in itertools.pairwise(bounds)]
+    others = [pool.submit(kernel, *piece, s) for piece in pieces[1:]]
+    kernel(*pieces[0], s)
+    for other in others:
+        other.result()
 
 
 def scalars(dtype: Any, *values: float) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._checks import POSITIVE, Settings, real
-from ..backends.jit import PARALLEL_FROM, Kernel, flat, prange, scalars
+from ..backends.jit import Kernel, elementwise, flat, scalars
 from .base import Optimizer, scratch_pair
 
 __all__ = ["Adagrad"]
@@ -58,13 +58,13 @@ def numpy_update(
 def _numba_loop(p, g, c, s):  # pragma: no cover - compiled by numba
     """The reference for one value at a time, in one pass; ``s`` holds the scalars."""
     epsilon, neg_learning_rate = s[0], s[1]
-    for i in prange(p.size):
+    for i in range(p.size):
         c[i] += g[i] * g[i]
         p[i] += neg_learning_rate * g[i] / (np.sqrt(c[i]) + epsilon)
 
 
-#: The loop compiled for one core, and for all of them (large buffers).
-NUMBA_KERNELS = (Kernel(_numba_loop), Kernel(_numba_loop, parallel=True))
+#: The loop, compiled on first use.
+NUMBA_KERNEL = Kernel(_numba_loop)
 
 
 def numba_update(
@@ -83,7 +83,7 @@ def numba_update(
     if views is None:
         numpy_update(backend, scratch, p, g, c, learning_rate=learning_rate, epsilon=epsilon)
         return
-    NUMBA_KERNELS[p.size >= PARALLEL_FROM](*views, scalars(p.dtype, epsilon, -learning_rate))
+    elementwise(NUMBA_KERNEL, views, scalars(p.dtype, epsilon, -learning_rate))
 
 
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._checks import FRACTION, POSITIVE, Settings, real
-from ..backends.jit import PARALLEL_FROM, Kernel, flat, prange, scalars
+from ..backends.jit import Kernel, elementwise, flat, scalars
 from .base import Optimizer, scratch_pair
 
 __all__ = ["Adam"]
@@ -79,14 +79,14 @@ def _numba_loop(p, g, m, c, s):  # pragma: no cover - compiled by numba
     """The reference for one value at a time, in one pass; ``s`` holds the scalars."""
     beta_1, one_minus_beta_1, beta_2, one_minus_beta_2 = s[0], s[1], s[2], s[3]
     epsilon, correction_1, correction_2, neg_learning_rate = s[4], s[5], s[6], s[7]
-    for i in prange(p.size):
+    for i in range(p.size):
         m[i] = beta_1 * m[i] + one_minus_beta_1 * g[i]
         c[i] = beta_2 * c[i] + one_minus_beta_2 * (g[i] * g[i])
         p[i] += neg_learning_rate * (m[i] / correction_1) / (np.sqrt(c[i] / correction_2) + epsilon)
 
 
-#: The loop compiled for one core, and for all of them (large buffers).
-NUMBA_KERNELS = (Kernel(_numba_loop), Kernel(_numba_loop, parallel=True))
+#: The loop, compiled on first use.
+NUMBA_KERNEL = Kernel(_numba_loop)
 
 
 def numba_update(
@@ -113,11 +113,8 @@ def numba_update(
             beta_2=beta_2, epsilon=epsilon, correction_1=correction_1, correction_2=correction_2,
         )  # fmt: skip
         return
-    NUMBA_KERNELS[p.size >= PARALLEL_FROM](
-        *views,
-        scalars(p.dtype, beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, correction_1,
-                correction_2, -learning_rate),
-    )  # fmt: skip
+    settings = (beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, correction_1, correction_2)
+    elementwise(NUMBA_KERNEL, views, scalars(p.dtype, *settings, -learning_rate))
 
 
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._checks import FRACTION, Settings, real
-from ..backends.jit import PARALLEL_FROM, Kernel, flat, prange, scalars
+from ..backends.jit import Kernel, elementwise, flat, scalars
 from .base import Optimizer, scratch_pair
 
 __all__ = ["SGD"]
@@ -62,23 +62,20 @@ def numpy_update(
 def _numba_plain(p, g, s):  # pragma: no cover - compiled by numba
     """The reference without momentum, one value at a time, in one pass; ``s`` the scalars."""
     neg_learning_rate = s[0]
-    for i in prange(p.size):
+    for i in range(p.size):
         p[i] += neg_learning_rate * g[i]
 
 
 def _numba_momentum(p, g, u, s):  # pragma: no cover - compiled by numba
     """The reference with momentum, one value at a time, in one pass; ``s`` the scalars."""
     momentum, learning_rate = s[0], s[1]
-    for i in prange(p.size):
+    for i in range(p.size):
         u[i] = momentum * u[i] - learning_rate * g[i]
         p[i] += u[i]
 
 
-#: Each loop compiled for one core, and for all of them (large buffers).
-NUMBA_KERNELS = {
-    "plain": (Kernel(_numba_plain), Kernel(_numba_plain, parallel=True)),
-    "momentum": (Kernel(_numba_momentum), Kernel(_numba_momentum, parallel=True)),
-}
+#: The loops, compiled on first use.
+NUMBA_KERNELS = {"plain": Kernel(_numba_plain), "momentum": Kernel(_numba_momentum)}
 
 
 def numba_update(
@@ -97,10 +94,9 @@ def numba_update(
     if views is None:
         numpy_update(backend, scratch, p, g, u, learning_rate=learning_rate, momentum=momentum)
     elif u is None:
-        NUMBA_KERNELS["plain"][p.size >= PARALLEL_FROM](*views, scalars(p.dtype, -learning_rate))
+        elementwise(NUMBA_KERNELS["plain"], views, scalars(p.dtype, -learning_rate))
     else:
-        kernel = NUMBA_KERNELS["momentum"][p.size >= PARALLEL_FROM]
-        kernel(*views, scalars(p.dtype, momentum, learning_rate))
+        elementwise(NUMBA_KERNELS["momentum"], views, scalars(p.dtype, momentum, learning_rate))
 
 
 #: The CUDA bodies of CuPy's fused updates: ``(inputs, outputs, body)``, ``T`` the arrays' float
