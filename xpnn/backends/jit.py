@@ -194,20 +194,27 @@ def _relu(inputs, s, output):  # pragma: no cover - compiled by numba
             output[i, j] = x if x > zero or x != x else zero
 
 
-def _softmax(inputs, s, output):  # pragma: no cover - compiled by numba
-    """Each row's exponentials, shifted by the row maximum, over their sum (left to right, as
-    NumPy sums a narrow row)."""
+def _shift_rows(inputs, output):  # pragma: no cover - compiled by numba
+    """Each row of ``inputs`` less its maximum, into ``output``."""
     rows, columns = inputs.shape
     for i in range(rows):
         top = inputs[i, 0]
         for j in range(1, columns):
             top = max(top, inputs[i, j])
-        total = s[0]  # zero
         for j in range(columns):
-            output[i, j] = np.exp(inputs[i, j] - top)
-            total += output[i, j]
+            output[i, j] = inputs[i, j] - top
+
+
+def _normalize_rows(values, s):  # pragma: no cover - compiled by numba
+    """Each row of ``values`` over its sum, in place; the sum runs left to right, as NumPy sums
+    a narrow row (``s[0]`` is zero in the arrays' dtype)."""
+    rows, columns = values.shape
+    for i in range(rows):
+        total = s[0]
         for j in range(columns):
-            output[i, j] = output[i, j] / total
+            total += values[i, j]
+        for j in range(columns):
+            values[i, j] = values[i, j] / total
 
 
 def _crossentropy_labels(probs, labels, s, dinputs, gradient):  # pragma: no cover
@@ -273,7 +280,8 @@ def _relu_backward(dvalues, inputs, s, dinputs):  # pragma: no cover - compiled 
 KERNELS = {
     "add_row": Kernel(_add_row),
     "relu": Kernel(_relu),
-    "softmax": Kernel(_softmax),
+    "shift_rows": Kernel(_shift_rows),
+    "normalize_rows": Kernel(_normalize_rows),
     "crossentropy_labels": Kernel(_crossentropy_labels),
     "crossentropy_one_hot": Kernel(_crossentropy_one_hot),
     "relu_backward": Kernel(_relu_backward),
@@ -310,11 +318,15 @@ class JitBackend(NumpyBackend):
         return output
 
     def softmax(self, inputs: Any) -> Any:
-        """``Backend.softmax``, one compiled pass per row."""
+        """``Backend.softmax``: compiled passes for the shift and the division, NumPy's
+        vectorised ``exp`` between them (a compiled scalar ``exp`` is several times slower, the
+        more so where it underflows)."""
         if inputs.ndim != 2 or 0 in inputs.shape:
             return NumpyBackend.softmax(self, inputs)
         output = np.empty_like(inputs)
-        KERNELS["softmax"](inputs, scalars(inputs.dtype, 0.0), output)
+        KERNELS["shift_rows"](inputs, output)
+        np.exp(output, out=output)
+        KERNELS["normalize_rows"](output, scalars(inputs.dtype, 0.0))
         return output
 
     def softmax_crossentropy(
