@@ -122,11 +122,12 @@ def test_combined_loss_gradient_checks_on_compiled_path():
 
 
 @pytest.mark.parametrize("update", [*UPDATES.keys(), "sgd-plain"])
-@pytest.mark.parametrize("size", [50, jit.PARALLEL_FROM + 7, (70, 30), "strided"])
-def test_compiled_updates_equal_reference_bit_for_bit(dtype, update, size):
+@pytest.mark.parametrize("size", [50, 2 * jit.PARALLEL_FROM + 7, (70, 30), "strided"])
+def test_compiled_updates_equal_reference_bit_for_bit(dtype, update, size, monkeypatch):
     """Each rule's numba version, in one pass and in parts on several threads (large buffers),
     on transposed and on strided arrays (which fall back to NumPy's version), step after
     step."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # a large buffer goes in 3 uneven parts
     be = JitBackend(dtype)
     plain = update == "sgd-plain"
     arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
@@ -144,6 +145,37 @@ def test_compiled_updates_equal_reference_bit_for_bit(dtype, update, size):
         rule.reference_update(be, {}, reference[0], grad, *reference[1:], *extra, **settings)
     for a, b in zip(fast, reference):
         np.testing.assert_array_equal(a, b)
+
+
+def _large_update():
+    rng = np.random.default_rng(0)
+    arrays = [rng.random(2 * jit.PARALLEL_FROM, dtype=np.float32) for _ in range(4)]
+    expected = [a.copy() for a in arrays]
+    settings = UPDATES["adam"][1]
+    xpnn.optimizers.adam.numba_update(JitBackend("float32"), {}, *arrays, **settings)
+    xpnn.optimizers.adam.reference_update(JitBackend("float32"), {}, *expected, **settings)
+    return all(np.array_equal(a, b) for a, b in zip(arrays, expected))
+
+
+def _large_update_or_exit():
+    if not _large_update():
+        sys.exit(3)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_large_updates_run_in_a_forked_child(monkeypatch):
+    """The thread pool that large buffers use is made again in a forked child, whose copy of
+    the parent's pool has no threads (it would wait for ever)."""
+    import multiprocessing
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert _large_update()  # the parent's pool exists now
+    child = multiprocessing.get_context("fork").Process(target=_large_update_or_exit)
+    child.start()
+    child.join(120)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0
 
 
 def test_optimizers_pick_the_compiled_version_and_fall_back():

@@ -115,6 +115,7 @@ class Kernel:
 #: queue (no spinning, so BLAS keeps its cores between steps).
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_pool_pid = 0
 _pool_lock = threading.Lock()
 
 
@@ -136,10 +137,12 @@ def elementwise(kernel: Kernel, arrays: tuple[np.ndarray, ...], s: np.ndarray) -
     if parts <= 1:
         kernel(*arrays, s)
         return
-    global _pool, _pool_size
+    global _pool, _pool_size, _pool_pid
     with _pool_lock:
-        if _pool is None or _pool_size < parts - 1:
+        # A forked child has the pool object but not its threads: it makes its own.
+        if _pool is None or _pool_size < parts - 1 or _pool_pid != os.getpid():
             _pool, _pool_size = ThreadPoolExecutor(parts - 1, "xpnn-jit"), parts - 1
+            _pool_pid = os.getpid()
         pool = _pool
     bounds = [size * k // parts for k in range(parts + 1)]
     pieces = [tuple(a[lo:hi] for a in arrays) for lo, hi in itertools.pairwise(bounds)]
