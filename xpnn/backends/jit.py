@@ -51,23 +51,29 @@ _problem: str | None = None  # why numba cannot be used, once known
 
 
 def enabled() -> bool:
-    """True where the compiled path runs: numba imports and ``XPNN_JIT`` is not ``0``.
+    """True where the NumPy backend runs compiled: numba imports and ``XPNN_JIT`` is not ``0``.
 
     Importing numba takes some 0.3 s, so it happens once, at the first NumPy backend.
     """
-    global _numba, _problem
     if os.environ.get("XPNN_JIT", "1").strip() == "0":
         return False
+    return _import_numba() is not None
+
+
+def _import_numba() -> Any:
+    """The numba module, or None where it cannot be imported (the reason is logged once if it
+    is installed but broken, e.g. built for another NumPy)."""
+    global _numba, _problem
     if _numba is None and _problem is None:
         try:
             import numba
-        except ImportError as error:  # not installed, or built for another NumPy
+        except ImportError as error:
             _problem = f"{type(error).__name__}: {error}"
             if "No module named 'numba'" not in str(error):
                 log.warning("numba cannot be imported, xpnn runs plain NumPy: %s", _problem)
         else:
             _numba = numba
-    return _numba is not None
+    return _numba
 
 
 def numpy_backend(dtype: str = "float32") -> NumpyBackend:
@@ -84,8 +90,8 @@ class Kernel:
         self._compiled: Any = None
 
     def _compile(self) -> Any:
-        if not enabled():
-            raise RuntimeError("the compiled path is off (numba missing, or XPNN_JIT=0)")
+        if _import_numba() is None:
+            raise RuntimeError(f"the compiled path needs numba (the jit extra): {_problem}")
         # NumPy's arithmetic (division by zero gives infinity, not an exception): the check
         # for zero that Python's rules would put in every division also keeps the loops from
         # being vectorised.
