@@ -9,8 +9,10 @@ Every kernel is compiled on its first call (numba's ``njit``) and cached on disk
 (``cache=True``: beside the source in ``__pycache__``, or, where that folder cannot be written,
 in the user's cache folder; ``NUMBA_CACHE_DIR`` chooses another). None asks for ``fastmath``, so
 each operation rounds as IEEE arithmetic says and no multiply-add is contracted: the optimizer
-kernels give the reference's numbers bit for bit (tested). The fused forward and backward
-kernels sum in another order than NumPy does, so they agree with the reference to rounding.
+updates, the bias add, ReLU and every gradient give the reference's numbers bit for bit
+(tested). Two sums run in another order than NumPy's: the loss of a batch (added in float64)
+and softmax's row sums on rows of 8 classes or more; those agree with the reference to
+rounding.
 """
 
 from __future__ import annotations
@@ -301,7 +303,8 @@ class JitBackend(NumpyBackend):
     """NumPy with numba kernels for the hot steps; its name is still ``"numpy"``.
 
     ``fast_path`` is ``"numba"``: an optimizer runs its compiled update, or its NumPy one where
-    it has none (``fallback_paths``).
+    it has none (``fallback_paths``). ``get_backend("numpy")`` gives one where :func:`enabled`;
+    made directly, it runs compiled whatever ``XPNN_JIT`` says (numba installed).
     """
 
     fast_path = "numba"
