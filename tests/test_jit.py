@@ -215,3 +215,28 @@ def test_xpnn_jit_switches_the_compiled_path(setting, expected):
     ).stdout.strip()
     assert out == (expected or "JitBackend numba")
     assert xpnn.get_backend("numpy").name == "numpy"
+
+
+def test_kernels_compile_where_no_cache_folder_can_be_written(monkeypatch):
+    """A read-only installation and home folder: numba cannot cache, and the kernel compiles
+    anyway (numba refuses ``cache=True`` outright when it finds no folder to write)."""
+    import numba
+
+    original, refused = numba.njit, []
+
+    def refusing(function, **options):
+        if options.get("cache"):
+            refused.append(function.__name__)
+            raise RuntimeError(f"cannot cache function {function.__name__!r}: no locator")
+        return original(function, **options)
+
+    monkeypatch.setattr(numba, "njit", refusing)
+
+    def double(a, s):  # pragma: no cover - compiled by numba
+        for i in range(a.size):
+            a[i] = a[i] * s[0]
+
+    values = np.arange(4.0)
+    jit.Kernel(double)(values, np.array([2.0]))
+    np.testing.assert_array_equal(values, [0, 2, 4, 6])
+    assert refused  # it did ask for the cache first

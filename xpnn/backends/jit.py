@@ -111,7 +111,11 @@ class Kernel:
         )
         function.__qualname__ = source.__qualname__ + suffix
         function.__module__ = source.__module__
-        self._compiled = _numba.njit(function, cache=True, **options)
+        try:
+            self._compiled = _numba.njit(function, cache=True, **options)
+        except RuntimeError as error:  # no folder to cache in can be written: compile each run
+            log.info("numba cannot cache %s (%s): it compiles in every process", source, error)
+            self._compiled = _numba.njit(function, **options)
         return self._compiled
 
     def __call__(self, *args: Any) -> Any:
