@@ -60,10 +60,11 @@ def main() -> None:
     }
     copies = {"numpy copy, 1 thread": lambda: np.copyto(m, p)}
     if jit.enabled():
+        os.environ["XPNN_JIT_THREADS"] = str(os.cpu_count() or 1)  # to time the update split
         jb = JitBackend("float32")
         scalars = jit.scalars(np.float32, 0.9, 0.1, 0.999, 0.001, 1e-7, 0.65, 0.01, -1e-3)
         versions["numba, 1 thread"] = lambda: adam.NUMBA_KERNEL(p, g, m, c, scalars)
-        versions[f"numba, {jit.threads()} threads (xpnn's)"] = lambda: adam.numba_update(
+        versions[f"numba, {jit.threads()} threads"] = lambda: adam.numba_update(
             jb, {}, p, g, m, c, **settings
         )
         copy_kernel = jit.Kernel(_copy)

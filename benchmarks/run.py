@@ -50,8 +50,8 @@ PLANS = {  # (full, --quick)
 
 
 def child(args: list[str], threads: int, jit: bool = True) -> dict[str, Any]:
-    """Run benchmarks/child.py with ``threads`` BLAS/OpenMP threads (xpnn's compiled path uses
-    as many); its JSON result. ``jit=False`` sets XPNN_JIT=0: xpnn's plain NumPy path."""
+    """Run benchmarks/child.py with ``threads`` BLAS/OpenMP threads; its JSON result.
+    ``jit=False`` sets XPNN_JIT=0: xpnn's plain NumPy path."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)

@@ -127,7 +127,7 @@ def test_compiled_updates_equal_reference_bit_for_bit(dtype, update, size, monke
     """Each rule's numba version, in one pass and in parts on several threads (large buffers),
     on transposed and on strided arrays (which fall back to NumPy's version), step after
     step."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # a large buffer goes in 3 uneven parts
+    monkeypatch.setenv("XPNN_JIT_THREADS", "3")  # a large buffer goes in 3 uneven parts
     be = JitBackend(dtype)
     plain = update == "sgd-plain"
     arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
@@ -168,7 +168,7 @@ def test_large_updates_run_in_a_forked_child(monkeypatch):
     the parent's pool has no threads (it would wait for ever)."""
     import multiprocessing
 
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("XPNN_JIT_THREADS", "2")
     assert _large_update()  # the parent's pool exists now
     child = multiprocessing.get_context("fork").Process(target=_large_update_or_exit)
     child.start()
