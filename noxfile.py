@@ -44,8 +44,11 @@ def _cuda_major() -> int | None:
     ids=["numpy", "numpy-nojit", "strict", "cupy"],
 )
 def tests(session: nox.Session, backend: str) -> None:
-    """The whole suite on one backend; "numpy-nojit" is numpy with XPNN_JIT=0 (plain NumPy,
-    though the test extra installs numba: tests/test_jit.py still checks the kernels)."""
+    """The whole suite on one backend ("numpy-nojit": numpy with XPNN_JIT=0).
+
+    The test extra installs numba, so "numpy" runs the compiled kernels and "numpy-nojit" plain
+    NumPy; tests/test_jit.py checks the kernels in both.
+    """
     env = {"XPNN_TEST_BACKENDS": backend}
     if backend == "numpy-nojit":
         env = {"XPNN_TEST_BACKENDS": "numpy", "XPNN_JIT": "0"}
