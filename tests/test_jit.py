@@ -178,6 +178,13 @@ def test_large_updates_run_in_a_forked_child(monkeypatch):
     assert child.exitcode == 0
 
 
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_thread_count_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("XPNN_JIT_THREADS", value)
+    with pytest.raises(ValueError, match="XPNN_JIT_THREADS"):
+        _large_update()
+
+
 def test_optimizers_pick_the_compiled_version_and_fall_back():
     jb = JitBackend("float32")
     for rule, optimizer in RULES.values():
