@@ -1,13 +1,14 @@
 """Test sessions over backends, lint, and the examples.
 
-``nox`` runs the tests on numpy and strict, the cupy session, the cupy-api session, the mpi
-session (data-parallel training under ``mpiexec -n 2`` and ``-n 3``), lint, and every example
-briefly (so they cannot rot). The cupy session installs the CUDA extra and runs
-the suite where an NVIDIA GPU is visible; elsewhere it skips with its reason and installs
-nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. The cupy-api session runs the
-suite's cupy path on a stand-in that checks every CuPy call against the installed CuPy's API,
-on any machine (no GPU). ``nox -s bench``, never part of the default run, times xpnn beside
-PyTorch (benchmarks/README.md).
+``nox`` runs the tests on numpy (twice: "tests(numpy)" with the compiled kernels numba gives
+the NumPy backend, "tests(numpy-nojit)" without them, XPNN_JIT=0), strict, the cupy session,
+the cupy-api session, the mpi session (data-parallel training under ``mpiexec -n 2`` and
+``-n 3``), lint, and every example briefly (so they cannot rot). The cupy session installs the
+CUDA extra and runs the suite where an NVIDIA GPU is visible; elsewhere it skips with its reason
+and installs nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. The cupy-api session
+runs the suite's cupy path on a stand-in that checks every CuPy call against the installed
+CuPy's API, on any machine (no GPU). ``nox -s bench``, never part of the default run, times
+xpnn beside PyTorch (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -38,10 +39,20 @@ def _cuda_major() -> int | None:
 
 
 @nox.session
-@nox.parametrize("backend", ["numpy", "strict", "cupy"], ids=["numpy", "strict", "cupy"])
+@nox.parametrize(
+    "backend",
+    ["numpy", "numpy-nojit", "strict", "cupy"],
+    ids=["numpy", "numpy-nojit", "strict", "cupy"],
+)
 def tests(session: nox.Session, backend: str) -> None:
-    """The whole suite on one backend."""
+    """The whole suite on one backend ("numpy-nojit": numpy with XPNN_JIT=0).
+
+    The test extra installs numba, so "numpy" runs the compiled kernels and "numpy-nojit" plain
+    NumPy; tests/test_jit.py checks the kernels in both.
+    """
     env = {"XPNN_TEST_BACKENDS": backend}
+    if backend == "numpy-nojit":
+        env = {"XPNN_TEST_BACKENDS": "numpy", "XPNN_JIT": "0"}
     if backend == "cupy":
         major = _cuda_major()
         if major is None:

@@ -79,6 +79,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "blas_threads": blas_threads(),
         "versions": side.library_info(),
     }
+    if args.impl == "xpnn":  # which path the numpy backend took: compiled (numba) or not
+        result["path"] = side.fast_path(args.backend)
     if args.impl == "torch":
         result["torch_threads"] = torch.get_num_threads()
     return result
@@ -113,6 +115,7 @@ def info(args: argparse.Namespace) -> dict[str, Any]:
         "torch_mkl": torch.backends.mkl.is_available() if torch else "-",
         "torch_mkldnn": torch.backends.mkldnn.is_available() if torch else "-",
         "xpnn": xpnn.__version__,
+        "numba": _numba_version(),
         "loadavg": os.getloadavg(),
     }
     if args.backend == "cupy":
@@ -129,6 +132,15 @@ def info(args: argparse.Namespace) -> dict[str, Any]:
             return result
         result["gpu"] = f"{torch.cuda.get_device_name()} (xpnn: {backend.device})"
     return result
+
+
+def _numba_version() -> str:
+    """numba's version, or why xpnn's compiled path is missing."""
+    try:
+        import numba
+    except ImportError:
+        return "not installed: xpnn runs plain NumPy, and xpnn-nojit measures the same path"
+    return numba.__version__
 
 
 def main() -> None:

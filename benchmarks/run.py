@@ -25,7 +25,9 @@ from workloads import WORKLOADS
 
 HERE = Path(__file__).resolve().parent
 MARK = "BENCH-RESULT "
-IMPLS = ("xpnn", "torch")
+#: xpnn as installed (compiled kernels where numba is there), xpnn with XPNN_JIT=0 (plain NumPy),
+#: and PyTorch.
+IMPLS = ("xpnn", "xpnn-nojit", "torch")
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,14 @@ PLANS = {  # (full, --quick)
 }
 
 
-def child(args: list[str], threads: int) -> dict[str, Any]:
-    """Run benchmarks/child.py with ``threads`` BLAS/OpenMP threads; its JSON result."""
+def child(args: list[str], threads: int, jit: bool = True) -> dict[str, Any]:
+    """Run benchmarks/child.py with ``threads`` BLAS/OpenMP threads; its JSON result.
+    ``jit=False`` sets XPNN_JIT=0: xpnn's plain NumPy path."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
+    if not jit:
+        env["XPNN_JIT"] = "0"
     command = [sys.executable, str(HERE / "child.py"), *args, "--threads", str(threads)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
@@ -66,15 +71,20 @@ def child(args: list[str], threads: int) -> dict[str, Any]:
 
 
 def measure(name: str, plan: Plan, size: int, epochs: int, backend: str) -> dict[str, list]:
-    """``plan.rounds`` results per implementation, xpnn and its peer alternating who goes first."""
+    """``plan.rounds`` results per implementation, in an order that turns each round (so each
+    goes first as often, and each pair runs back to back)."""
     threads = WORKLOADS[name].threads or os.cpu_count() or 1
-    impls = ("xpnn", WORKLOADS[name].peer)
+    peer = WORKLOADS[name].peer
+    impls = IMPLS if peer == "torch" else ("xpnn", peer)
     results: dict[str, list] = {impl: [] for impl in impls}
     for round_ in range(plan.rounds):
-        for impl in impls if round_ % 2 == 0 else impls[::-1]:
-            args = ["measure", "--impl", impl, "--workload", name, "--backend", backend]
+        turn = round_ % len(impls)
+        order = impls[turn:] + impls[:turn]
+        for impl in order if round_ % 2 == 0 else order[::-1]:
+            side = "xpnn" if impl.startswith("xpnn") else impl
+            args = ["measure", "--impl", side, "--workload", name, "--backend", backend]
             args += ["--samples", str(size), "--epochs", str(epochs), "--warmup", str(plan.warmup)]
-            results[impl].append(child(args, threads))
+            results[impl].append(child(args, threads, jit=impl != "xpnn-nojit"))
     return results
 
 
@@ -83,13 +93,14 @@ def per_step(result: dict[str, Any]) -> float:
     return result["seconds"] / result["steps"]
 
 
-def ratio_text(torch_time: float, xpnn_time: float) -> str:
-    """``torch/xpnn = r``, said as how much faster or slower xpnn is."""
+def ratio_text(torch_time: float, xpnn_time: float, slow: str = "torch", fast: str = "xpnn") -> str:
+    """``torch/xpnn = r``, said as how much faster or slower xpnn is (or ``fast`` than
+    ``slow``)."""
     ratio = torch_time / xpnn_time
     if f"{ratio:.2f}" == "1.00":
-        return f"torch/xpnn = {ratio:.3f}: level"
+        return f"{slow}/{fast} = {ratio:.3f}: level"
     verdict = f"{ratio:.2f}x faster" if ratio > 1 else f"{1 / ratio:.2f}x slower"
-    return f"torch/xpnn = {ratio:.2f}: xpnn is {verdict}"
+    return f"{slow}/{fast} = {ratio:.2f}: {fast} is {verdict}"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -121,7 +132,7 @@ def report_speed(name: str, title: str, results: dict[str, list], unit: str) -> 
         medians[impl] = statistics.median(times)
         rows.append(
             [
-                impl,
+                impl + (f" ({runs[0]['path']})" if "path" in runs[0] else ""),
                 f"{medians[impl]:.1f}",
                 f"{min(times):.1f} - {max(times):.1f}",
                 f"{runs[-1]['accuracy']:.3f}",
@@ -144,15 +155,16 @@ def report_speed(name: str, title: str, results: dict[str, list], unit: str) -> 
         "peak RSS MiB",
     ]
     print(table(headers, rows))
-    print(ratio_text(medians["torch"], medians["xpnn"]))
     # Each round's pair ran back to back, so its ratio is less swayed by a machine whose speed
     # drifts during the run than the ratio of medians is.
-    paired = [per_step(t) / per_step(x) for x, t in zip(results["xpnn"], results["torch"])]
-    best = min(map(per_step, results["torch"])) / min(map(per_step, results["xpnn"]))
-    print(
-        f"per-round torch/xpnn: median {statistics.median(paired):.2f}, "
-        f"range {min(paired):.2f} - {max(paired):.2f}; best round of each: {best:.2f}"
-    )
+    for slow, fast in (("torch", "xpnn"), ("torch", "xpnn-nojit"), ("xpnn-nojit", "xpnn")):
+        print(ratio_text(medians[slow], medians[fast], slow, fast))
+        paired = [per_step(t) / per_step(x) for x, t in zip(results[fast], results[slow])]
+        best = min(map(per_step, results[slow])) / min(map(per_step, results[fast]))
+        print(
+            f"  per-round {slow}/{fast}: median {statistics.median(paired):.2f}, "
+            f"range {min(paired):.2f} - {max(paired):.2f}; best round of each: {best:.2f}"
+        )
     reads = ", ".join(
         f"{impl} {statistics.median(r['host_reads'] / r['epochs'] for r in runs):.3g}"
         for impl, runs in results.items()
@@ -217,10 +229,13 @@ def report_growth(sizes: tuple[int, ...], by_size: list[dict[str, list]]) -> Non
                 row.append(f"{medians[impl] * 1e3:.1f}")
             row += [f"{medians[impl] / size * 1e6:.2f}", f"{peak:.0f}"]
         row.append(f"{medians['torch'] / medians['xpnn']:.2f}")
+        row.append(f"{medians['torch'] / medians['xpnn-nojit']:.2f}")
         rows.append(row)
     print("\nW3: growth: W1's model (2-64-3, batch 128, 1 thread) on synthetic 2-feature data")
+    print("(nojit: xpnn with XPNN_JIT=0, plain NumPy)")
     headers = ["samples", "steps/epoch", "xpnn ms/epoch", "xpnn us/sample", "xpnn peak RSS MiB"]
-    headers += ["torch us/sample", "torch peak RSS MiB", "torch/xpnn"]
+    headers += ["nojit us/sample", "nojit peak RSS MiB", "torch us/sample", "torch peak RSS MiB"]
+    headers += ["torch/xpnn", "torch/nojit"]
     print(table(headers, rows))
     print(
         "medians over rounds; peak RSS is the child's ru_maxrss (whole process: interpreter, "
@@ -271,6 +286,7 @@ def print_environment(info: dict[str, Any], args: argparse.Namespace) -> None:
     )
     gpu = f" on {info['gpu']}" if "gpu" in info else ""
     print(f"xpnn   {info['xpnn']}, backend {args.backend}{gpu}")
+    print(f"numba  {info['numba']}; xpnn-nojit is xpnn with XPNN_JIT=0 (plain NumPy)")
     print("W1, W3 and W4 run on 1 thread per side, W2 on all cores (OMP/OPENBLAS/MKL_NUM_THREADS")
     print("set in each child, and torch.set_num_threads)")
 

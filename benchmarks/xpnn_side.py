@@ -57,6 +57,16 @@ def _count_host_reads() -> dict[str, int]:
     return reads
 
 
+def fast_path(backend: str) -> str:
+    """What the backend runs: "numba" (compiled kernels), "numpy" (plain NumPy) or "cupy"."""
+    return xpnn.get_backend(backend).fast_path
+
+
 def library_info() -> dict[str, str]:
     """Versions of what this side runs on."""
-    return {"xpnn": xpnn.__version__, "numpy": np.__version__}
+    info = {"xpnn": xpnn.__version__, "numpy": np.__version__}
+    if fast_path("numpy") == "numba":
+        import numba
+
+        info["numba"] = numba.__version__
+    return info

@@ -4,6 +4,10 @@ numpy and strict always run; cupy runs where a CUDA device is usable and is skip
 reason elsewhere (XPNN_REQUIRE_GPU=1 turns that skip into a failure). XPNN_TEST_BACKENDS
 (comma-separated) narrows the set, as the nox sessions do.
 
+The numpy backend runs its compiled kernels where numba is installed (the ``jit`` extra) unless
+XPNN_JIT=0; the header of the test run says which (``nox -s "tests(numpy-nojit)"`` runs the
+suite's numpy path without them). tests/test_jit.py checks the kernels either way.
+
 XPNN_CUPY_API=1 puts the CuPy API stand-in (tests/cupy_api.py) in place of cupy before anything
 imports it: the cupy backend then runs on NumPy, every CuPy call checked against the installed
 CuPy's real signatures (``nox -s cupy-api``; not a GPU run).
@@ -42,6 +46,19 @@ def _backend_params() -> list:
 def backend(request) -> str:
     """The name of the backend under test; pass it as ``backend=`` or to ``get_backend``."""
     return request.param
+
+
+def pytest_report_header(config) -> str:
+    """Say whether the numpy backend runs compiled kernels (numba) or plain NumPy."""
+    import xpnn
+
+    backend = xpnn.get_backend("numpy")
+    if backend.fast_path == "numba":
+        import numba
+
+        return f"xpnn numpy backend: compiled kernels (numba {numba.__version__})"
+    why = "XPNN_JIT=0" if os.environ.get("XPNN_JIT", "").strip() == "0" else "numba missing"
+    return f"xpnn numpy backend: plain NumPy ({why})"
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

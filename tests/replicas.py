@@ -55,12 +55,22 @@ def build_dropout(backend):
 
 
 def inject_nan(model, at_call):
-    """Make the model's loss NaN on its ``at_call``-th forward while training."""
-    forward, calls = model.loss.forward, []
+    """Make the model's training loss NaN at its ``at_call``-th step (of the finalized model:
+    through the combined softmax and cross-entropy where the model trains through it)."""
+    calls = []
 
-    def poisoned(output, y):
+    def poison(loss):
         calls.append(1)
-        losses = forward(output, y)
-        return losses * math.nan if len(calls) == at_call else losses
+        return loss * math.nan if len(calls) == at_call else loss
 
-    model.loss.forward = poisoned
+    if model._combined is not None:
+        with_sums = model._combined.backward_with_sums
+
+        def poisoned_sums(dvalues, y):
+            loss_sum, right = with_sums(dvalues, y)
+            return poison(loss_sum), right
+
+        model._combined.backward_with_sums = poisoned_sums
+        return
+    forward = model.loss.forward
+    model.loss.forward = lambda output, y: poison(forward(output, y))

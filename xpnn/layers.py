@@ -151,8 +151,7 @@ class Dense(Layer):
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """``inputs @ weights + biases`` into ``self.output``."""
         self.inputs = self.backend.ensure(inputs)
-        self.output = self.backend.matmul(self.inputs, self.weights)
-        self.output += self.biases  # in place: one array per forward, not two
+        self.output = self.backend.affine(self.inputs, self.weights, self.biases)
         return self.output
 
     def backward(self, dvalues: Any, *, need_dinputs: bool = True) -> Any:

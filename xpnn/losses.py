@@ -138,17 +138,30 @@ class SoftmaxCategoricalCrossentropy(Loss):
     def forward(self, inputs: Any, y_true: Any) -> Any:
         """Softmax of ``inputs`` into ``self.output``; returns the mean loss."""
         self.output = self.activation.forward(inputs)
-        return self.loss.calculate(self.output, y_true)
+        y_true = self.backend.ensure_labels(y_true)
+        loss_sum, _, _ = self.backend.softmax_crossentropy(
+            self.output, y_true, EPSILON, gradient=False
+        )
+        return loss_sum / self.output.shape[0]
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
         """Gradient with respect to the softmax inputs; ``dvalues`` are the softmax outputs."""
+        self.backward_with_sums(dvalues, y_true)
+        return self.dinputs
+
+    def backward_with_sums(self, dvalues: Any, y_true: Any) -> tuple[Any, Any]:
+        """``backward``, and from the same pass over the softmax outputs ``dvalues`` the
+        summed loss and the right predictions (0-d arrays on the device), which a training
+        step needs too: ``(softmax - one_hot) / n`` into ``self.dinputs``.
+        """
         dvalues = self.backend.ensure(dvalues, "dvalues")
         y_true = self.backend.ensure_labels(y_true)
-        if y_true.ndim == 1:
-            y_true = self.backend.one_hot(y_true, dvalues.shape[1])
-        self.dinputs = dvalues - y_true
-        self.dinputs /= dvalues.shape[0]  # in place: one array, not two
-        return self.dinputs
+        # One compiled pass where numba runs the NumPy backend; Backend.softmax_crossentropy
+        # is the reference.
+        loss_sum, correct, self.dinputs = self.backend.softmax_crossentropy(
+            dvalues, y_true, EPSILON
+        )
+        return loss_sum, correct
 
 
 class BinaryCrossentropy(Loss):

@@ -146,6 +146,10 @@ class Model:
             dvalues = self._combined.backward(output, y)
         else:
             dvalues = self.loss.backward(output, y)
+        self._backward_layers(dvalues)
+
+    def _backward_layers(self, dvalues: Any) -> None:
+        """``backward`` from ``dvalues``, the gradient of the loss for the last layer it runs."""
         for layer in self._backward_chain:
             dvalues = layer.backward(dvalues)
         if self._first_trainable is not None:

@@ -119,6 +119,20 @@ def count_correct(model: Model, output: Any, y: Any) -> tuple[Any, int]:
     return model.backend.xp.count_nonzero(comparisons), math.prod(comparisons.shape)
 
 
+def loss_and_backward(model: Model, output: Any, y: Any, counting: bool) -> tuple[Any, Any, int]:
+    """A step's summed data loss, right predictions (None unless ``counting``) and predictions
+    compared, with every layer's gradients (``model.backward``). A softmax output with
+    cross-entropy gets all of them from one pass over the outputs."""
+    if model._combined is not None:
+        batch_loss, right = model._combined.backward_with_sums(output, y)
+        model._backward_layers(model._combined.dinputs)
+        return batch_loss, right if counting else None, output.shape[0] if counting else 0
+    batch_loss = model.backend.xp.sum(model.loss.forward(output, y))
+    right, count = count_correct(model, output, y) if counting else (None, 0)
+    model.backward(output, y)
+    return batch_loss, right, count
+
+
 def slices(X: Any, y: Any, batch_size: int | None) -> Iterator[tuple[Any, Any]]:
     """``(X, y)`` in order, in batches of ``batch_size`` (None: all at once); y may be None."""
     samples = X.shape[0]
@@ -497,8 +511,8 @@ class Trainer:
         """One pass over the data, or the rest of the one Ctrl-C stopped; its sums stay on the
         device. Stopped inside it, it leaves the model's ``_epoch_in_progress`` to go on from."""
         model = self.model
-        backend, xp = model.backend, model.backend.xp
-        optimizer, parameters, loss = model.optimizer, model._parameters, model.loss
+        backend = model.backend
+        optimizer, parameters = model.optimizer, model._parameters
         samples = self.X.shape[0]
         counting = model.accuracy is not None
         unfinished, model._epoch_in_progress = model._epoch_in_progress, None
@@ -515,9 +529,7 @@ class Trainer:
         cut = self.batches(self.X, self.y, order, begin)
         for step, (stop, batch_X, batch_y) in enumerate(cut, steps + 1):
             output = model.forward(batch_X, training=True)
-            batch_loss = xp.sum(loss.forward(output, batch_y))
-            right, count = count_correct(model, output, batch_y) if counting else (None, 0)
-            model.backward(output, batch_y)
+            batch_loss, right, count = loss_and_backward(model, output, batch_y, counting)
             batch_loss, right, count = self.combine(batch_loss, right, count)
             if backend.on_host and not math.isfinite(batch_loss):
                 # Host memory: reading the loss costs nothing, so stop before the update (after

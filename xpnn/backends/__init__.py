@@ -2,11 +2,13 @@
 
 ``base`` holds the reference :class:`Backend` (the array API standard alone) and
 :func:`get_backend`; ``numpy``, ``cupy`` and ``strict`` hold one library's subclass each, which
-overrides the reference only where that library has a faster way.
+overrides the reference only where that library has a faster way; ``jit`` the NumPy backend's
+compiled kernels (numba, optional).
 """
 
 from .base import _CLASSES, BACKEND_NAMES, Backend, get_backend, to_numpy
 from .cupy import CupyBackend, cuda_available
+from .jit import JitBackend, numpy_backend
 from .numpy import NumpyBackend
 from .strict import StrictBackend
 
@@ -14,6 +16,7 @@ __all__ = [
     "BACKEND_NAMES",
     "Backend",
     "CupyBackend",
+    "JitBackend",
     "NumpyBackend",
     "StrictBackend",
     "cuda_available",
@@ -21,4 +24,5 @@ __all__ = [
     "to_numpy",
 ]
 
-_CLASSES.update(numpy=NumpyBackend, cupy=CupyBackend, strict=StrictBackend)
+# "numpy" is compiled (JitBackend) where numba is installed and XPNN_JIT is not 0.
+_CLASSES.update(numpy=numpy_backend, cupy=CupyBackend, strict=StrictBackend)

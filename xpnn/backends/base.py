@@ -34,6 +34,9 @@ class Backend:
     #: Which library's versions of the optimizer updates fit this backend's arrays: "numpy"
     #: (in place) or "cupy" (fused kernels); None runs each update's array-API reference.
     fast_path: str | None = None
+    #: Where an update has no version for ``fast_path``, the ones to try next, in order (the
+    #: compiled NumPy backend falls back on the in-place NumPy versions).
+    fallback_paths: tuple[str, ...] = ()
     #: True where arrays live in host memory, so reading one costs no device synchronisation.
     on_host = False
 
@@ -182,9 +185,60 @@ class Backend:
         out[...] = self.xp.sum(a, axis=0, keepdims=True)
         return out
 
+    def affine(self, inputs: Any, weights: Any, biases: Any) -> Any:
+        """``inputs @ weights + biases``, in one new array."""
+        output = self.matmul(inputs, weights)
+        output += biases  # in place: one array, not two
+        return output
 
-#: The backend classes by name; ``xpnn/backends/__init__.py`` fills it with one per library.
-_CLASSES: dict[str, type[Backend]] = {}
+    def relu(self, inputs: Any) -> Any:
+        """``max(inputs, 0)``, element-wise."""
+        return self.xp.maximum(inputs, 0.0)
+
+    def softmax(self, inputs: Any) -> Any:
+        """Each row's exponentials over their sum, the row shifted by its maximum first so
+        ``exp`` cannot overflow."""
+        xp = self.xp
+        exp_values = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
+        return exp_values / xp.sum(exp_values, axis=1, keepdims=True)
+
+    def relu_backward(self, dvalues: Any, inputs: Any) -> Any:
+        """The gradient where ``inputs`` was positive, 0 elsewhere."""
+        return self.keep_where(dvalues, inputs > 0)
+
+    def softmax_crossentropy(
+        self, probs: Any, y_true: Any, epsilon: float, *, gradient: bool = True
+    ) -> tuple[Any, Any, Any]:
+        """Softmax outputs ``probs`` against labels, in one go: the summed cross-entropy (of
+        ``probs`` clipped to ``[epsilon, 1 - epsilon]``, a 0-d array), the right predictions
+        (a 0-d integer array: the first most probable class against the label, or against the
+        target row's first maximum) and, if ``gradient``, the gradient with respect to the
+        softmax inputs, ``(probs - one_hot) / n`` (else None).
+
+        ``y_true`` holds class indices (1-D) or rows of probabilities (2-D), on the device.
+        """
+        xp = self.xp
+        clipped = xp.clip(probs, epsilon, 1 - epsilon)
+        predicted = xp.argmax(probs, axis=1)
+        if y_true.ndim == 1:
+            confidences = self.take_labels(clipped, y_true)
+            right = predicted == y_true
+            targets = self.one_hot(y_true, probs.shape[1]) if gradient else None
+        else:
+            confidences = xp.sum(clipped * y_true, axis=1)
+            right = predicted == xp.argmax(y_true, axis=1)
+            targets = y_true
+        loss = xp.sum(-xp.log(confidences))
+        dinputs = None
+        if gradient:
+            dinputs = probs - targets
+            dinputs /= probs.shape[0]
+        return loss, xp.count_nonzero(right), dinputs
+
+
+#: What makes a backend, by name (a class, or a function of the dtype that picks one);
+#: ``xpnn/backends/__init__.py`` fills it with one per library.
+_CLASSES: dict[str, Any] = {}
 _cache: dict[tuple[str, str], Backend] = {}
 
 

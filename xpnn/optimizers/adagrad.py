@@ -1,8 +1,8 @@
 """Adagrad: the optimizer, and its update in every version, side by side.
 
-Read the three versions together: the reference, NumPy's in place and the CUDA body run the
-same operations in the same order, so they give the same numbers (bit for bit on the CPU;
-the tests check every version against the reference).
+Read the versions together: the reference, NumPy's in place, the compiled loop (numba) and the
+CUDA body run the same operations in the same order, so they give the same numbers (bit for
+bit on the CPU; the tests check every version against the reference).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._checks import POSITIVE, Settings, real
+from ..backends.jit import Kernel, elementwise, flat, scalars
 from .base import Optimizer, scratch_pair
 
 __all__ = ["Adagrad"]
@@ -54,6 +55,37 @@ def numpy_update(
     p += t2
 
 
+def _numba_loop(p, g, c, s):  # pragma: no cover - compiled by numba
+    """The reference for one value at a time, in one pass; ``s`` holds the scalars."""
+    epsilon, neg_learning_rate = s[0], s[1]
+    for i in range(p.size):
+        c[i] += g[i] * g[i]
+        p[i] += neg_learning_rate * g[i] / (np.sqrt(c[i]) + epsilon)
+
+
+#: The loop, compiled on first use.
+NUMBA_KERNEL = Kernel(_numba_loop)
+
+
+def numba_update(
+    backend: Any,
+    scratch: dict,
+    p: np.ndarray,
+    g: np.ndarray,
+    c: np.ndarray,
+    *,
+    learning_rate: float,
+    epsilon: float,
+) -> None:
+    """The reference as one compiled pass over the arrays; NumPy's version where they do not
+    lie in memory alike."""
+    views = flat(p, g, c)
+    if views is None:
+        numpy_update(backend, scratch, p, g, c, learning_rate=learning_rate, epsilon=epsilon)
+        return
+    elementwise(NUMBA_KERNEL, views, scalars(p.dtype, epsilon, -learning_rate))
+
+
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float
 #: type, every scalar worked out on the host.
 CUPY_KERNELS = {
@@ -87,6 +119,7 @@ class Adagrad(Optimizer):
     non_negative_states = ("cache",)
     versions: ClassVar[dict[str, Callable[..., None]]] = {
         "numpy": numpy_update,
+        "numba": numba_update,
         "cupy": cupy_update,
     }
 
@@ -97,7 +130,7 @@ class Adagrad(Optimizer):
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """One Adagrad step on ``param``."""
         backend = layer.backend
-        self.versions.get(backend.fast_path, reference_update)(
+        self.version(backend, reference_update)(
             backend,
             self.scratch,
             param,

@@ -1,8 +1,8 @@
 """Adam: the optimizer, and its update in every version, side by side.
 
-Read the three versions together: the reference, NumPy's in place and the CUDA body run the
-same operations in the same order, so they give the same numbers (bit for bit on the CPU;
-the tests check every version against the reference).
+Read the versions together: the reference, NumPy's in place, the compiled loop (numba) and the
+CUDA body run the same operations in the same order, so they give the same numbers (bit for
+bit on the CPU; the tests check every version against the reference).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._checks import FRACTION, POSITIVE, Settings, real
+from ..backends.jit import Kernel, elementwise, flat, scalars
 from .base import Optimizer, scratch_pair
 
 __all__ = ["Adam"]
@@ -74,6 +75,48 @@ def numpy_update(
     p += t2
 
 
+def _numba_loop(p, g, m, c, s):  # pragma: no cover - compiled by numba
+    """The reference for one value at a time, in one pass; ``s`` holds the scalars."""
+    beta_1, one_minus_beta_1, beta_2, one_minus_beta_2 = s[0], s[1], s[2], s[3]
+    epsilon, correction_1, correction_2, neg_learning_rate = s[4], s[5], s[6], s[7]
+    for i in range(p.size):
+        m[i] = beta_1 * m[i] + one_minus_beta_1 * g[i]
+        c[i] = beta_2 * c[i] + one_minus_beta_2 * (g[i] * g[i])
+        p[i] += neg_learning_rate * (m[i] / correction_1) / (np.sqrt(c[i] / correction_2) + epsilon)
+
+
+#: The loop, compiled on first use.
+NUMBA_KERNEL = Kernel(_numba_loop)
+
+
+def numba_update(
+    backend: Any,
+    scratch: dict,
+    p: np.ndarray,
+    g: np.ndarray,
+    m: np.ndarray,
+    c: np.ndarray,
+    *,
+    learning_rate: float,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+    correction_1: float,
+    correction_2: float,
+) -> None:
+    """The reference as one compiled pass over the arrays; NumPy's version where they do not
+    lie in memory alike."""
+    views = flat(p, g, m, c)
+    if views is None:
+        numpy_update(
+            backend, scratch, p, g, m, c, learning_rate=learning_rate, beta_1=beta_1,
+            beta_2=beta_2, epsilon=epsilon, correction_1=correction_1, correction_2=correction_2,
+        )  # fmt: skip
+        return
+    settings = (beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, correction_1, correction_2)
+    elementwise(NUMBA_KERNEL, views, scalars(p.dtype, *settings, -learning_rate))
+
+
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float
 #: type, every scalar worked out on the host.
 CUPY_KERNELS = {
@@ -124,6 +167,7 @@ class Adam(Optimizer):
     non_negative_states = ("cache",)
     versions: ClassVar[dict[str, Callable[..., None]]] = {
         "numpy": numpy_update,
+        "numba": numba_update,
         "cupy": cupy_update,
     }
 
@@ -146,7 +190,7 @@ class Adam(Optimizer):
         momentums = self.state(layer, f"{prefix}_momentums", param)
         cache = self.state(layer, f"{prefix}_cache", param)
         backend = layer.backend
-        self.versions.get(backend.fast_path, reference_update)(
+        self.version(backend, reference_update)(
             backend,
             self.scratch,
             param,

@@ -2,8 +2,9 @@
 
 An update rule lives in a module of its own beside this one (``sgd.py``, ``adagrad.py``,
 ``rmsprop.py``, ``adam.py``), all its versions side by side: the reference written against the
-array API standard, NumPy's in place, and CuPy's fused CUDA kernel body. The optimizer picks one
-by the backend's ``fast_path``; a rule without a version for it runs the reference.
+array API standard, NumPy's in place, the compiled one (numba) and CuPy's fused CUDA kernel body.
+The optimizer picks one by the backend's ``fast_path`` (then its ``fallback_paths``); a rule
+without a version for any of them runs the reference.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ class Optimizer(HasSettings, Part):
     #: Those of ``state_names`` that can never be negative (sums or averages of squared
     #: gradients): a file holding negative values there is refused.
     non_negative_states: ClassVar[tuple[str, ...]] = ()
-    #: The update's versions by ``Backend.fast_path`` ("numpy", "cupy"); any other backend runs
-    #: the rule's reference. Each takes ``(backend, scratch, param, grad, *states, **scalars)``.
+    #: The update's versions by ``Backend.fast_path`` ("numpy", "numba", "cupy"); a backend with
+    #: none of them runs the rule's reference. Each takes
+    #: ``(backend, scratch, param, grad, *states, **scalars)``.
     versions: ClassVar[dict[str, Callable[..., None]]] = {}
 
     def __init__(self, learning_rate: float, decay: float) -> None:
@@ -71,6 +73,14 @@ class Optimizer(HasSettings, Part):
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """Update ``param`` from ``grad``; the state lives on ``layer`` under ``prefix``."""
         raise NotImplementedError
+
+    def version(self, backend: Any, reference: Callable[..., None]) -> Callable[..., None]:
+        """The update to run on ``backend``: the version for its ``fast_path``, else for the
+        first of its ``fallback_paths`` the rule has, else ``reference``."""
+        for path in (backend.fast_path, *backend.fallback_paths):
+            if path in self.versions:
+                return self.versions[path]
+        return reference
 
     def flush(self, layer: Any, *states: Any) -> None:
         """Zero the subnormal values of decaying ``states`` every ``FLUSH_EVERY`` steps."""

@@ -1,8 +1,8 @@
 """SGD: the optimizer, and its update in every version, side by side.
 
-Read the three versions together: the reference, NumPy's in place and the CUDA bodies run the
-same operations in the same order, so they give the same numbers (bit for bit on the CPU;
-the tests check every version against the reference).
+Read the versions together: the reference, NumPy's in place, the compiled loops (numba) and the
+CUDA bodies run the same operations in the same order, so they give the same numbers (bit for
+bit on the CPU; the tests check every version against the reference).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._checks import FRACTION, Settings, real
+from ..backends.jit import Kernel, elementwise, flat, scalars
 from .base import Optimizer, scratch_pair
 
 __all__ = ["SGD"]
@@ -58,6 +59,46 @@ def numpy_update(
         p += u
 
 
+def _numba_plain(p, g, s):  # pragma: no cover - compiled by numba
+    """The reference without momentum, one value at a time, in one pass; ``s`` the scalars."""
+    neg_learning_rate = s[0]
+    for i in range(p.size):
+        p[i] += neg_learning_rate * g[i]
+
+
+def _numba_momentum(p, g, u, s):  # pragma: no cover - compiled by numba
+    """The reference with momentum, one value at a time, in one pass; ``s`` the scalars."""
+    momentum, learning_rate = s[0], s[1]
+    for i in range(p.size):
+        u[i] = momentum * u[i] - learning_rate * g[i]
+        p[i] += u[i]
+
+
+#: The loops, compiled on first use.
+NUMBA_KERNELS = {"plain": Kernel(_numba_plain), "momentum": Kernel(_numba_momentum)}
+
+
+def numba_update(
+    backend: Any,
+    scratch: dict,
+    p: np.ndarray,
+    g: np.ndarray,
+    u: np.ndarray | None,
+    *,
+    learning_rate: float,
+    momentum: float,
+) -> None:
+    """The reference as one compiled pass over the arrays; NumPy's version where they do not
+    lie in memory alike."""
+    views = flat(p, g) if u is None else flat(p, g, u)
+    if views is None:
+        numpy_update(backend, scratch, p, g, u, learning_rate=learning_rate, momentum=momentum)
+    elif u is None:
+        elementwise(NUMBA_KERNELS["plain"], views, scalars(p.dtype, -learning_rate))
+    else:
+        elementwise(NUMBA_KERNELS["momentum"], views, scalars(p.dtype, momentum, learning_rate))
+
+
 #: The CUDA bodies of CuPy's fused updates: ``(inputs, outputs, body)``, ``T`` the arrays' float
 #: type, every scalar worked out on the host.
 CUPY_KERNELS = {
@@ -96,6 +137,7 @@ class SGD(Optimizer):
     state_names = ("momentums",)  # kept only with momentum
     versions: ClassVar[dict[str, Callable[..., None]]] = {
         "numpy": numpy_update,
+        "numba": numba_update,
         "cupy": cupy_update,
     }
 
@@ -107,7 +149,7 @@ class SGD(Optimizer):
         """One SGD step on ``param``."""
         momentums = self.state(layer, f"{prefix}_momentums", param) if self.momentum else None
         backend = layer.backend
-        self.versions.get(backend.fast_path, reference_update)(
+        self.version(backend, reference_update)(
             backend,
             self.scratch,
             param,

@@ -1,0 +1,249 @@
+"""The compiled fast path of the NumPy backend (numba) against the array-API reference.
+
+These tests call the compiled kernels directly, whatever XPNN_JIT says, so the default test
+run checks them; the rest of the suite runs the numpy backend with the compiled path on or off
+as XPNN_JIT says (the nox sessions "tests(numpy)" and "tests(numpy-nojit)" run both).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import numerical_gradient, seed_model, spiral, tolerance
+from test_optimizers import RULES, UPDATES
+
+import xpnn
+from xpnn.backends import Backend, JitBackend, NumpyBackend, jit
+
+pytest.importorskip("numba", reason="the compiled path needs numba (the jit extra)")
+
+DTYPES = ["float32", "float64"]
+EPSILON = 1e-7
+
+
+@pytest.fixture(params=DTYPES)
+def dtype(request) -> str:
+    return request.param
+
+
+def _batch(dtype, rows=37, classes=5, seed=0):
+    """Softmax outputs, logits, integer labels and one-hot rows for a batch."""
+    rng = np.random.default_rng(seed)
+    logits = (3 * rng.standard_normal((rows, classes))).astype(dtype)
+    probs = NumpyBackend(dtype).softmax(logits)
+    labels = rng.integers(0, classes, rows)
+    return probs, logits, labels, np.eye(classes, dtype=dtype)[labels]
+
+
+@pytest.mark.parametrize("classes", [5, 10])
+def test_softmax_matches_reference(dtype, classes):
+    jb = JitBackend(dtype)
+    _, logits, _, _ = _batch(dtype, classes=classes)
+    logits[3] = 80  # a row of equal, large values: the shift keeps exp finite
+    fused = jb.softmax(logits)
+    assert fused.dtype == logits.dtype
+    expected = Backend.softmax(jb, logits)
+    if logits.shape[1] < 8:  # NumPy sums narrow rows left to right, as the kernel does
+        np.testing.assert_array_equal(fused, expected)
+    np.testing.assert_allclose(fused, expected, **tolerance(dtype))
+    np.testing.assert_allclose(fused[3], 1 / classes, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("targets", ["labels", "one-hot", "smoothed"])
+def test_softmax_crossentropy_matches_reference(dtype, targets):
+    """Loss sum, right predictions and gradient in one pass equal the reference's three."""
+    jb = JitBackend(dtype)
+    probs, _, labels, one_hot = _batch(dtype)
+    probs[0] = 0  # clipped at 1e-7 before the log
+    probs[0, 1] = 1
+    probs[1, :2] = probs[1, 2:4]  # ties: argmax takes the first
+    y = {"labels": labels, "one-hot": one_hot, "smoothed": 0.9 * one_hot + 0.02}[targets]
+    loss, correct, dinputs = jb.softmax_crossentropy(probs, y, EPSILON)
+    ref_loss, ref_correct, ref_dinputs = Backend.softmax_crossentropy(jb, probs, y, EPSILON)
+    assert loss.shape == () and loss.dtype == probs.dtype
+    np.testing.assert_allclose(loss, ref_loss, **tolerance(dtype))
+    assert int(correct) == int(ref_correct) and 0 < int(correct) < len(labels)
+    np.testing.assert_array_equal(dinputs, ref_dinputs)  # the same operations, element-wise
+    no_gradient = jb.softmax_crossentropy(probs, y, EPSILON, gradient=False)
+    assert no_gradient[2] is None
+    np.testing.assert_array_equal(no_gradient[0], loss)
+
+
+def test_crossentropy_kernel_refuses_labels_out_of_range():
+    probs, _, labels, _ = _batch("float32")
+    labels[4] = probs.shape[1]
+    with pytest.raises(IndexError, match="label"):
+        JitBackend("float32").softmax_crossentropy(probs, labels, EPSILON)
+
+
+def test_affine_and_relu_match_reference_bit_for_bit(dtype):
+    """Bias added after the product, and max(x, 0), as NumPy computes them (-0.0, NaN and
+    infinity included)."""
+    jb = JitBackend(dtype)
+    rng = np.random.default_rng(2)
+    inputs = rng.standard_normal((37, 6)).astype(dtype)
+    weights = rng.standard_normal((6, 65)).astype(dtype)
+    biases = rng.standard_normal((1, 65)).astype(dtype)
+    output = jb.affine(inputs, weights, biases)
+    np.testing.assert_array_equal(output, Backend.affine(jb, inputs, weights, biases))
+    output[0, :5] = (-0.0, np.nan, -np.inf, np.inf, 0.0)
+    relu = jb.relu(output)
+    expected = Backend.relu(jb, output)
+    np.testing.assert_array_equal(relu, expected)
+    np.testing.assert_array_equal(np.signbit(relu), np.signbit(expected))
+    assert relu.dtype == output.dtype and (relu >= 0).sum() == relu.size - 1
+
+
+def test_relu_backward_matches_reference_bit_for_bit(dtype):
+    jb = JitBackend(dtype)
+    rng = np.random.default_rng(1)
+    dvalues, inputs = rng.standard_normal((2, 64, 33)).astype(dtype)
+    inputs[0, :3] = 0
+    dvalues[1, :2] = (np.inf, np.nan)
+    inputs[1, :2] = -1  # NaN and infinity times 0 stay NaN, as in the reference's product
+    with np.errstate(invalid="ignore"):
+        expected = Backend.relu_backward(jb, dvalues, inputs)
+    np.testing.assert_array_equal(jb.relu_backward(dvalues, inputs), expected)
+
+
+def test_combined_loss_gradient_checks_on_compiled_path():
+    """The fused backward is the derivative of the fused forward (float64, numerically)."""
+    jb = JitBackend("float64")
+    _, logits, labels, _ = _batch("float64", rows=6, classes=4)
+    head = xpnn.SoftmaxCategoricalCrossentropy(backend=jb)
+    head.forward(logits, labels)
+    head.backward(head.output, labels)
+    numerical = numerical_gradient(lambda x: float(head.forward(x, labels)), logits)
+    np.testing.assert_allclose(head.dinputs, numerical, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("update", [*UPDATES.keys(), "sgd-plain"])
+@pytest.mark.parametrize("size", [50, 2 * jit.PARALLEL_FROM + 7, (70, 30), "strided"])
+def test_compiled_updates_equal_reference_bit_for_bit(dtype, update, size, monkeypatch):
+    """Each rule's numba version, in one pass and in parts on several threads (large buffers),
+    on transposed and on strided arrays (which fall back to NumPy's version), step after
+    step."""
+    monkeypatch.setenv("XPNN_JIT_THREADS", "3")  # a large buffer goes in 3 uneven parts
+    be = JitBackend(dtype)
+    plain = update == "sgd-plain"
+    arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
+    rule, _ = RULES["sgd" if plain else update]
+    shape = (40, 20) if size == "strided" else size
+    layout = {(70, 30): lambda a: a.T, "strided": lambda a: a[:, ::2]}.get(size, lambda a: a)
+    rng = np.random.default_rng(3)
+    state = [rng.standard_normal(shape)] + [rng.random(shape) for _ in range(arrays - 1)]
+    fast = [layout(np.array(a, dtype=dtype)) for a in state]
+    reference = [layout(np.array(a, dtype=dtype)) for a in state]
+    extra = (None,) if plain else ()
+    for _ in range(3):
+        grad = layout(rng.standard_normal(shape).astype(dtype))
+        rule.numba_update(be, {}, fast[0], grad, *fast[1:], *extra, **settings)
+        rule.reference_update(be, {}, reference[0], grad, *reference[1:], *extra, **settings)
+    for a, b in zip(fast, reference):
+        np.testing.assert_array_equal(a, b)
+
+
+def _large_update():
+    rng = np.random.default_rng(0)
+    arrays = [rng.random(2 * jit.PARALLEL_FROM, dtype=np.float32) for _ in range(4)]
+    expected = [a.copy() for a in arrays]
+    settings = UPDATES["adam"][1]
+    xpnn.optimizers.adam.numba_update(JitBackend("float32"), {}, *arrays, **settings)
+    xpnn.optimizers.adam.reference_update(JitBackend("float32"), {}, *expected, **settings)
+    return all(np.array_equal(a, b) for a, b in zip(arrays, expected))
+
+
+def _large_update_or_exit():
+    if not _large_update():
+        sys.exit(3)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_large_updates_run_in_a_forked_child(monkeypatch):
+    """The thread pool that large buffers use is made again in a forked child, whose copy of
+    the parent's pool has no threads (it would wait for ever)."""
+    import multiprocessing
+
+    monkeypatch.setenv("XPNN_JIT_THREADS", "2")
+    assert _large_update()  # the parent's pool exists now
+    child = multiprocessing.get_context("fork").Process(target=_large_update_or_exit)
+    child.start()
+    child.join(120)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_thread_count_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("XPNN_JIT_THREADS", value)
+    with pytest.raises(ValueError, match="XPNN_JIT_THREADS"):
+        _large_update()
+
+
+def test_optimizers_pick_the_compiled_version_and_fall_back():
+    jb = JitBackend("float32")
+    for rule, optimizer in RULES.values():
+        assert optimizer().version(jb, rule.reference_update) is rule.numba_update
+
+    numpy_only = xpnn.SGD()
+    numpy_only.versions = {"numpy": xpnn.optimizers.sgd.numpy_update}
+    assert numpy_only.version(jb, None) is xpnn.optimizers.sgd.numpy_update
+
+
+def test_training_on_the_compiled_path_follows_the_reference():
+    """A model trained through the fused kernels ends where plain NumPy's ends (float64: the
+    loss sums in another order, nothing else differs)."""
+    X, y = spiral(60, 3)
+    ends = []
+    for backend in (JitBackend("float64"), NumpyBackend("float64")):
+        model = seed_model(backend, seed=2, dtype="float64")
+        history = model.train(X, y, epochs=5, batch_size=32, verbose=False)
+        ends.append((model.get_parameters(), history["loss"][-1], history["accuracy"][-1]))
+    (fused, fused_loss, fused_accuracy), (plain, plain_loss, plain_accuracy) = ends
+    for (w1, b1), (w2, b2) in zip(fused, plain):
+        np.testing.assert_allclose(w1, w2, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(b1, b2, rtol=1e-10, atol=1e-13)
+    assert fused_loss == pytest.approx(plain_loss, rel=1e-12)
+    assert fused_accuracy == plain_accuracy
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("0", "NumpyBackend numpy"), ("1", None)])
+def test_xpnn_jit_switches_the_compiled_path(setting, expected):
+    """XPNN_JIT=0 gives plain NumPy; otherwise, numba installed, the compiled backend."""
+    code = "import xpnn; b = xpnn.get_backend('numpy'); print(type(b).__name__, b.fast_path)"
+    env = {**os.environ, "XPNN_JIT": setting}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == (expected or "JitBackend numba")
+    assert xpnn.get_backend("numpy").name == "numpy"
+
+
+def test_kernels_compile_where_no_cache_folder_can_be_written(monkeypatch):
+    """A read-only installation and home folder: numba cannot cache, and the kernel compiles
+    anyway (numba refuses ``cache=True`` outright when it finds no folder to write)."""
+    import numba
+
+    original, refused = numba.njit, []
+
+    def refusing(function, **options):
+        if options.get("cache"):
+            refused.append(function.__name__)
+            raise RuntimeError(f"cannot cache function {function.__name__!r}: no locator")
+        return original(function, **options)
+
+    monkeypatch.setattr(numba, "njit", refusing)
+
+    def double(a, s):  # pragma: no cover - compiled by numba
+        for i in range(a.size):
+            a[i] = a[i] * s[0]
+
+    values = np.arange(4.0)
+    jit.Kernel(double)(values, np.array([2.0]))
+    np.testing.assert_array_equal(values, [0, 2, 4, 6])
+    assert refused  # it did ask for the cache first
