@@ -92,7 +92,7 @@ def test_float64_inputs_beyond_float32_name_X_not_the_learning_rate(backend):
     assert not isinstance(caught.value, xpnn.NonFiniteLossError)
     # In float64 the same values are held: the check is on the dtype, not a fixed bound.
     wide = _regression(backend, dtype="float64")
-    prepared = wide._prepare(X, np.ones(8))[0]
+    prepared = xpnn.data.prepare(wide, X, np.ones(8))[0]
     assert float(xpnn.to_numpy(prepared)[0, 0]) == BIG
 
 

@@ -17,7 +17,7 @@ from .activations import Softmax
 from .backends import Backend, to_numpy
 from .backends.base import refuse_masked
 from .layers import Dropout, Layer
-from .losses import Loss, SoftmaxCategoricalCrossentropy
+from .losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
 from .metrics import Accuracy
 from .optimizers import Optimizer
 
@@ -99,6 +99,22 @@ def check_model(model: Model) -> None:
     check_coherence(model)
     check_parts(model)
     check_settings(model)
+
+
+def wire(model: Model) -> None:
+    """The paths of the passes through a checked model: a Softmax output with categorical
+    cross-entropy trains through their combined gradient, and the backward pass stops at the
+    first layer with parameters (nothing needs the gradient of the data)."""
+    model._combined = None
+    if isinstance(model.layers[-1], Softmax) and isinstance(model.loss, CategoricalCrossentropy):
+        model._combined = SoftmaxCategoricalCrossentropy(backend=model.backend)
+    # With the combined softmax and loss too, the last layer is the Softmax that predicts.
+    model.output_layer_activation = model.layers[-1]
+    model._trainable = [layer for layer in model.layers if layer.parameter_names]
+    through = model.layers[:-1] if model._combined is not None else model.layers
+    first = next((i for i, layer in enumerate(through) if layer.parameter_names), None)
+    model._first_trainable = None if first is None else through[first]
+    model._backward_chain = through[::-1] if first is None else through[:first:-1]
 
 
 def check_sizes(model: Model) -> None:

@@ -8,11 +8,32 @@ checks run once per call, never per step.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backends import Backend, to_numpy
+
+if TYPE_CHECKING:
+    from .model import Model
+
+
+def prepare(model: Model, X: Any, y: Any, argument: str = "") -> tuple[Any, Any]:
+    """``(X, y)`` checked against ``model`` (its input width, its outputs, its loss and metric)
+    and on its device; errors name ``argument[0]``/``argument[1]``, or ``X``/``y``."""
+    names = (f"{argument}[0]", f"{argument}[1]") if argument else ("X", "y")
+    X = prepare_inputs(model.backend, X, model.n_inputs, names[0])
+    y = prepare_targets(
+        model.backend,
+        y,
+        X.shape[0],
+        model.n_outputs,
+        model.loss,
+        model.layers[-1].output_range,
+        names[1],
+        binary=model.accuracy is not None and model.accuracy.binary_targets,
+    )
+    return X, y
 
 
 def prepare_inputs(backend: Backend, X: Any, n_inputs: int | None, argument: str = "X") -> Any:

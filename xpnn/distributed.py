@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import progress, training
+from . import data, progress, training
 from ._checks import positive_int
 from .backends import Backend, to_numpy
 from .history import History
@@ -419,7 +419,7 @@ def evaluate(
     group = communicator(comm, model.backend)
     backend, xp = model.backend, model.backend.xp
     try:
-        X, y = model._prepare(X, y)
+        X, y = data.prepare(model, X, y)
         if batch_size is not None:
             positive_int(batch_size, "batch_size")
         if model.accuracy is not None:

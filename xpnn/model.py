@@ -13,14 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from . import building, distributed, io, progress, summary, training
-from .activations import Softmax
+from . import building, data, distributed, io, summary, training
 from .backends import Backend, get_backend, to_numpy
 from .backends.base import auto_choice
-from .data import prepare_inputs, prepare_targets
 from .history import History
 from .layers import Layer
-from .losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
+from .losses import Loss
 from .metrics import Accuracy
 from .optimizers import Optimizer
 from .training import NonFiniteLossError
@@ -99,19 +97,10 @@ class Model:
         self.loss.build(self.backend)
         if self.accuracy is not None:
             self.accuracy.build(self.backend)
-        self._combined = None
-        if isinstance(self.layers[-1], Softmax) and isinstance(self.loss, CategoricalCrossentropy):
-            self._combined = SoftmaxCategoricalCrossentropy(backend=self.backend)
-        # With the combined softmax and loss too, the last layer is the Softmax that predicts.
-        self.output_layer_activation = self.layers[-1]
-        self._trainable = [layer for layer in self.layers if layer.parameter_names]
+        building.wire(self)
         self._parameters = building.ParameterBuffer(self.backend, self._trainable)
         self.epochs_trained = 0
         self._epoch_in_progress = None
-        through = self.layers[:-1] if self._combined is not None else self.layers
-        first = next((i for i, layer in enumerate(through) if layer.parameter_names), None)
-        self._first_trainable = None if first is None else through[first]
-        self._backward_chain = through[::-1] if first is None else through[:first:-1]
 
     def _require_finalized(self, what: str) -> None:
         if self._parameters is None:
@@ -174,34 +163,23 @@ class Model:
         comm: Any = None,
     ) -> History:
         """Train for ``epochs`` more passes over ``(X, y)`` in batches of ``batch_size``
-        (None: all at once), and return the per-epoch History.
+        (None: all at once), and return the per-epoch History (README: "Through a model").
 
-        With ``shuffle`` each epoch visits the samples in a fresh order drawn from the model's
-        seed; without it, in the order given, as the book's loop. Loss and accuracy are summed
-        on the device and read on the host once per report (every ``print_every`` epochs and
-        the last). ``validation_data`` is evaluated after every epoch, its sums read with the
-        report's. ``verbose``: True shows a progress bar on a terminal or in a notebook and the
-        book's line per report elsewhere; "bar" or "lines" choose; False is silent.
+        ``shuffle``: a fresh order each epoch, drawn from the model's seed (False: the order
+        given, as the book's loop). Figures stay on the device until a report (every
+        ``print_every`` epochs and the last). ``validation_data`` is evaluated every epoch;
+        ``early_stopping=patience`` stops when its loss has not improved for ``patience``
+        epochs, restoring the best parameters. ``verbose``: True a bar on a terminal or in a
+        notebook, the book's lines elsewhere; "bar" or "lines" choose; False is silent.
+        ``checkpoint=path`` saves as ``save`` does every ``checkpoint_every`` epochs, at the
+        end and on Ctrl-C (the path is checked before the first step). ``comm`` (an mpi4py
+        communicator) trains data-parallel over its processes, each rank on its share of every
+        global batch (``xpnn.distributed``).
 
-        ``early_stopping=patience`` evaluates the validation data every epoch and stops when
-        its loss has not improved for ``patience`` epochs, restoring the best parameters.
-
-        ``checkpoint=path`` saves the model with its training state (optimizer state, step and
-        epoch counts, random generators) every ``checkpoint_every`` epochs, at the end and on
-        Ctrl-C; ``Model.load(path)`` then carries on exactly where it stopped. The path is
-        checked before the first step: a regular file or none yet, in a folder that takes new
-        files.
-
-        A loss that turns NaN or infinite stops training with NonFiniteLossError. Ctrl-C stops
-        after the current step and returns the History so far; an epoch it stopped inside is
-        finished by the next ``train`` (of this model, or of one loaded from the checkpoint),
-        from the next step, in the same order, as the first of its ``epochs``; it needs the
-        same X (``discard_epoch_in_progress()`` forgets it). Epochs are numbered from the
-        model's first, so a resumed run goes on counting.
-
-        ``comm`` (an mpi4py communicator) trains data-parallel over its processes, each on its
-        share of every global batch of ``batch_size``: the result is one process's, up to the
-        order of sums (see ``xpnn.distributed``). Every rank passes the same data and settings.
+        A NaN or infinite loss raises NonFiniteLossError. Ctrl-C stops after the current step
+        and returns the History so far; the next ``train`` on the same X finishes an epoch it
+        stopped inside (``discard_epoch_in_progress()`` forgets it). Epochs are numbered from
+        the model's first, so a resumed run goes on counting.
         """
         run = training.train
         if comm is not None:
@@ -227,21 +205,6 @@ class Model:
             total = total + self.loss.regularization_loss(layer)
         return total
 
-    def _prepare(self, X: Any, y: Any, argument: str = "") -> tuple[Any, Any]:
-        names = (f"{argument}[0]", f"{argument}[1]") if argument else ("X", "y")
-        X = prepare_inputs(self.backend, X, self.n_inputs, names[0])
-        y = prepare_targets(
-            self.backend,
-            y,
-            X.shape[0],
-            self.n_outputs,
-            self.loss,
-            self.layers[-1].output_range,
-            names[1],
-            binary=self.accuracy is not None and self.accuracy.binary_targets,
-        )
-        return X, y
-
     def evaluate(
         self,
         X: Any,
@@ -262,11 +225,8 @@ class Model:
         if comm is not None:
             return distributed.evaluate(self, X, y, comm, batch_size, verbose=verbose)
         self._require_finalized("evaluate")
-        X, y = self._prepare(X, y)
-        result = training.evaluate(self, X, y, batch_size)
-        if verbose:
-            print(progress.validation_line(result))
-        return result
+        X, y = data.prepare(self, X, y)
+        return training.evaluate(self, X, y, batch_size, verbose=verbose)
 
     def summary(self) -> str:
         """Print and return a table of the layers (output width, parameters), the total, the
@@ -278,7 +238,7 @@ class Model:
     def predict(self, X: Any, *, batch_size: int | None = None) -> Any:
         """The model's outputs for ``X``, as an array of the model's backend."""
         self._require_finalized("predict")
-        X = prepare_inputs(self.backend, X, self.n_inputs)
+        X = data.prepare_inputs(self.backend, X, self.n_inputs)
         return training.predict(self, X, batch_size)
 
     # -- saving and loading -----------------------------------------------------------------------

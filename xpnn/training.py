@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import progress
+from . import data, progress
 from ._checks import positive_int
 from .backends import Backend, to_numpy
 from .building import check_settings
@@ -156,8 +156,11 @@ def sums(model: Model, X: Any, y: Any, batch_size: int | None) -> Sums:
     return Sums(loss_sum / X.shape[0], correct, compared)
 
 
-def evaluate(model: Model, X: Any, y: Any, batch_size: int | None) -> dict[str, float]:
-    """``Model.evaluate`` over prepared ``(X, y)``: the figures, read in one transfer."""
+def evaluate(
+    model: Model, X: Any, y: Any, batch_size: int | None, *, verbose: bool = False
+) -> dict[str, float]:
+    """``Model.evaluate`` over prepared ``(X, y)``: the figures, read in one transfer; with
+    ``verbose``, the book's validation line too."""
     figures = sums(model, X, y, batch_size)
     figures.regularization = model.regularization_loss()
     (figures,) = read_sums(model.backend, [figures])
@@ -173,6 +176,8 @@ def evaluate(model: Model, X: Any, y: Any, batch_size: int | None) -> dict[str, 
     }
     if model.accuracy is not None:
         result["accuracy"] = figures.correct / figures.compared
+    if verbose:
+        print(progress.validation_line(result))
     return result
 
 
@@ -340,7 +345,7 @@ def train(
         if validation_data is None:
             raise ValueError("early_stopping watches the validation loss: give validation_data")
     check_settings(model)  # the optimizer may have been set, or a setting changed, since
-    X, y = model._prepare(X, y)
+    X, y = data.prepare(model, X, y)
     unfinished = model._epoch_in_progress
     if unfinished is not None and X.shape[0] != unfinished.samples:
         raise ValueError(
@@ -352,7 +357,7 @@ def train(
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (X_val, y_val)")
-        validation = model._prepare(*validation_data, argument="validation_data")
+        validation = data.prepare(model, *validation_data, argument="validation_data")
     if model.accuracy is not None:
         model.accuracy.init(y)
     trainer = (Trainer if trainer is None else trainer)(
