@@ -80,7 +80,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "versions": side.library_info(),
     }
     if args.impl == "xpnn":  # which path the numpy backend took: compiled (numba) or not
-        result["path"] = side.fast_path(args.backend)
+        import xpnn_side
+
+        result["path"] = xpnn_side.fast_path(args.backend)
     if args.impl == "torch":
         result["torch_threads"] = torch.get_num_threads()
     return result
