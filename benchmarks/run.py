@@ -305,7 +305,8 @@ def main() -> None:
     info = child(["info", "--backend", args.backend], os.cpu_count() or 1)
     print_environment(info, args)
     titles = {
-        "W1": "seed's spiral, 2-64-3, batch 128, Adam(0.05, decay 5e-7), float32, 1 thread",
+        "W1": "the book's batch example: spiral, 2-64-3, batch 128, Adam(0.05, decay 5e-7), "
+        "float32, 1 thread",
         "W2": "MLP 784-512-512-10, batch 256, Adam(1e-3), float32, all cores",
     }
     for name in names:

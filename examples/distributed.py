@@ -28,7 +28,7 @@ from xpnn.datasets import spiral_data
 
 
 def build(seed: int, dtype: str) -> xpnn.Model:
-    """2-64-3, ReLU, softmax with cross-entropy, Adam: the seed's network."""
+    """2-64-3, ReLU, softmax with cross-entropy, Adam: the book's batch-training network."""
     model = xpnn.Model(seed=seed, dtype=dtype)
     model.add(xpnn.Dense(2, 64))
     model.add(xpnn.ReLU())

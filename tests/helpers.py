@@ -41,7 +41,7 @@ def tolerance(dtype_name: str) -> dict:
 
 
 def spiral(samples: int = 1000, classes: int = 3, seed: int = 0):
-    """The seed's data: nnfs's spiral_data, made reproducible with NumPy's global seed."""
+    """The batch example's data: nnfs's spiral_data, made reproducible with NumPy's global seed."""
     from nnfs.datasets import spiral_data
 
     state = np.random.get_state()
@@ -53,7 +53,7 @@ def spiral(samples: int = 1000, classes: int = 3, seed: int = 0):
 
 
 def seed_model(backend, seed: int = 0, dtype: str = "float32", **adam) -> xpnn.Model:
-    """The seed's network: 2-64-3, ReLU, softmax with cross-entropy, Adam."""
+    """The batch example's network: 2-64-3, ReLU, softmax with cross-entropy, Adam."""
     model = xpnn.Model(backend=backend, seed=seed, dtype=dtype)
     model.add(xpnn.Dense(2, 64))
     model.add(xpnn.ReLU())

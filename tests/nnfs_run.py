@@ -1,5 +1,5 @@
-"""Train the seed's network through a Model and through the book's loop, after nnfs.init() or
-not, and save the parameters: ``python nnfs_run.py ORDER BACKEND OUT.npz``.
+"""Train the batch example's network through a Model and through the book's loop, after
+nnfs.init() or not, and save the parameters: ``python nnfs_run.py ORDER BACKEND OUT.npz``.
 
 ORDER is "before" (``nnfs.init()`` before ``import xpnn``), "after" (after it) or "none".
 """

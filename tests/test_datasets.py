@@ -191,7 +191,7 @@ def test_bad_sine_samples_are_refused_by_name(value, error):
 
 
 def test_the_seed_network_learns_the_seeded_spiral(backend):
-    """The seed's 2-64-3 network, trained 600 epochs on spiral_data(300, 3, seed=0).
+    """The batch example's 2-64-3 network, trained 600 epochs on spiral_data(300, 3, seed=0).
 
     Measured (numpy and strict alike): 0.827 training accuracy (evaluate), 0.789 over the last
     epoch; asserted with margin.

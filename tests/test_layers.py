@@ -1,4 +1,4 @@
-"""The book's objects used one at a time, as in the seed's loop, on any backend."""
+"""The book's objects used one at a time, as in the batch example's loop, on any backend."""
 
 from __future__ import annotations
 

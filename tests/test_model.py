@@ -46,7 +46,7 @@ def test_backend_agrees_with_numpy_after_training(backend, data, dtype):
 
 
 def _seed_loop(model, X, y, epochs, batch_size):
-    """The seed's hand-written loop, sequential slices, on a model's own layers."""
+    """The batch example's hand-written loop, sequential slices, on a model's own layers."""
     dense1, relu, dense2, _ = model.layers
     head = xpnn.SoftmaxCategoricalCrossentropy(backend=model.backend)
     optimizer = model.optimizer
@@ -99,11 +99,12 @@ def test_shuffle_is_reproducible_from_the_seed(backend, data):
 
 
 def test_seed_workload_learns_only_when_shuffled(backend, data):
-    """The seed's exact workload. Its class-sorted batches reach 0 accuracy; shuffling fixes it.
+    """The batch example's exact workload: its class-sorted batches reach 0 accuracy; shuffling
+    fixes it.
 
     Measured: 0.755 to 0.861 training accuracy after 200 shuffled epochs over model seeds 0 to
     5 under three BLAS settings (it plateaus near 0.82 with a learning rate of 0.05), and 0.000
-    with the seed's sequential batches.
+    with the batch example's sequential batches.
     """
     X, y = data
     shuffled = seed_model(backend, seed=0)
@@ -117,7 +118,7 @@ def test_seed_workload_learns_only_when_shuffled(backend, data):
 
 
 def test_seed_network_reaches_about_090(backend, data):
-    """The seed's network and batches with the seed's Adam defaults (0.02, decay 5e-5).
+    """The batch example's network and batches with its Adam defaults (0.02, decay 5e-5).
 
     Measured: 0.898 to 0.918 training accuracy at epoch 1500 (0.901 to 0.914 on all the data
     after it) over model seeds 0 to 5 under three BLAS settings; seed 0 0.909 to 0.914.

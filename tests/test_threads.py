@@ -25,7 +25,7 @@ OPTIMIZERS = {
     "sgd-momentum": lambda: xpnn.SGD(learning_rate=0.5, decay=1e-3, momentum=0.9),
 }
 
-# (layer widths, samples): the seed's network, and one of 160k parameters.
+# (layer widths, samples): the batch example's network, and one of 160k parameters.
 SIZES = {"small": ((2, 64, 3), 300), "large": ((100, 400, 300, 10), 256)}
 
 
