@@ -52,7 +52,7 @@ from . import activations, layers, losses, metrics, optimizers
 from .backends import Backend, get_backend, to_numpy
 from .building import size_problem
 from .files import file_kind, file_name, save_target, shown, write_atomic
-from .layers import Dropout, Layer
+from .layers import Layer
 from .losses import Loss
 from .metrics import Accuracy
 from .optimizers import Optimizer
@@ -261,7 +261,7 @@ def _training_state(
     _check_pcg64(rng_state, "model.rng", TypeError)
     dropout = {}
     for index, layer in enumerate(model.layers):
-        if isinstance(layer, Dropout):
+        if layer.draws_random:
             dropout[str(index)] = _generator_state(model.backend, layer)
     state = {"checkpoint": info, "optimizer": optimizer, "rng": rng_state, "dropout": dropout}
     if hasattr(model, "epochs_trained"):  # numbers the epochs (History, reports) of later runs
@@ -285,7 +285,7 @@ def _training_state(
     return state, tensors
 
 
-def _generator_state(backend: Backend, layer: Dropout) -> dict[str, Any]:
+def _generator_state(backend: Backend, layer: Layer) -> dict[str, Any]:
     generator = layer.generator
     if isinstance(generator, np.random.Generator):
         state = generator.bit_generator.state
@@ -1020,7 +1020,7 @@ def _restore_state(
 
     _check_pcg64(state["rng"], "the model's generator state", _Invalid)
     dropout = state["dropout"]
-    indices = {str(i) for i, layer in enumerate(model.layers) if isinstance(layer, Dropout)}
+    indices = {str(i) for i, layer in enumerate(model.layers) if layer.draws_random}
     _expect(
         isinstance(dropout, dict) and set(dropout) == indices,
         f"the Dropout generator states must be given for the layers {sorted(indices)}",
@@ -1088,7 +1088,7 @@ def _is_permutation(order: np.ndarray) -> bool:
     return bool(seen.all())
 
 
-def _set_generator(backend: Backend, layer: Dropout, entry: dict[str, Any]) -> None:
+def _set_generator(backend: Backend, layer: Layer, entry: dict[str, Any]) -> None:
     if "seed" in entry:
         layer.generator = backend.random_generator(entry["seed"])
         return

@@ -33,6 +33,9 @@ class Layer(HasSettings, Part):
 
     parameter_names: tuple[tuple[str, str, str], ...] = ()
     output_range: tuple[float, float] = (-math.inf, math.inf)
+    #: True for a layer that draws from a random generator of its own, kept in ``generator``
+    #: (Dropout's masks): saving keeps its state, so a resumed run draws what it would have.
+    draws_random: ClassVar[bool] = False
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
         self.backend = get_backend(backend, dtype)
@@ -217,6 +220,8 @@ class Dropout(Layer):
     Used on its own, ``forward`` drops by default, as in the book's chapter; a model says
     ``training=False`` at inference.
     """
+
+    draws_random = True
 
     def __init__(
         self,
