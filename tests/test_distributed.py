@@ -66,6 +66,37 @@ def test_equal_to_one_process(backend, size, optimizer, samples, batch_size):
         assert history["learning_rate"] == expected["learning_rate"]
 
 
+@pytest.mark.parametrize("size", [2, 3])
+def test_each_rank_validates_its_share_only(backend, size):
+    """Validation every epoch is shared out like the training batches: each rank runs its
+    share of the validation samples, and the ranks' sums give one process's figures."""
+    X, y = spiral(30, 3)
+    X_val, y_val = spiral(11, 3, seed=1)  # 33 samples: shares of 17 and 16, or 11 each
+    options = dict(epochs=2, batch_size=16, verbose=False, validation_data=(X_val, y_val))
+    expected = build(backend).train(X, y, **options)
+
+    def work(rank, group):
+        model = build(backend)
+        rows, forward = [], model.forward
+
+        def counted(X, training=False):
+            if not training:
+                rows.append(X.shape[0])
+            return forward(X, training)
+
+        model.forward = counted
+        history = model.train(X, y, comm=comm_of(group, rank, model), **options)
+        return rows, history
+
+    results = together(size, work)
+    shares = [distributed.share(0, 33, rank, size) for rank in range(size)]
+    for (rows, history), (low, high) in zip(results, shares):
+        # One row to count the predictions per sample, then its share in each of 2 epochs.
+        assert sum(rows) == 1 + 2 * (high - low)
+        np.testing.assert_allclose(history["val_loss"], expected["val_loss"], rtol=1e-5)
+        assert history["val_accuracy"] == expected["val_accuracy"]
+
+
 def test_one_rank_is_one_process_bit_for_bit(backend):
     X, y = spiral(43, 3)
     alone = build(backend)

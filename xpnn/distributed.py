@@ -29,7 +29,7 @@ from ._checks import positive_int
 from .backends import Backend, to_numpy
 from .history import History
 from .layers import Dropout
-from .training import StopOnInterrupt, Trainer, count_correct, read, slices
+from .training import StopOnInterrupt, Sums, Trainer, count_correct, read, slices
 
 __all__ = [
     "Communicator",
@@ -319,6 +319,14 @@ class ReplicaTrainer(Trainer):
             self.snapshot.take()
         return super().run(epochs)
 
+    def validate(self) -> Sums:
+        """``Trainer.validate``: each rank over its share of the validation data, the sums
+        added up over the ranks (on the device, read with the report's figures)."""
+        X, y = self.validation
+        totals, compared = shared_sums(self.model, X, y, self.group, self.batch_size)
+        backend, xp = self.model.backend, self.model.backend.xp
+        return Sums(totals[0] / X.shape[0], xp.astype(totals[1], backend.index_dtype), compared)
+
     def interruption(self) -> StopOnInterrupt:
         """``Trainer.interruption``: a request that the ranks agree on (``AgreedStop``)."""
         self.interrupt = AgreedStop()
@@ -409,6 +417,27 @@ def train(model: Any, X: Any, y: Any, *, comm: Any, **options: Any) -> History:
         raise
 
 
+def shared_sums(
+    model: Any, X: Any, y: Any, group: Communicator, batch_size: int | None
+) -> tuple[Any, int]:
+    """The loss sum and right predictions over ``(X, y)`` (on the device, ``[loss, right]``),
+    each rank over its contiguous share, summed over the ranks; and the predictions compared."""
+    backend, xp = model.backend, model.backend.xp
+    low, high = share(0, X.shape[0], group.rank, group.size)
+    totals = backend.zeros(2)
+    compared = 0
+    shared = slices(X[low:high, ...], y[low:high, ...], batch_size) if high > low else ()
+    for batch_X, batch_y in shared:
+        output = model.forward(batch_X)
+        totals[0] = totals[0] + xp.sum(model.loss.forward(output, batch_y))
+        if model.accuracy is not None:
+            right, count = count_correct(model, output, batch_y)
+            totals[1] = totals[1] + xp.astype(right, backend.dtype)
+            compared += count
+    group.allreduce(totals)
+    return totals, sum(group.allgather(compared))
+
+
 def evaluate(
     model: Any, X: Any, y: Any, comm: Any, batch_size: int | None, *, verbose: bool = False
 ) -> dict[str, float]:
@@ -417,7 +446,7 @@ def evaluate(
     The ranks' parameters must agree (compared by a digest; nothing is broadcast)."""
     model._require_finalized("evaluate")
     group = communicator(comm, model.backend)
-    backend, xp = model.backend, model.backend.xp
+    backend = model.backend
     try:
         X, y = data.prepare(model, X, y)
         if batch_size is not None:
@@ -431,18 +460,7 @@ def evaluate(
     agree(
         group, settings(model, X, y, **{"batch size": batch_size, "parameters": parameters}), None
     )
-    low, high = share(0, X.shape[0], group.rank, group.size)
-    totals = backend.zeros(2)
-    compared = 0
-    for batch_X, batch_y in slices(X[low:high, ...], y[low:high, ...], batch_size):
-        output = model.forward(batch_X)
-        totals[0] = totals[0] + xp.sum(model.loss.forward(output, batch_y))
-        if model.accuracy is not None:
-            right, count = count_correct(model, output, batch_y)
-            totals[1] = totals[1] + xp.astype(right, backend.dtype)
-            compared += count
-    group.allreduce(totals)
-    compared = sum(group.allgather(compared))
+    totals, compared = shared_sums(model, X, y, group, batch_size)
     figures = [totals[0], totals[1], model.regularization_loss()]
     loss_sum, correct, regularization = read(backend, figures)
     data_loss = loss_sum / X.shape[0]

@@ -8,8 +8,9 @@ reads them all in one transfer (``read_sums``) into the History.
 
 The loop has two named places for data-parallel training to override: ``Trainer.batches``,
 where a batch is cut, and ``Trainer.combine``, where a step's gradients and figures come
-together before the update (``distributed.py`` also overrides ``interruption`` and
-``save_checkpoint``, so that the replicas agree on Ctrl-C and only one writes).
+together before the update (``distributed.py`` also overrides ``validate``, to share the
+validation data out, ``interruption`` and ``save_checkpoint``, so that the replicas agree on
+Ctrl-C and only one writes).
 """
 
 from __future__ import annotations
@@ -447,7 +448,7 @@ class Trainer:
                     model.epochs_trained = epoch
                     validated = None  # every epoch, as its figures: on the device until a report
                     if self.validation is not None:
-                        validated = sums(model, *self.validation, self.batch_size)
+                        validated = self.validate()
                     seconds = time.perf_counter() - started
                     lr = model.optimizer.current_learning_rate
                     pending.append(Epoch(epoch, figures, lr, seconds, validated))
@@ -482,6 +483,10 @@ class Trainer:
         finally:
             shown.close()
         return history
+
+    def validate(self) -> Sums:
+        """The validation data's figures after an epoch, left on the device."""
+        return sums(self.model, *self.validation, self.batch_size)
 
     def interruption(self) -> StopOnInterrupt:
         """What Ctrl-C sets while the loop runs: its ``stopped`` ends training after a step."""
