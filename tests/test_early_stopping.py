@@ -120,16 +120,18 @@ def test_the_last_checkpoint_holds_the_restored_best(backend, tmp_path, every):
 
 
 @pytest.mark.parametrize("epochs", [7, 5])
-def test_epochs_running_out_before_patience_still_give_the_best(backend, tmp_path, epochs):
+def test_epochs_running_out_before_patience_still_give_the_best(backend, tmp_path, capsys, epochs):
     """Patience larger than the epochs left: the run ends at the last epoch, with the best
     epoch's parameters (the last one's where it is the best), in the model and the file."""
     path = tmp_path / "run.xpnn"
     model = _model(backend)
     history = model.train(
         X, Y, epochs=epochs, validation_data=(X_VAL, Y_VAL), early_stopping=50,
-        checkpoint=path, checkpoint_every=100, **SETTINGS,
+        checkpoint=path, checkpoint_every=100, **{**SETTINGS, "verbose": "lines"},
     )  # fmt: skip
     assert len(history) == epochs == model.epochs_trained
+    said = "did not have the best validation loss; restored the best, epoch 5"
+    assert (said in capsys.readouterr().out) == (epochs == 7)
     _assert_same(model, _trained(backend, 5))
     _assert_same(model, xpnn.Model.load(path, backend=backend))
 

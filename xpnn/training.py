@@ -495,10 +495,13 @@ class Trainer:
                     stop = best is not None and self.stop_early(best, history)
                     if best is not None and (stop or epoch == final) and best.epoch != epoch:
                         best.restore(model)  # the run ends: the best epoch's parameters
-                        shown.message(
-                            f"xpnn: early stopping at epoch {epoch}: restored the best, epoch "
-                            f"{best.epoch} (no better validation loss since)"
+                        why = (
+                            f"early stop at epoch {epoch}: no better validation loss for "
+                            f"{self.early_stopping} epochs"
+                            if stop
+                            else f"the last epoch, {epoch}, did not have the best validation loss"
                         )
+                        shown.message(f"xpnn: {why}; restored the best, epoch {best.epoch}")
                     if saving or (stop and checkpoint is not None):
                         # After the report (a non-finite loss is never saved) and the restore
                         # (the last checkpoint holds what the model holds when train returns).
