@@ -61,7 +61,8 @@ def test_a_validation_loss_non_finite_from_the_first_epoch_keeps_the_model(backe
             checkpoint=path, checkpoint_every=100, **SETTINGS,
         )  # fmt: skip
     assert caught.value.validation and caught.value.epoch == 1
-    assert "epoch 1" in str(caught.value) and "overflows float32" in str(caught.value)
+    assert "at epoch 1" in str(caught.value) and "overflows float32" in str(caught.value)
+    assert "the parameters are those of epoch 1, on which it ran" in str(caught.value)
     assert all(np.all(np.isfinite(a)) for a in _params(model))
     assert model.epochs_trained == 1
     _assert_same(model, _trained(backend, 1, scale=1.0, dtype="float32"))

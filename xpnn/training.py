@@ -1,10 +1,11 @@
 """Training: the loop over epochs and batches, and what surrounds it.
 
 ``train`` checks ``Model.train``'s arguments and runs a ``Trainer``. Around the loop sit the
-snapshot a non-finite loss goes back to (``Snapshot``), early stopping (``Best``), Ctrl-C
-(``StopOnInterrupt``, with ``EpochInProgress`` for an epoch it stops inside), checkpoints, the
-progress display, and the figures: each epoch's ``Sums`` stay on the device until a report
-reads them all in one transfer (``read_sums``) into the History.
+snapshot a non-finite loss goes back to (``Snapshot``), early stopping (``early_stopping.Best``;
+a non-finite validation loss is refused here), Ctrl-C (``StopOnInterrupt``, with
+``EpochInProgress`` for an epoch it stops inside), checkpoints, the progress display, and the
+figures: each epoch's ``Sums`` stay on the device until a report reads them all in one
+transfer (``read_sums``) into the History.
 
 The loop has two named places for data-parallel training to override: ``Trainer.batches``,
 where a batch is cut, and ``Trainer.combine``, where a step's gradients and figures come
@@ -30,6 +31,7 @@ from . import data, progress
 from ._checks import positive_int
 from .backends import Backend, to_numpy
 from .building import check_settings
+from .early_stopping import Best
 from .files import check_writable
 from .history import History
 
@@ -274,46 +276,6 @@ class Snapshot:
         self.model._epoch_in_progress = self.epoch_in_progress
 
 
-class Best:
-    """Early stopping: the best validation loss so far, and the parameters that gave it.
-
-    Kept for one ``train`` call: a later call, or a run resumed from a checkpoint, starts
-    watching afresh.
-    """
-
-    def __init__(self, patience: int) -> None:
-        self.patience = patience
-        self.loss, self.epoch, self.params, self.waited = math.inf, 0, None, 0
-
-    def stop(self, model: Model, history: History) -> bool:
-        """Note the latest epoch; True once ``patience`` epochs passed without a better loss.
-
-        A NaN or infinite validation loss cannot be compared: the best parameters go back
-        (the latest, if none was finite before) and NonFiniteLossError names validation_data.
-        """
-        loss, epoch = history["val_loss"][-1], history["epoch"][-1]
-        if not math.isfinite(loss):
-            if self.restore(model):
-                kept = f"the parameters are those of the best epoch, {self.epoch}, restored"
-            else:
-                kept = f"the parameters are those of epoch {epoch}, which it validated"
-            raise NonFiniteLossError(epoch, None, model.backend.dtype_name, kept=kept)
-        if loss < self.loss:
-            self.loss, self.epoch, self.waited = loss, epoch, 0
-            self.params = model.backend.xp.asarray(model._parameters.params, copy=True)
-            return False
-        self.waited += 1
-        return self.waited >= self.patience
-
-    def restore(self, model: Model) -> bool:
-        """Put the best epoch's parameters back (the optimizer state and epoch count stay);
-        False where there is none yet."""
-        if self.params is None:
-            return False
-        model._parameters.params[...] = self.params
-        return True
-
-
 class StopOnInterrupt:
     """While training, Ctrl-C asks to stop after the current step; a second one stops at once."""
 
@@ -523,14 +485,20 @@ class Trainer:
         return history
 
     def stop_early(self, best: Best, history: History) -> bool:
-        """``best.stop``; where a non-finite validation loss raises, the checkpoint is written
-        first, so that it holds the parameters the model is left with."""
-        try:
-            return best.stop(self.model, history)
-        except NonFiniteLossError:
-            if self.checkpoint is not None:
-                self.save_checkpoint()
-            raise
+        """``best.stop`` on the latest validation loss. A NaN or infinite one cannot be
+        compared: the best parameters go back (the latest stay if none was finite before),
+        the checkpoint is written (so that it holds them) and NonFiniteLossError names
+        validation_data."""
+        model, loss, epoch = self.model, history["val_loss"][-1], history["epoch"][-1]
+        if math.isfinite(loss):
+            return best.stop(model, loss, epoch)
+        if best.restore(model):
+            kept = f"the parameters are those of the best epoch, {best.epoch}, restored"
+        else:
+            kept = f"the parameters are those of epoch {epoch}, on which it ran"
+        if self.checkpoint is not None:
+            self.save_checkpoint()
+        raise NonFiniteLossError(epoch, None, model.backend.dtype_name, kept=kept)
 
     def validate(self) -> Sums:
         """The validation data's figures after an epoch, left on the device."""
