@@ -1,10 +1,11 @@
 """Training: the loop over epochs and batches, and what surrounds it.
 
 ``train`` checks ``Model.train``'s arguments and runs a ``Trainer``. Around the loop sit the
-snapshot a non-finite loss goes back to (``Snapshot``), early stopping (``Best``), Ctrl-C
-(``StopOnInterrupt``, with ``EpochInProgress`` for an epoch it stops inside), checkpoints, the
-progress display, and the figures: each epoch's ``Sums`` stay on the device until a report
-reads them all in one transfer (``read_sums``) into the History.
+snapshot a non-finite loss goes back to (``Snapshot``), early stopping (``early_stopping.Best``;
+a non-finite validation loss is refused here), Ctrl-C (``StopOnInterrupt``, with
+``EpochInProgress`` for an epoch it stops inside), checkpoints, the progress display, and the
+figures: each epoch's ``Sums`` stay on the device until a report reads them all in one
+transfer (``read_sums``) into the History.
 
 The loop has two named places for data-parallel training to override: ``Trainer.batches``,
 where a batch is cut, and ``Trainer.combine``, where a step's gradients and figures come
@@ -30,6 +31,7 @@ from . import data, progress
 from ._checks import positive_int
 from .backends import Backend, to_numpy
 from .building import check_settings
+from .early_stopping import Best
 from .files import check_writable
 from .history import History
 
@@ -40,10 +42,22 @@ __all__ = ["NonFiniteLossError", "Trainer", "train"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; training stopped."""
+    """The training loss, or the validation loss early stopping reads (``validation`` True),
+    became NaN or infinite; training stopped."""
 
-    def __init__(self, epoch: int, step: int | None, dtype: str | None = None) -> None:
+    def __init__(
+        self, epoch: int, step: int | None, dtype: str | None = None, *, kept: str | None = None
+    ) -> None:
         self.epoch, self.step = epoch, step
+        self.validation = kept is not None  # the validation loss, which early stopping reads
+        if kept is not None:  # finite parameters on checked, finite data: an overflow
+            super().__init__(
+                f"validation_data: the validation loss became NaN or infinite at epoch {epoch}: "
+                f"the model's computation on these data overflows {dtype}, so early stopping "
+                f"cannot compare it; {kept}. Validation inputs scaled to a smaller range "
+                "usually help"
+            )
+            return
         where = f"epoch {epoch}, step {step}" if step is not None else f"epoch {epoch}"
         if dtype is not None:  # before any update: the learning rate cannot be the cause
             super().__init__(
@@ -262,27 +276,6 @@ class Snapshot:
         self.model._epoch_in_progress = self.epoch_in_progress
 
 
-class Best:
-    """Early stopping: the best validation loss so far, and the parameters that gave it."""
-
-    def __init__(self) -> None:
-        self.loss, self.epoch, self.params, self.waited = math.inf, 0, None, 0
-
-    def stop(self, model: Model, history: History, patience: int) -> bool:
-        """Note the latest epoch; True (with the best parameters back) once patience runs out."""
-        loss = history["val_loss"][-1]
-        buffer = model._parameters
-        if loss < self.loss:
-            self.loss, self.epoch, self.waited = loss, history["epoch"][-1], 0
-            self.params = model.backend.xp.asarray(buffer.params, copy=True)
-            return False
-        self.waited += 1
-        if self.waited < patience:
-            return False
-        buffer.params[...] = self.params
-        return True
-
-
 class StopOnInterrupt:
     """While training, Ctrl-C asks to stop after the current step; a second one stops at once."""
 
@@ -428,7 +421,7 @@ class Trainer:
             f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}"
             f"{chosen}): {samples} samples, {steps} step{'s' if steps > 1 else ''} per epoch",
         )
-        best = Best() if self.early_stopping else None
+        best = Best(self.early_stopping) if self.early_stopping else None
         started = time.perf_counter()
         try:
             with self.interruption() as interrupt:
@@ -461,14 +454,21 @@ class Trainer:
                         self.record(history, pending)
                         if reported:
                             shown.report(history, regularized)
-                    if saving:  # after the report: a non-finite loss is never saved
-                        self.save_checkpoint()
-                    if best is not None and best.stop(model, history, self.early_stopping):
-                        shown.message(
-                            f"xpnn: early stop at epoch {epoch}: no better validation loss "
-                            f"for {self.early_stopping} epochs; restored the best, epoch "
-                            f"{best.epoch}"
+                    stop = best is not None and self.stop_early(best, history)
+                    if best is not None and (stop or epoch == final) and best.epoch != epoch:
+                        best.restore(model)  # the run ends: the best epoch's parameters
+                        why = (
+                            f"early stop at epoch {epoch}: no better validation loss for "
+                            f"{self.early_stopping} epochs"
+                            if stop
+                            else f"the last epoch, {epoch}, did not have the best validation loss"
                         )
+                        shown.message(f"xpnn: {why}; restored the best, epoch {best.epoch}")
+                    if saving or (stop and checkpoint is not None):
+                        # After the report (a non-finite loss is never saved) and the restore
+                        # (the last checkpoint holds what the model holds when train returns).
+                        self.save_checkpoint()
+                    if stop:
                         break
                     if interrupt.stopped:  # at the epoch's last step: the epoch is whole
                         self.record(history, pending)
@@ -483,6 +483,22 @@ class Trainer:
         finally:
             shown.close()
         return history
+
+    def stop_early(self, best: Best, history: History) -> bool:
+        """``best.stop`` on the latest validation loss. A NaN or infinite one cannot be
+        compared: the best parameters go back (the latest stay if none was finite before),
+        the checkpoint is written (so that it holds them) and NonFiniteLossError names
+        validation_data."""
+        model, loss, epoch = self.model, history["val_loss"][-1], history["epoch"][-1]
+        if math.isfinite(loss):
+            return best.stop(model, loss, epoch)
+        if best.restore(model):
+            kept = f"the parameters are those of the best epoch, {best.epoch}, restored"
+        else:
+            kept = f"the parameters are those of epoch {epoch}, on which it ran"
+        if self.checkpoint is not None:
+            self.save_checkpoint()
+        raise NonFiniteLossError(epoch, None, model.backend.dtype_name, kept=kept)
 
     def validate(self) -> Sums:
         """The validation data's figures after an epoch, left on the device."""
