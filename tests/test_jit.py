@@ -211,6 +211,7 @@ def test_bad_thread_count_is_refused_before_any_model_for_every_size(
     """A bad XPNN_JIT_THREADS is refused by name when the numpy backend is made, before any
     model, layer or step (it was refused only where a buffer was large enough to split, in
     the middle of a step, and ignored otherwise)."""
+    monkeypatch.setenv("XPNN_JIT", "1")
     monkeypatch.setenv("XPNN_JIT_THREADS", value)
     with pytest.raises(ValueError, match="XPNN_JIT_THREADS must be a positive integer"):
         _model(MODEL_SIZES[size])
@@ -228,6 +229,7 @@ def test_thread_count_is_read_once_when_the_backend_is_made(monkeypatch, fresh_b
     rng = np.random.default_rng(0)
     widths = MODEL_SIZES[size]
     X, y = rng.standard_normal((96, widths[0])), rng.integers(0, 3, 96)
+    monkeypatch.setenv("XPNN_JIT", "1")
     monkeypatch.setenv("XPNN_JIT_THREADS", "2")
     model = _model(widths)
     assert model.backend.threads == 2
