@@ -142,5 +142,5 @@ class CheckedCache(FunctionCache):
             f"{'removed' if removed else 'could not remove'} {what} and compiled the kernel "
             f"again",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
