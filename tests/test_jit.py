@@ -389,6 +389,7 @@ def test_training_steps_run_the_compiled_kernels(monkeypatch, fresh_backends, se
     else:
         assert type(model.backend) is JitBackend
         assert model.optimizer.version(model.backend, None) is rule.numba_update
+    seen = set()
     for targets, loss_kernel in [
         (y, "crossentropy_labels"),
         (np.eye(3)[y], "crossentropy_one_hot"),
@@ -410,3 +411,16 @@ def test_training_steps_run_the_compiled_kernels(monkeypatch, fresh_backends, se
         }
         for kernel, count in per_step.items():
             assert calls.get(kernel, 0) >= count * steps, kernel.function.__name__
+        seen.update(per_step)
+    if setting != "0":
+        assert seen >= set(jit.KERNELS.values())  # every layer kernel is counted
+
+
+def test_every_compiled_optimizer_is_counted():
+    """The test above covers every optimizer that has a compiled version."""
+    compiled = {
+        value
+        for value in vars(xpnn.optimizers).values()
+        if isinstance(value, type) and "numba" in getattr(value, "versions", {})
+    }
+    assert compiled and compiled <= {type(make()) for make, _ in OPTIMIZER_KERNELS.values()}
