@@ -137,16 +137,25 @@ def _plant(cache_folder, tmp_path):
     return index, marker
 
 
+def _shared_group(path, mode):
+    """``path`` in a group other users may belong to (not this user's own), writable by it."""
+    os.chown(path, -1, 4321)
+    os.chmod(path, mode)
+
+
 UNSAFE = {
     "cache dir 0o777": lambda folder, index: os.chmod(folder, 0o777),
     "cache dir 0o757": lambda folder, index: os.chmod(folder, 0o757),
-    "cache dir 0o770": lambda folder, index: os.chmod(folder, 0o770),
     "its folder 0o1777 (sticky)": lambda folder, index: os.chmod(index.parent, 0o1777),
-    "its folder 0o775": lambda folder, index: os.chmod(index.parent, 0o775),
+    "its folder 0o757": lambda folder, index: os.chmod(index.parent, 0o757),
     "the index 0o666": lambda folder, index: os.chmod(index, 0o666),
     "the index 0o646": lambda folder, index: os.chmod(index, 0o646),
 }
-OWNED = {
+# Changing a file's owner or group needs root.
+AS_ROOT = {
+    "cache dir 0o770, a shared group": lambda folder, index: _shared_group(folder, 0o770),
+    "its folder 0o775, a shared group": lambda folder, index: _shared_group(index.parent, 0o775),
+    "the index 0o664, a shared group": lambda folder, index: _shared_group(index, 0o664),
     "its folder another user's": lambda folder, index: os.chown(index.parent, 4321, -1),
     "the index another user's": lambda folder, index: os.chown(index, 4321, -1),
 }
@@ -159,7 +168,7 @@ OWNED = {
         *UNSAFE,
         *(
             pytest.param(name, marks=pytest.mark.skipif(not ROOT, reason="chown needs root"))
-            for name in OWNED
+            for name in AS_ROOT
         ),
     ],
 )
@@ -167,7 +176,7 @@ def test_a_cache_folder_others_can_write_is_not_read(cache_folder, tmp_path, uns
     """A planted index in a folder another user can write (or owns) would run its code as
     numba unpickles it: the folder is not read, a warning names it, the kernel compiles."""
     index, marker = _plant(cache_folder, tmp_path)
-    {**UNSAFE, **OWNED}[unsafe](cache_folder, index)
+    {**UNSAFE, **AS_ROOT}[unsafe](cache_folder, index)
     with pytest.warns(RuntimeWarning, match=re.escape(str(index.parent)) + ".*pickle"):
         hits, misses, _ = _fresh_run()
     assert (hits, misses) == (0, 1)
@@ -207,3 +216,27 @@ def test_the_check_names_the_problem(tmp_path):
     os.chmod(folder, 0o722)
     assert "can be written by other users (mode 0o722)" in jit_cache.unsafe(str(folder), [])
     assert "cannot be checked" in jit_cache.unsafe(str(tmp_path / "missing"), [])
+
+
+def _own_group():
+    """This user's own group (named as they are, theirs alone), or None."""
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid())
+    group = grp.getgrgid(user.pw_gid)
+    private = group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+    return user.pw_gid if private else None
+
+
+@pytest.mark.skipif(not POSIX or _own_group() is None, reason="needs a group of this user alone")
+def test_a_folder_writable_by_this_users_own_group_is_used(cache_folder, recwarn):
+    """Debian and Ubuntu give every user a group of their own and umask 002: folders writable
+    by that group are this user's alone, as their ssh holds too."""
+    _fresh_run()
+    index = _entry(cache_folder, ".nbi")
+    for path, mode in [(cache_folder, 0o775), (index.parent, 0o775), (index, 0o664)]:
+        os.chown(path, -1, _own_group())
+        os.chmod(path, mode)
+    assert _fresh_run()[:2] == (1, 0)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -7,9 +7,9 @@ Two things follow, and :class:`CheckedCache` handles both:
 - A folder that another user can write to (or owns) lets that user run code in the training
   process by planting a file. Such a folder is not read: the kernel compiles without the disk
   cache, and a warning names the folder once per process. As ssh does with keys, the folder and
-  the kernel's files must belong to this user (or root) and be writable by no one else, and no
-  folder above it may be writable by others unless it is sticky (as ``/tmp`` is, where no one
-  can move another's folder).
+  the kernel's files must belong to this user (or root) and be writable by no one else (a
+  group of this user alone aside), and no folder above it may be writable by others unless it
+  is sticky (as ``/tmp`` is, where no one can move another's folder).
 - A damaged file (an interrupted write, a full disk) makes numba fail as it loads it
   (``UnpicklingError``, ``EOFError``, ``MemoryError``...), in every later process. The kernel's
   entry (its index and data files) is removed with a warning that names the folder, and the
@@ -20,6 +20,7 @@ Only imported once numba is: ``numba.core.caching`` is numba's own cache (``cach
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import stat
@@ -31,18 +32,40 @@ from numba.core.caching import FunctionCache
 
 __all__ = ["CheckedCache", "unsafe"]
 
-_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
-
 #: Folders already warned about as unsafe (the warning is given once per process and folder).
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
+
+
+@functools.cache
+def _private_group(gid: int, uid: int) -> bool:
+    """True where ``gid`` is user ``uid``'s own group: their primary group, named as they are,
+    with no other member. Debian and Ubuntu make one for every user and leave new folders
+    writable by it (umask 002); like their ssh, such a group's write bit is harmless."""
+    import grp
+    import pwd
+
+    try:
+        user, group = pwd.getpwuid(uid), grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return (
+        gid == user.pw_gid and group.gr_name == user.pw_name and set(group.gr_mem) <= {user.pw_name}
+    )
+
+
+def _others_can_write(info: os.stat_result) -> bool:
+    """True where users other than this one can write to the file or folder ``stat`` read."""
+    if info.st_mode & stat.S_IWOTH:
+        return True
+    return bool(info.st_mode & stat.S_IWGRP) and not _private_group(info.st_gid, os.geteuid())
 
 
 def _owner_problem(path: str, info: os.stat_result) -> str | None:
     """Why ``path`` (already ``stat``-ed) may not hold this user's cache, or None."""
     if info.st_uid not in (os.geteuid(), 0):
         return f"{path} belongs to another user (uid {info.st_uid})"
-    if info.st_mode & _OTHERS_WRITE:
+    if _others_can_write(info):
         return f"{path} can be written by other users (mode {stat.S_IMODE(info.st_mode):#o})"
     return None
 
@@ -62,7 +85,7 @@ def unsafe(folder: str, files: list[str]) -> str | None:
         parent = os.path.dirname(folder)
         while problem is None and parent != folder:
             info = os.stat(parent)
-            if info.st_mode & _OTHERS_WRITE and not info.st_mode & stat.S_ISVTX:
+            if _others_can_write(info) and not info.st_mode & stat.S_ISVTX:
                 mode = stat.S_IMODE(info.st_mode)
                 problem = f"{parent}, which holds it, can be written by other users ({mode:#o})"
             folder, parent = parent, os.path.dirname(parent)
