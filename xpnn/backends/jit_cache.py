@@ -124,6 +124,7 @@ class CheckedCache(FunctionCache):
                     stacklevel=2,
                 )
             return None
+        target_context.refresh()  # as numba's does first: its failure is no damaged entry
         try:
             return super().load_overload(sig, target_context)
         except Exception as error:  # any failure to read or rebuild: the entry is damaged
