@@ -68,7 +68,7 @@ def main() -> None:
             jb, {}, p, g, m, c, **settings
         )
         copy_kernel = jit.Kernel(_copy)
-        copies[f"numba copy, {jit.threads()} threads"] = lambda: jit.elementwise(
+        copies[f"numba copy, {jit.threads()} threads"] = lambda: jb.elementwise(
             copy_kernel, (p, m), scalars
         )
     else:
@@ -86,7 +86,7 @@ def main() -> None:
                 (lambda source=source, target=target: np.copyto(target, source))
                 if name.startswith("numpy")
                 else (
-                    lambda source=source, target=target: jit.elementwise(
+                    lambda source=source, target=target: jb.elementwise(
                         copy_kernel, (source, target), scalars
                     )
                 )

@@ -57,7 +57,9 @@ def pytest_report_header(config) -> str:
         import numba
 
         return f"xpnn numpy backend: compiled kernels (numba {numba.__version__})"
-    why = "XPNN_JIT=0" if os.environ.get("XPNN_JIT", "").strip() == "0" else "numba missing"
+    from xpnn.backends import jit
+
+    why = "XPNN_JIT is off" if not jit.switch("XPNN_JIT", True) else "numba missing"
     return f"xpnn numpy backend: plain NumPy ({why})"
 
 

@@ -7,6 +7,7 @@ as XPNN_JIT says (the nox sessions "tests(numpy)" and "tests(numpy-nojit)" run b
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -178,11 +179,105 @@ def test_large_updates_run_in_a_forked_child(monkeypatch):
     assert child.exitcode == 0
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1"])
-def test_bad_thread_count_is_refused_by_name(monkeypatch, value):
+@pytest.fixture
+def fresh_backends(monkeypatch):
+    """No backend made yet, as in a new process: get_backend makes them again."""
+    monkeypatch.setattr(xpnn.backends.base, "_cache", {})
+
+
+def _model(widths, optimizer=None, seed=1):
+    model = xpnn.Model(seed=seed)
+    for index, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
+        model.add(xpnn.Dense(n_in, n_out))
+        model.add(xpnn.ReLU() if index < len(widths) - 2 else xpnn.Softmax())
+    model.set(
+        loss=xpnn.CategoricalCrossentropy(),
+        optimizer=optimizer or xpnn.Adam(),
+        accuracy=xpnn.CategoricalAccuracy(),
+    )
+    model.finalize()
+    return model
+
+
+# The batch example's network, and one whose first weights pass PARALLEL_FROM (split in parts).
+MODEL_SIZES = {"small": (2, 64, 3), "large": (300, 400, 3)}
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5", "\u00b2", "0x2"])
+@pytest.mark.parametrize("size", MODEL_SIZES)
+def test_bad_thread_count_is_refused_before_any_model_for_every_size(
+    monkeypatch, fresh_backends, value, size
+):
+    """A bad XPNN_JIT_THREADS is refused by name when the numpy backend is made, before any
+    model, layer or step (it was refused only where a buffer was large enough to split, in
+    the middle of a step, and ignored otherwise)."""
+    monkeypatch.setenv("XPNN_JIT", "1")
     monkeypatch.setenv("XPNN_JIT_THREADS", value)
+    with pytest.raises(ValueError, match="XPNN_JIT_THREADS must be a positive integer"):
+        _model(MODEL_SIZES[size])
     with pytest.raises(ValueError, match="XPNN_JIT_THREADS"):
-        _large_update()
+        xpnn.Dense(2, 3)  # the book's hand-written loop
+    with pytest.raises(ValueError, match="XPNN_JIT_THREADS"):
+        JitBackend("float32")
+
+
+@pytest.mark.parametrize("size", MODEL_SIZES)
+def test_thread_count_is_read_once_when_the_backend_is_made(monkeypatch, fresh_backends, size):
+    """Once a model's backend is made, a later XPNN_JIT_THREADS changes nothing: no step
+    refuses it halfway (after the shuffle and the first layers' updates), and the model
+    trains on the count read at first."""
+    rng = np.random.default_rng(0)
+    widths = MODEL_SIZES[size]
+    X, y = rng.standard_normal((96, widths[0])), rng.integers(0, 3, 96)
+    monkeypatch.setenv("XPNN_JIT", "1")
+    monkeypatch.setenv("XPNN_JIT_THREADS", "2")
+    model = _model(widths)
+    assert model.backend.threads == 2
+    monkeypatch.setenv("XPNN_JIT_THREADS", "many")
+    model.train(X, y, epochs=1, batch_size=32, verbose=False)
+    monkeypatch.setenv("XPNN_JIT_THREADS", "1")
+    alone = _model(widths)
+    alone.backend.threads = 1  # the same backend object: one thread now, the same numbers
+    alone.train(X, y, epochs=1, batch_size=32, verbose=False)
+    for (w1, b1), (w2, b2) in zip(model.get_parameters(), alone.get_parameters()):
+        np.testing.assert_array_equal(w1, w2)
+        np.testing.assert_array_equal(b1, b2)
+
+
+def test_bad_thread_count_is_not_read_on_plain_numpy(monkeypatch, fresh_backends):
+    """XPNN_JIT=0 runs no kernel, so XPNN_JIT_THREADS means nothing there, for every size."""
+    monkeypatch.setenv("XPNN_JIT", "0")
+    monkeypatch.setenv("XPNN_JIT_THREADS", "two")
+    for widths in MODEL_SIZES.values():
+        assert type(_model(widths).backend) is NumpyBackend
+
+
+@pytest.mark.parametrize(
+    ("setting", "compiled"),
+    [
+        *((value, True) for value in ["1", "true", "True", "YES", "on", " On ", "", "  "]),
+        *((value, False) for value in ["0", "false", "FALSE", "no", "No", "off", " off\n"]),
+    ],
+)
+def test_xpnn_jit_takes_the_usual_spellings(monkeypatch, fresh_backends, setting, compiled):
+    """Any case, spaces around; unset or blank leaves the compiled path on (numba installed).
+    ``false``, ``off`` and ``no`` kept it on before: only ``0`` turned it off."""
+    monkeypatch.setenv("XPNN_JIT", setting)
+    assert jit.enabled() is compiled
+    backend = xpnn.get_backend("numpy")
+    assert type(backend) is (JitBackend if compiled else NumpyBackend)
+    assert backend.fast_path == ("numba" if compiled else "numpy")
+
+
+@pytest.mark.parametrize("setting", ["2", "-1", "tru", "enabled", "y", "nein", "0 1"])
+def test_xpnn_jit_refuses_an_unknown_value_by_name(monkeypatch, fresh_backends, setting):
+    """An unknown value is an error naming XPNN_JIT and what it takes, before any model."""
+    monkeypatch.setenv("XPNN_JIT", setting)
+    accepted = "1, true, yes, on .* 0, false, no, off"
+    with pytest.raises(ValueError, match=f"XPNN_JIT must be one of {accepted}.*{setting!r}"):
+        xpnn.get_backend("numpy")
+    with pytest.raises(ValueError, match="XPNN_JIT"):
+        xpnn.Model()
 
 
 def test_optimizers_pick_the_compiled_version_and_fall_back():
@@ -212,9 +307,13 @@ def test_training_on_the_compiled_path_follows_the_reference():
     assert fused_accuracy == plain_accuracy
 
 
-@pytest.mark.parametrize(("setting", "expected"), [("0", "NumpyBackend numpy"), ("1", None)])
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("0", "NumpyBackend numpy"), (" Off ", "NumpyBackend numpy"), ("1", None), ("yes", None)],
+)
 def test_xpnn_jit_switches_the_compiled_path(setting, expected):
-    """XPNN_JIT=0 gives plain NumPy; otherwise, numba installed, the compiled backend."""
+    """XPNN_JIT=0 (or off...) gives plain NumPy; otherwise, numba installed, the compiled
+    backend; in a new process, where the environment is read."""
     code = "import xpnn; b = xpnn.get_backend('numpy'); print(type(b).__name__, b.fast_path)"
     env = {**os.environ, "XPNN_JIT": setting}
     out = subprocess.run(
@@ -225,25 +324,103 @@ def test_xpnn_jit_switches_the_compiled_path(setting, expected):
 
 
 def test_kernels_compile_where_no_cache_folder_can_be_written(monkeypatch):
-    """A read-only installation and home folder: numba cannot cache, and the kernel compiles
-    anyway (numba refuses ``cache=True`` outright when it finds no folder to write)."""
-    import numba
+    """A read-only installation and home folder: numba finds no folder to cache in (it
+    refuses to make a cache at all), and the kernel compiles anyway."""
+    import numba.core.caching
 
-    original, refused = numba.njit, []
+    from xpnn.backends import jit_cache
 
-    def refusing(function, **options):
-        if options.get("cache"):
-            refused.append(function.__name__)
-            raise RuntimeError(f"cannot cache function {function.__name__!r}: no locator")
-        return original(function, **options)
-
-    monkeypatch.setattr(numba, "njit", refusing)
-
-    def double(a, s):  # pragma: no cover - compiled by numba
-        for i in range(a.size):
-            a[i] = a[i] * s[0]
+    monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
+    with pytest.raises(RuntimeError, match="no locator"):
+        jit_cache.CheckedCache(_double)
 
     values = np.arange(4.0)
-    jit.Kernel(double)(values, np.array([2.0]))
+    kernel = jit.Kernel(_double)
+    kernel(values, np.array([2.0]))
     np.testing.assert_array_equal(values, [0, 2, 4, 6])
-    assert refused  # it did ask for the cache first
+    assert type(kernel._compiled._cache).__name__ == "NullCache"
+
+
+def _double(a, s):  # pragma: no cover - compiled by numba
+    for i in range(a.size):
+        a[i] = a[i] * s[0]
+
+
+#: Every optimizer's compiled kernel, by the optimizer that runs it.
+OPTIMIZER_KERNELS = {
+    "sgd": (xpnn.SGD, xpnn.optimizers.sgd.NUMBA_KERNELS["plain"]),
+    "sgd-momentum": (
+        lambda: xpnn.SGD(momentum=0.9),
+        xpnn.optimizers.sgd.NUMBA_KERNELS["momentum"],
+    ),
+    "adagrad": (xpnn.Adagrad, xpnn.optimizers.adagrad.NUMBA_KERNEL),
+    "rmsprop": (xpnn.RMSprop, xpnn.optimizers.rmsprop.NUMBA_KERNEL),
+    "adam": (xpnn.Adam, xpnn.optimizers.adam.NUMBA_KERNEL),
+}
+
+
+@pytest.mark.parametrize("setting", ["default", "1", "0"])
+@pytest.mark.parametrize("optimizer", OPTIMIZER_KERNELS)
+def test_training_steps_run_the_compiled_kernels(monkeypatch, fresh_backends, setting, optimizer):
+    """Every step of ``train`` on the default numpy backend runs the compiled kernels: the
+    optimizer's and the layers' (the bias add twice, ReLU forward and backward, softmax's two
+    passes, the loss with its gradient, on labels and one-hot rows); with XPNN_JIT=0, none.
+    Counted by kernel, not timed: a step that fell back to plain NumPy would pass every other
+    test and run slower."""
+    if setting == "default":
+        monkeypatch.delenv("XPNN_JIT", raising=False)
+    else:
+        monkeypatch.setenv("XPNN_JIT", setting)
+    calls: dict = {}
+    call = jit.Kernel.__call__
+
+    def counted(kernel, *args):
+        calls[kernel] = calls.get(kernel, 0) + 1
+        return call(kernel, *args)
+
+    monkeypatch.setattr(jit.Kernel, "__call__", counted)
+    make, optimizer_kernel = OPTIMIZER_KERNELS[optimizer]
+    model = _model((2, 16, 3), make())
+    X, y = spiral(40, 3)  # 120 samples: 4 steps of 32 an epoch
+    rule = sys.modules[type(model.optimizer).__module__]
+    if setting == "0":
+        assert type(model.backend) is NumpyBackend
+        assert model.optimizer.version(model.backend, None) is rule.numpy_update
+    else:
+        assert type(model.backend) is JitBackend
+        assert model.optimizer.version(model.backend, None) is rule.numba_update
+    seen = set()
+    for targets, loss_kernel in [
+        (y, "crossentropy_labels"),
+        (np.eye(3)[y], "crossentropy_one_hot"),
+    ]:
+        calls.clear()
+        model.train(X, targets, epochs=2, batch_size=32, verbose=False)
+        steps = 8
+        if setting == "0":
+            assert calls == {}
+            continue
+        per_step = {
+            jit.KERNELS["add_row"]: 2,  # one per Dense layer
+            jit.KERNELS["relu"]: 1,
+            jit.KERNELS["relu_backward"]: 1,
+            jit.KERNELS["shift_rows"]: 1,
+            jit.KERNELS["normalize_rows"]: 1,
+            jit.KERNELS[loss_kernel]: 1,
+            optimizer_kernel: 1,  # one pass over the model's flat buffer
+        }
+        for kernel, count in per_step.items():
+            assert calls.get(kernel, 0) >= count * steps, kernel.function.__name__
+        seen.update(per_step)
+    if setting != "0":
+        assert seen >= set(jit.KERNELS.values())  # every layer kernel is counted
+
+
+def test_every_compiled_optimizer_is_counted():
+    """The test above covers every optimizer that has a compiled version."""
+    compiled = {
+        value
+        for value in vars(xpnn.optimizers).values()
+        if isinstance(value, type) and "numba" in getattr(value, "versions", {})
+    }
+    assert compiled and compiled <= {type(make()) for make, _ in OPTIMIZER_KERNELS.values()}

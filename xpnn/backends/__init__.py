@@ -24,5 +24,5 @@ __all__ = [
     "to_numpy",
 ]
 
-# "numpy" is compiled (JitBackend) where numba is installed and XPNN_JIT is not 0.
+# "numpy" is compiled (JitBackend) where numba is installed and XPNN_JIT does not turn it off.
 _CLASSES.update(numpy=numpy_backend, cupy=CupyBackend, strict=StrictBackend)

@@ -5,9 +5,10 @@ environment, the NumPy backend runs its plain NumPy operations. With it, ``get_b
 returns a :class:`JitBackend`: the same NumPy arrays and results, with the hottest steps of
 training each done in one compiled pass instead of several NumPy calls.
 
-Every kernel is compiled on its first call (numba's ``njit``) and cached on disk
-(``cache=True``: beside the source in ``__pycache__``, or, where that folder cannot be written,
-in the user's cache folder; ``NUMBA_CACHE_DIR`` chooses another). None asks for ``fastmath``, so
+Every kernel is compiled on its first call (numba's ``njit``) and cached on disk where numba
+places its cache (beside the source in ``__pycache__``, or, where that folder cannot be written,
+in the user's cache folder; ``NUMBA_CACHE_DIR`` chooses another), through ``jit_cache``, which
+refuses a folder others can write and drops a damaged entry. None asks for ``fastmath``, so
 each operation rounds as IEEE arithmetic says and no multiply-add is contracted: the optimizer
 updates, the bias add, ReLU and every gradient give the reference's numbers bit for bit
 (tested). Two sums run in another order than NumPy's: the loss of a batch (added in float64)
@@ -34,18 +35,18 @@ __all__ = [
     "PARALLEL_FROM",
     "JitBackend",
     "Kernel",
-    "elementwise",
     "enabled",
     "flat",
     "numpy_backend",
     "scalars",
+    "switch",
     "threads",
 ]
 
 log = logging.getLogger("xpnn")
 
 #: Buffers with at least this many values may be updated by several threads (see
-#: :func:`elementwise` and :func:`threads`); on smaller ones handing work to a thread costs
+#: ``JitBackend.elementwise`` and :func:`threads`); on smaller ones handing work to a thread costs
 #: more than it saves.
 PARALLEL_FROM = 1 << 16
 
@@ -53,12 +54,35 @@ _numba: Any = None  # the module, once imported
 _problem: str | None = None  # why numba cannot be used, once known
 
 
+#: The spellings a yes/no environment variable may take (any case, spaces around ignored).
+SWITCH_VALUES = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
+
+
+def switch(name: str, default: bool) -> bool:
+    """The yes/no environment variable ``name``: ``default`` where it is unset or blank, and a
+    ValueError naming it and the accepted spellings where it is none of them."""
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return default
+    try:
+        return SWITCH_VALUES[value.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"{name} must be one of 1, true, yes, on (compiled path) or 0, false, no, off "
+            f"(plain NumPy), in any case; got {value!r}"
+        ) from None
+
+
 def enabled() -> bool:
-    """True where the NumPy backend runs compiled: numba imports and ``XPNN_JIT`` is not ``0``.
+    """True where the NumPy backend runs compiled: numba imports and ``XPNN_JIT`` does not turn
+    it off (see :func:`switch`; an unknown value is refused).
 
     Importing numba takes 0.1 to 0.3 s, so it happens once, at the first NumPy backend.
     """
-    if os.environ.get("XPNN_JIT", "1").strip() == "0":
+    if not switch("XPNN_JIT", True):
         return False
     return _import_numba() is not None
 
@@ -112,12 +136,16 @@ class Kernel:
         )
         function.__qualname__ = source.__qualname__ + suffix
         function.__module__ = source.__module__
+        compiled = _numba.njit(function, **options)
+        from . import jit_cache  # imports numba's caching: only once numba is known to import
+
         try:
-            self._compiled = _numba.njit(function, cache=True, **options)
+            # numba's own disk cache (``cache=True``), but checked before it is read.
+            compiled._cache = jit_cache.CheckedCache(compiled.py_func)
         except RuntimeError as error:  # no folder to cache in can be written: compile each run
             log.info("numba cannot cache %s (%s): it compiles in every process", source, error)
-            self._compiled = _numba.njit(function, **options)
-        return self._compiled
+        self._compiled = compiled
+        return compiled
 
     def __call__(self, *args: Any) -> Any:
         """Run the compiled function (compiling it the first time)."""
@@ -135,7 +163,10 @@ _pool_lock = threading.Lock()
 
 def threads() -> int:
     """How many threads an element-wise kernel uses on a large buffer: ``XPNN_JIT_THREADS``,
-    1 by default.
+    1 by default; a ValueError naming it where it is not a positive integer.
+
+    A :class:`JitBackend` reads it once, when it is made, so a bad value is refused before any
+    model on it changes, whatever the model's size.
 
     Inside a training step more threads were slower: measured on W2's Adam (670k values, 2
     cores), 0.79 ms on two threads against 0.48 ms on one, because BLAS's threads still hold
@@ -145,20 +176,14 @@ def threads() -> int:
     configured = os.environ.get("XPNN_JIT_THREADS", "").strip()
     if not configured:
         return 1
-    if not configured.isdigit() or int(configured) < 1:
+    if not configured.isdecimal() or int(configured) < 1:
         raise ValueError(f"XPNN_JIT_THREADS must be a positive integer; got {configured!r}")
     return int(configured)
 
 
-def elementwise(kernel: Kernel, arrays: tuple[np.ndarray, ...], s: np.ndarray) -> None:
-    """``kernel(*arrays, s)`` over flat arrays, whose elements it treats one by one: on a
-    buffer of ``PARALLEL_FROM`` values or more, in parts on as many threads as :func:`threads`
-    gives (the kernels release the GIL), which give the same numbers as one pass."""
-    size = arrays[0].size
-    parts = min(threads(), size // (PARALLEL_FROM // 2)) if size >= PARALLEL_FROM else 1
-    if parts <= 1:
-        kernel(*arrays, s)
-        return
+def _in_parts(kernel: Kernel, arrays: tuple[np.ndarray, ...], s: np.ndarray, parts: int) -> None:
+    """``kernel(*arrays, s)`` in ``parts`` parts, the first on this thread, the others on the
+    shared pool's."""
     global _pool, _pool_size, _pool_pid
     with _pool_lock:
         # A forked child has the pool object but not its threads: it makes its own.
@@ -166,6 +191,7 @@ def elementwise(kernel: Kernel, arrays: tuple[np.ndarray, ...], s: np.ndarray) -
             _pool, _pool_size = ThreadPoolExecutor(parts - 1, "xpnn-jit"), parts - 1
             _pool_pid = os.getpid()
         pool = _pool
+    size = arrays[0].size
     bounds = [size * k // parts for k in range(parts + 1)]
     pieces = [tuple(a[lo:hi] for a in arrays) for lo, hi in itertools.pairwise(bounds)]
     others = [pool.submit(kernel, *piece, s) for piece in pieces[1:]]
@@ -323,6 +349,22 @@ class JitBackend(NumpyBackend):
 
     fast_path = "numba"
     fallback_paths = ("numpy",)
+
+    def __init__(self, dtype: str = "float32") -> None:
+        NumpyBackend.__init__(self, dtype)
+        #: ``XPNN_JIT_THREADS`` as it was when the backend was made (see :func:`threads`).
+        self.threads = threads()
+
+    def elementwise(self, kernel: Kernel, arrays: tuple[np.ndarray, ...], s: np.ndarray) -> None:
+        """``kernel(*arrays, s)`` over flat arrays, whose elements it treats one by one: on a
+        buffer of ``PARALLEL_FROM`` values or more, in parts on up to ``threads`` threads (the
+        kernels release the GIL), which give the same numbers as one pass."""
+        size = arrays[0].size
+        parts = min(self.threads, size // (PARALLEL_FROM // 2)) if size >= PARALLEL_FROM else 1
+        if parts <= 1:
+            kernel(*arrays, s)
+        else:
+            _in_parts(kernel, arrays, s, parts)
 
     def affine(self, inputs: Any, weights: Any, biases: Any) -> Any:
         """``Backend.affine``: the product through BLAS, the biases added in a compiled pass

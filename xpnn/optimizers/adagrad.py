@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._checks import POSITIVE, Settings, real
-from ..backends.jit import Kernel, elementwise, flat, scalars
+from ..backends.jit import Kernel, flat, scalars
 from .base import Optimizer, scratch_pair
 
 __all__ = ["Adagrad"]
@@ -83,7 +83,7 @@ def numba_update(
     if views is None:
         numpy_update(backend, scratch, p, g, c, learning_rate=learning_rate, epsilon=epsilon)
         return
-    elementwise(NUMBA_KERNEL, views, scalars(p.dtype, epsilon, -learning_rate))
+    backend.elementwise(NUMBA_KERNEL, views, scalars(p.dtype, epsilon, -learning_rate))
 
 
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._checks import FRACTION, POSITIVE, Settings, real
-from ..backends.jit import Kernel, elementwise, flat, scalars
+from ..backends.jit import Kernel, flat, scalars
 from .base import Optimizer, scratch_pair
 
 __all__ = ["Adam"]
@@ -114,7 +114,7 @@ def numba_update(
         )  # fmt: skip
         return
     settings = (beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, correction_1, correction_2)
-    elementwise(NUMBA_KERNEL, views, scalars(p.dtype, *settings, -learning_rate))
+    backend.elementwise(NUMBA_KERNEL, views, scalars(p.dtype, *settings, -learning_rate))
 
 
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float

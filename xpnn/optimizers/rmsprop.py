@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._checks import FRACTION, POSITIVE, Settings, real
-from ..backends.jit import Kernel, elementwise, flat, scalars
+from ..backends.jit import Kernel, flat, scalars
 from .base import Optimizer, scratch_pair
 
 __all__ = ["RMSprop"]
@@ -90,7 +90,8 @@ def numba_update(
             backend, scratch, p, g, c, learning_rate=learning_rate, epsilon=epsilon, rho=rho
         )
         return
-    elementwise(NUMBA_KERNEL, views, scalars(p.dtype, rho, 1 - rho, epsilon, -learning_rate))
+    s = scalars(p.dtype, rho, 1 - rho, epsilon, -learning_rate)
+    backend.elementwise(NUMBA_KERNEL, views, s)
 
 
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._checks import FRACTION, Settings, real
-from ..backends.jit import Kernel, elementwise, flat, scalars
+from ..backends.jit import Kernel, flat, scalars
 from .base import Optimizer, scratch_pair
 
 __all__ = ["SGD"]
@@ -94,9 +94,11 @@ def numba_update(
     if views is None:
         numpy_update(backend, scratch, p, g, u, learning_rate=learning_rate, momentum=momentum)
     elif u is None:
-        elementwise(NUMBA_KERNELS["plain"], views, scalars(p.dtype, -learning_rate))
+        backend.elementwise(NUMBA_KERNELS["plain"], views, scalars(p.dtype, -learning_rate))
     else:
-        elementwise(NUMBA_KERNELS["momentum"], views, scalars(p.dtype, momentum, learning_rate))
+        backend.elementwise(
+            NUMBA_KERNELS["momentum"], views, scalars(p.dtype, momentum, learning_rate)
+        )
 
 
 #: The CUDA bodies of CuPy's fused updates: ``(inputs, outputs, body)``, ``T`` the arrays' float
