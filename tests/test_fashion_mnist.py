@@ -6,8 +6,12 @@ import functools
 import gzip
 import hashlib
 import http.server
+import os
+import signal
 import struct
 import threading
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
@@ -45,6 +49,7 @@ def test_reads_the_book_arrays(tmp_path):
     assert X[0, 0] == -1.0 and X[0, 1] == 1.0
     np.testing.assert_array_equal(y, arrays["train-labels-idx1-ubyte.gz"])
     np.testing.assert_array_equal(y_test, arrays["t10k-labels-idx1-ubyte.gz"])
+    assert y.flags.writeable and y_test.flags.writeable
 
 
 def test_the_cache_folder_and_its_variable(tmp_path, monkeypatch):
@@ -80,8 +85,8 @@ def header(kind: int, *dims: int) -> bytes:
         (header(0x0D, 2, 28, 28) + bytes(2 * 784 * 4), "type code 0x0d"),
         (header(0x08, 2, 784) + bytes(2 * 784), "2 dimensions; expected 3"),
         (header(0x08, 2, 28, 27) + bytes(2 * 28 * 27), r"expected \(any, 28, 28\)"),
-        (header(0x08, 2, 28, 28) + bytes(784), "1568 bytes of values, but 784 follow"),
-        (header(0x08, 2, 28, 28) + bytes(3 * 784), "but 2352 follow"),
+        (header(0x08, 2, 28, 28) + bytes(784), "1568 bytes of values, but only 784 follow"),
+        (header(0x08, 2, 28, 28) + bytes(3 * 784), "1568 bytes of values, but more follow"),
         (b"\0\0\x08\x03\0\0", "header is cut short"),
     ],
     ids=["magic", "type", "ndim", "dims", "short", "long", "header"],
@@ -128,7 +133,7 @@ def server(tmp_path):
 
     handler = functools.partial(Handler, directory=str(folder))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/", folder, requests
@@ -171,4 +176,162 @@ def test_a_bad_checksum_writes_nothing(tmp_path, server, monkeypatch):
     with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte\.gz: the download's SHA-256"):
         datasets.fashion_mnist(target)
     assert not (target / "train-labels-idx1-ubyte.gz").exists()
-    assert not [p for p in target.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in target.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+# IDX files that once made the reader allocate, block or fail without naming the file.
+
+
+def gzip_of_zeros(path, head: bytes, zeros: int) -> None:
+    """A gzip file of ``head`` then ``zeros`` zero bytes, compressed as they are made."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    with open(path, "wb") as file:
+        file.write(compressor.compress(head))
+        for _ in range(zeros >> 20):
+            file.write(compressor.compress(bytes(1 << 20)))
+        file.write(compressor.compress(bytes(zeros & ((1 << 20) - 1))))
+        file.write(compressor.flush())
+
+
+def test_a_small_file_of_many_bytes_is_refused_without_holding_them(tmp_path):
+    """A 32 KB file holding a (2, 28, 28) header then 32 MB: no more than the header's 1568
+    bytes are decompressed before it is refused (it once read all 32 MB first)."""
+    path = tmp_path / "bomb.gz"
+    gzip_of_zeros(path, header(0x08, 2, 28, 28), 32 << 20)
+    assert path.stat().st_size < 64 << 10
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="1568 bytes of values, but") as error:
+            read_idx(path, (None, 28, 28))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(error.value)
+    assert peak < 1 << 20  # a few decompression buffers (80 KB measured), not the 32 MB
+
+
+@pytest.mark.parametrize(
+    ("dims", "message"),
+    [
+        ((65536, 65536, 65536, 65536), "18446744073709551616 bytes of values, more than a gzip"),
+        ((0, 2**32 - 1, 2**32 - 1, 2**32 - 1), "cannot be held in memory"),
+        ((2**32 - 1, 2**32 - 1, 2**32 - 1, 2), "more than a gzip file of"),
+        ((100_000, 100, 100, 1), "1000000000 bytes of values, more than a gzip file of"),
+    ],
+    ids=["product-wraps-to-zero", "zero-times-huge", "product-beyond-int64", "claims-1GB"],
+)
+def test_dimensions_beyond_what_the_file_holds_are_refused_by_name(tmp_path, dims, message):
+    """A product of dimensions that overflows int64 (once an unrelated reshape error) or that
+    no gzip file of this size can hold is refused from the header, naming the file."""
+    path = tmp_path / "dims.gz"
+    raw(path, header(0x08, *dims))
+    with pytest.raises(ValueError, match=message) as error:
+        read_idx(path, (None,) * len(dims))
+    assert str(path) in str(error.value)
+
+
+def test_max_values_bounds_what_is_decompressed(tmp_path):
+    path = tmp_path / "labels.gz"
+    write_idx(path, np.arange(6, dtype=np.uint8))
+    assert read_idx(path, (None,), max_values=6).tolist() == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="6 values; expected at most 5") as error:
+        read_idx(path, (None,), max_values=5)
+    assert str(path) in str(error.value)
+
+
+def test_a_fifo_is_refused_unopened(tmp_path):
+    """A FIFO in place of a data file once blocked the reader forever.
+
+    A thread waits to write to it: should the reader open the FIFO, the thread writes a few
+    bytes and closes it, so the reader fails (on "not gzip") rather than hanging; if it is
+    refused unopened, the test opens it to release the thread.
+    """
+    fifo = tmp_path / "train-labels-idx1-ubyte.gz"
+    os.mkfifo(fifo)
+
+    def writer():
+        with open(fifo, "wb") as end:  # waits for a reader
+            end.write(b"not gzip")
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ValueError, match="it is a FIFO") as error:
+            read_idx(fifo, (None,))
+        assert str(fifo) in str(error.value)
+    finally:
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # releases the writer
+        thread.join(timeout=30)
+        os.close(reader)
+    assert not thread.is_alive()
+
+
+def test_a_directory_or_device_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="it is a directory, not a regular file"):
+        read_idx(tmp_path, (None,))
+    with pytest.raises(ValueError, match="it is a character device"):
+        read_idx("/dev/zero", (None,))
+    with pytest.raises(FileNotFoundError):
+        read_idx(tmp_path / "absent.gz", (None,))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "does not start with two zero bytes"),
+        (gzip.compress(header(0x08, 3) + bytes(3)) + b"junk", "not a readable gzip"),
+        (gzip.compress(header(0x08, 3) + bytes(3))[:-5], "not a readable gzip"),
+        (gzip.compress(header(0x08, 2)) + gzip.compress(bytes(2)), None),
+    ],
+    ids=["empty", "trailing-junk", "truncated-trailer", "two-members"],
+)
+def test_gzip_edge_cases(tmp_path, data, message):
+    path = tmp_path / "labels.gz"
+    path.write_bytes(data)
+    if message is None:
+        assert read_idx(path, (None,)).tolist() == [0, 0]
+        return
+    with pytest.raises(ValueError, match=message) as error:
+        read_idx(path, (None,))
+    assert str(path) in str(error.value)
+
+
+def test_a_failed_write_idx_keeps_the_old_file(tmp_path):
+    """A write cut short (here a file-size limit, as a full disk would) once left a truncated
+    file in place of the old one; now the old file stays whole and no temporary is left."""
+    resource = pytest.importorskip("resource")
+    path = tmp_path / "labels.gz"
+    write_idx(path, np.arange(10, dtype=np.uint8))
+    before = path.read_bytes()
+    noise = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, limits[1]))
+    try:
+        with pytest.raises(OSError, match="File too large"):
+            write_idx(path, noise)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.gz"]
+    np.testing.assert_array_equal(read_idx(path, (None,)), np.arange(10))
+
+
+def test_write_idx_refuses_a_dimension_idx_cannot_hold(tmp_path):
+    path = tmp_path / "x.gz"
+    with pytest.raises(ValueError, match=r"x\.gz as IDX: .* each must be below 2\*\*32"):
+        write_idx(path, np.zeros((2**32, 0), np.uint8))
+    assert not path.exists()
+    write_idx(path, np.zeros((2**32 - 1, 0), np.uint8))  # the largest it can
+    assert read_idx(path, (None, 0)).shape == (2**32 - 1, 0)
+
+
+def test_write_idx_is_reproducible_and_refuses_a_fifo(tmp_path):
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    write_idx(tmp_path / "a.gz", array)
+    write_idx(tmp_path / "b.gz", array)
+    assert (tmp_path / "a.gz").read_bytes() == (tmp_path / "b.gz").read_bytes()
+    os.mkfifo(tmp_path / "fifo.gz")
+    with pytest.raises(ValueError, match="FIFO"):
+        write_idx(tmp_path / "fifo.gz", array)
