@@ -438,6 +438,32 @@ def test_a_trickling_server_is_abandoned_at_the_deadline(tmp_path):
     assert not path.exists() and not only_hidden(tmp_path)
 
 
+def test_headers_trickled_forever_are_abandoned_at_the_deadline(tmp_path):
+    """A byte of headers every 10 ms, never ending: no read waits as long as the per-read
+    timeout, yet the deadline ends the download."""
+
+    def slow_headers(handler, done):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while not done.wait(0.01):
+            handler.wfile.write(b"a")
+            handler.wfile.flush()
+
+    with (
+        serving(slow_headers) as url,
+        pytest.raises(TimeoutError, match=r"not complete after 0\.2 s"),
+    ):
+        download.fetch(url, tmp_path / "file.gz", "0" * 64, 1000, deadline=0.2)
+    assert not only_hidden(tmp_path)
+
+
+@pytest.mark.parametrize("argument", ["timeout", "deadline"])
+@pytest.mark.parametrize("value", [0, -1.0, float("nan")])
+def test_timeouts_must_be_positive(tmp_path, argument, value):
+    with pytest.raises(ValueError, match=f"{argument} must be a positive number of seconds"):
+        download.fetch("http://127.0.0.1:9/", tmp_path / "f.gz", "0" * 64, 10, **{argument: value})
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_stalled_server_times_out_per_read(tmp_path):
     path = tmp_path / "file.gz"
     with serving(trickle) as url, pytest.raises(TimeoutError, match=r"no data for 0\.05 s"):

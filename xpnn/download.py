@@ -66,6 +66,9 @@ def fetch(
 
     if deadline is None:
         deadline = DEADLINE_BASE + size / SLOWEST_RATE
+    for name, value in (("timeout", timeout), ("deadline", deadline)):
+        if not value > 0:  # also refuses NaN: a socket would not wait at all
+            raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
