@@ -221,7 +221,7 @@ def test_a_small_file_of_many_bytes_is_refused_without_holding_them(tmp_path):
     ("dims", "message"),
     [
         ((65536, 65536, 65536, 65536), "18446744073709551616 bytes of values, more than a gzip"),
-        ((0, 2**32 - 1, 2**32 - 1, 2**32 - 1), "cannot be held in memory"),
+        ((0, 2**32 - 1, 2**32 - 1, 2**32 - 1), "NumPy cannot make an array of dimensions"),
         ((2**32 - 1, 2**32 - 1, 2**32 - 1, 2), "more than a gzip file of"),
         ((100_000, 100, 100, 1), "1000000000 bytes of values, more than a gzip file of"),
     ],
@@ -339,6 +339,19 @@ def test_write_idx_refuses_a_dimension_idx_cannot_hold(tmp_path):
     assert not path.exists()
     write_idx(path, np.zeros((2**32 - 1, 0), np.uint8))  # the largest it can
     assert read_idx(path, (None, 0)).shape == (2**32 - 1, 0)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.array(7, np.uint8), np.zeros((0, 3), np.uint8), np.arange(24, dtype=np.uint8)[::2]],
+    ids=["0-d", "empty", "strided"],
+)
+def test_write_idx_round_trips_any_shape(tmp_path, array):
+    """A 0-d array is written with no dimensions (it was once written as shape (1,))."""
+    write_idx(tmp_path / "a.gz", array)
+    back = read_idx(tmp_path / "a.gz", (None,) * array.ndim)
+    assert back.shape == array.shape
+    np.testing.assert_array_equal(back, array)
 
 
 def test_write_idx_is_reproducible_and_refuses_a_fifo(tmp_path):

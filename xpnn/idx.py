@@ -98,7 +98,9 @@ def _read(
     try:
         values = np.empty(dims, dtype=np.uint8)
     except (ValueError, MemoryError) as error:
-        raise ValueError(f"{path}: dimensions {dims} cannot be held in memory ({error})") from None
+        raise ValueError(
+            f"{path}: NumPy cannot make an array of dimensions {dims} ({error})"
+        ) from None
     flat = memoryview(values.reshape(-1))
     done = 0
     while done < size:
@@ -144,7 +146,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     as model files are saved. A dimension that IDX cannot hold (2**32 or more) raises a
     ValueError before anything is written.
     """
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array, order="C")  # C order; a 0-d array stays 0-d
     if array.dtype != np.uint8:
         raise TypeError(f"array must hold uint8 values; got {array.dtype}")
     if any(n >= 1 << 32 for n in array.shape):
