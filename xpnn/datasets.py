@@ -6,8 +6,8 @@ the same seed always gives the same arrays, and no caller's ``np.random.seed`` i
 They return host NumPy arrays; a model moves them to its own device and dtype.
 
 ``fashion_mnist`` is the book's final data set: Zalando's 70,000 clothing images, read from the
-original gzip IDX files in a folder, downloaded there (checked against their SHA-256) when they
-are missing.
+original gzip IDX files in a folder, downloaded there when they are missing (bounded in size
+and time, checked against their SHA-256).
 
 ``seed`` is anything ``np.random.default_rng`` accepts: ``None`` (fresh entropy), an int, a
 ``SeedSequence`` or a ``Generator`` (drawn from, and so advanced).

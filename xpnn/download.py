@@ -6,9 +6,10 @@ should have, and a watchdog shuts the connection down when the total deadline pa
 slowly the server sends (a per-read timeout alone lets a trickle of a byte a second run on).
 
 A download killed outright (power cut, SIGKILL) leaves its temporary behind. While a download
-runs it holds a lock on its temporary (``flock``, where the platform has it) and writes to it
-at least once a ``timeout``; ``remove_leftovers`` removes only temporaries of this pattern that
-are unlocked and have not changed for an hour, so never one that another process is writing.
+runs it holds a lock on its temporary (``flock``; where the platform lacks it, as Windows does,
+an open file cannot be removed anyway). ``remove_leftovers`` removes only temporaries of this
+pattern that no process holds locked and that have not changed for an hour (so not one just
+created, before its lock): never one that another process is writing.
 """
 
 from __future__ import annotations
