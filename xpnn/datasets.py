@@ -6,8 +6,8 @@ the same seed always gives the same arrays, and no caller's ``np.random.seed`` i
 They return host NumPy arrays; a model moves them to its own device and dtype.
 
 ``fashion_mnist`` is the book's final data set: Zalando's 70,000 clothing images, read from the
-original gzip IDX files in a folder, downloaded there (checked against their SHA-256) when they
-are missing.
+original gzip IDX files in a folder, downloaded there when they are missing (bounded in size
+and time, checked against their SHA-256).
 
 ``seed`` is anything ``np.random.default_rng`` accepts: ``None`` (fresh entropy), an int, a
 ``SeedSequence`` or a ``Generator`` (drawn from, and so advanced).
@@ -15,16 +15,13 @@ are missing.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
-import secrets
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from ._checks import positive_int
+from .download import fetch, remove_leftovers
 from .idx import read_idx
 
 __all__ = ["fashion_mnist", "sine_data", "spiral_data", "vertical_data"]
@@ -88,18 +85,28 @@ def sine_data(samples: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     return X, np.sin(2 * np.pi * X)
 
 
-#: Where Zalando publishes Fashion-MNIST, and the SHA-256 of each of its four files.
+#: Where Zalando publishes Fashion-MNIST, and the size in bytes and SHA-256 of each of its files.
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_MNIST_FILES = {
     "train-images-idx3-ubyte.gz": (
-        "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc"
+        26421880,
+        "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
     ),
     "train-labels-idx1-ubyte.gz": (
-        "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc"
+        29515,
+        "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
     ),
-    "t10k-images-idx3-ubyte.gz": "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
-    "t10k-labels-idx1-ubyte.gz": "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+    "t10k-images-idx3-ubyte.gz": (
+        4422102,
+        "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+    ),
+    "t10k-labels-idx1-ubyte.gz": (
+        5148,
+        "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+    ),
 }
+#: The number of images (and labels) in each part of Fashion-MNIST.
+FASHION_MNIST_COUNTS = {"train": 60_000, "t10k": 10_000}
 
 
 def data_home() -> Path:
@@ -120,12 +127,14 @@ def fashion_mnist(
     (``(pixel - 127.5) / 127.5``), ``y`` their uint8 labels 0 to 9; ``X_test`` and ``y_test`` the
     10,000 test images. The four gzip IDX files are read from ``root``, by default
     ``data_home() / "fashion-mnist"``. Missing files are downloaded there from Zalando's
-    published location when ``download`` is true (with a progress bar; each checked against its
-    SHA-256 and moved into place whole), else a FileNotFoundError names them. A file that is
-    not what it should be raises a ValueError naming it.
+    published location when ``download`` is true (with a progress bar; each bounded in size
+    and time, checked against its SHA-256 and moved into place whole), else a
+    FileNotFoundError names them. A file that is not what it should be raises a ValueError
+    naming it; a failed download says how to supply the files by hand.
     """
     folder = data_home() / "fashion-mnist" if root is None else Path(root)
     paths = {name: folder / name for name in FASHION_MNIST_FILES}
+    remove_leftovers(folder, FASHION_MNIST_FILES)
     missing = [name for name, path in paths.items() if not path.exists()]
     if missing and not download:
         raise FileNotFoundError(
@@ -133,12 +142,14 @@ def fashion_mnist(
             f"put the files there (from {FASHION_MNIST_URL})"
         )
     for name in missing:
-        fetch(FASHION_MNIST_URL + name, paths[name], FASHION_MNIST_FILES[name])
+        size, sha256 = FASHION_MNIST_FILES[name]
+        fetch(FASHION_MNIST_URL + name, paths[name], sha256, size, advice=_offline(folder))
     sets = []
-    for kind in ("train", "t10k"):
-        images = read_idx(paths[f"{kind}-images-idx3-ubyte.gz"], (None, 28, 28))
+    for kind, count in FASHION_MNIST_COUNTS.items():
+        images_path = paths[f"{kind}-images-idx3-ubyte.gz"]
+        images = read_idx(images_path, (None, 28, 28), max_values=count * 28 * 28)
         labels_path = paths[f"{kind}-labels-idx1-ubyte.gz"]
-        labels = read_idx(labels_path, (None,))
+        labels = read_idx(labels_path, (None,), max_values=count)
         if labels.shape[0] != images.shape[0]:
             raise ValueError(
                 f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images"
@@ -146,40 +157,14 @@ def fashion_mnist(
         if labels.size and labels.max() > 9:
             raise ValueError(f"{labels_path}: label {labels.max()}; expected 0 to 9")
         X = (images.reshape(images.shape[0], -1).astype(np.float32) - 127.5) / 127.5
-        sets += [X, labels.copy()]
+        sets += [X, labels]
     return tuple(sets)
 
 
-def fetch(url: str, path: Path, sha256: str, *, timeout: float = 60.0) -> None:
-    """Download ``url`` to ``path``, with a progress bar, if its SHA-256 is ``sha256``.
-
-    The bytes go to a temporary file beside ``path``, which replaces ``path`` only once the
-    checksum matches; otherwise it is removed and a ValueError names the URL and both sums.
-    """
-    from tqdm.auto import tqdm
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with (
-                open(temporary, "xb") as file,
-                tqdm(total=total, unit="B", unit_scale=True, desc=path.name) as bar,
-            ):
-                while chunk := response.read(1 << 16):
-                    file.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-                file.flush()
-                os.fsync(file.fileno())
-        if digest.hexdigest() != sha256:
-            raise ValueError(
-                f"{url}: the download's SHA-256 is {digest.hexdigest()}, expected {sha256}; "
-                f"nothing was written to {path}"
-            )
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+def _offline(folder: Path) -> str:
+    """How to give ``fashion_mnist`` its files without a download."""
+    return (
+        f"To work offline, get {', '.join(FASHION_MNIST_FILES)} from {FASHION_MNIST_URL} by "
+        f"other means and put them in {folder}, where this call looks for them (or in another "
+        "folder, passed as fashion_mnist(root=folder))"
+    )
