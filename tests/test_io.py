@@ -7,13 +7,11 @@ import copy
 import json
 import math
 import os
-import random
 import re
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from functools import cache
 from pathlib import Path
 
@@ -366,9 +364,15 @@ def test_save_through_a_symlink_replaces_its_target(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the kill server forks")
 def test_killed_saves_never_lose_the_file(backend, tmp_path):
-    """SIGKILL a process that saves in a loop, dozens of times: the file always loads (here on
-    ``backend``), as the last version or a newer one, and each version is whole."""
-    kills, path = 40, tmp_path / "checkpoint.safetensors"
+    """SIGKILL a saving process at each point of the write in turn (tests/kill_save.py), twice
+    over: the file always loads (here on ``backend``), whole, as the previous version when the
+    kill came before the rename and as the new one after it."""
+    sys.path.insert(0, str(TESTS))
+    try:
+        from kill_save import BEFORE_THE_REPLACE, POINTS
+    finally:
+        sys.path.remove(str(TESTS))
+    path = tmp_path / "checkpoint.safetensors"
     server = subprocess.Popen(
         [sys.executable, str(TESTS / "kill_save.py"), str(path)],
         stdin=subprocess.PIPE,
@@ -376,45 +380,31 @@ def test_killed_saves_never_lose_the_file(backend, tmp_path):
         text=True,
         env={**os.environ, "PYTHONPATH": str(TESTS.parent)},
     )
-    rng = random.Random(0)
-    epoch, mid_save, advanced, lost = 0, 0, 0, []
+    saved, seen = 0, []  # the epoch the file must hold; (point, epoch found, leftovers)
     try:
         assert server.stdout.readline().strip() == "ready"
-        for _ in range(kills):
-            server.stdin.write(f"go {epoch}\n")
+        for epoch, point in enumerate(POINTS * 2, start=1):
+            server.stdin.write(f"kill {epoch} {point}\n")
             server.stdin.flush()
-            pid = int(server.stdout.readline().split()[1])
-            # A save takes some 5-10 ms here: kill anywhere in the first few.
-            time.sleep(rng.uniform(0.0, 0.03))
-            os.kill(pid, signal.SIGKILL)
-            server.stdin.write(f"wait {pid}\n")
-            server.stdin.flush()
-            assert server.stdout.readline().split() == ["dead", str(-signal.SIGKILL)]
-            leftovers = [p for p in tmp_path.iterdir() if p != path]
-            mid_save += bool(leftovers)  # killed between creating its temp file and the rename
-            for p in leftovers:
-                p.unlink()
-            try:
-                model, info = load_checkpoint(path, backend=backend)
-            except (XpnnFileError, OSError) as error:
-                lost.append(str(error))
-                continue
+            assert server.stdout.readline().split() == ["dead", str(-signal.SIGKILL)], point
+            if point not in BEFORE_THE_REPLACE:
+                saved = epoch
+            leftovers = sorted(p.name for p in tmp_path.iterdir() if p != path)
+            for name in leftovers:
+                (tmp_path / name).unlink()
+            model, info = load_checkpoint(path, backend=backend)
             values = {float(v) for p in flat_parameters(model) for v in np.unique(p)}
-            if info["epoch"] < epoch or values != {float(info["epoch"])}:
-                lost.append(f"epoch {info['epoch']} after {epoch}, values {sorted(values)[:3]}")
-                continue
-            advanced += info["epoch"] > epoch
-            epoch = info["epoch"]
+            assert values == {float(info["epoch"])}, point  # one version, whole
+            seen.append((point, info["epoch"], len(leftovers)))
+            assert info["epoch"] == saved, seen
+            if point in ("created", "writing", "fsync", "replace"):  # the temporary file
+                assert len(leftovers) == 1 and leftovers[0].startswith(f".{path.name}."), seen
+            else:
+                assert leftovers == [], seen
     finally:
         server.stdin.close()
-        server.wait(timeout=10)
-    print(
-        f"\nkill test: {kills} kills, {mid_save} of them mid-save (temp file left behind), "
-        f"{advanced} after at least one new save, {epoch} saves completed, "
-        f"{len(lost)} files lost"
-    )
-    assert lost == []
-    assert mid_save > 0 and advanced > 0  # the kills did land inside and between saves
+        server.wait(timeout=60)
+    assert len(seen) == 2 * len(POINTS) and server.returncode == 0
 
 
 # -- hostile files ------------------------------------------------------------------------------
