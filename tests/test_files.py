@@ -347,7 +347,7 @@ def test_damaged_headers_and_data_regions(tmp_path, no_tensor_read):
         "not JSON": (join_raw(b"{abc}", b""), "not JSON"),
         "a JSON list": (join_raw(b"[]", b""), "not a JSON object"),
         "nested deeply": (join_raw(b"[" * 100_000 + b"]" * 100_000, b""), "not JSON"),
-        "a key twice": (join_raw(twice, data), "names a key twice"),
+        "a key twice": (join_raw(twice, data), "its header names the key '__metadata__' twice"),
         "data cut": (valid[:-1], "truncated"),
         "data appended": (valid + b"\0", "1 bytes follow its last tensor"),
         "a gap": (join(header, b"\0" * 8 + data), "8 bytes follow"),
@@ -845,3 +845,37 @@ def test_train_probes_the_checkpoint_folder(tmp_path, monkeypatch):
     monkeypatch.undo()
     model.train(X, y, epochs=1, checkpoint=tmp_path / "c.xpnn", verbose=False)
     assert os.listdir(tmp_path) == ["c.xpnn"]  # the probe left nothing behind
+
+
+class Custom(xpnn.ReLU):
+    """A layer of the user's own, which a file cannot name."""
+
+
+def test_train_refuses_a_model_it_could_not_save_before_the_first_step(tmp_path):
+    """A checkpoint that would fail epochs later fails before the first step instead."""
+    X, y = spiral(20, 3)
+    path = tmp_path / "c.xpnn"
+    cases = {
+        "a SeedSequence": (dict(seed=np.random.SeedSequence(5)), TypeError, "SeedSequence"),
+        "a seed of 2**512": (dict(seed=2**512), ValueError, "below 2\\*\\*512"),
+        "2**63 epochs": (dict(epochs_trained=2**63), ValueError, "epochs_trained=9223372036854"),
+        "a layer of the user's": (dict(layer=Custom()), TypeError, "only xpnn's own classes"),
+    }
+    for case, (change, error, words) in cases.items():
+        model = xpnn.Model(seed=change.get("seed", 0))
+        model.add(xpnn.Dense(2, 8))
+        model.add(change.get("layer", xpnn.ReLU()))
+        model.add(xpnn.Dense(8, 3))
+        model.add(xpnn.Softmax())
+        model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=xpnn.Adam())
+        model.finalize()
+        model.epochs_trained = change.get("epochs_trained", 0)
+        before = flat(model)
+        with pytest.raises(error, match=f"checkpoint: the model cannot be saved: .*{words}"):
+            model.train(X, y, epochs=3, checkpoint=path, verbose=False)
+        assert model.optimizer.iterations == 0, case
+        for a, b in zip(before, flat(model)):
+            np.testing.assert_array_equal(a, b)
+        assert not path.exists()
+        history = model.train(X, y, epochs=2, verbose=False)  # without a checkpoint it trains
+        assert len(history["epoch"]) == 2 and model.optimizer.iterations == 2, case

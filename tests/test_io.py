@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors.numpy
-from helpers import load_checkpoint, load_model, spiral
+from helpers import load_checkpoint, load_model, press_ctrl_c_at_step, spiral
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 
 import xpnn
+import xpnn.description
 import xpnn.io
 from xpnn.io import (
     FORMAT_VERSION,
@@ -180,8 +181,8 @@ def test_round_trip_every_layer_loss_optimizer_and_metric(
             assert loaded.evaluate(X, y) == model.evaluate(X, y)
         else:
             np.testing.assert_allclose(predictions, expected, rtol=1e-5, atol=1e-6)
-        assert xpnn.io._describe_model(loaded) | {"backend": backend} == (
-            xpnn.io._describe_model(model)
+        assert xpnn.description.describe_model(loaded) | {"backend": backend} == (
+            xpnn.description.describe_model(model)
         )
 
 
@@ -487,8 +488,8 @@ def test_mutated_files_fail_cleanly(backend, tmp_path, mutations):
     reference = reference_model(tmp_path / "reference")
     assert info == {"epoch": 1}
     assert_same_parameters(reference, model)
-    assert xpnn.io._describe_model(model) | {"backend": "numpy"} == (
-        xpnn.io._describe_model(reference)
+    assert xpnn.description.describe_model(model) | {"backend": "numpy"} == (
+        xpnn.description.describe_model(reference)
     )
 
 
@@ -923,6 +924,139 @@ def test_save_errors(tmp_path):
     with pytest.raises(TypeError, match="dict"):
         save_model(model, tmp_path / "m", checkpoint=3)
     assert not (tmp_path / "m").exists()
+
+
+def tiny_model(seed, optimizer=None) -> xpnn.Model:
+    model = xpnn.Model(seed=seed)
+    model.add(xpnn.Dense(2, 3))
+    model.add(xpnn.Softmax())
+    model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=optimizer or xpnn.Adam())
+    model.finalize()
+    return model
+
+
+def test_what_save_writes_load_reads_at_the_bounds(tmp_path):
+    """The largest seed and counts a file stores round-trip; one more is refused by the save,
+    naming the setting, with nothing written."""
+    path = tmp_path / "m"
+    model = tiny_model(2**512 - 1)
+    train(model, 1)  # Adam's state, which a checkpoint after a step must hold
+    model.optimizer.iterations = 2**63 - 1
+    model.epochs_trained = 2**63 - 1
+    model.save(path)
+    loaded = xpnn.Model.load(path)
+    assert loaded.seed == 2**512 - 1
+    assert loaded.optimizer.iterations == loaded.epochs_trained == 2**63 - 1
+    path.unlink()
+    with pytest.raises(ValueError, match=r"seeded with an int below 2\*\*512.* 513 bits"):
+        tiny_model(2**512).save(path)
+    with pytest.raises(ValueError, match=r"seeded with an int below 2\*\*512.* 1329 bits"):
+        tiny_model(10**400).save(path)  # beyond a float: the message does not overflow
+    with pytest.raises(TypeError, match=r"seeded with an int .* its seed is a SeedSequence"):
+        tiny_model(np.random.SeedSequence(1)).save(path)
+    for setting in ("optimizer.iterations", "epochs_trained"):
+        model = tiny_model(0)
+        owner = model.optimizer if setting.startswith("optimizer") else model
+        setattr(owner, setting.split(".")[-1], 2**63)
+        with pytest.raises(ValueError, match=rf"cannot save {setting}=9223372036854775808"):
+            model.save(path)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "dropped"),
+    [
+        ("adam", ["optimizer.param_momentums", "optimizer.param_cache"]),
+        ("adam", ["optimizer.param_cache"]),
+        ("sgd", ["optimizer.param_momentums"]),
+        ("rmsprop", ["optimizer.param_cache"]),
+        ("adagrad", ["optimizer.param_cache"]),
+    ],
+)
+def test_a_checkpoint_without_its_optimizer_state_is_refused(tmp_path, optimizer, dropped):
+    """Without its state an optimizer would resume from zeros: a different run."""
+    model = small_model(optimizer=optimizer)
+    train(model, 1)
+    path = tmp_path / "m"
+    save_model(model, path, checkpoint={})
+    metadata, tensors = read_file(path)
+    for name in dropped:
+        del tensors[name]
+    resign(path, metadata, tensors)
+    message = expect_error(path, "optimizer state tensors", "missing", "after 10 steps")
+    assert str(dropped) in message
+
+
+def test_optimizer_state_that_is_not_kept_yet_or_at_all_may_be_absent(tmp_path):
+    """Before the first step there is none; SGD without momentum keeps none."""
+    path = tmp_path / "m"
+    model = small_model()
+    save_model(model, path, checkpoint={})
+    assert not any(name.startswith("optimizer.") for name in read_file(path)[1])
+    assert load_checkpoint(path)[0].optimizer.iterations == 0
+    model = small_model()
+    model.set(optimizer=xpnn.SGD(learning_rate=0.1))
+    model.finalize()
+    train(model, 1)
+    save_model(model, path, checkpoint={})
+    assert not any(name.startswith("optimizer.") for name in read_file(path)[1])
+    assert load_checkpoint(path)[0].optimizer.iterations == 10
+    # Before the first step, one state of two is not a state Adam ever had.
+    model = small_model()
+    train(model, 1)
+    save_model(model, path, checkpoint={})
+    metadata, tensors = read_file(path)
+    del tensors["optimizer.param_cache"]
+    edit_json(metadata, "state", lambda s: s["optimizer"].update(iterations=0))
+    resign(path, metadata, tensors)
+    expect_error(path, "['optimizer.param_cache'] are missing, while others are there")
+
+
+@pytest.mark.parametrize(
+    ("key", "edit", "twice"),
+    [
+        ("model", lambda text: text[:-1] + ',"seed":7}', "seed"),
+        ("model", lambda text: text.replace('"class":', '"class":"ReLU","class":', 1), "class"),
+        ("state", lambda text: text[:-1] + ',"epochs_trained":9}', "epochs_trained"),
+        ("state", lambda text: text.replace('"epoch":1', '"epoch":1,"epoch":5'), "epoch"),
+    ],
+)
+def test_duplicate_keys_in_the_metadata_json_are_refused(tmp_path, key, edit, twice):
+    """As in the header: json would keep the last, a reader that takes the first sees another
+    model."""
+
+    def change(metadata, tensors):
+        text = metadata[key]
+        metadata[key] = edit(text)
+        assert metadata[key] != text
+
+    expect_error(tampered(tmp_path, change), f"its {key!r} metadata names the key {twice!r} twice")
+
+
+def stopped_inside_an_epoch(tmp_path, monkeypatch) -> tuple[Path, int]:
+    """A checkpoint that Ctrl-C wrote inside epoch 2, with its shuffled order; and its length."""
+    X, y = data()
+    model = small_model()
+    press_ctrl_c_at_step(model, 6, monkeypatch)
+    path = tmp_path / "stopped"
+    model.train(X, y, epochs=3, batch_size=64, checkpoint=path, verbose=False)
+    assert model._epoch_in_progress is not None and model._epoch_in_progress.order is not None
+    return path, X.shape[0]
+
+
+def test_an_order_with_one_sample_out_of_range_is_refused(tmp_path, monkeypatch):
+    path, samples = stopped_inside_an_epoch(tmp_path, monkeypatch)
+    assert load_model(path)._epoch_in_progress.done == 64
+    metadata, tensors = read_file(path)
+    order = tensors["state.epoch_order"]
+    assert sorted(order) == list(range(samples))
+    for value in (samples, -1, 2**40, -(2**63)):
+        for index in (0, samples // 2, samples - 1):
+            bad = np.array(order)
+            bad[index] = value  # one sample out of range; one left out
+            target = tmp_path / "bad"
+            resign(target, metadata, {**tensors, "state.epoch_order": bad})
+            expect_error(target, "'state.epoch_order' is not an order of the samples")
 
 
 def test_exception_is_one_documented_value_error():
