@@ -570,11 +570,14 @@ def test_saving_refuses_names_that_are_no_file(tmp_path, monkeypatch):
         ("", "is an empty file name"),
         (f"model{os.sep}", "ends with a path separator"),
         (tmp_path, "is a directory"),
+        ("a\0b", "holds a NUL character"),
     ):
         with pytest.raises(ValueError, match=words):
             model.save(path)
         with pytest.raises(ValueError, match=f"checkpoint: .*{words}"):
             model.train(X, y, checkpoint=path, verbose=False)
+    with pytest.raises(ValueError, match="holds a NUL character"):
+        model.save(os.fsencode(tmp_path / "a\0b"))
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     with pytest.raises(OSError, match=r"cannot save .*loop: Too many levels"):
         model.save(tmp_path / "loop")
@@ -860,6 +863,7 @@ def test_train_refuses_a_model_it_could_not_save_before_the_first_step(tmp_path)
         "a seed of 2**512": (dict(seed=2**512), ValueError, "below 2\\*\\*512"),
         "2**63 epochs": (dict(epochs_trained=2**63), ValueError, "epochs_trained=9223372036854"),
         "a layer of the user's": (dict(layer=Custom()), TypeError, "only xpnn's own classes"),
+        "an MT19937 model.rng": (dict(rng="MT19937"), TypeError, "model.rng must be .* PCG64"),
     }
     for case, (change, error, words) in cases.items():
         model = xpnn.Model(seed=change.get("seed", 0))
@@ -870,6 +874,8 @@ def test_train_refuses_a_model_it_could_not_save_before_the_first_step(tmp_path)
         model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=xpnn.Adam())
         model.finalize()
         model.epochs_trained = change.get("epochs_trained", 0)
+        if "rng" in change:
+            model.rng = np.random.Generator(np.random.MT19937(0))
         before = flat(model)
         with pytest.raises(error, match=f"checkpoint: the model cannot be saved: .*{words}"):
             model.train(X, y, epochs=3, checkpoint=path, verbose=False)

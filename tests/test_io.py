@@ -815,7 +815,7 @@ def test_error_optimizer_state_without_training_state(tmp_path):
         (lambda s: s.update(checkpoint=[1]), ["checkpoint information"]),
         (lambda s: s["optimizer"].update(iterations=-1), ["iterations"]),
         (lambda s: s["optimizer"].update(iterations=1.5), ["iterations"]),
-        (lambda s: s["optimizer"].update(current_learning_rate=0), ["current_learning_rate"]),
+        (lambda s: s["optimizer"].update(current_learning_rate=-1), ["current_learning_rate"]),
         (lambda s: s.update(optimizer=None), ["optimizer state"]),
         (lambda s: s["rng"].update(bit_generator="MT19937"), ["generator state", "PCG64"]),
         (lambda s: s["rng"]["state"].update(state=-1), ["PCG64"]),
@@ -1031,6 +1031,73 @@ def test_duplicate_keys_in_the_metadata_json_are_refused(tmp_path, key, edit, tw
         assert metadata[key] != text
 
     expect_error(tampered(tmp_path, change), f"its {key!r} metadata names the key {twice!r} twice")
+
+
+def test_what_save_writes_load_reads_odd_but_reachable_states(tmp_path):
+    """States a model reaches through the API, which a save writes and a load must read."""
+    path = tmp_path / "m"
+    # Trained, then finalized again: fresh weights, no optimizer state yet, the steps counted.
+    model = small_model()
+    train(model, 1)
+    model.finalize()
+    model.save(path)
+    loaded = xpnn.Model.load(path)
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 10
+    train(model, 1)
+    train(loaded, 1)
+    assert_same_parameters(model, loaded)
+    # A rate decayed below the smallest float64: 0, where a step changes nothing.
+    model = xpnn.Model(seed=0, dtype="float64")
+    model.add(xpnn.Dense(2, 3))
+    model.add(xpnn.Softmax())
+    model.set(
+        loss=xpnn.CategoricalCrossentropy(),
+        optimizer=xpnn.Adam(learning_rate=1e-300, decay=1e300),
+    )
+    model.finalize()
+    train(model, 1)
+    assert model.optimizer.current_learning_rate == 0.0
+    model.save(path)
+    assert xpnn.Model.load(path).optimizer.current_learning_rate == 0.0
+    metadata, tensors = read_file(path)  # without decay, nothing makes the rate 0
+    edit_json(metadata, "model", lambda d: d["optimizer"]["settings"].update(decay=0.0))
+    resign(path, metadata, tensors)
+    expect_error(path, "current_learning_rate is 0, but it has no decay to make it so")
+    # NumPy integers for the counts, as arithmetic on them gives.
+    model = small_model()
+    train(model, 1)
+    model.epochs_trained = np.uint64(3)
+    model.optimizer.iterations = np.int64(10)
+    model.save(path)
+    loaded, info = load_checkpoint(path)
+    assert (loaded.epochs_trained, loaded.optimizer.iterations, info) == (3, 10, {"epoch": 3})
+
+
+def test_counts_and_checkpoint_dicts_a_file_cannot_store_are_refused(tmp_path):
+    path = tmp_path / "m"
+    model = small_model()
+    train(model, 1)
+    model.optimizer.iterations = 10.5
+    with pytest.raises(TypeError, match=r"cannot save optimizer.iterations=10.5: it is not an"):
+        model.save(path)
+    model.optimizer.iterations = 10
+    model.epochs_trained = -1
+    with pytest.raises(ValueError, match=r"cannot save epochs_trained=-1: a saved count"):
+        model.save(path)
+    model.epochs_trained = 1
+
+    def nested(depth):
+        value = 0
+        for level in range(depth):
+            value = {"a": value} if level % 2 else [value]
+        return {"deep": value}
+
+    for depth in (100, 990, 5000):  # JSON readers recurse: 990 once loaded, 5000 saved
+        with pytest.raises(ValueError, match="checkpoint nests lists and dicts more than 100"):
+            save_model(model, path, checkpoint=nested(depth))
+    assert not path.exists()
+    save_model(model, path, checkpoint=nested(99))
+    assert load_checkpoint(path)[1] == json.loads(json.dumps(nested(99)))
 
 
 def stopped_inside_an_epoch(tmp_path, monkeypatch) -> tuple[Path, int]:

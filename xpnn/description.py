@@ -8,7 +8,10 @@ runs the same checks before training starts, so that a checkpoint never fails ep
 
 from __future__ import annotations
 
+import json
 import math
+import operator
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +34,7 @@ __all__ = [
     "OPTIMIZERS",
     "check_count",
     "check_savable",
+    "checkpoint_info",
     "describe",
     "describe_model",
 ]
@@ -39,6 +43,8 @@ __all__ = [
 MAX_SEED = 2**512
 #: A saved count (steps, epochs, samples) is below this: an int64, as every reader has.
 MAX_COUNT = 2**63
+#: The deepest nesting of lists and objects in a checkpoint dict: JSON readers recurse.
+MAX_DEPTH = 100
 
 
 def _exported(module: Any, base: type, *, but: tuple[type, ...] = ()) -> dict[str, type]:
@@ -111,12 +117,42 @@ def describe(obj: Any, kinds: dict[str, type], what: str) -> dict[str, Any] | No
 
 
 def check_count(value: Any, name: str) -> int:
-    """``value`` as an int a file can store (0 to ``MAX_COUNT`` - 1); ValueError naming
-    ``name`` otherwise."""
-    count = int(value)
+    """``value`` as an int a file can store (0 to ``MAX_COUNT`` - 1); TypeError (not a whole
+    number) or ValueError naming ``name`` otherwise."""
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(f"cannot save {name}={value!r:.80}: it is not an integer") from None
     if not 0 <= count < MAX_COUNT:
         raise ValueError(f"cannot save {name}={count}: a saved count lies in [0, 2**63)")
     return count
+
+
+def checkpoint_info(checkpoint: Any) -> dict[str, Any]:
+    """The caller's ``checkpoint`` dict as a file stores it: string keys, JSON values nested at
+    most ``MAX_DEPTH`` deep (a NumPy scalar at the top taken as its Python value); TypeError or
+    ValueError naming ``checkpoint`` otherwise."""
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"checkpoint must be a dict such as {{'epoch': 12}}; got {checkpoint!r}")
+    info = {k: v.item() if isinstance(v, np.generic) else v for k, v in checkpoint.items()}
+    if not all(isinstance(key, str) for key in info):
+        raise TypeError("checkpoint keys must be strings")
+    level, depth = [info], 1
+    while level:  # level by level, as deep recursion would fail in the check itself
+        level = [
+            v
+            for value in level
+            for v in (value.values() if isinstance(value, dict) else value)
+            if isinstance(v, (dict, list, tuple))
+        ]
+        depth += bool(level)
+        if depth > MAX_DEPTH:
+            raise ValueError(f"checkpoint nests lists and dicts more than {MAX_DEPTH} deep")
+    try:
+        json.dumps(info, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"checkpoint must be JSON-serializable: {error}") from error
+    return info
 
 
 def check_savable(model: Model, argument: str) -> None:
@@ -125,6 +161,8 @@ def check_savable(model: Model, argument: str) -> None:
     ``train`` with a checkpoint calls it before the first step, not at the first checkpoint."""
     try:
         describe_model(model)
+        if model.rng.bit_generator.state.get("bit_generator") != "PCG64":
+            raise TypeError("model.rng must be a NumPy Generator on PCG64 to be saved")
         if model.optimizer is not None:
             check_count(model.optimizer.iterations, "optimizer.iterations")
         check_count(model.epochs_trained, "epochs_trained")

@@ -79,6 +79,8 @@ def _target_problem(path: PathLike) -> tuple[str | None, str]:
     name = os.fsdecode(path)
     if not name:
         return "is an empty file name", name
+    if "\0" in name:
+        return "holds a NUL character, which no file name may", name
     if name.endswith(tuple(filter(None, (os.sep, os.altsep)))):
         return "ends with a path separator, as a folder's name does", name
     target = os.fsdecode(os.path.realpath(path))

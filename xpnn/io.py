@@ -58,6 +58,7 @@ from .description import (
     METRICS,
     OPTIMIZERS,
     check_count,
+    checkpoint_info,
     describe_model,
 )
 from .files import file_kind, file_name, save_target, shown, write_atomic
@@ -181,25 +182,17 @@ def _training_state(
     model: Model, checkpoint: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The JSON state and the state tensors that make training resume exactly."""
-    if not isinstance(checkpoint, Mapping):
-        raise TypeError(f"checkpoint must be a dict such as {{'epoch': 12}}; got {checkpoint!r}")
-    info = dict(checkpoint)
-    try:
-        json.dumps(info, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"checkpoint must be JSON-serializable: {error}") from error
-    if not all(isinstance(key, str) for key in info):
-        raise TypeError("checkpoint keys must be strings")
+    # What a file could not load back is refused before anything (a Dropout reseeded on CuPy).
+    epochs = check_count(getattr(model, "epochs_trained", 0), "epochs_trained")
+    info = checkpoint_info(checkpoint)
     if "epoch" in info:
         _check_epoch(info["epoch"], TypeError, ValueError)
-
-    # Counts a file could not load back are refused before anything (a Dropout reseeded on CuPy).
-    epochs = check_count(getattr(model, "epochs_trained", 0), "epochs_trained")
     tensors = {}
     optimizer = None
     if model.optimizer is not None:
+        iterations = check_count(model.optimizer.iterations, "optimizer.iterations")
         optimizer = {
-            "iterations": check_count(model.optimizer.iterations, "optimizer.iterations"),
+            "iterations": iterations,
             "current_learning_rate": float(model.optimizer.current_learning_rate),
         }
         buffer = model._parameters
@@ -208,6 +201,10 @@ def _training_state(
                 value = getattr(buffer, f"{prefix}_{suffix}", None)
                 if value is not None and tuple(value.shape) == tuple(params.shape):
                     tensors[f"optimizer.{prefix}_{suffix}"] = to_numpy(value)
+            if iterations or tensors:  # a state not made yet (a model finalized again): zeros
+                for suffix in model.optimizer.kept_states():  # as the next step makes it
+                    zeros = np.zeros(tuple(params.shape), model.backend.dtype_name)
+                    tensors.setdefault(f"optimizer.{prefix}_{suffix}", zeros)
 
     rng_state = model.rng.bit_generator.state
     _check_pcg64(rng_state, "model.rng", TypeError)
@@ -950,9 +947,13 @@ def _restore_state(
             type(iterations) is int and 0 <= iterations < MAX_COUNT,
             f"the optimizer's iterations {iterations!r:.80} is not a non-negative integer",
         )
-        _expect(
-            type(rate) in (int, float) and math.isfinite(rate) and rate > 0,
+        _expect(  # a rate decayed below the smallest float is 0
+            type(rate) in (int, float) and math.isfinite(rate) and rate >= 0,
             f"the optimizer's current_learning_rate {rate!r:.80} is not a positive number",
+        )
+        _expect(
+            rate > 0 or optimizer.decay > 0,
+            "the optimizer's current_learning_rate is 0, but it has no decay to make it so",
         )
         dtype = model.backend.dtype_name  # the model's, which a load may choose
         with np.errstate(over="ignore"):
