@@ -1020,6 +1020,7 @@ def test_optimizer_state_that_is_not_kept_yet_or_at_all_may_be_absent(tmp_path):
         ("state", lambda text: text[:-1] + ',"epochs_trained":9}', "epochs_trained"),
         ("state", lambda text: text.replace('"epoch":1', '"epoch":1,"epoch":5'), "epoch"),
     ],
+    ids=["seed", "class", "epochs_trained", "checkpoint's epoch"],
 )
 def test_duplicate_keys_in_the_metadata_json_are_refused(tmp_path, key, edit, twice):
     """As in the header: json would keep the last, a reader that takes the first sees another
@@ -1098,6 +1099,18 @@ def test_counts_and_checkpoint_dicts_a_file_cannot_store_are_refused(tmp_path):
     assert not path.exists()
     save_model(model, path, checkpoint=nested(99))
     assert load_checkpoint(path)[1] == json.loads(json.dumps(nested(99)))
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_in_the_checkpoint_dict_are_refused(tmp_path, constant):
+    """Python's json reads them, but a save never writes them: a checkpoint dict holding one
+    would load and then not save."""
+
+    def change(metadata, tensors):
+        assert '"epoch":1' in metadata["state"]
+        metadata["state"] = metadata["state"].replace('"epoch":1', f'"epoch":1,"x":[{constant}]')
+
+    expect_error(tampered(tmp_path, change), "the checkpoint information holds NaN or infinity")
 
 
 def stopped_inside_an_epoch(tmp_path, monkeypatch) -> tuple[Path, int]:

@@ -932,6 +932,10 @@ def _restore_state(
     )
     checkpoint = state["checkpoint"]
     _expect(isinstance(checkpoint, dict), "the checkpoint information is not a JSON object")
+    try:  # Python's json reads NaN and Infinity; a save never writes them
+        json.dumps(checkpoint, allow_nan=False)
+    except ValueError:
+        raise _Invalid("the checkpoint information holds NaN or infinity") from None
     if "epoch" in checkpoint:
         _check_epoch(checkpoint["epoch"], _Invalid, _Invalid)
 
