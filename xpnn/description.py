@@ -29,6 +29,7 @@ __all__ = [
     "LAYERS",
     "LOSSES",
     "MAX_COUNT",
+    "MAX_DEPTH",
     "MAX_SEED",
     "METRICS",
     "OPTIMIZERS",
