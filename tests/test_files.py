@@ -20,7 +20,9 @@ from helpers import load_checkpoint, load_model, spiral
 from safetensors import safe_open
 
 import xpnn
+import xpnn.files
 import xpnn.io
+from xpnn.files import check_writable
 from xpnn.io import XpnnFileError, load_parameters, save_model
 
 TESTS = Path(__file__).resolve().parent
@@ -109,7 +111,9 @@ def sparse(path: Path, prefix: bytes, size: int) -> Path:
 
 
 def peak_memory(call) -> int:
-    """The largest Python and NumPy allocation total while ``call`` runs, in bytes."""
+    """The largest Python and NumPy allocation total while ``call`` runs, in bytes: the second
+    time, the first importing what a first load imports (the backend's modules, some 20 MB)."""
+    call()
     tracemalloc.start()
     try:
         call()
@@ -343,7 +347,7 @@ def test_damaged_headers_and_data_regions(tmp_path, no_tensor_read):
         "not JSON": (join_raw(b"{abc}", b""), "not JSON"),
         "a JSON list": (join_raw(b"[]", b""), "not a JSON object"),
         "nested deeply": (join_raw(b"[" * 100_000 + b"]" * 100_000, b""), "not JSON"),
-        "a key twice": (join_raw(twice, data), "names a key twice"),
+        "a key twice": (join_raw(twice, data), "its header names the key '__metadata__' twice"),
         "data cut": (valid[:-1], "truncated"),
         "data appended": (valid + b"\0", "1 bytes follow its last tensor"),
         "a gap": (join(header, b"\0" * 8 + data), "8 bytes follow"),
@@ -566,11 +570,14 @@ def test_saving_refuses_names_that_are_no_file(tmp_path, monkeypatch):
         ("", "is an empty file name"),
         (f"model{os.sep}", "ends with a path separator"),
         (tmp_path, "is a directory"),
+        ("a\0b", "holds a NUL character"),
     ):
         with pytest.raises(ValueError, match=words):
             model.save(path)
         with pytest.raises(ValueError, match=f"checkpoint: .*{words}"):
             model.train(X, y, checkpoint=path, verbose=False)
+    with pytest.raises(ValueError, match="holds a NUL character"):
+        model.save(os.fsencode(tmp_path / "a\0b"))
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     with pytest.raises(OSError, match=r"cannot save .*loop: Too many levels"):
         model.save(tmp_path / "loop")
@@ -675,25 +682,125 @@ def test_write_errors_name_the_file_and_keep_the_old_one(tmp_path, monkeypatch, 
     assert load_checkpoint(path)[1] == {"epoch": 1}
 
 
-@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
-def test_a_folder_that_cannot_be_written_for_real(tmp_path):
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_a_folder_that_cannot_be_written_for_real():
+    """/proc takes no new file, from root neither, whom its permissions (0o555) and os.access
+    let write there: the refusal is the file system's own, as on a read-only mount."""
+    folder = Path("/proc")
+    path = folder / f"xpnn-test-{os.getpid()}"
+    assert folder.is_dir() and not path.exists()
     if os.geteuid() == 0:
-        pytest.skip(
-            "root writes in any folder whatever its permissions; see the monkeypatched cases"
-        )
-    folder = tmp_path / "locked"
+        assert os.access(folder, os.W_OK)  # what a check of the permissions alone believes
+    with pytest.raises(OSError) as excinfo:
+        save_model(small_model(), path)
+    error = excinfo.value
+    assert error.errno in (errno.ENOENT, errno.EACCES)  # root's answer, a user's
+    message = str(error)
+    assert f"cannot save {path}: {os.strerror(error.errno)}" in message
+    assert ".tmp" not in message and "unchanged" in message
+    X, y = spiral(10, 3)
+    model = small_model()
+    before = flat(model)
+    with pytest.raises(
+        ValueError, match=r"checkpoint: no file can be written in the folder '/proc'"
+    ):
+        model.train(X, y, epochs=2, checkpoint=path, verbose=False)
+    assert_untouched(model, before)
+    assert not path.exists()
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_checks_saves_and_loads_leave_no_descriptor_open(tmp_path, monkeypatch):
+    """Every path through them, the failing ones too, closes what it opened."""
+    model = small_model()
+    path, folder = tmp_path / "m.xpnn", tmp_path / "folder"
     folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(PermissionError, match=f"cannot save {folder / 'm'}: Permission"):
-            save_model(small_model(), folder / "m")
-        X, y = spiral(10, 3)
-        model = small_model()
-        with pytest.raises(ValueError, match="checkpoint: no file can be written"):
-            model.train(X, y, checkpoint=folder / "c", verbose=False)
-        assert model.optimizer.iterations == 0
-    finally:
-        folder.chmod(0o700)
+    (tmp_path / "damaged").write_bytes(b"\0" * 100)
+    save_model(model, path)
+    real_open = os.open
+
+    def read_only(name, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), name)
+        return real_open(name, flags, *args, **kwargs)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    before = open_descriptors()
+    for _ in range(20):
+        check_writable(path, "checkpoint")
+        check_writable(tmp_path / "new.xpnn", "checkpoint")
+        save_model(model, path)
+        load_model(path)
+        for refused in (folder, tmp_path / "no" / "m"):
+            with pytest.raises(ValueError, match="checkpoint: "):
+                check_writable(refused, "checkpoint")
+        with pytest.raises(XpnnFileError):
+            load_model(tmp_path / "damaged")
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "open", read_only)
+            with pytest.raises(ValueError, match="no file can be written"):
+                check_writable(path, "checkpoint")
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "fsync", full)
+            with pytest.raises(OSError, match="No space left"):
+                save_model(model, path)
+    assert open_descriptors() == before
+    assert sorted(os.listdir(tmp_path)) == ["damaged", "folder", "m.xpnn"]
+
+
+NAME_MAX = 255  # bytes, on the file systems tests run on
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a" * 237,
+        "a" * 238,
+        "b" * 254 + ".",
+        "c" * NAME_MAX,
+        "é" * 127,  # 254 bytes of UTF-8, a character cut by the shortening
+        "x" + "€" * 84,  # 253 bytes
+    ],
+    ids=["237 bytes", "238 bytes", "255 bytes, a dot last", "255 bytes", "é", "€"],
+)
+def test_the_longest_file_names_can_be_saved(tmp_path, name):
+    """The temporary file's name, which adds 18 bytes to the target's, is shortened to fit the
+    folder, and stays unique there."""
+    assert len(os.fsencode(name)) <= NAME_MAX
+    path = tmp_path / name
+    model = small_model()
+    check_writable(path, "checkpoint")
+    save_model(model, path, checkpoint={"epoch": 3})
+    save_model(model, os.fsencode(path), checkpoint={"epoch": 4})  # over the file, as bytes
+    assert load_checkpoint(path)[1] == {"epoch": 4}
+    X, y = spiral(10, 3)
+    model.train(X, y, epochs=1, checkpoint=path, verbose=False)
+    assert load_checkpoint(path)[1] == {"epoch": 1}
+    assert os.listdir(tmp_path) == [name]
+    made = []
+    for _ in range(3):
+        fd, temporary = xpnn.files._create_temporary(str(tmp_path), name)
+        os.close(fd)
+        made.append(temporary)
+    assert len(set(made)) == 3 and all(os.path.dirname(t) == str(tmp_path) for t in made)
+    assert all(len(os.fsencode(os.path.basename(t))) <= NAME_MAX for t in made)
+    assert all(os.path.basename(t).startswith(".") for t in made)
+
+
+def test_a_name_longer_than_the_folder_takes_is_refused_before_writing(tmp_path):
+    path = tmp_path / ("d" * (NAME_MAX + 1))
+    with pytest.raises(OSError, match=f"cannot save {path}: File name too long") as excinfo:
+        save_model(small_model(), path)
+    assert excinfo.value.errno == errno.ENAMETOOLONG
+    with pytest.raises(ValueError, match=r"checkpoint: .*File name too long"):
+        small_model().train(*spiral(10, 3), checkpoint=path, verbose=False)
+    assert os.listdir(tmp_path) == []
 
 
 # -- train(checkpoint=...) checks its path before the first step ----------------------------
@@ -741,3 +848,40 @@ def test_train_probes_the_checkpoint_folder(tmp_path, monkeypatch):
     monkeypatch.undo()
     model.train(X, y, epochs=1, checkpoint=tmp_path / "c.xpnn", verbose=False)
     assert os.listdir(tmp_path) == ["c.xpnn"]  # the probe left nothing behind
+
+
+class Custom(xpnn.ReLU):
+    """A layer of the user's own, which a file cannot name."""
+
+
+def test_train_refuses_a_model_it_could_not_save_before_the_first_step(tmp_path):
+    """A checkpoint that would fail epochs later fails before the first step instead."""
+    X, y = spiral(20, 3)
+    path = tmp_path / "c.xpnn"
+    cases = {
+        "a SeedSequence": (dict(seed=np.random.SeedSequence(5)), TypeError, "SeedSequence"),
+        "a seed of 2**512": (dict(seed=2**512), ValueError, "below 2\\*\\*512"),
+        "2**63 epochs": (dict(epochs_trained=2**63), ValueError, "epochs_trained=9223372036854"),
+        "a layer of the user's": (dict(layer=Custom()), TypeError, "only xpnn's own classes"),
+        "an MT19937 model.rng": (dict(rng="MT19937"), TypeError, "model.rng must be .* PCG64"),
+    }
+    for case, (change, error, words) in cases.items():
+        model = xpnn.Model(seed=change.get("seed", 0))
+        model.add(xpnn.Dense(2, 8))
+        model.add(change.get("layer", xpnn.ReLU()))
+        model.add(xpnn.Dense(8, 3))
+        model.add(xpnn.Softmax())
+        model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=xpnn.Adam())
+        model.finalize()
+        model.epochs_trained = change.get("epochs_trained", 0)
+        if "rng" in change:
+            model.rng = np.random.Generator(np.random.MT19937(0))
+        before = flat(model)
+        with pytest.raises(error, match=f"checkpoint: the model cannot be saved: .*{words}"):
+            model.train(X, y, epochs=3, checkpoint=path, verbose=False)
+        assert model.optimizer.iterations == 0, case
+        for a, b in zip(before, flat(model)):
+            np.testing.assert_array_equal(a, b)
+        assert not path.exists()
+        history = model.train(X, y, epochs=2, verbose=False)  # without a checkpoint it trains
+        assert len(history["epoch"]) == 2 and model.optimizer.iterations == 2, case

@@ -7,25 +7,24 @@ import copy
 import json
 import math
 import os
-import random
 import re
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 import safetensors.numpy
-from helpers import load_checkpoint, load_model, spiral
+from helpers import load_checkpoint, load_model, press_ctrl_c_at_step, spiral
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 
 import xpnn
+import xpnn.description
 import xpnn.io
 from xpnn.io import (
     FORMAT_VERSION,
@@ -182,8 +181,8 @@ def test_round_trip_every_layer_loss_optimizer_and_metric(
             assert loaded.evaluate(X, y) == model.evaluate(X, y)
         else:
             np.testing.assert_allclose(predictions, expected, rtol=1e-5, atol=1e-6)
-        assert xpnn.io._describe_model(loaded) | {"backend": backend} == (
-            xpnn.io._describe_model(model)
+        assert xpnn.description.describe_model(loaded) | {"backend": backend} == (
+            xpnn.description.describe_model(model)
         )
 
 
@@ -366,9 +365,15 @@ def test_save_through_a_symlink_replaces_its_target(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the kill server forks")
 def test_killed_saves_never_lose_the_file(backend, tmp_path):
-    """SIGKILL a process that saves in a loop, dozens of times: the file always loads (here on
-    ``backend``), as the last version or a newer one, and each version is whole."""
-    kills, path = 40, tmp_path / "checkpoint.safetensors"
+    """SIGKILL a saving process at each point of the write in turn (tests/kill_save.py), twice
+    over: the file always loads (here on ``backend``), whole, as the previous version when the
+    kill came before the rename and as the new one after it."""
+    sys.path.insert(0, str(TESTS))
+    try:
+        from kill_save import BEFORE_THE_REPLACE, POINTS
+    finally:
+        sys.path.remove(str(TESTS))
+    path = tmp_path / "checkpoint.safetensors"
     server = subprocess.Popen(
         [sys.executable, str(TESTS / "kill_save.py"), str(path)],
         stdin=subprocess.PIPE,
@@ -376,45 +381,31 @@ def test_killed_saves_never_lose_the_file(backend, tmp_path):
         text=True,
         env={**os.environ, "PYTHONPATH": str(TESTS.parent)},
     )
-    rng = random.Random(0)
-    epoch, mid_save, advanced, lost = 0, 0, 0, []
+    saved, seen = 0, []  # the epoch the file must hold; (point, epoch found, leftovers)
     try:
         assert server.stdout.readline().strip() == "ready"
-        for _ in range(kills):
-            server.stdin.write(f"go {epoch}\n")
+        for epoch, point in enumerate(POINTS * 2, start=1):
+            server.stdin.write(f"kill {epoch} {point}\n")
             server.stdin.flush()
-            pid = int(server.stdout.readline().split()[1])
-            # A save takes some 5-10 ms here: kill anywhere in the first few.
-            time.sleep(rng.uniform(0.0, 0.03))
-            os.kill(pid, signal.SIGKILL)
-            server.stdin.write(f"wait {pid}\n")
-            server.stdin.flush()
-            assert server.stdout.readline().split() == ["dead", str(-signal.SIGKILL)]
-            leftovers = [p for p in tmp_path.iterdir() if p != path]
-            mid_save += bool(leftovers)  # killed between creating its temp file and the rename
-            for p in leftovers:
-                p.unlink()
-            try:
-                model, info = load_checkpoint(path, backend=backend)
-            except (XpnnFileError, OSError) as error:
-                lost.append(str(error))
-                continue
+            assert server.stdout.readline().split() == ["dead", str(-signal.SIGKILL)], point
+            if point not in BEFORE_THE_REPLACE:
+                saved = epoch
+            leftovers = sorted(p.name for p in tmp_path.iterdir() if p != path)
+            for name in leftovers:
+                (tmp_path / name).unlink()
+            model, info = load_checkpoint(path, backend=backend)
             values = {float(v) for p in flat_parameters(model) for v in np.unique(p)}
-            if info["epoch"] < epoch or values != {float(info["epoch"])}:
-                lost.append(f"epoch {info['epoch']} after {epoch}, values {sorted(values)[:3]}")
-                continue
-            advanced += info["epoch"] > epoch
-            epoch = info["epoch"]
+            assert values == {float(info["epoch"])}, point  # one version, whole
+            seen.append((point, info["epoch"], len(leftovers)))
+            assert info["epoch"] == saved, seen
+            if point in ("created", "writing", "fsync", "replace"):  # the temporary file
+                assert len(leftovers) == 1 and leftovers[0].startswith(f".{path.name}."), seen
+            else:
+                assert leftovers == [], seen
     finally:
         server.stdin.close()
-        server.wait(timeout=10)
-    print(
-        f"\nkill test: {kills} kills, {mid_save} of them mid-save (temp file left behind), "
-        f"{advanced} after at least one new save, {epoch} saves completed, "
-        f"{len(lost)} files lost"
-    )
-    assert lost == []
-    assert mid_save > 0 and advanced > 0  # the kills did land inside and between saves
+        server.wait(timeout=60)
+    assert len(seen) == 2 * len(POINTS) and server.returncode == 0
 
 
 # -- hostile files ------------------------------------------------------------------------------
@@ -497,8 +488,8 @@ def test_mutated_files_fail_cleanly(backend, tmp_path, mutations):
     reference = reference_model(tmp_path / "reference")
     assert info == {"epoch": 1}
     assert_same_parameters(reference, model)
-    assert xpnn.io._describe_model(model) | {"backend": "numpy"} == (
-        xpnn.io._describe_model(reference)
+    assert xpnn.description.describe_model(model) | {"backend": "numpy"} == (
+        xpnn.description.describe_model(reference)
     )
 
 
@@ -824,7 +815,7 @@ def test_error_optimizer_state_without_training_state(tmp_path):
         (lambda s: s.update(checkpoint=[1]), ["checkpoint information"]),
         (lambda s: s["optimizer"].update(iterations=-1), ["iterations"]),
         (lambda s: s["optimizer"].update(iterations=1.5), ["iterations"]),
-        (lambda s: s["optimizer"].update(current_learning_rate=0), ["current_learning_rate"]),
+        (lambda s: s["optimizer"].update(current_learning_rate=-1), ["current_learning_rate"]),
         (lambda s: s.update(optimizer=None), ["optimizer state"]),
         (lambda s: s["rng"].update(bit_generator="MT19937"), ["generator state", "PCG64"]),
         (lambda s: s["rng"]["state"].update(state=-1), ["PCG64"]),
@@ -933,6 +924,219 @@ def test_save_errors(tmp_path):
     with pytest.raises(TypeError, match="dict"):
         save_model(model, tmp_path / "m", checkpoint=3)
     assert not (tmp_path / "m").exists()
+
+
+def tiny_model(seed, optimizer=None) -> xpnn.Model:
+    model = xpnn.Model(seed=seed)
+    model.add(xpnn.Dense(2, 3))
+    model.add(xpnn.Softmax())
+    model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=optimizer or xpnn.Adam())
+    model.finalize()
+    return model
+
+
+def test_what_save_writes_load_reads_at_the_bounds(tmp_path):
+    """The largest seed and counts a file stores round-trip; one more is refused by the save,
+    naming the setting, with nothing written."""
+    path = tmp_path / "m"
+    model = tiny_model(2**512 - 1)
+    train(model, 1)  # Adam's state, which a checkpoint after a step must hold
+    model.optimizer.iterations = 2**63 - 1
+    model.epochs_trained = 2**63 - 1
+    model.save(path)
+    loaded = xpnn.Model.load(path)
+    assert loaded.seed == 2**512 - 1
+    assert loaded.optimizer.iterations == loaded.epochs_trained == 2**63 - 1
+    path.unlink()
+    with pytest.raises(ValueError, match=r"seeded with an int below 2\*\*512.* 513 bits"):
+        tiny_model(2**512).save(path)
+    with pytest.raises(ValueError, match=r"seeded with an int below 2\*\*512.* 1329 bits"):
+        tiny_model(10**400).save(path)  # beyond a float: the message does not overflow
+    with pytest.raises(TypeError, match=r"seeded with an int .* its seed is a SeedSequence"):
+        tiny_model(np.random.SeedSequence(1)).save(path)
+    for setting in ("optimizer.iterations", "epochs_trained"):
+        model = tiny_model(0)
+        owner = model.optimizer if setting.startswith("optimizer") else model
+        setattr(owner, setting.split(".")[-1], 2**63)
+        with pytest.raises(ValueError, match=rf"cannot save {setting}=9223372036854775808"):
+            model.save(path)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "dropped"),
+    [
+        ("adam", ["optimizer.param_momentums", "optimizer.param_cache"]),
+        ("adam", ["optimizer.param_cache"]),
+        ("sgd", ["optimizer.param_momentums"]),
+        ("rmsprop", ["optimizer.param_cache"]),
+        ("adagrad", ["optimizer.param_cache"]),
+    ],
+)
+def test_a_checkpoint_without_its_optimizer_state_is_refused(tmp_path, optimizer, dropped):
+    """Without its state an optimizer would resume from zeros: a different run."""
+    model = small_model(optimizer=optimizer)
+    train(model, 1)
+    path = tmp_path / "m"
+    save_model(model, path, checkpoint={})
+    metadata, tensors = read_file(path)
+    for name in dropped:
+        del tensors[name]
+    resign(path, metadata, tensors)
+    message = expect_error(path, "optimizer state tensors", "missing", "after 10 steps")
+    assert str(dropped) in message
+
+
+def test_optimizer_state_that_is_not_kept_yet_or_at_all_may_be_absent(tmp_path):
+    """Before the first step there is none; SGD without momentum keeps none."""
+    path = tmp_path / "m"
+    model = small_model()
+    save_model(model, path, checkpoint={})
+    assert not any(name.startswith("optimizer.") for name in read_file(path)[1])
+    assert load_checkpoint(path)[0].optimizer.iterations == 0
+    model = small_model()
+    model.set(optimizer=xpnn.SGD(learning_rate=0.1))
+    model.finalize()
+    train(model, 1)
+    save_model(model, path, checkpoint={})
+    assert not any(name.startswith("optimizer.") for name in read_file(path)[1])
+    assert load_checkpoint(path)[0].optimizer.iterations == 10
+    # Before the first step, one state of two is not a state Adam ever had.
+    model = small_model()
+    train(model, 1)
+    save_model(model, path, checkpoint={})
+    metadata, tensors = read_file(path)
+    del tensors["optimizer.param_cache"]
+    edit_json(metadata, "state", lambda s: s["optimizer"].update(iterations=0))
+    resign(path, metadata, tensors)
+    expect_error(path, "['optimizer.param_cache'] are missing, while others are there")
+
+
+@pytest.mark.parametrize(
+    ("key", "edit", "twice"),
+    [
+        ("model", lambda text: text[:-1] + ',"seed":7}', "seed"),
+        ("model", lambda text: text.replace('"class":', '"class":"ReLU","class":', 1), "class"),
+        ("state", lambda text: text[:-1] + ',"epochs_trained":9}', "epochs_trained"),
+        ("state", lambda text: text.replace('"epoch":1', '"epoch":1,"epoch":5'), "epoch"),
+    ],
+    ids=["seed", "class", "epochs_trained", "checkpoint's epoch"],
+)
+def test_duplicate_keys_in_the_metadata_json_are_refused(tmp_path, key, edit, twice):
+    """As in the header: json would keep the last, a reader that takes the first sees another
+    model."""
+
+    def change(metadata, tensors):
+        text = metadata[key]
+        metadata[key] = edit(text)
+        assert metadata[key] != text
+
+    expect_error(tampered(tmp_path, change), f"its {key!r} metadata names the key {twice!r} twice")
+
+
+def test_what_save_writes_load_reads_odd_but_reachable_states(tmp_path):
+    """States a model reaches through the API, which a save writes and a load must read."""
+    path = tmp_path / "m"
+    # Trained, then finalized again: fresh weights, no optimizer state yet, the steps counted.
+    model = small_model()
+    train(model, 1)
+    model.finalize()
+    model.save(path)
+    loaded = xpnn.Model.load(path)
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 10
+    train(model, 1)
+    train(loaded, 1)
+    assert_same_parameters(model, loaded)
+    # A rate decayed below the smallest float64: 0, where a step changes nothing.
+    model = xpnn.Model(seed=0, dtype="float64")
+    model.add(xpnn.Dense(2, 3))
+    model.add(xpnn.Softmax())
+    model.set(
+        loss=xpnn.CategoricalCrossentropy(),
+        optimizer=xpnn.Adam(learning_rate=1e-300, decay=1e300),
+    )
+    model.finalize()
+    train(model, 1)
+    assert model.optimizer.current_learning_rate == 0.0
+    model.save(path)
+    assert xpnn.Model.load(path).optimizer.current_learning_rate == 0.0
+    metadata, tensors = read_file(path)  # without decay, nothing makes the rate 0
+    edit_json(metadata, "model", lambda d: d["optimizer"]["settings"].update(decay=0.0))
+    resign(path, metadata, tensors)
+    expect_error(path, "current_learning_rate is 0, but it has no decay to make it so")
+    # NumPy integers for the counts, as arithmetic on them gives.
+    model = small_model()
+    train(model, 1)
+    model.epochs_trained = np.uint64(3)
+    model.optimizer.iterations = np.int64(10)
+    model.save(path)
+    loaded, info = load_checkpoint(path)
+    assert (loaded.epochs_trained, loaded.optimizer.iterations, info) == (3, 10, {"epoch": 3})
+
+
+def test_counts_and_checkpoint_dicts_a_file_cannot_store_are_refused(tmp_path):
+    path = tmp_path / "m"
+    model = small_model()
+    train(model, 1)
+    model.optimizer.iterations = 10.5
+    with pytest.raises(TypeError, match=r"cannot save optimizer.iterations=10.5: it is not an"):
+        model.save(path)
+    model.optimizer.iterations = 10
+    model.epochs_trained = -1
+    with pytest.raises(ValueError, match=r"cannot save epochs_trained=-1: a saved count"):
+        model.save(path)
+    model.epochs_trained = 1
+
+    def nested(depth):
+        value = 0
+        for level in range(depth):
+            value = {"a": value} if level % 2 else [value]
+        return {"deep": value}
+
+    for depth in (100, 990, 5000):  # JSON readers recurse: 990 once loaded, 5000 saved
+        with pytest.raises(ValueError, match="checkpoint nests lists and dicts more than 100"):
+            save_model(model, path, checkpoint=nested(depth))
+    assert not path.exists()
+    save_model(model, path, checkpoint=nested(99))
+    assert load_checkpoint(path)[1] == json.loads(json.dumps(nested(99)))
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_in_the_checkpoint_dict_are_refused(tmp_path, constant):
+    """Python's json reads them, but a save never writes them: a checkpoint dict holding one
+    would load and then not save."""
+
+    def change(metadata, tensors):
+        assert '"epoch":1' in metadata["state"]
+        metadata["state"] = metadata["state"].replace('"epoch":1', f'"epoch":1,"x":[{constant}]')
+
+    expect_error(tampered(tmp_path, change), "the checkpoint information holds NaN or infinity")
+
+
+def stopped_inside_an_epoch(tmp_path, monkeypatch) -> tuple[Path, int]:
+    """A checkpoint that Ctrl-C wrote inside epoch 2, with its shuffled order; and its length."""
+    X, y = data()
+    model = small_model()
+    press_ctrl_c_at_step(model, 6, monkeypatch)
+    path = tmp_path / "stopped"
+    model.train(X, y, epochs=3, batch_size=64, checkpoint=path, verbose=False)
+    assert model._epoch_in_progress is not None and model._epoch_in_progress.order is not None
+    return path, X.shape[0]
+
+
+def test_an_order_with_one_sample_out_of_range_is_refused(tmp_path, monkeypatch):
+    path, samples = stopped_inside_an_epoch(tmp_path, monkeypatch)
+    assert load_model(path)._epoch_in_progress.done == 64
+    metadata, tensors = read_file(path)
+    order = tensors["state.epoch_order"]
+    assert sorted(order) == list(range(samples))
+    for value in (samples, -1, 2**40, -(2**63)):
+        for index in (0, samples // 2, samples - 1):
+            bad = np.array(order)
+            bad[index] = value  # one sample out of range; one left out
+            target = tmp_path / "bad"
+            resign(target, metadata, {**tensors, "state.epoch_order": bad})
+            expect_error(target, "'state.epoch_order' is not an order of the samples")
 
 
 def test_exception_is_one_documented_value_error():

@@ -79,6 +79,8 @@ def _target_problem(path: PathLike) -> tuple[str | None, str]:
     name = os.fsdecode(path)
     if not name:
         return "is an empty file name", name
+    if "\0" in name:
+        return "holds a NUL character, which no file name may", name
     if name.endswith(tuple(filter(None, (os.sep, os.altsep)))):
         return "ends with a path separator, as a folder's name does", name
     target = os.fsdecode(os.path.realpath(path))
@@ -95,14 +97,40 @@ def _target_problem(path: PathLike) -> tuple[str | None, str]:
 
 
 def _create_temporary(directory: str, name: str) -> tuple[int, str]:
-    """A new file ``.<name>.<random>.tmp`` in ``directory``: its descriptor and path."""
+    """A new file ``.<name>.<random>.tmp`` in ``directory``: its descriptor and path.
+
+    ``<name>`` is cut short where the whole would pass the folder's longest file name (255
+    bytes, most often): the random part keeps it unique and ``O_EXCL`` makes sure.
+    """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    stem = _shortened(name, _name_max(directory) - len(".." + "0" * 12 + ".tmp"))
     while True:
-        temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        temporary = os.path.join(directory, f".{stem}.{secrets.token_hex(6)}.tmp")
         try:
             return os.open(temporary, flags, 0o666), temporary  # the umask applies
         except FileExistsError:
             continue
+
+
+def _name_max(directory: str) -> int:
+    """The longest file name, in bytes, that ``directory`` takes (255 where it cannot tell)."""
+    try:
+        limit = os.pathconf(directory or os.curdir, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf, or no answer
+        return 255
+    return limit if limit > 0 else 255  # -1: no limit known
+
+
+def _shortened(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes of the file system's encoding, whole
+    characters only."""
+    encoded = os.fsencode(name)
+    if len(encoded) <= limit:
+        return name
+    end = max(limit, 0)
+    while end and (encoded[end] & 0xC0) == 0x80:  # not inside a UTF-8 character
+        end -= 1
+    return os.fsdecode(encoded[:end])
 
 
 def _write_error(path: PathLike, error: OSError) -> OSError:

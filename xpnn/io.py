@@ -42,20 +42,27 @@ import math
 import os
 import re
 import stat
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 import safetensors.numpy
 
-from . import activations, layers, losses, metrics, optimizers
 from .backends import Backend, get_backend, to_numpy
 from .building import size_problem
+from .description import (
+    LAYERS,
+    LOSSES,
+    MAX_COUNT,
+    MAX_SEED,
+    METRICS,
+    OPTIMIZERS,
+    check_count,
+    checkpoint_info,
+    describe_model,
+)
 from .files import file_kind, file_name, save_target, shown, write_atomic
 from .layers import Layer
-from .losses import Loss
-from .metrics import Accuracy
-from .optimizers import Optimizer
 from .training import EpochInProgress
 
 if TYPE_CHECKING:
@@ -79,28 +86,10 @@ FORMAT_VERSION = 1
 FORMAT = "xpnn"
 
 
-def _exported(module: Any, base: type, *, but: tuple[type, ...] = ()) -> dict[str, type]:
-    """The classes ``module`` exports that derive from ``base`` (not ``base`` itself), by name."""
-    classes = (getattr(module, name) for name in module.__all__)
-    return {
-        c.__name__: c
-        for c in classes
-        if isinstance(c, type) and issubclass(c, base) and c is not base and c not in but
-    }
-
-
-# The only classes a file may name, xpnn's own: nothing else is ever looked up or called. A new
-# layer, loss, optimizer or metric that its module exports is among them.
-_LAYERS = {**_exported(layers, Layer), **_exported(activations, Layer)}
-# The model combines Softmax with CategoricalCrossentropy itself; a file names the two.
-_LOSSES = _exported(losses, Loss, but=(losses.SoftmaxCategoricalCrossentropy,))
-_OPTIMIZERS = _exported(optimizers, Optimizer)
-_METRICS = _exported(metrics, Accuracy)
 _DTYPES = ("float32", "float64")
 _PARAM_NAME = re.compile(r"params\.(0|[1-9][0-9]{0,8})\.([A-Za-z_][A-Za-z0-9_]*)")
 _VERSION = re.compile(r"[0-9]{1,9}")
 _BIG = 2**128  # bound of PCG64's state words
-_MAX_SEED = 2**512
 
 
 class XpnnFileError(ValueError):
@@ -152,7 +141,7 @@ def save_model(
     """
     _require_model(model, "save_model")
     save_target(path)  # a refused path before anything, a Dropout reseeded on CuPy included
-    spec = _describe_model(model)
+    spec = describe_model(model)
     tensors = _parameter_tensors(model)
     metadata = {"kind": "model", "model": _dumps(spec)}
     if checkpoint is not None:
@@ -180,44 +169,6 @@ def _require_model(model: Any, what: str) -> None:
         raise ValueError(f"call finalize() before {what}()")
 
 
-def _describe_model(model: Model) -> dict[str, Any]:
-    seed = model.seed
-    if isinstance(seed, np.integer):
-        seed = int(seed)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"only a model seeded with an int (or None) can be saved; seed={seed!r}")
-    return {
-        "backend": model.backend.name,  # informational: a file loads on any backend
-        "dtype": model.backend.dtype_name,
-        "seed": seed,
-        "layers": [_describe(layer, _LAYERS, "layer") for layer in model.layers],
-        "loss": _describe(model.loss, _LOSSES, "loss"),
-        "optimizer": _describe(model.optimizer, _OPTIMIZERS, "optimizer"),
-        "accuracy": _describe(model.accuracy, _METRICS, "accuracy"),
-    }
-
-
-def _describe(obj: Any, kinds: dict[str, type], what: str) -> dict[str, Any] | None:
-    """``{"class": name, "settings": {argument: value}}`` from the constructor's arguments."""
-    if obj is None:
-        return None
-    name = type(obj).__name__
-    if kinds.get(name) is not type(obj):
-        raise TypeError(
-            f"cannot save {what} {obj!r}: only xpnn's own classes can be saved "
-            f"({', '.join(sorted(kinds))})"
-        )
-    settings = obj.config()
-    for argument, value in settings.items():
-        if isinstance(value, np.generic):
-            value = settings[argument] = value.item()
-        if value is not None and not isinstance(value, (bool, int, float, str)):
-            raise TypeError(f"cannot save {what} {name}: {argument}={value!r} is not a number")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"cannot save {what} {name}: {argument}={value!r} is not finite")
-    return {"class": name, "settings": settings}
-
-
 def _parameter_tensors(model: Model) -> dict[str, np.ndarray]:
     trainable = [layer for layer in model.layers if layer.parameter_names]
     tensors = {}
@@ -231,23 +182,17 @@ def _training_state(
     model: Model, checkpoint: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The JSON state and the state tensors that make training resume exactly."""
-    if not isinstance(checkpoint, Mapping):
-        raise TypeError(f"checkpoint must be a dict such as {{'epoch': 12}}; got {checkpoint!r}")
-    info = dict(checkpoint)
-    try:
-        json.dumps(info, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"checkpoint must be JSON-serializable: {error}") from error
-    if not all(isinstance(key, str) for key in info):
-        raise TypeError("checkpoint keys must be strings")
+    # What a file could not load back is refused before anything (a Dropout reseeded on CuPy).
+    epochs = check_count(getattr(model, "epochs_trained", 0), "epochs_trained")
+    info = checkpoint_info(checkpoint)
     if "epoch" in info:
         _check_epoch(info["epoch"], TypeError, ValueError)
-
     tensors = {}
     optimizer = None
     if model.optimizer is not None:
+        iterations = check_count(model.optimizer.iterations, "optimizer.iterations")
         optimizer = {
-            "iterations": int(model.optimizer.iterations),
+            "iterations": iterations,
             "current_learning_rate": float(model.optimizer.current_learning_rate),
         }
         buffer = model._parameters
@@ -256,6 +201,10 @@ def _training_state(
                 value = getattr(buffer, f"{prefix}_{suffix}", None)
                 if value is not None and tuple(value.shape) == tuple(params.shape):
                     tensors[f"optimizer.{prefix}_{suffix}"] = to_numpy(value)
+            if iterations or tensors:  # a state not made yet (a model finalized again): zeros
+                for suffix in model.optimizer.kept_states():  # as the next step makes it
+                    zeros = np.zeros(tuple(params.shape), model.backend.dtype_name)
+                    tensors.setdefault(f"optimizer.{prefix}_{suffix}", zeros)
 
     rng_state = model.rng.bit_generator.state
     _check_pcg64(rng_state, "model.rng", TypeError)
@@ -264,8 +213,7 @@ def _training_state(
         if layer.draws_random:
             dropout[str(index)] = _generator_state(model.backend, layer)
     state = {"checkpoint": info, "optimizer": optimizer, "rng": rng_state, "dropout": dropout}
-    if hasattr(model, "epochs_trained"):  # numbers the epochs (History, reports) of later runs
-        state["epochs_trained"] = int(model.epochs_trained)
+    state["epochs_trained"] = epochs  # numbers the epochs (History, reports) of later runs
     progress = getattr(model, "_epoch_in_progress", None)
     if progress is not None:  # stopped inside an epoch: where, in which order, its sums so far
         loss_sum = float(to_numpy(progress.loss_sum))
@@ -294,7 +242,7 @@ def _generator_state(backend: Backend, layer: Layer) -> dict[str, Any]:
     # A device generator (CuPy's) keeps its state on the device, out of reach: continue from a
     # fresh generator seeded by its own draws, and save that seed.
     draws = np.ascontiguousarray(to_numpy(backend.random(generator, (8,))))
-    seed = int.from_bytes(draws.tobytes(), "little") % _MAX_SEED
+    seed = int.from_bytes(draws.tobytes(), "little") % MAX_SEED
     layer.generator = backend.random_generator(seed)
     return {"seed": seed}
 
@@ -618,7 +566,7 @@ def _read_header(file: BinaryIO, size: int) -> _Opened:
     raw = bytearray(length)
     _read_into(file, memoryview(raw))
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys("its header"))
     except (ValueError, RecursionError) as error:
         raise _Invalid(f"{invalid}: its header is not JSON ({error!s:.100})") from None
     del raw
@@ -662,10 +610,19 @@ def _read_header(file: BinaryIO, size: int) -> _Opened:
     return _Opened(file, metadata, tensors, 8 + length)
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    _expect(len(result) == len(pairs), "its header names a key twice in one object")
-    return result
+def _unique_keys(where: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A ``json.loads`` hook that refuses a key named twice in one object of ``where``: the
+    last would win, unseen by a reader that takes the first."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            seen: set[str] = set()
+            twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+            raise _Invalid(f"{where} names the key {twice!r:.80} twice in one object")
+        return result
+
+    return unique
 
 
 def _declared(name: str, entry: Any) -> _Tensor:
@@ -770,7 +727,7 @@ def _check_finite(arrays: Mapping[str, np.ndarray], into: str) -> None:
 def _loads(metadata: dict[str, str], key: str) -> dict[str, Any]:
     _expect(key in metadata, f"its metadata has no {key!r} entry")
     try:
-        value = json.loads(metadata[key])
+        value = json.loads(metadata[key], object_pairs_hook=_unique_keys(f"its {key!r} metadata"))
     except (ValueError, RecursionError) as error:
         raise _Invalid(f"its {key!r} metadata is not valid JSON ({error})") from None
     _expect(isinstance(value, dict), f"its {key!r} metadata is not a JSON object")
@@ -827,11 +784,11 @@ def _plan_model(metadata: dict[str, str], declared: Mapping[str, _Tensor]) -> _P
     saved_dtype, seed, layers = spec["dtype"], spec["seed"], spec["layers"]
     _expect(saved_dtype in _DTYPES, f"its dtype {saved_dtype!r:.80} is not one of {_DTYPES}")
     _expect(
-        seed is None or (type(seed) is int and 0 <= seed < _MAX_SEED),
+        seed is None or (type(seed) is int and 0 <= seed < MAX_SEED),
         f"its seed {seed!r:.80} is not a non-negative integer",
     )
     _expect(isinstance(layers, list) and layers, "its architecture has no layers")
-    entries = [_entry(e, _LAYERS, f"layer {i}") for i, e in enumerate(layers)]
+    entries = [_entry(e, LAYERS, f"layer {i}") for i, e in enumerate(layers)]
 
     wanted: dict[str, _Want] = {}
     k = total = 0  # layers with parameters so far, and their parameters
@@ -849,12 +806,12 @@ def _plan_model(metadata: dict[str, str], declared: Mapping[str, _Tensor]) -> _P
     _check_declared(declared, wanted)  # the parameters first: the layers' own sizes
     mismatch = size_problem([(cls.__name__, cls, settings) for cls, settings in entries])
     _expect(mismatch is None, f"its architecture is inconsistent: {mismatch}")
-    loss = _entry(spec["loss"], _LOSSES, "the loss")
+    loss = _entry(spec["loss"], LOSSES, "the loss")
     optimizer = accuracy = None
     if spec["optimizer"] is not None:
-        optimizer = _entry(spec["optimizer"], _OPTIMIZERS, "the optimizer")
+        optimizer = _entry(spec["optimizer"], OPTIMIZERS, "the optimizer")
     if spec["accuracy"] is not None:
-        accuracy = _entry(spec["accuracy"], _METRICS, "the accuracy")
+        accuracy = _entry(spec["accuracy"], METRICS, "the accuracy")
 
     state, wanted_too = None, {}  # the training state and the tensors it needs
     if "state" in metadata:
@@ -894,7 +851,7 @@ def _check_progress(progress: Any, has_accuracy: bool) -> dict[str, Any]:
     loss_sum = progress["loss_sum"]
 
     def count(value: Any) -> bool:
-        return type(value) is int and 0 <= value < 2**63
+        return type(value) is int and 0 <= value < MAX_COUNT
 
     _expect(
         count(samples) and count(done) and 0 < done < samples,
@@ -970,11 +927,15 @@ def _restore_state(
     """Put the checkpoint's training state (keys checked) into the freshly finalized ``model``."""
     epochs = state.get("epochs_trained", 0)
     _expect(
-        type(epochs) is int and 0 <= epochs < 2**63,
+        type(epochs) is int and 0 <= epochs < MAX_COUNT,
         f"epochs_trained {epochs!r:.80} is not a non-negative integer",
     )
     checkpoint = state["checkpoint"]
     _expect(isinstance(checkpoint, dict), "the checkpoint information is not a JSON object")
+    try:  # Python's json reads NaN and Infinity; a save never writes them
+        json.dumps(checkpoint, allow_nan=False)
+    except ValueError:
+        raise _Invalid("the checkpoint information holds NaN or infinity") from None
     if "epoch" in checkpoint:
         _check_epoch(checkpoint["epoch"], _Invalid, _Invalid)
 
@@ -987,12 +948,16 @@ def _restore_state(
         saved = _keys(saved, {"iterations", "current_learning_rate"}, "the optimizer state")
         iterations, rate = saved["iterations"], saved["current_learning_rate"]
         _expect(
-            type(iterations) is int and 0 <= iterations < 2**63,
+            type(iterations) is int and 0 <= iterations < MAX_COUNT,
             f"the optimizer's iterations {iterations!r:.80} is not a non-negative integer",
         )
-        _expect(
-            type(rate) in (int, float) and math.isfinite(rate) and rate > 0,
+        _expect(  # a rate decayed below the smallest float is 0
+            type(rate) in (int, float) and math.isfinite(rate) and rate >= 0,
             f"the optimizer's current_learning_rate {rate!r:.80} is not a positive number",
+        )
+        _expect(
+            rate > 0 or optimizer.decay > 0,
+            "the optimizer's current_learning_rate is 0, but it has no decay to make it so",
         )
         dtype = model.backend.dtype_name  # the model's, which a load may choose
         with np.errstate(over="ignore"):
@@ -1017,6 +982,16 @@ def _restore_state(
                 _expect(bool(np.all(array >= 0)), f"tensor {name!r} holds negative values")
             array = np.array(array, dtype=dtype)  # owned, writable; checked to fit the dtype
             buffers[attribute] = array
+        # Without its state an optimizer would go on from zeros: a different run.
+        kept = [f"optimizer.{_BUFFER}_{suffix}" for suffix in optimizer.kept_states()]
+        missing = [name for name in kept if name not in tensors]
+        _expect(
+            not missing or (iterations == 0 and len(missing) == len(kept)),
+            f"the optimizer state tensors {missing} are missing: {type(optimizer).__name__} "
+            f"keeps them from its first step, and the checkpoint is after {iterations} steps"
+            if iterations
+            else f"the optimizer state tensors {missing} are missing, while others are there",
+        )
 
     _check_pcg64(state["rng"], "the model's generator state", _Invalid)
     dropout = state["dropout"]
@@ -1035,7 +1010,7 @@ def _restore_state(
         else:
             seed = entry["seed"]
             _expect(
-                type(seed) is int and 0 <= seed < _MAX_SEED,
+                type(seed) is int and 0 <= seed < MAX_SEED,
                 f"the generator seed of layer {index} is not a non-negative integer",
             )
     progress = state.get("epoch_in_progress")  # checked by _check_progress

@@ -31,6 +31,7 @@ from . import data, progress
 from ._checks import positive_int
 from .backends import Backend, to_numpy
 from .building import check_settings
+from .description import check_savable
 from .early_stopping import Best
 from .files import check_writable
 from .history import History
@@ -334,6 +335,7 @@ def train(
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError(f"checkpoint must be a file path; got {checkpoint!r}")
         check_writable(checkpoint, "checkpoint")
+        check_savable(model, "checkpoint")  # here, not at the first checkpoint epochs later
     if early_stopping is not None:
         early_stopping = positive_int(early_stopping, "early_stopping")
         if validation_data is None:

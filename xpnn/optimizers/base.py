@@ -54,6 +54,11 @@ class Optimizer(HasSettings, Part):
         #: optimizer owns them, so models on the same backend never share them.
         self.scratch: dict = {}
 
+    def kept_states(self) -> tuple[str, ...]:
+        """Those of ``state_names`` kept with these settings, each from the first step on: a
+        checkpoint after a step holds them all."""
+        return self.state_names
+
     def pre_update_params(self) -> None:
         """Decay the learning rate for the coming step."""
         if self.decay:

@@ -147,6 +147,10 @@ class SGD(Optimizer):
         super().__init__(learning_rate, decay)
         self.momentum = real(momentum, "momentum", **FRACTION)
 
+    def kept_states(self) -> tuple[str, ...]:
+        """The momentums, with momentum; nothing without."""
+        return self.state_names if self.momentum else ()
+
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """One SGD step on ``param``."""
         momentums = self.state(layer, f"{prefix}_momentums", param) if self.momentum else None
