@@ -177,7 +177,7 @@ def test_a_cache_folder_others_can_write_is_not_read(cache_folder, tmp_path, uns
     numba unpickles it: the folder is not read, a warning names it, the kernel compiles."""
     index, marker = _plant(cache_folder, tmp_path)
     {**UNSAFE, **AS_ROOT}[unsafe](cache_folder, index)
-    with pytest.warns(RuntimeWarning, match=re.escape(str(index.parent)) + ".*pickle"):
+    with pytest.warns(RuntimeWarning, match=re.escape(str(index.parent)) + ".*run code"):
         hits, misses, _ = _fresh_run()
     assert (hits, misses) == (0, 1)
     assert not marker.exists()

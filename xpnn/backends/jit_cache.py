@@ -117,7 +117,7 @@ class CheckedCache(FunctionCache):
             if first:
                 warnings.warn(
                     f"xpnn does not use numba's cache folder {self.cache_path}: {problem}. numba "
-                    f"reads its files with pickle, so whoever can write them can run code here; "
+                    f"loads its files as Python objects, so whoever can write them can run code here; "
                     f"the kernels compile in every process instead. Make the folder yours and "
                     f"writable by you alone (chmod go-w), or set NUMBA_CACHE_DIR to such a folder",
                     RuntimeWarning,
