@@ -647,3 +647,113 @@ def test_shard_ctrl_c_resumes_in_process_and_from_rank_0s_checkpoint(
         assert stopped
         np.testing.assert_allclose(resumed, expected, rtol=0, atol=1e-12)
         np.testing.assert_allclose(from_file, expected, rtol=0, atol=1e-12)
+
+
+def unwritable_after_first_save(model, path):
+    """After the model's first checkpoint, a directory where the file was: every later write
+    of ``path`` fails (a real error from ``save``, at a known point, not a timed one)."""
+    checkpoint = model._checkpoint
+
+    def replaced(given):
+        checkpoint(given)
+        if not path.is_dir():
+            path.unlink()
+            path.mkdir()
+
+    model._checkpoint = replaced
+
+
+def test_a_checkpoint_failure_on_rank_0_raises_on_every_rank(backend, tmp_path):
+    """Rank 0 cannot write its second checkpoint (epoch 2): every rank raises there, after
+    the same step, whether or not rank 0's script catches its error; none is left waiting."""
+    X, y = spiral(20, 3)
+    path = tmp_path / "run.safetensors"
+
+    def work(rank, group):
+        model = build(backend)
+        comm = comm_of(group, rank, model)
+        if rank == 0:
+            unwritable_after_first_save(model, path)
+        try:
+            model.train(X, y, epochs=4, batch_size=16, checkpoint=path, verbose=False, comm=comm)
+        except (ValueError, distributed.OtherRankFailed) as error:
+            raised = error
+        comm.allgather(None)  # rank 0 caught its error and goes on: the others are here too
+        return raised, model.optimizer.iterations, model.epochs_trained
+
+    results = together(3, work)
+    assert "it is a directory" in str(results[0][0])
+    for error, _, _ in results[1:]:
+        assert isinstance(error, distributed.OtherRankFailed)
+        assert "rank 0 could not write the checkpoint" in str(error)
+        assert "it is a directory" in str(error) and "at step 8" in str(error)
+    assert [(i, e) for _, i, e in results] == [(8, 2)] * 3
+
+
+def test_evaluate_over_ranks_without_an_accuracy_metric(backend):
+    X, y = spiral(13, 3)
+
+    def model_without_metric():
+        model = xpnn.Model(backend=backend, seed=4, dtype="float64")
+        model.add(xpnn.Dense(2, 8))
+        model.add(xpnn.ReLU())
+        model.add(xpnn.Dense(8, 3))
+        model.add(xpnn.Softmax())
+        model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=xpnn.SGD())
+        model.finalize()
+        return model
+
+    expected = model_without_metric().evaluate(X, y, batch_size=8)
+    assert "accuracy" not in expected
+
+    def work(rank, group):
+        model = model_without_metric()
+        return model.evaluate(X, y, batch_size=8, comm=comm_of(group, rank, model))
+
+    for figures in together(3, work):
+        assert figures.keys() == expected.keys()
+        for name, value in expected.items():
+            assert figures[name] == pytest.approx(value, rel=1e-12, abs=0)
+
+
+def test_ranks_holding_other_optimizer_state_arrays_are_refused(backend):
+    """Same settings, step count and epochs; only rank 1 holds Adam's state arrays (as a model
+    loaded from a checkpoint with them does): refused before rank 0's state is broadcast."""
+    X, y = spiral(10, 3)
+
+    def work(rank, group):
+        model = build(backend, "adam")
+        if rank == 1:
+            model.train(X, y, epochs=1, verbose=False)  # makes the arrays; then back to none
+            model.set_parameters(build(backend, "adam").get_parameters())
+            model.optimizer.iterations, model.epochs_trained = 0, 0
+            model.optimizer.current_learning_rate = model.optimizer.learning_rate
+        states = distributed.optimizer_states(model._parameters, model.optimizer)
+        try:
+            model.train(X, y, epochs=1, verbose=False, comm=comm_of(group, rank, model))
+        except ValueError as error:
+            return states, str(error)
+
+    (none, first), (some, second) = together(2, work)
+    assert none == [] and len(some) == 2
+    for message in (first, second):
+        assert "differ in optimizer state: rank 0 has [], rank 1 has [" in message
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_evaluate_with_shard_equals_one_process_over_the_parts_together(backend, size):
+    X, y = spiral(11, 3)  # 33 samples in unequal parts
+    sizes = [33 - 10 * (size - 1)] + [10] * (size - 1)
+    model = build(backend)
+    model.train(X, y, epochs=2, batch_size=16, verbose=False)
+    expected = model.evaluate(X, y, batch_size=8)
+
+    def work(rank, group):
+        replica = build(backend)
+        replica.set_parameters(model.get_parameters())
+        return replica.evaluate(part(X, sizes, rank), part(y, sizes, rank), batch_size=8,
+                                shard=True, comm=comm_of(group, rank, replica))  # fmt: skip
+
+    for figures in together(size, work):
+        for name, value in expected.items():
+            assert figures[name] == pytest.approx(value, rel=1e-12, abs=0)
