@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 from helpers import spiral
-from replicas import CASES, build, build_dropout, flat, inject_nan
+from replicas import CASES, build, build_dropout, build_without_metric, flat, inject_nan
 from thread_ranks import Raised, ThreadCommunicator, ThreadGroup, run_ranks
 
 import xpnn
@@ -693,21 +693,11 @@ def test_a_checkpoint_failure_on_rank_0_raises_on_every_rank(backend, tmp_path):
 def test_evaluate_over_ranks_without_an_accuracy_metric(backend):
     X, y = spiral(13, 3)
 
-    def model_without_metric():
-        model = xpnn.Model(backend=backend, seed=4, dtype="float64")
-        model.add(xpnn.Dense(2, 8))
-        model.add(xpnn.ReLU())
-        model.add(xpnn.Dense(8, 3))
-        model.add(xpnn.Softmax())
-        model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=xpnn.SGD())
-        model.finalize()
-        return model
-
-    expected = model_without_metric().evaluate(X, y, batch_size=8)
+    expected = build_without_metric(backend).evaluate(X, y, batch_size=8)
     assert "accuracy" not in expected
 
     def work(rank, group):
-        model = model_without_metric()
+        model = build_without_metric(backend)
         return model.evaluate(X, y, batch_size=8, comm=comm_of(group, rank, model))
 
     for figures in together(3, work):
