@@ -635,6 +635,9 @@ def test_shard_ctrl_c_resumes_in_process_and_from_rank_0s_checkpoint(
             model.train(*mine, checkpoint=path, comm=comm, **options)
             stopped = model._epoch_in_progress is not None
             comm.allgather(None)  # rank 0 has written the checkpoint
+            other = [50, 40, 38]  # one sample fewer: refused on every rank
+            with pytest.raises(ValueError, match="train on the same parts on the same ranks"):
+                model.train(part(X, other, rank), part(y, other, rank), comm=comm, **options)
             loaded = xpnn.Model.load(path, backend=backend, dtype="float64")
             model.train(*mine, comm=comm, **options)
             loaded.train(*mine, comm=comm, **options)
@@ -647,6 +650,14 @@ def test_shard_ctrl_c_resumes_in_process_and_from_rank_0s_checkpoint(
         assert stopped
         np.testing.assert_allclose(resumed, expected, rtol=0, atol=1e-12)
         np.testing.assert_allclose(from_file, expected, rtol=0, atol=1e-12)
+    # One process given the parts together finishes the epoch from the file with each sample
+    # taken once: its epoch in progress lists the samples taken first.
+    alone = xpnn.Model.load(path, backend=backend, dtype="float64")
+    unfinished = alone._epoch_in_progress
+    assert np.array_equal(np.sort(unfinished.order), np.arange(129))
+    taken = unfinished.order[: unfinished.done]
+    assert [int(np.sum((taken >= low) & (taken < low + n))) for low, n in
+            [(0, 50), (50, 40), (90, 39)]] == sharding.cuts(unfinished.steps, sizes, 8)  # fmt: skip
 
 
 def unwritable_after_first_save(model, path):
@@ -747,3 +758,16 @@ def test_evaluate_with_shard_equals_one_process_over_the_parts_together(backend,
     for figures in together(size, work):
         for name, value in expected.items():
             assert figures[name] == pytest.approx(value, rel=1e-12, abs=0)
+
+
+def test_an_epoch_in_progress_resumes_in_shard_mode_only_where_its_steps_took_those_samples():
+    """Shard training finishes an epoch Ctrl-C stopped only if the samples it took are, rank by
+    rank, those its steps would have taken of these parts; the order it keeps always is."""
+    sizes, batch_size = [50, 40, 39], 8
+    order = np.random.default_rng(3).permutation(129)
+    kept = sharding.steps_order(order, sizes, batch_size)
+    for steps in range(1, 17):
+        assert sharding.taken_by_steps(kept, sizes, batch_size, steps)
+    # One process's unshuffled order took rank 0's samples first: not shard mode's steps.
+    assert not sharding.taken_by_steps(np.arange(129), sizes, batch_size, 3)
+    assert not sharding.taken_by_steps(kept, [50, 40, 38], batch_size, 3)

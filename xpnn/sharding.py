@@ -13,10 +13,12 @@ batches in the same order: step t's batch is rank 0's piece, then rank 1's, and 
 (``one_process_batches``).
 
 Shuffling: every rank draws the one order of all N samples that one process would draw,
-``model.rng.permutation(N)``, and takes its own samples in that order (``part_orders``). So the
-model's generator moves on alike on every rank, and an epoch that Ctrl-C stopped keeps that
-order (in memory and in a checkpoint, as one process's does), from which every rank takes its
-own again. It costs every rank N indices (8 bytes each) during an epoch.
+``model.rng.permutation(N)``, and takes its own samples in that order (``part_orders``), so the
+model's generator moves on alike on every rank. An epoch that Ctrl-C stopped keeps the order of
+the steps (``one_process_batches`` joined), in memory and in a checkpoint: the samples it has
+taken come first, so one process (or replicated training) given the parts together finishes the
+epoch with each sample taken once, and every rank takes its own order from it again. It costs
+every rank a few arrays of N indices (8 bytes each) per epoch.
 """
 
 from __future__ import annotations
@@ -51,6 +53,20 @@ def part_orders(rng: np.random.Generator, sizes: list[int]) -> list[np.ndarray]:
     return [own_order(order, sizes, rank) for rank in range(len(sizes))]
 
 
+def steps_order(order: np.ndarray, sizes: list[int], batch_size: int) -> np.ndarray:
+    """The samples (of the parts together) in the order of an epoch's steps, when ``order``
+    (of all the samples) orders each part (``own_order``): step by step, rank by rank."""
+    offsets = np.cumsum([0, *sizes])
+    steps = -(-int(offsets[-1]) // batch_size)
+    keys = np.empty(len(order), dtype=np.int64)
+    for rank, n in enumerate(sizes):
+        ends = np.array([cuts(step + 1, sizes, batch_size)[rank] for step in range(steps)])
+        at = np.searchsorted(ends, np.arange(n), side="right")  # each position's step
+        keys[offsets[rank] : offsets[rank + 1]] = at * len(sizes) + rank
+    mine = np.concatenate([offsets[r] + own_order(order, sizes, r) for r in range(len(sizes))])
+    return mine[np.argsort(keys, kind="stable")]
+
+
 def one_process_batches(
     sizes: list[int], batch_size: int, orders: list[np.ndarray] | None = None
 ) -> list[np.ndarray]:
@@ -67,6 +83,16 @@ def one_process_batches(
             pieces.append(offsets[rank] + positions)
         batches.append(np.concatenate(pieces))
     return batches
+
+
+def taken_by_steps(order: np.ndarray, sizes: list[int], batch_size: int, steps: int) -> bool:
+    """Whether the first ``steps`` steps of shard training took ``order``'s first samples:
+    an epoch in progress that shard training (of these parts) stopped."""
+    if len(order) != sum(sizes):
+        return False
+    taken = order[: sum(cuts(steps, sizes, batch_size))]
+    counts = np.bincount(np.searchsorted(np.cumsum(sizes), taken, side="right"), None, len(sizes))
+    return counts.tolist() == cuts(steps, sizes, batch_size)
 
 
 class ShardTrainer(ReplicaTrainer):
@@ -119,7 +145,7 @@ class ShardTrainer(ReplicaTrainer):
         if (
             unfinished.samples != samples
             or unfinished.done != done
-            or (order is not None and len(order) != samples)
+            or (order is not None and not taken_by_steps(order, sizes, batch, steps))
         ):
             raise ValueError(
                 f"epoch {model.epochs_trained + 1} stopped after {unfinished.done} of "
@@ -138,7 +164,7 @@ class ShardTrainer(ReplicaTrainer):
             return None
         order = self.model.rng.permutation(self.samples)
         self.own = own_order(order, self.sizes, self.group.rank)
-        return order
+        return steps_order(order, self.sizes, self.batch_size)
 
     def batches(self, X: Any, y: Any, order: Any, begin: int) -> Any:
         """``Trainer.batches``: this rank's piece of its part for each step from global sample
