@@ -599,6 +599,16 @@ def test_shard_refuses_a_batch_smaller_than_the_ranks_and_mixed_modes(backend):
     with pytest.raises(ValueError, match="shard=True shares the data among processes"):
         build(backend).train(X, y, shard=True, verbose=False)
 
+    def not_a_bool(rank, group):  # on one rank only: the others must not wait for it
+        model = build(backend)
+        with pytest.raises((TypeError, ValueError), match="shard must be True or False"):
+            model.train(X, y, shard="yes" if rank == 1 else True, batch_size=8, verbose=False,
+                        comm=comm_of(group, rank, model))  # fmt: skip
+        with pytest.raises((TypeError, ValueError), match="shard must be True or False"):
+            model.evaluate(X, y, shard=1 if rank == 0 else False, comm=comm_of(group, rank, model))
+
+    together(3, not_a_bool)
+
 
 def test_shard_ctrl_c_resumes_in_process_and_from_rank_0s_checkpoint(
     backend, tmp_path, monkeypatch

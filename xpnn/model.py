@@ -188,7 +188,7 @@ class Model:
         if comm is not None:
             run = functools.partial(distributed.train, comm=comm, shard=shard)
         elif shard is not False:
-            raise ValueError("shard=True shares the data among processes: it needs comm")
+            raise ValueError(f"shard={shard!r} shares the data among processes: it needs comm")
         return run(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             validation_data=validation_data, early_stopping=early_stopping, checkpoint=checkpoint,
@@ -232,7 +232,7 @@ class Model:
         if comm is not None:
             return distributed.evaluate(self, X, y, comm, batch_size, verbose=verbose, shard=shard)
         if shard is not False:
-            raise ValueError("shard=True shares the data among processes: it needs comm")
+            raise ValueError(f"shard={shard!r} shares the data among processes: it needs comm")
         self._require_finalized("evaluate")
         X, y = data.prepare(self, X, y)
         return training.evaluate(self, X, y, batch_size, verbose=verbose)
