@@ -10,7 +10,7 @@ The loop has two named places for data-parallel training to override: ``Trainer.
 where a batch is cut, and ``Trainer.combine``, where a step's gradients and figures come
 together before the update (``distributed.py`` also overrides ``validate``, to share the
 validation data out, ``interruption`` and ``save_checkpoint``, so that the replicas agree on
-Ctrl-C and only one writes).
+Ctrl-C and only one writes; its shard mode also ``draw_order``).
 """
 
 from __future__ import annotations
@@ -407,10 +407,7 @@ class Trainer:
     def check_epoch_in_progress(self) -> None:
         """Refuse (before any step) to finish an epoch Ctrl-C stopped on other data."""
         unfinished, samples = self.model._epoch_in_progress, self.X.shape[0]
-        if unfinished is None:
-            return
-        order = unfinished.order
-        if samples != unfinished.samples or (order is not None and len(order) != samples):
+        if unfinished is not None and samples != unfinished.samples:
             raise ValueError(
                 f"X has {samples} samples, but epoch {self.model.epochs_trained + 1} stopped "
                 f"after {unfinished.done} of {unfinished.samples} samples (Ctrl-C): train on "
