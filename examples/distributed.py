@@ -2,6 +2,7 @@
 
     mpiexec -n 2 python -m mpi4py examples/distributed.py          # 2 processes
     mpiexec -n 2 python -m mpi4py examples/distributed.py --check --dtype float64 --epochs 20
+    mpiexec -n 2 python -m mpi4py examples/distributed.py --shard --check --dtype float64
     srun -n 8 python -m mpi4py examples/distributed.py             # on a cluster (Slurm)
 
 Needs ``pip install xpnn[mpi]`` (mpi4py, and the mpich wheel's ``mpiexec``). ``python -m mpi4py``
@@ -12,6 +13,10 @@ one alone on rank 0 and prints the largest parameter difference. In float64 over
 is about 1e-10; in float32 the last-bit differences grow over a run as chaotic as this one
 (Adam on the spiral) to the size of the weights themselves, as any change of summation order
 (thread count, BLAS kernel) does. Only rank 0 prints, and only it saves the model.
+
+``--shard``: each rank keeps only its own part of the data (``shard=True``), as a run on data too
+large for one node would; ``--check`` then trains one process batch by batch in the order shard
+mode defines (``xpnn.sharding``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 from mpi4py import MPI
 
 import xpnn
+from xpnn import sharding
 from xpnn.datasets import spiral_data
 
 
@@ -51,27 +57,38 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--check", action="store_true", help="compare with one process")
     parser.add_argument("--save", type=Path, help="where rank 0 saves the trained model")
+    parser.add_argument("--shard", action="store_true", help="each rank only its own part")
     args = parser.parse_args()
 
     comm = MPI.COMM_WORLD
-    rank = comm.Get_rank()
+    rank, size = comm.Get_rank(), comm.Get_size()
     X, y = spiral_data(1000, 3, seed=args.seed)  # the same data on every rank
     X_val, y_val = spiral_data(100, 3, seed=args.seed + 1)
+    data, validation = (X, y), (X_val, y_val)
+    if args.shard:  # only this rank's contiguous part of each (a real run would load only it)
+        data = tuple(np.array_split(a, size)[rank] for a in (X, y))
+        validation = tuple(np.array_split(a, size)[rank] for a in (X_val, y_val))
     model = build(args.seed, args.dtype)
     started = time.perf_counter()
-    model.train(X, y, epochs=args.epochs, batch_size=args.batch_size,
-                validation_data=(X_val, y_val), print_every=max(1, args.epochs // 5),
-                verbose="lines", comm=comm)  # fmt: skip
+    model.train(*data, epochs=args.epochs, batch_size=args.batch_size,
+                validation_data=validation, print_every=max(1, args.epochs // 5),
+                verbose="lines", comm=comm, shard=args.shard)  # fmt: skip
     seconds = time.perf_counter() - started
-    figures = model.evaluate(X_val, y_val, comm=comm)  # every rank gets the same figures
+    figures = model.evaluate(*validation, comm=comm, shard=args.shard)  # the same on every rank
     if rank == 0:
         print(f"{comm.Get_size()} ranks, {seconds:.2f} s: validation accuracy "
               f"{figures['accuracy']:.3f}, loss {figures['loss']:.3f}")  # fmt: skip
         if args.save is not None:
             model.save(args.save)
+    sizes = comm.allgather(len(data[0]))
     if args.check and rank == 0:
         alone = build(args.seed, args.dtype)
-        alone.train(X, y, epochs=args.epochs, batch_size=args.batch_size, verbose=False)
+        if not args.shard:
+            alone.train(X, y, epochs=args.epochs, batch_size=args.batch_size, verbose=False)
+        for _ in range(args.epochs if args.shard else 0):
+            orders = sharding.part_orders(alone.rng, sizes)
+            for batch in sharding.one_process_batches(sizes, args.batch_size, orders):
+                alone.train(X[batch], y[batch], shuffle=False, verbose=False)
         ours, its = (np.concatenate([a.ravel() for layer in m.get_parameters() for a in layer])
                      for m in (model, alone))  # fmt: skip
         largest = float(np.max(np.abs(ours - its)))

@@ -21,7 +21,15 @@ from mpi4py import MPI
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from helpers import spiral
-from replicas import CASES, build, build_dropout, flat, inject_nan
+from replicas import (
+    CASES,
+    SHARD_SIZES,
+    build,
+    build_dropout,
+    build_without_metric,
+    flat,
+    inject_nan,
+)
 
 import xpnn
 import xpnn.io
@@ -151,6 +159,79 @@ def evaluation(backend: str) -> dict:
     return {"params": model.get_parameters(), "figures": model.evaluate(X, y, comm=COMM)}
 
 
+def other_data(backend: str) -> dict:
+    X, y = spiral(20, 3)
+    if RANK == SIZE - 1:
+        X = X.copy()
+        X[5, 0] += 1e-9  # same shapes and counts, other contents
+    model = build(backend)
+    try:
+        model.train(X, y, epochs=1, batch_size=16, verbose=False, comm=COMM)
+    except ValueError as error:
+        return {"message": str(error), "iterations": model.optimizer.iterations}
+    return {"message": None, "iterations": model.optimizer.iterations}
+
+
+def shard(backend: str) -> dict:
+    X, y = spiral(43, 3)
+    X_val, y_val = spiral(11, 3, seed=1)
+    sizes, val_sizes = SHARD_SIZES[SIZE], {2: [20, 13], 3: [15, 10, 8]}[SIZE]
+    low, val_low = sum(sizes[:RANK]), sum(val_sizes[:RANK])
+    mine = X[low : low + sizes[RANK]], y[low : low + sizes[RANK]]
+    validation = (X_val[val_low : val_low + val_sizes[RANK]],
+                  y_val[val_low : val_low + val_sizes[RANK]])  # fmt: skip
+    model = build(backend)
+    history = model.train(*mine, epochs=3, batch_size=32, validation_data=validation,
+                          verbose=False, shard=True, comm=COMM)  # fmt: skip
+    return {"params": flat(model), "history": dict(history.history)}
+
+
+def checkpoint_fault(backend: str, out: str) -> dict:
+    """Rank 0 cannot write its second checkpoint; its script catches the error and goes on."""
+    X, y = spiral(20, 3)
+    path = os.path.join(out, "fault", "run.safetensors")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    model = build(backend)
+    if RANK == 0:
+        checkpoint = model._checkpoint
+
+        def replaced(given):
+            checkpoint(given)
+            if not os.path.isdir(path):  # a directory where the file was: the next write fails
+                os.remove(path)
+                os.mkdir(path)
+
+        model._checkpoint = replaced
+    try:
+        model.train(X, y, epochs=4, batch_size=16, checkpoint=path, verbose=False, comm=COMM)
+        raised = None
+    except Exception as error:
+        raised = (type(error).__name__, str(error))
+    return {"raised": raised, "iterations": model.optimizer.iterations,
+            "after": COMM.allgather(RANK)}  # fmt: skip
+
+
+def no_metric(backend: str) -> dict:
+    X, y = spiral(13, 3)
+    model = build_without_metric(backend)
+    return {"figures": model.evaluate(X, y, batch_size=8, comm=COMM)}
+
+
+def optimizer_state(backend: str) -> dict:
+    X, y = spiral(10, 3)
+    model = build(backend, "adam")
+    if RANK == SIZE - 1:  # Adam's state arrays made, everything else back as it was
+        model.train(X, y, epochs=1, verbose=False)
+        model.set_parameters(build(backend, "adam").get_parameters())
+        model.optimizer.iterations, model.epochs_trained = 0, 0
+        model.optimizer.current_learning_rate = model.optimizer.learning_rate
+    try:
+        model.train(X, y, epochs=1, verbose=False, comm=COMM)
+    except ValueError as error:
+        return {"message": str(error)}
+    return {"message": None}
+
+
 def crash(backend: str) -> None:
     X, y = spiral(200, 3)
     model = build(backend)
@@ -181,6 +262,11 @@ def main() -> None:
         "checkpoints": checkpoints(backend, out),
         "dropout": dropout(backend),
         "evaluate": evaluation(backend),
+        "other_data": other_data(backend),
+        "shard": shard(backend),
+        "checkpoint_fault": checkpoint_fault(backend, out),
+        "no_metric": no_metric(backend),
+        "optimizer_state": optimizer_state(backend),
     }
     with open(os.path.join(out, f"rank{RANK}.pkl"), "wb") as file:
         pickle.dump(seen, file)

@@ -37,6 +37,22 @@ def build(backend, optimizer="adam", seed=3, hidden=16, dtype="float64", regular
     return model
 
 
+#: The sizes of the ranks' parts in the MPI shard test, by the number of ranks.
+SHARD_SIZES = {2: [70, 59], 3: [50, 40, 39]}
+
+
+def build_without_metric(backend):
+    """2-8-3 with softmax and cross-entropy, and no accuracy metric."""
+    model = xpnn.Model(backend=backend, seed=4, dtype="float64")
+    model.add(xpnn.Dense(2, 8))
+    model.add(xpnn.ReLU())
+    model.add(xpnn.Dense(8, 3))
+    model.add(xpnn.Softmax())
+    model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=xpnn.SGD())
+    model.finalize()
+    return model
+
+
 def flat(model) -> np.ndarray:
     return np.concatenate([a.ravel() for layer in model.get_parameters() for a in layer])
 

@@ -22,10 +22,10 @@ import pytest
 pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install xpnn[mpi])")
 
 from helpers import spiral
-from replicas import CASES, build, flat
+from replicas import CASES, SHARD_SIZES, build, build_without_metric, flat
 
 import xpnn
-from xpnn import distributed
+from xpnn import distributed, sharding
 
 HERE = Path(__file__).resolve().parent
 MPIEXEC = shutil.which(
@@ -175,6 +175,69 @@ def test_evaluate_over_ranks_equals_one_process(ranks, backend):
     for seen in ranks:
         for name, value in expected.items():
             assert seen["evaluate"]["figures"][name] == pytest.approx(value, rel=1e-12, abs=0)
+
+
+@by_size
+def test_ranks_given_other_data_are_refused_on_every_rank(ranks):
+    for seen in ranks:
+        message = seen["other_data"]["message"]
+        assert message and message.startswith(f"X, y: rank {len(ranks) - 1} was given other")
+        assert "shard=True" in message
+        assert seen["other_data"]["iterations"] == 0
+
+
+@by_size
+def test_shard_equals_one_process_on_the_defined_order(ranks, backend):
+    sizes = SHARD_SIZES[len(ranks)]
+    X, y = spiral(43, 3)
+    X_val, y_val = spiral(11, 3, seed=1)
+    alone, losses, val_losses = build(backend), [], []
+    for _ in range(3):
+        batches = sharding.one_process_batches(sizes, 32, sharding.part_orders(alone.rng, sizes))
+        sums = [len(b) * alone.train(X[b], y[b], shuffle=False, verbose=False)["data_loss"][0]
+                for b in batches]  # fmt: skip
+        losses.append(sum(sums) / len(X))
+        val_losses.append(alone.evaluate(X_val, y_val)["data_loss"])
+    for seen in ranks:
+        run = seen["shard"]
+        np.testing.assert_allclose(run["params"], flat(alone), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(run["history"]["data_loss"], losses, rtol=1e-12)
+        np.testing.assert_allclose(run["history"]["val_data_loss"], val_losses, rtol=1e-12)
+        assert np.array_equal(run["params"], ranks[0]["shard"]["params"])
+
+
+@by_size
+def test_a_checkpoint_failure_on_rank_0_raises_on_every_rank(ranks):
+    """Rank 0's script catches its error and goes on; the others raise too, after the same
+    step, and meet it at its next collective call (no hang: the launch has a timeout)."""
+    name, message = ranks[0]["checkpoint_fault"]["raised"]
+    assert name == "ValueError" and "it is a directory" in message
+    for seen in ranks[1:]:
+        name, message = seen["checkpoint_fault"]["raised"]
+        assert name == "OtherRankFailed" and "rank 0 could not write the checkpoint" in message
+    for seen in ranks:
+        assert seen["checkpoint_fault"]["iterations"] == 8  # epoch 2 of 4 steps each
+        assert seen["checkpoint_fault"]["after"] == list(range(len(ranks)))
+
+
+@by_size
+def test_evaluate_over_ranks_without_an_accuracy_metric(ranks, backend):
+    X, y = spiral(13, 3)
+    expected = build_without_metric(backend).evaluate(X, y, batch_size=8)
+    assert "accuracy" not in expected
+    for seen in ranks:
+        figures = seen["no_metric"]["figures"]
+        assert figures.keys() == expected.keys()
+        for name, value in expected.items():
+            assert figures[name] == pytest.approx(value, rel=1e-12, abs=0)
+
+
+@by_size
+def test_ranks_holding_other_optimizer_state_arrays_are_refused(ranks):
+    last = len(ranks) - 1
+    for seen in ranks:
+        message = seen["optimizer_state"]["message"]
+        assert message and f"differ in optimizer state: rank 0 has [], rank {last} has [" in message
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -17,7 +17,6 @@ which also serves the array-API reference backends.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from typing import Any
@@ -26,6 +25,16 @@ import numpy as np
 
 from . import data, progress, training
 from ._checks import positive_int
+from .agreement import (
+    Disagreement,
+    OtherRankFailed,
+    agree,
+    checked,
+    data_digest,
+    digest,
+    optimizer_states,
+    settings,
+)
 from .backends import Backend, to_numpy
 from .history import History
 from .layers import Dropout
@@ -34,8 +43,10 @@ from .training import StopOnInterrupt, Sums, Trainer, count_correct, read, slice
 __all__ = [
     "Communicator",
     "CudaAwareMPI",
+    "Disagreement",
     "HostMPI",
     "NcclMPI",
+    "OtherRankFailed",
     "communicator",
     "evaluate",
     "share",
@@ -194,75 +205,6 @@ def share(start: int, stop: int, rank: int, size: int) -> tuple[int, int]:
     return begin, begin + count + (rank < extra)
 
 
-# -- agreeing before the first step ---------------------------------------------------------------
-
-
-class Disagreement(ValueError):
-    """The ranks called ``train`` or ``evaluate`` differently, or one of them failed to start."""
-
-
-def agree(
-    group: Communicator, settings: dict[str, Any] | None, error: BaseException | None
-) -> None:
-    """Compare every rank's settings (or the error that stopped it) in one allgather; raise on
-    every rank if one failed or any setting differs from rank 0's."""
-    mine = {"error": None if error is None else f"{type(error).__name__}: {error}"}
-    mine["settings"] = settings
-    every = group.allgather(mine)
-    failed = [(rank, entry["error"]) for rank, entry in enumerate(every) if entry["error"]]
-    if failed:
-        if error is not None:
-            return  # the caller raises its own
-        rank, message = failed[0]
-        raise Disagreement(f"rank {rank} could not start: {message}")
-    first = every[0]["settings"]
-    for rank, entry in enumerate(every[1:], 1):
-        for name, value in first.items():
-            theirs = entry["settings"].get(name)
-            if theirs != value:
-                raise Disagreement(
-                    f"the ranks differ in {name}: rank 0 has {value!r}, rank {rank} has "
-                    f"{theirs!r}; every rank must pass the same data, settings and model"
-                )
-
-
-def settings(model: Any, X: Any, y: Any, **given: Any) -> dict[str, Any]:
-    """What must be equal on every rank before training or evaluating together."""
-    unfinished = model._epoch_in_progress
-    order = None if unfinished is None else unfinished.order
-    optimizer = model.optimizer
-    buffer = model._parameters
-    states = () if optimizer is None else optimizer_states(buffer, optimizer)
-    return {
-        "samples": X.shape[0],
-        "input shape": tuple(X.shape[1:]),
-        "target shape": tuple(y.shape[1:]),
-        **given,
-        "parameter count": model._parameters.params.shape[0],
-        "dtype": model.backend.dtype_name,
-        "layers": [repr(layer) for layer in model.layers],
-        "loss": type(model.loss).__name__,
-        "accuracy": type(model.accuracy).__name__,
-        "optimizer": repr(optimizer),
-        "epochs trained": model.epochs_trained,
-        "optimizer step": None if optimizer is None else optimizer.iterations,
-        "optimizer state": states,
-        "epoch in progress": None
-        if unfinished is None
-        else (unfinished.done, unfinished.steps, _digest(order)),
-    }
-
-
-def optimizer_states(buffer: Any, optimizer: Any) -> list[str]:
-    """The names of the optimizer's state arrays on the parameter buffer, once it has any."""
-    ends = tuple(f"_{name}" for name in optimizer.state_names)
-    return sorted(name for name in vars(buffer) if ends and name.endswith(ends))
-
-
-def _digest(values: np.ndarray | None) -> str | None:
-    return None if values is None else hashlib.sha256(np.ascontiguousarray(values)).hexdigest()
-
-
 # -- training ---------------------------------------------------------------------------------
 
 
@@ -283,6 +225,8 @@ class ReplicaTrainer(Trainer):
     """A ``Trainer`` on one rank: each step on its share of the global batch, the gradients and
     figures summed over the ranks before the update (``batches`` and ``combine``)."""
 
+    shard = False  # every rank passes all the data
+
     def __init__(
         self, group: Communicator, given_checkpoint: Any, *args: Any, **options: Any
     ) -> None:
@@ -300,20 +244,31 @@ class ReplicaTrainer(Trainer):
         self.check_every = 1 if model.backend.on_host else STOP_CHECK_EVERY
         self.steps = 0
 
-    def run(self, epochs: int) -> History:
-        """Agree with the other ranks, start from rank 0's state, then train."""
-        given = {
+    def given(self, epochs: int) -> dict[str, Any]:
+        """The arguments of ``train`` that must agree on every rank."""
+        validation = self.validation
+        return {
             "epochs": epochs,
             "batch size": self.batch_size,
             "shuffle": self.shuffle,
-            "validation samples": None if self.validation is None else self.validation[0].shape[0],
+            "validation samples": None if validation is None else validation[0].shape[0],
             "early stopping": self.early_stopping,
             "checkpoint": self.checkpoint is not None,
             "checkpoint every": self.checkpoint_every,
             "print every": self.print_every,
+            "validation data": None if validation is None else data_digest(*validation),
         }
+
+    def begin(self, every: list[dict[str, Any]]) -> None:
+        """What a trainer does with every rank's agreed settings before the first step (a
+        shard trainer learns the sizes of the parts); nothing here."""
+
+    def run(self, epochs: int) -> History:
+        """Agree with the other ranks, start from rank 0's state, then train."""
+        given = self.given(epochs)
         self.agreed = True  # from here on, every rank takes part in what comes or none does
-        agree(self.group, settings(self.model, self.X, self.y, **given), None)
+        mine = settings(self.model, self.X, self.y, self.shard, **given)
+        self.begin(agree(self.group, mine, None))
         start_alike(self.model, self.group)
         if self.snapshot is not None:
             self.snapshot.take()
@@ -333,9 +288,25 @@ class ReplicaTrainer(Trainer):
         return self.interrupt
 
     def save_checkpoint(self) -> None:
-        """``Trainer.save_checkpoint`` on rank 0 only."""
+        """``Trainer.save_checkpoint`` on rank 0 only; the ranks then agree that it was written
+        (one allgather), so that a failure stops every rank instead of leaving the others
+        waiting for rank 0 at the next step: rank 0 raises its error, the others
+        ``OtherRankFailed``."""
+        failure = None
         if self.group.rank == 0:
-            super().save_checkpoint()
+            try:
+                super().save_checkpoint()
+            except Exception as error:
+                failure = error
+        message = None if failure is None else f"{type(failure).__name__}: {failure}"
+        reported = self.group.allgather(message)[0]
+        if failure is not None:
+            raise failure
+        if reported is not None:
+            raise OtherRankFailed(
+                f"rank 0 could not write the checkpoint {str(self.checkpoint)!r} ({reported}); "
+                f"every rank stops here, at step {self.model.optimizer.iterations}"
+            )
 
     def batches(self, X: Any, y: Any, order: Any, begin: int) -> Any:
         """``Trainer.batches``: this rank's contiguous share of each global batch."""
@@ -394,19 +365,25 @@ def start_alike(model: Any, group: Communicator) -> None:
             layer.generator = model.backend.random_generator(int(seed) >> 1)
 
 
-def train(model: Any, X: Any, y: Any, *, comm: Any, **options: Any) -> History:
+def train(model: Any, X: Any, y: Any, *, comm: Any, shard: bool = False, **options: Any) -> History:
     """``Model.train(..., comm=comm)``: every rank checks its arguments, all agree on them (or
     every rank raises), then each trains on its share; only rank 0 shows progress and writes
-    checkpoints."""
+    checkpoints. ``shard=True``: each rank passes its own part of the data (``sharding``)."""
     model._require_finalized("train")
     group = communicator(comm, model.backend)
+    checked(group, shard)
     checkpoint = options["checkpoint"]
     if group.rank != 0:
         options.update(verbose=False, checkpoint=None)
     made: list[ReplicaTrainer] = []
+    kind = ReplicaTrainer
+    if shard:
+        from .sharding import ShardTrainer
+
+        kind = ShardTrainer
 
     def make(*args: Any, **kwargs: Any) -> ReplicaTrainer:
-        made.append(ReplicaTrainer(group, checkpoint, *args, **kwargs))
+        made.append(kind(group, checkpoint, *args, **kwargs))
         return made[-1]
 
     try:
@@ -418,12 +395,13 @@ def train(model: Any, X: Any, y: Any, *, comm: Any, **options: Any) -> History:
 
 
 def shared_sums(
-    model: Any, X: Any, y: Any, group: Communicator, batch_size: int | None
+    model: Any, X: Any, y: Any, group: Communicator, batch_size: int | None, whole: bool = False
 ) -> tuple[Any, int]:
     """The loss sum and right predictions over ``(X, y)`` (on the device, ``[loss, right]``),
-    each rank over its contiguous share, summed over the ranks; and the predictions compared."""
+    each rank over its contiguous share (``whole``: over all of its ``X``, its part in shard
+    mode), summed over the ranks; and the predictions compared."""
     backend, xp = model.backend, model.backend.xp
-    low, high = share(0, X.shape[0], group.rank, group.size)
+    low, high = (0, X.shape[0]) if whole else share(0, X.shape[0], group.rank, group.size)
     totals = backend.zeros(2)
     compared = 0
     shared = slices(X[low:high, ...], y[low:high, ...], batch_size) if high > low else ()
@@ -439,13 +417,22 @@ def shared_sums(
 
 
 def evaluate(
-    model: Any, X: Any, y: Any, comm: Any, batch_size: int | None, *, verbose: bool = False
+    model: Any,
+    X: Any,
+    y: Any,
+    comm: Any,
+    batch_size: int | None,
+    *,
+    verbose: bool = False,
+    shard: bool = False,
 ) -> dict[str, float]:
     """``Model.evaluate(..., comm=comm)``: each rank the loss and right predictions over its
-    contiguous share of ``(X, y)``, summed over the ranks; every rank returns the same figures.
-    The ranks' parameters must agree (compared by a digest; nothing is broadcast)."""
+    contiguous share of ``(X, y)`` (``shard=True``: over all of its own part), summed over the
+    ranks; every rank returns the same figures. The ranks' parameters must agree (compared by
+    a digest; nothing is broadcast), and so must their data unless ``shard``."""
     model._require_finalized("evaluate")
     group = communicator(comm, model.backend)
+    checked(group, shard)
     backend = model.backend
     try:
         X, y = data.prepare(model, X, y)
@@ -456,14 +443,14 @@ def evaluate(
     except Exception as error:
         agree(group, None, error)
         raise
-    parameters = _digest(np.ascontiguousarray(to_numpy(model._parameters.params)))
-    agree(
-        group, settings(model, X, y, **{"batch size": batch_size, "parameters": parameters}), None
-    )
-    totals, compared = shared_sums(model, X, y, group, batch_size)
+    parameters = digest(np.ascontiguousarray(to_numpy(model._parameters.params)))
+    given = {"batch size": batch_size, "parameters": parameters}
+    every = agree(group, settings(model, X, y, shard, **given), None)
+    samples = sum(entry["part samples"] for entry in every) if shard else X.shape[0]
+    totals, compared = shared_sums(model, X, y, group, batch_size, whole=shard)
     figures = [totals[0], totals[1], model.regularization_loss()]
     loss_sum, correct, regularization = read(backend, figures)
-    data_loss = loss_sum / X.shape[0]
+    data_loss = loss_sum / samples
     if not math.isfinite(data_loss):
         raise ValueError(
             f"X, y: the loss over these data is {data_loss}: the model's computation "

@@ -161,6 +161,7 @@ class Model:
         print_every: int = 100,
         verbose: bool | str = True,
         comm: Any = None,
+        shard: bool = False,
     ) -> History:
         """Train for ``epochs`` more passes over ``(X, y)`` in batches of ``batch_size``
         (None: all at once), and return the per-epoch History (README: "Through a model").
@@ -174,7 +175,9 @@ class Model:
         ``checkpoint=path`` saves as ``save`` does every ``checkpoint_every`` epochs, at the
         end and on Ctrl-C (the path is checked before the first step). ``comm`` (an mpi4py
         communicator) trains data-parallel over its processes, each rank on its share of every
-        global batch (``xpnn.distributed``).
+        global batch (``xpnn.distributed``); with ``shard=True`` each rank passes only its own
+        part of the data (and of ``validation_data``), and a global batch takes from every part
+        (``xpnn.sharding``).
 
         A NaN or infinite loss raises NonFiniteLossError. Ctrl-C stops after the current step
         and returns the History so far; the next ``train`` on the same X finishes an epoch it
@@ -183,7 +186,9 @@ class Model:
         """
         run = training.train
         if comm is not None:
-            run = functools.partial(distributed.train, comm=comm)
+            run = functools.partial(distributed.train, comm=comm, shard=shard)
+        elif shard is not False:
+            raise ValueError(f"shard={shard!r} shares the data among processes: it needs comm")
         return run(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             validation_data=validation_data, early_stopping=early_stopping, checkpoint=checkpoint,
@@ -213,17 +218,21 @@ class Model:
         batch_size: int | None = None,
         verbose: bool = False,
         comm: Any = None,
+        shard: bool = False,
     ) -> dict[str, float]:
         """Loss (data and regularization) and accuracy over ``(X, y)``, without training.
 
         ``verbose=True`` also prints the book's line: ``validation, acc: ..., loss: ...``.
         ``comm`` (an mpi4py communicator) shares the work among its processes, which all pass
-        the same data and all get the figures over the whole of it; rank 0 alone prints.
+        the same data and all get the figures over the whole of it; rank 0 alone prints. With
+        ``shard=True`` each passes its own part, and the figures are over all the parts.
         """
         if not isinstance(verbose, bool):
             raise TypeError(f"verbose must be True or False; got {verbose!r}")
         if comm is not None:
-            return distributed.evaluate(self, X, y, comm, batch_size, verbose=verbose)
+            return distributed.evaluate(self, X, y, comm, batch_size, verbose=verbose, shard=shard)
+        if shard is not False:
+            raise ValueError(f"shard={shard!r} shares the data among processes: it needs comm")
         self._require_finalized("evaluate")
         X, y = data.prepare(self, X, y)
         return training.evaluate(self, X, y, batch_size, verbose=verbose)

@@ -11,7 +11,7 @@ The loop has two named places for data-parallel training to override: ``Trainer.
 where a batch is cut, and ``Trainer.combine``, where a step's gradients and figures come
 together before the update (``distributed.py`` also overrides ``validate``, to share the
 validation data out, ``interruption`` and ``save_checkpoint``, so that the replicas agree on
-Ctrl-C and only one writes).
+Ctrl-C and only one writes; its shard mode also ``draw_order``).
 """
 
 from __future__ import annotations
@@ -342,13 +342,6 @@ def train(
             raise ValueError("early_stopping watches the validation loss: give validation_data")
     check_settings(model)  # the optimizer may have been set, or a setting changed, since
     X, y = data.prepare(model, X, y)
-    unfinished = model._epoch_in_progress
-    if unfinished is not None and X.shape[0] != unfinished.samples:
-        raise ValueError(
-            f"X has {X.shape[0]} samples, but epoch {model.epochs_trained + 1} stopped after "
-            f"{unfinished.done} of {unfinished.samples} samples (Ctrl-C): train on the same X "
-            f"and y to finish it, or call discard_epoch_in_progress() first"
-        )
     validation = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -396,6 +389,7 @@ class Trainer:
     ) -> None:
         samples = X.shape[0]
         self.model, self.X, self.y = model, X, y
+        self.samples = samples  # an epoch's (with data-parallel parts: every rank's together)
         self.batch_size = samples if batch_size is None else min(batch_size, samples)
         self.shuffle, self.validation, self.early_stopping = shuffle, validation, early_stopping
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
@@ -403,11 +397,22 @@ class Trainer:
         # Off the host a non-finite loss is seen at a report; the state of the last good
         # report is kept to go back to.
         self.snapshot = None if model.backend.on_host else Snapshot(model)
+        self.check_epoch_in_progress()
+
+    def check_epoch_in_progress(self) -> None:
+        """Refuse (before any step) to finish an epoch Ctrl-C stopped on other data."""
+        unfinished, samples = self.model._epoch_in_progress, self.X.shape[0]
+        if unfinished is not None and samples != unfinished.samples:
+            raise ValueError(
+                f"X has {samples} samples, but epoch {self.model.epochs_trained + 1} stopped "
+                f"after {unfinished.done} of {unfinished.samples} samples (Ctrl-C): train on "
+                f"the same X and y to finish it, or call discard_epoch_in_progress() first"
+            )
 
     def run(self, epochs: int) -> History:
         """Train ``epochs`` more epochs (the first may finish one Ctrl-C stopped); the History."""
         model, backend = self.model, self.model.backend
-        samples, checkpoint = self.X.shape[0], self.checkpoint
+        samples, checkpoint = self.samples, self.checkpoint
         history = History()
         pending: list[Epoch] = []
         regularized = any(getattr(layer, "regularized", False) for layer in model._trainable)
@@ -502,6 +507,11 @@ class Trainer:
             self.save_checkpoint()
         raise NonFiniteLossError(epoch, None, model.backend.dtype_name, kept=kept)
 
+    def draw_order(self) -> np.ndarray | None:
+        """A new epoch's sample order (a host int64 array), drawn on the host from the model's
+        generator so every backend shuffles alike; None without shuffling."""
+        return self.model.rng.permutation(self.samples) if self.shuffle else None
+
     def validate(self) -> Sums:
         """The validation data's figures after an epoch, left on the device."""
         return sums(self.model, *self.validation, self.batch_size)
@@ -541,18 +551,17 @@ class Trainer:
         model = self.model
         backend = model.backend
         optimizer, parameters = model.optimizer, model._parameters
-        samples = self.X.shape[0]
+        samples = self.samples
         counting = model.accuracy is not None
         unfinished, model._epoch_in_progress = model._epoch_in_progress, None
         if unfinished is None:
-            host_order = model.rng.permutation(samples) if self.shuffle else None
+            host_order = self.draw_order()
             begin, steps, compared = 0, 0, 0
             loss_sum, correct = backend.zeros(()), backend.zeros((), backend.index_dtype)
         else:  # the epoch's own order and sums, whatever ``shuffle`` says now
             host_order, begin, steps = unfinished.order, unfinished.done, unfinished.steps
             loss_sum, correct = unfinished.loss_sum, unfinished.correct
             compared = unfinished.compared
-        # Drawn on the host from the model's generator, so every backend shuffles alike.
         order = None if host_order is None else backend.asarray(host_order, backend.index_dtype)
         cut = self.batches(self.X, self.y, order, begin)
         for step, (stop, batch_X, batch_y) in enumerate(cut, steps + 1):

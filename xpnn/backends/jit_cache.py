@@ -116,10 +116,11 @@ class CheckedCache(FunctionCache):
                 _warned.add(self.cache_path)
             if first:
                 warnings.warn(
-                    f"xpnn does not use numba's cache folder {self.cache_path}: {problem}. numba "
-                    f"loads its files as Python objects, so whoever can write them can run code here; "
-                    f"the kernels compile in every process instead. Make the folder yours and "
-                    f"writable by you alone (chmod go-w), or set NUMBA_CACHE_DIR to such a folder",
+                    f"xpnn does not use numba's cache folder {self.cache_path}: {problem}. "
+                    f"numba loads its files as Python objects, so whoever can write them can run "
+                    f"code here; the kernels compile in every process instead. Make the folder "
+                    f"yours and writable by you alone (chmod go-w), or set NUMBA_CACHE_DIR to "
+                    f"such a folder",
                     RuntimeWarning,
                     stacklevel=2,
                 )
