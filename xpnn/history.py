@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,12 @@ class History:
         path returned), or, without a path, the matplotlib Figure, which a notebook shows inline.
 
         The figure is made without pyplot, so it neither changes matplotlib's backend nor
-        stays open in pyplot, and a notebook shows it once. Needs matplotlib
-        (``pip install "xpnn[plot]"``).
+        stays open in pyplot, and a notebook shows it once, as a PNG, with no
+        ``%matplotlib inline``. Needs matplotlib (``pip install "xpnn[plot]"``).
         """
         try:
             from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
         except ImportError as error:
             raise ImportError('History.plot needs matplotlib: pip install "xpnn[plot]"') from error
         if not len(self):
@@ -67,7 +69,7 @@ class History:
             ("accuracy", [("accuracy", "training"), ("val_accuracy", "validation")]),
             ("learning rate", [("learning_rate", None)]),
         ]
-        figure = Figure(figsize=(13, 3.8))
+        figure = _notebook_figure(Figure)(figsize=(13, 3.8))
         axes = figure.subplots(1, 3)
         for axis, (title, curves) in zip(axes, panels):
             for name, label in curves:
@@ -77,6 +79,7 @@ class History:
                     axis.plot(xs, ys, marker="o" if len(points) < 30 else None, label=label)
             axis.set_title(title)
             axis.set_xlabel("epoch")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # no epoch 0.5
             axis.grid(alpha=0.3)
             if any(label for _, label in curves) and axis.get_legend_handles_labels()[0]:
                 axis.legend()
@@ -90,3 +93,21 @@ class History:
     def as_dict(self) -> dict[str, list[Any]]:
         """The figures as a plain dict of lists (copies)."""
         return {name: list(values) for name, values in self.history.items()}
+
+
+@functools.cache
+def _notebook_figure(figure_class: type) -> type:
+    """A Figure subclass that Jupyter shows as a PNG (``_repr_png_``) without pyplot's inline
+    backend, which only registers its display for figures once pyplot is imported."""
+
+    class HistoryFigure(figure_class):  # type: ignore[misc, valid-type]
+        """A matplotlib Figure that a notebook shows as a PNG."""
+
+        def _repr_png_(self) -> bytes:
+            from io import BytesIO
+
+            buffer = BytesIO()
+            self.savefig(buffer, format="png", dpi=100)
+            return buffer.getvalue()
+
+    return HistoryFigure

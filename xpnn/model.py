@@ -239,8 +239,12 @@ class Model:
 
     def summary(self) -> str:
         """Print and return a table of the layers (output width, parameters), the total, the
-        backend and the dtype, as Keras's ``summary()``."""
-        text = summary.table(self)
+        backend and the dtype, as Keras's ``summary()``.
+
+        The text returned is a ``str`` that a notebook does not show again as the cell's value,
+        so ``model.summary()`` on a cell's last line shows the table once.
+        """
+        text = summary.SummaryText(summary.table(self))
         print(text)
         return text
 
