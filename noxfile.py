@@ -116,6 +116,8 @@ def examples(session: nox.Session) -> None:
     # No network here: a small stand-in written as the four IDX files, read as the real ones.
     session.run("python", "examples/fashion_mnist.py", "--synthetic", "--epochs", "2", "--out", out)
     session.run("python", "examples/sklearn_digits.py", "--epochs", "5")
+    # The notebook in a real Jupyter kernel (nbclient): its cells must run without an error.
+    session.run("jupyter", "execute", "examples/notebook.ipynb")
 
 
 @nox.session

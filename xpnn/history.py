@@ -48,13 +48,14 @@ class History:
         last = {k: v[-1] for k, v in self.history.items() if v and not math.isnan(v[-1])}
         return f"History({len(self)} epochs, last={last})"
 
-    def plot(self, path: str | Path | None = None) -> Any:
+    def plot(self, path: str | Path | None = None, *, title: str | None = None) -> Any:
         """The loss, accuracy and learning-rate curves: written to ``path`` as a PNG (and the
         path returned), or, without a path, the matplotlib Figure, which a notebook shows inline.
 
         The figure is made without pyplot, so it neither changes matplotlib's backend nor
         stays open in pyplot, and a notebook shows it once, as a PNG, with no
-        ``%matplotlib inline``. Needs matplotlib (``pip install "xpnn[plot]"``).
+        ``%matplotlib inline``. ``title`` goes above the three panels. Needs matplotlib
+        (``pip install "xpnn[plot]"``).
         """
         try:
             from matplotlib.figure import Figure
@@ -71,18 +72,20 @@ class History:
         ]
         figure = _notebook_figure(Figure)(figsize=(13, 3.8))
         axes = figure.subplots(1, 3)
-        for axis, (title, curves) in zip(axes, panels):
+        for axis, (panel, curves) in zip(axes, panels):
             for name, label in curves:
                 points = [(e, v) for e, v in zip(epochs, self.history[name]) if not math.isnan(v)]
                 if points:
                     xs, ys = zip(*points)
                     axis.plot(xs, ys, marker="o" if len(points) < 30 else None, label=label)
-            axis.set_title(title)
+            axis.set_title(panel)
             axis.set_xlabel("epoch")
             axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # no epoch 0.5
             axis.grid(alpha=0.3)
             if any(label for _, label in curves) and axis.get_legend_handles_labels()[0]:
                 axis.legend()
+        if title is not None:
+            figure.suptitle(title)
         figure.tight_layout()
         if path is None:
             return figure
