@@ -21,7 +21,7 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests", "cupy-api", "mpi", "lint", "examples"]
+nox.options.sessions = ["tests", "cupy-api", "mpi", "lint", "examples", "docs"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 
@@ -118,6 +118,21 @@ def examples(session: nox.Session) -> None:
     session.run("python", "examples/sklearn_digits.py", "--epochs", "5")
     # The notebook in a real Jupyter kernel (nbclient): its cells must run without an error.
     session.run("jupyter", "execute", "examples/notebook.ipynb")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (docs/, mkdocs.yml): ``mkdocs build --strict``, so a broken link,
+    a missing reference or any warning fails. The API pages are read from the source (griffe),
+    nothing is fetched (no web fonts); the site goes to a temporary folder. ``nox -s docs --
+    serve`` serves it at http://127.0.0.1:8000 instead."""
+    session.install("-e", ".[docs]")
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:], env=env)
+        return
+    site = os.path.join(session.create_tmp(), "site")
+    session.run("mkdocs", "build", "--strict", "--site-dir", site, *session.posargs, env=env)
 
 
 @nox.session

@@ -45,6 +45,10 @@ def spiral_data(samples: int, classes: int, seed: Seed = None) -> tuple[np.ndarr
     Arm ``c`` has radii evenly spaced over [0, 1] and angles ``2.5 * t`` where ``t`` runs evenly
     over [4c, 4c + 4] plus Gaussian noise of standard deviation 0.2. Returns ``X`` (float64,
     shape ``(samples * classes, 2)``) and ``y`` (uint8 class indices, sorted by class).
+
+    >>> X, y = spiral_data(samples=100, classes=3, seed=0)
+    >>> X.shape, y.shape, y.dtype.name, sorted(set(y.tolist()))
+    ((300, 2), (300,), 'uint8', [0, 1, 2])
     """
     samples = positive_int(samples, "samples")
     classes = positive_int(classes, "classes")

@@ -28,6 +28,14 @@ class History:
 
     ``loss`` is ``data_loss + regularization_loss``; ``seconds`` is the time since ``train``
     began. Validation figures are NaN on the epochs where validation did not run.
+
+    >>> history = History()
+    >>> history.append(epoch=1, loss=0.75, accuracy=0.5)
+    >>> history.append(epoch=2, loss=0.5, accuracy=0.625)
+    >>> len(history), history["loss"]
+    (2, [0.75, 0.5])
+    >>> history["val_loss"]  # no validation: NaN
+    [nan, nan]
     """
 
     def __init__(self) -> None:

@@ -31,6 +31,26 @@ class Model:
 
     Everything runs on one backend: ``"numpy"``, ``"cupy"``, ``"auto"`` or ``"strict"``. Initial
     weights and shuffles come from ``seed``, so the same seed starts every backend alike.
+
+    >>> import xpnn
+    >>> from xpnn.datasets import spiral_data
+    >>> X, y = spiral_data(samples=100, classes=3, seed=0)
+    >>> model = xpnn.Model(seed=0)
+    >>> model.add(xpnn.Dense(2, 64))
+    >>> model.add(xpnn.ReLU())
+    >>> model.add(xpnn.Dense(64, 3))
+    >>> model.add(xpnn.Softmax())
+    >>> model.set(
+    ...     loss=xpnn.CategoricalCrossentropy(),
+    ...     optimizer=xpnn.Adam(learning_rate=0.02),
+    ...     accuracy=xpnn.CategoricalAccuracy(),
+    ... )
+    >>> model.finalize()
+    >>> history = model.train(X, y, epochs=10, batch_size=128, verbose=False)
+    >>> len(history), history["epoch"][-1]
+    (10, 10)
+    >>> model.predict(X).shape
+    (300, 3)
     """
 
     def __init__(
