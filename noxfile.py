@@ -99,10 +99,19 @@ def mpi(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and format check."""
-    session.install("ruff>=0.6")
+    """ruff (lint and format check) and mypy: xpnn/ as pyproject.toml's [tool.mypy] says
+    (strict, a few error codes off in the modules named there), then a user's script,
+    tests/typing/user_script.py, with --strict against xpnn as installed (through its
+    py.typed): its wrong calls must be flagged, else their ``type: ignore`` is unused, an
+    error."""
+    session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+    script = os.path.abspath("tests/typing/user_script.py")
+    tmp = session.create_tmp()  # no pyproject.toml here: xpnn is found installed, not as source
+    with session.chdir(tmp):
+        session.run("mypy", "--strict", "--no-incremental", "--config-file", os.devnull, script)
 
 
 @nox.session

@@ -29,13 +29,14 @@ class History:
     ``loss`` is ``data_loss + regularization_loss``; ``seconds`` is the time since ``train``
     began. Validation figures are NaN on the epochs where validation did not run.
 
-    >>> history = History()
-    >>> history.append(epoch=1, loss=0.75, accuracy=0.5)
-    >>> history.append(epoch=2, loss=0.5, accuracy=0.625)
-    >>> len(history), history["loss"]
-    (2, [0.75, 0.5])
-    >>> history["val_loss"]  # no validation: NaN
-    [nan, nan]
+    Examples:
+        >>> history = History()
+        >>> history.append(epoch=1, loss=0.75, accuracy=0.5)
+        >>> history.append(epoch=2, loss=0.5, accuracy=0.625)
+        >>> len(history), history["loss"]
+        (2, [0.75, 0.5])
+        >>> history["val_loss"]  # no validation: NaN
+        [nan, nan]
     """
 
     def __init__(self) -> None:
@@ -73,7 +74,7 @@ class History:
         if not len(self):
             raise ValueError("the history is empty: there is nothing to plot")
         epochs = self.history["epoch"]
-        panels = [
+        panels: list[tuple[str, list[tuple[str, str | None]]]] = [
             ("loss", [("loss", "training"), ("val_loss", "validation")]),
             ("accuracy", [("accuracy", "training"), ("val_accuracy", "validation")]),
             ("learning rate", [("learning_rate", None)]),
@@ -111,7 +112,7 @@ def _notebook_figure(figure_class: type) -> type:
     """A Figure subclass that Jupyter shows as a PNG (``_repr_png_``) without pyplot's inline
     backend, which only registers its display for figures once pyplot is imported."""
 
-    class HistoryFigure(figure_class):  # type: ignore[misc, valid-type]
+    class HistoryFigure(figure_class):  # type: ignore[misc]
         """A matplotlib Figure that a notebook shows as a PNG."""
 
         def _repr_png_(self) -> bytes:

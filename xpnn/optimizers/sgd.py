@@ -21,7 +21,7 @@ __all__ = ["SGD"]
 
 def reference_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     param: Any,
     grad: Any,
     momentums: Any,
@@ -39,7 +39,7 @@ def reference_update(
 
 def numpy_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: np.ndarray,
     g: np.ndarray,
     u: np.ndarray | None,
@@ -59,14 +59,14 @@ def numpy_update(
         p += u
 
 
-def _numba_plain(p, g, s):  # pragma: no cover - compiled by numba
+def _numba_plain(p: Any, g: Any, s: Any) -> None:  # pragma: no cover - compiled by numba
     """The reference without momentum, one value at a time, in one pass; ``s`` the scalars."""
     neg_learning_rate = s[0]
     for i in range(p.size):
         p[i] += neg_learning_rate * g[i]
 
 
-def _numba_momentum(p, g, u, s):  # pragma: no cover - compiled by numba
+def _numba_momentum(p: Any, g: Any, u: Any, s: Any) -> None:  # pragma: no cover - compiled by numba
     """The reference with momentum, one value at a time, in one pass; ``s`` the scalars."""
     momentum, learning_rate = s[0], s[1]
     for i in range(p.size):
@@ -80,7 +80,7 @@ NUMBA_KERNELS = {"plain": Kernel(_numba_plain), "momentum": Kernel(_numba_moment
 
 def numba_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: np.ndarray,
     g: np.ndarray,
     u: np.ndarray | None,
@@ -115,7 +115,7 @@ CUPY_KERNELS = {
 
 def cupy_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     param: Any,
     grad: Any,
     momentums: Any,
