@@ -5,7 +5,9 @@
     mpiexec -n 2 python -m mpi4py examples/distributed.py --shard --check --dtype float64
     srun -n 8 python -m mpi4py examples/distributed.py             # on a cluster (Slurm)
 
-Needs ``pip install xpnn[mpi]`` (mpi4py, and the mpich wheel's ``mpiexec``). ``python -m mpi4py``
+Needs ``pip install xpnn[mpi]`` (mpi4py, and the mpich wheel's ``mpiexec``, which lands in the
+environment's ``bin``: activate it first, ``. .venv/bin/activate``, or run
+``.venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py examples/distributed.py``). ``python -m mpi4py``
 ends the whole job when one rank raises, instead of leaving the others waiting. Every rank
 builds the same data (seeded) and the same model, and passes ``comm``: ``batch_size`` is the
 global batch, so K ranks train as one process does, up to the order of sums: ``--check`` trains

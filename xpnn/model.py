@@ -192,7 +192,7 @@ class Model:
         shard: bool = False,
     ) -> History:
         """Train for ``epochs`` more passes over ``(X, y)`` in batches of ``batch_size``
-        (None: all at once), and return the per-epoch History (README: "Through a model").
+        (None: all at once), and return the per-epoch History (the guide "Model" in docs/).
 
         ``shuffle``: a fresh order each epoch, drawn from the model's seed (False: the order
         given, as the book's loop). Figures stay on the device until a report (every
