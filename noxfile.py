@@ -3,7 +3,8 @@
 ``nox`` runs the tests on numpy (twice: "tests(numpy)" with the compiled kernels numba gives
 the NumPy backend, "tests(numpy-nojit)" without them, XPNN_JIT=0), strict, the cupy session,
 the cupy-api session, the mpi session (data-parallel training under ``mpiexec -n 2`` and
-``-n 3``), lint, and every example briefly (so they cannot rot). The cupy session installs the
+``-n 3``), lint (ruff and mypy), every example briefly (so they cannot rot) with the examples'
+tests and the notebook, and docs (the documentation site, ``mkdocs build --strict``). The cupy session installs the
 CUDA extra and runs the suite where an NVIDIA GPU is visible; elsewhere it skips with its reason
 and installs nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. The cupy-api session
 runs the suite's cupy path on a stand-in that checks every CuPy call against the installed
@@ -24,6 +25,12 @@ import nox
 nox.options.sessions = ["tests", "cupy-api", "mpi", "lint", "examples", "docs"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
+
+
+# The examples session runs these (they run the examples and a notebook: nothing in them
+# depends on the backend), so the backend sessions leave them out.
+EXAMPLE_TESTS = ["tests/test_examples.py", "tests/test_notebook.py"]
+NOT_EXAMPLES = [f"--ignore={path}" for path in EXAMPLE_TESTS]
 
 
 def _cuda_major() -> int | None:
@@ -64,7 +71,7 @@ def tests(session: nox.Session, backend: str) -> None:
         env["XPNN_REQUIRE_GPU"] = "1"  # a GPU is visible: a cupy failure is a failure
     else:
         session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs, env=env)
+    session.run("pytest", *NOT_EXAMPLES, *session.posargs, env=env)
 
 
 @nox.session(name="cupy-api")
@@ -80,7 +87,7 @@ def cupy_api(session: nox.Session) -> None:
     """
     session.install("-e", ".[test]", "cupy-cuda12x>=14")
     env = {"XPNN_TEST_BACKENDS": "cupy", "XPNN_CUPY_API": "1"}
-    session.run("pytest", *session.posargs, env=env)
+    session.run("pytest", *NOT_EXAMPLES, *session.posargs, env=env)
 
 
 @nox.session
@@ -116,8 +123,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """Run every example briefly so they cannot rot; their PNGs go to a temporary folder."""
-    session.install("-e", ".[examples]")
+    """Run every example briefly so they cannot rot; their PNGs go to a temporary folder. First
+    tests/test_examples.py (--help, the messages, the figures) and tests/test_notebook.py (the
+    notebook in a real Jupyter kernel: the summary once, the curves as a PNG)."""
+    session.install("-e", ".[examples]", "pytest>=8")
+    session.run("pytest", *EXAMPLE_TESTS, *session.posargs)
     out = session.create_tmp()
     for script in ("spiral.py", "digits.py", "regression_sine.py"):
         session.run("python", f"examples/{script}", "--epochs", "20", "--out", out)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-nbclient = pytest.importorskip("nbclient", reason="the test extra installs nbclient")
+nbclient = pytest.importorskip("nbclient", reason="the examples extra installs nbclient")
 nbformat = pytest.importorskip("nbformat")
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "notebook.ipynb"
