@@ -14,6 +14,7 @@ tensors and JSON, no pickle inside, and it loads back through ``Model.load``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import numbers
@@ -34,6 +35,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         'xpnn.sklearn needs scikit-learn 1.6 or newer: pip install "xpnn[sklearn]"'
     ) from error
 
+from . import data
 from .activations import Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backends import BACKEND_NAMES, Backend, get_backend, to_numpy
 from .history import History
@@ -72,10 +74,12 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     for ``parametrize_with_checks(..., expected_failed_checks=expected_failed_checks)`` or
     ``check_estimator(estimator, expected_failed_checks=...)``.
 
-    None in float64. In float32 (the default), the two checks whose tolerance lies below
+    None with ``dtype=None`` (the default: the checks' float64 data is computed in float64)
+    or ``dtype="float64"``. With ``dtype="float32"``, the two checks whose tolerance lies below
     float32's resolution: a batch of another size may change an output's last bit.
     """
-    if np.dtype(getattr(estimator, "dtype", "float32")).name != "float32":
+    dtype = getattr(estimator, "dtype", None)
+    if dtype is None or np.dtype(dtype).name != "float32":
         return {}
     return {
         "check_methods_subset_invariance": _LAST_BIT,
@@ -83,8 +87,50 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     }
 
 
+#: scikit-learn's MLP parameters that these estimators lack, and what to use instead.
+_NOT_HERE = {
+    "tol": "every epoch runs unless early_stopping ends the fit",
+    "solver": "optimizer= picks 'adam', 'sgd', 'rmsprop' or 'adagrad'; there is no 'lbfgs'",
+    "momentum": "optimizer='sgd' has momentum 0.9",
+    "nesterovs_momentum": "optimizer='sgd' has momentum 0.9, not Nesterov's",
+    "learning_rate": "learning_rate_init= sets the rate and decay= lowers it as training goes",
+    "power_t": "decay= lowers the rate as lr / (1 + decay * step)",
+    "warm_start": "partial_fit trains the fitted network on",
+    "beta_1": "Adam's betas are fixed at 0.9 and 0.999",
+    "beta_2": "Adam's betas are fixed at 0.9 and 0.999",
+    "epsilon": "Adam's epsilon is fixed at 1e-7",
+    "max_fun": "there is no 'lbfgs' solver",
+}
+
+
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, building, training, pickling."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _BaseMLP:
+        """Arguments that do not fit the parameters are refused naming the estimator (not this
+        shared base class), with a word on scikit-learn's parameters that these lack."""
+        try:
+            inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        except TypeError as error:
+            names = list(inspect.signature(cls.__init__).parameters)[1:]
+            unknown = [name for name in kwargs if name not in names]
+            if not unknown:
+                raise TypeError(f"{cls.__name__}(): {error}") from None
+            hint = _NOT_HERE.get(unknown[0])
+            raise TypeError(
+                f"{cls.__name__} has no parameter {unknown[0]!r}"
+                + (f" ({hint})" if hint else "")
+                + f"; its parameters are {', '.join(names)}"
+            ) from None
+        return super().__new__(cls)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each estimator's signature is its ``__init__``'s (``inspect.signature`` and ``help``
+        would otherwise show ``__new__``'s ``*args, **kwargs``)."""
+        super().__init_subclass__(**kwargs)
+        init = inspect.signature(cls.__init__)
+        parameters = list(init.parameters.values())[1:]
+        cls.__signature__ = init.replace(parameters=parameters, return_annotation=init.empty)
 
     def __init__(
         self,
@@ -105,7 +151,7 @@ class _BaseMLP(BaseEstimator):
         decay: float = 0.0,
         dropout: float = 0.0,
         backend: str = "numpy",
-        dtype: str = "float32",
+        dtype: str | type | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -139,62 +185,114 @@ class _BaseMLP(BaseEstimator):
             isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
         ):
             raise ValueError(
-                "hidden_layer_sizes must be a positive integer or a sequence of them (the width "
-                f"of each hidden layer); got {self.hidden_layer_sizes!r}"
+                f"{type(self).__name__} hidden_layer_sizes must be a positive integer or a "
+                f"sequence of them (the width of each hidden layer); got "
+                f"{self.hidden_layer_sizes!r}"
             )
         return tuple(int(s) for s in sizes)
 
     def _check_params(self) -> None:
-        """Refuse a bad parameter, named, before fitting changes anything."""
+        """Refuse a bad parameter before fitting changes anything, naming the estimator and the
+        parameter."""
+        owner = type(self).__name__
 
         def number(name: str, low: float, high: float = math.inf, *, open_low: bool = False):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a real number; got {value!r}")
+                raise TypeError(f"{owner} {name} must be a real number; got {value!r}")
             too_low = value <= low if open_low else value < low
             if not math.isfinite(value) or too_low or value >= high:
                 interval = f"{'(' if open_low else '['}{low:g}, {high:g})"
-                raise ValueError(f"{name} must be a finite number in {interval}; got {value!r}")
+                raise ValueError(
+                    f"{owner} {name} must be a finite number in {interval}; got {value!r}"
+                )
 
-        def integer(name: str) -> None:
+        def integer(name: str, extra: str = "") -> None:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+                raise ValueError(f"{owner} {name} must be a positive integer{extra}; got {value!r}")
 
         def choice(name: str, choices: Any) -> None:
-            if getattr(self, name) not in choices:
+            if not isinstance(getattr(self, name), str) or getattr(self, name) not in choices:
                 raise ValueError(
-                    f"{name} must be one of {', '.join(map(repr, choices))}; "
+                    f"{owner} {name} must be one of {', '.join(map(repr, choices))}; "
                     f"got {getattr(self, name)!r}"
                 )
 
         self._checked_hidden()
         choice("activation", tuple(ACTIVATIONS))
         number("alpha", 0.0)
-        if self.batch_size != "auto":
-            integer("batch_size")
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            integer("batch_size", " or 'auto'")
         number("learning_rate_init", 0.0, open_low=True)
         integer("max_iter")
         for flag in ("shuffle", "early_stopping"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
-                raise TypeError(f"{flag} must be True or False; got {getattr(self, flag)!r}")
+                raise TypeError(
+                    f"{owner} {flag} must be True or False; got {getattr(self, flag)!r}"
+                )
         number("validation_fraction", 0.0, 1.0, open_low=True)
         integer("n_iter_no_change")
+        if not isinstance(self.verbose, (numbers.Integral, np.bool_)):
+            raise TypeError(
+                f"{owner} verbose must be True, False or an integer; got {self.verbose!r}"
+            )
         choice("optimizer", tuple(OPTIMIZERS))
         number("decay", 0.0)
         number("dropout", 0.0, 1.0)
-        if self.backend not in ("auto", *BACKEND_NAMES):
+        choice("backend", BACKEND_NAMES)
+        self._fixed_dtype()
+        seed = self.random_state
+        if not (
+            seed is None
+            or isinstance(seed, np.random.RandomState)
+            or (isinstance(seed, numbers.Integral) and 0 <= seed < 2**32)
+        ):
             raise ValueError(
-                f"backend must be one of {', '.join(map(repr, ('auto', *BACKEND_NAMES)))}; "
-                f"got {self.backend!r}"
+                f"{owner} random_state must be None, an integer in [0, 2**32 - 1] or a "
+                f"numpy.random.RandomState; got {seed!r}"
             )
+
+    def _fixed_dtype(self) -> str | None:
+        """``dtype`` as a NumPy name, or None where it follows the input."""
+        if self.dtype is None:
+            return None
         try:
-            dtype = np.dtype(self.dtype).name
+            name = np.dtype(self.dtype).name
         except TypeError:
-            dtype = None
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}")
-        check_random_state(self.random_state)  # None, an int or a RandomState
+            name = None
+        if name not in ("float32", "float64"):
+            raise ValueError(
+                f"{type(self).__name__} dtype must be None (the input's: float32 stays float32, "
+                f"anything else float64), 'float32' or 'float64'; got {self.dtype!r}"
+            )
+        return name
+
+    def _check_in_dtype(self, dtype: str, batch: int) -> None:
+        """Refuse ``alpha`` and ``learning_rate_init`` where ``dtype`` cannot hold what they
+        become: the L2 penalty ``alpha / (2 * batch)`` infinite, the rate zero or infinite."""
+        owner = type(self).__name__
+        advice = (
+            " (or dtype='float64'" + (", or float64 input)" if self.dtype is None else ")")
+            if dtype == "float32"
+            else ""
+        )
+        with np.errstate(over="ignore", under="ignore"):
+            l2 = float(np.asarray(self.alpha / (2 * batch), dtype=dtype))
+            rate = float(np.asarray(self.learning_rate_init, dtype=dtype))
+        if not math.isfinite(l2):
+            raise ValueError(
+                f"{owner} alpha={self.alpha!r} is too large for {dtype}, the dtype it computes "
+                f"in: its penalty per weight, alpha / (2 * batch) with a batch of {batch}, "
+                f"would be infinite; choose a smaller alpha{advice}"
+            )
+        if not (math.isfinite(rate) and rate > 0):
+            size = "large" if self.learning_rate_init > 1 else "small"
+            raise ValueError(
+                f"{owner} learning_rate_init={self.learning_rate_init!r} is too {size} for "
+                f"{dtype}, the dtype it computes in: it would be {rate:g} there; choose a "
+                f"{'smaller' if size == 'large' else 'larger'} learning_rate_init{advice}"
+            )
 
     # -- building and training --------------------------------------------------------------------
 
@@ -251,12 +349,13 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X: Any, y: Any, *, partial: bool, classes: Any = None) -> _BaseMLP:
         """``fit`` (a new network, ``max_iter`` epochs) or ``partial_fit`` (one more epoch).
 
-        Every parameter and the data are checked first. ``fit`` trains a new network and only
-        then replaces the fitted one: a fit that fails leaves the estimator as it was.
+        Every parameter and the data are checked first. A new network computes in ``dtype``,
+        or with ``dtype=None`` in the input's, as scikit-learn's estimators do: float32 input in
+        float32, any other in float64. ``fit`` trains a new network and only then replaces the
+        fitted one: a fit that fails leaves the estimator as it was.
         """
         self._check_params()
         first = not partial or not hasattr(self, "model_")
-        backend = get_backend(self.backend, self.dtype)  # ImportError/RuntimeError if unusable
         classifier = isinstance(self, ClassifierMixin)
         seen = ("n_features_in_", "feature_names_in_")  # validate_data's, set on a first fit
         kept = {name: self.__dict__[name] for name in seen if name in self.__dict__}
@@ -266,7 +365,7 @@ class _BaseMLP(BaseEstimator):
                 X,
                 y,
                 reset=first,
-                dtype=(np.float64, np.float32),
+                dtype=(np.float64, np.float32),  # float32 kept, any other made float64
                 multi_output=not classifier,
                 y_numeric=not classifier,
             )
@@ -275,17 +374,22 @@ class _BaseMLP(BaseEstimator):
             )
             validation, model = None, getattr(self, "model_", None)
             if first:
+                dtype = self._fixed_dtype() or X.dtype.name
+                backend = get_backend(self.backend, dtype)  # ImportError/RuntimeError if unusable
                 seed, split = self._seeds()
+                rows = None
                 if not partial and self.early_stopping:  # held out, stratified for classes
-                    X, X_val, targets, y_val = train_test_split(
-                        X,
-                        targets,
+                    rows = train_test_split(
+                        np.arange(X.shape[0]),
                         test_size=self.validation_fraction,
                         random_state=split,
                         stratify=targets if classifier else None,
                     )
-                    validation = (X_val, y_val)
-                model = self._build(backend, X.shape[1], n_outputs, self._batch(len(X)), seed)
+                batch = self._batch(X.shape[0] if rows is None else len(rows[0]))
+                self._check_in_dtype(dtype, batch)
+                model = self._build(backend, X.shape[1], n_outputs, batch, seed)
+                if rows is not None:
+                    X, targets, validation = self._split(model, X, targets, *rows)
             history = self._train(model, X, targets, 1 if partial else self.max_iter, validation)
         except BaseException:
             for name in seen:
@@ -303,8 +407,29 @@ class _BaseMLP(BaseEstimator):
             self.validation_loss_curve_ = list(history["val_loss"])
         return self
 
+    @staticmethod
+    def _split(
+        model: Model, X: np.ndarray, targets: np.ndarray, rows: np.ndarray, held_out: np.ndarray
+    ) -> tuple[Any, Any, tuple[Any, Any]]:
+        """The training rows and the held-out ``(X, y)``, on the model's device.
+
+        The data is checked whole before the split, so that a value the model cannot take is
+        named as part of ``X`` or ``y`` wherever it falls, and moves to the device once.
+        """
+        X, targets = data.prepare(model, X, targets)
+        backend = model.backend
+
+        def take(a: Any, indices: np.ndarray) -> Any:
+            return backend.xp.take(a, backend.asarray(indices, dtype=backend.index_dtype), axis=0)
+
+        return take(X, rows), take(targets, rows), (take(X, held_out), take(targets, held_out))
+
     def _outputs(self, X: Any) -> np.ndarray:
-        """The network's outputs for ``X``, as a float64 NumPy array whatever the backend."""
+        """The network's outputs for ``X``, as a float64 NumPy array whatever the backend.
+
+        The network computes in the dtype it was fitted in: other input is converted to it,
+        and values beyond its range (above 3.4e38 for float32) are refused, named.
+        """
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         return np.asarray(to_numpy(self.model_.predict(X)), dtype=np.float64)
