@@ -5,8 +5,9 @@ They follow scikit-learn's estimator contract (``fit``, ``partial_fit``, ``predi
 network works inside Pipelines, ``GridSearchCV`` and ``cross_val_score``, on the CPU or, with
 ``backend="cupy"`` or ``"auto"``, on a CUDA GPU. Their parameters are scikit-learn's where the
 meaning is the same, plus xpnn's own (``optimizer``, ``decay``, ``dropout``, ``backend``,
-``dtype``). Needs scikit-learn: ``pip install "xpnn[sklearn]"``; ``import xpnn`` never imports
-this module.
+``dtype``); as scikit-learn's, they compute in the input's dtype unless ``dtype`` is given.
+Needs scikit-learn: ``pip install "xpnn[sklearn]"``; ``import xpnn`` never imports this
+module.
 
 A pickled estimator holds its fitted network as the bytes of an xpnn file (``Model.save``):
 tensors and JSON, no pickle inside, and it loads back through ``Model.load``.
@@ -17,7 +18,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
-import numbers
 import os
 import tempfile
 from typing import Any
@@ -36,27 +36,24 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from . import data
-from .activations import Linear, ReLU, Sigmoid, Softmax, Tanh
-from .backends import BACKEND_NAMES, Backend, get_backend, to_numpy
+from .activations import Softmax
+from .backends import Backend, get_backend, to_numpy
 from .history import History
 from .layers import Dense, Dropout
 from .losses import CategoricalCrossentropy, MeanSquaredError
 from .metrics import CategoricalAccuracy
 from .model import Model
-from .optimizers import SGD, Adagrad, Adam, RMSprop
+from .sklearn_params import (
+    ACTIVATIONS,
+    OPTIMIZERS,
+    check_in_dtype,
+    fixed_dtype,
+    hidden_sizes,
+    refuse_arguments,
+)
+from .sklearn_params import check as check_params
 
 __all__ = ["MLPClassifier", "MLPRegressor", "expected_failed_checks"]
-
-#: scikit-learn's activation names and the xpnn layer of each.
-ACTIVATIONS = {"identity": Linear, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
-
-#: The ``optimizer`` names; "sgd" carries momentum 0.9, scikit-learn's default for its SGD.
-OPTIMIZERS = {
-    "adam": lambda lr, decay: Adam(learning_rate=lr, decay=decay),
-    "sgd": lambda lr, decay: SGD(learning_rate=lr, decay=decay, momentum=0.9),
-    "rmsprop": lambda lr, decay: RMSprop(learning_rate=lr, decay=decay),
-    "adagrad": lambda lr, decay: Adagrad(learning_rate=lr, decay=decay),
-}
 
 _FILE = "model.xpnn"  # the file's name inside a temporary folder, for pickling
 
@@ -87,41 +84,13 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     }
 
 
-#: scikit-learn's MLP parameters that these estimators lack, and what to use instead.
-_NOT_HERE = {
-    "tol": "every epoch runs unless early_stopping ends the fit",
-    "solver": "optimizer= picks 'adam', 'sgd', 'rmsprop' or 'adagrad'; there is no 'lbfgs'",
-    "momentum": "optimizer='sgd' has momentum 0.9",
-    "nesterovs_momentum": "optimizer='sgd' has momentum 0.9, not Nesterov's",
-    "learning_rate": "learning_rate_init= sets the rate and decay= lowers it as training goes",
-    "power_t": "decay= lowers the rate as lr / (1 + decay * step)",
-    "warm_start": "partial_fit trains the fitted network on",
-    "beta_1": "Adam's betas are fixed at 0.9 and 0.999",
-    "beta_2": "Adam's betas are fixed at 0.9 and 0.999",
-    "epsilon": "Adam's epsilon is fixed at 1e-7",
-    "max_fun": "there is no 'lbfgs' solver",
-}
-
-
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, building, training, pickling."""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> _BaseMLP:
         """Arguments that do not fit the parameters are refused naming the estimator (not this
-        shared base class), with a word on scikit-learn's parameters that these lack."""
-        try:
-            inspect.signature(cls.__init__).bind(None, *args, **kwargs)
-        except TypeError as error:
-            names = list(inspect.signature(cls.__init__).parameters)[1:]
-            unknown = [name for name in kwargs if name not in names]
-            if not unknown:
-                raise TypeError(f"{cls.__name__}(): {error}") from None
-            hint = _NOT_HERE.get(unknown[0])
-            raise TypeError(
-                f"{cls.__name__} has no parameter {unknown[0]!r}"
-                + (f" ({hint})" if hint else "")
-                + f"; its parameters are {', '.join(names)}"
-            ) from None
+        shared base class), with a word on scikit-learn's parameters that it lacks."""
+        refuse_arguments(cls, args, kwargs)
         return super().__new__(cls)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -173,127 +142,6 @@ class _BaseMLP(BaseEstimator):
 
     # -- parameters -------------------------------------------------------------------------------
 
-    def _checked_hidden(self) -> tuple[int, ...]:
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = (sizes,)
-        try:
-            sizes = tuple(sizes)
-        except TypeError:
-            sizes = None
-        if sizes is None or not all(
-            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
-        ):
-            raise ValueError(
-                f"{type(self).__name__} hidden_layer_sizes must be a positive integer or a "
-                f"sequence of them (the width of each hidden layer); got "
-                f"{self.hidden_layer_sizes!r}"
-            )
-        return tuple(int(s) for s in sizes)
-
-    def _check_params(self) -> None:
-        """Refuse a bad parameter before fitting changes anything, naming the estimator and the
-        parameter."""
-        owner = type(self).__name__
-
-        def number(name: str, low: float, high: float = math.inf, *, open_low: bool = False):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{owner} {name} must be a real number; got {value!r}")
-            too_low = value <= low if open_low else value < low
-            if not math.isfinite(value) or too_low or value >= high:
-                interval = f"{'(' if open_low else '['}{low:g}, {high:g})"
-                raise ValueError(
-                    f"{owner} {name} must be a finite number in {interval}; got {value!r}"
-                )
-
-        def integer(name: str, extra: str = "") -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{owner} {name} must be a positive integer{extra}; got {value!r}")
-
-        def choice(name: str, choices: Any) -> None:
-            if not isinstance(getattr(self, name), str) or getattr(self, name) not in choices:
-                raise ValueError(
-                    f"{owner} {name} must be one of {', '.join(map(repr, choices))}; "
-                    f"got {getattr(self, name)!r}"
-                )
-
-        self._checked_hidden()
-        choice("activation", tuple(ACTIVATIONS))
-        number("alpha", 0.0)
-        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            integer("batch_size", " or 'auto'")
-        number("learning_rate_init", 0.0, open_low=True)
-        integer("max_iter")
-        for flag in ("shuffle", "early_stopping"):
-            if not isinstance(getattr(self, flag), (bool, np.bool_)):
-                raise TypeError(
-                    f"{owner} {flag} must be True or False; got {getattr(self, flag)!r}"
-                )
-        number("validation_fraction", 0.0, 1.0, open_low=True)
-        integer("n_iter_no_change")
-        if not isinstance(self.verbose, (numbers.Integral, np.bool_)):
-            raise TypeError(
-                f"{owner} verbose must be True, False or an integer; got {self.verbose!r}"
-            )
-        choice("optimizer", tuple(OPTIMIZERS))
-        number("decay", 0.0)
-        number("dropout", 0.0, 1.0)
-        choice("backend", BACKEND_NAMES)
-        self._fixed_dtype()
-        seed = self.random_state
-        if not (
-            seed is None
-            or isinstance(seed, np.random.RandomState)
-            or (isinstance(seed, numbers.Integral) and 0 <= seed < 2**32)
-        ):
-            raise ValueError(
-                f"{owner} random_state must be None, an integer in [0, 2**32 - 1] or a "
-                f"numpy.random.RandomState; got {seed!r}"
-            )
-
-    def _fixed_dtype(self) -> str | None:
-        """``dtype`` as a NumPy name, or None where it follows the input."""
-        if self.dtype is None:
-            return None
-        try:
-            name = np.dtype(self.dtype).name
-        except TypeError:
-            name = None
-        if name not in ("float32", "float64"):
-            raise ValueError(
-                f"{type(self).__name__} dtype must be None (the input's: float32 stays float32, "
-                f"anything else float64), 'float32' or 'float64'; got {self.dtype!r}"
-            )
-        return name
-
-    def _check_in_dtype(self, dtype: str, batch: int) -> None:
-        """Refuse ``alpha`` and ``learning_rate_init`` where ``dtype`` cannot hold what they
-        become: the L2 penalty ``alpha / (2 * batch)`` infinite, the rate zero or infinite."""
-        owner = type(self).__name__
-        advice = (
-            " (or dtype='float64'" + (", or float64 input)" if self.dtype is None else ")")
-            if dtype == "float32"
-            else ""
-        )
-        with np.errstate(over="ignore", under="ignore"):
-            l2 = float(np.asarray(self.alpha / (2 * batch), dtype=dtype))
-            rate = float(np.asarray(self.learning_rate_init, dtype=dtype))
-        if not math.isfinite(l2):
-            raise ValueError(
-                f"{owner} alpha={self.alpha!r} is too large for {dtype}, the dtype it computes "
-                f"in: its penalty per weight, alpha / (2 * batch) with a batch of {batch}, "
-                f"would be infinite; choose a smaller alpha{advice}"
-            )
-        if not (math.isfinite(rate) and rate > 0):
-            size = "large" if self.learning_rate_init > 1 else "small"
-            raise ValueError(
-                f"{owner} learning_rate_init={self.learning_rate_init!r} is too {size} for "
-                f"{dtype}, the dtype it computes in: it would be {rate:g} there; choose a "
-                f"{'smaller' if size == 'large' else 'larger'} learning_rate_init{advice}"
-            )
-
     # -- building and training --------------------------------------------------------------------
 
     def _build(
@@ -307,7 +155,7 @@ class _BaseMLP(BaseEstimator):
         ``alpha / (2 * batch)`` on xpnn's mean loss; biases are not penalised.
         """
         model = Model(backend=backend, seed=seed)
-        widths = (n_features, *self._checked_hidden(), n_outputs)
+        widths = (n_features, *hidden_sizes(self), n_outputs)
         l2 = self.alpha / (2 * batch)
         for index, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
             scale = math.sqrt(2.0 / (fan_in + fan_out))
@@ -354,7 +202,7 @@ class _BaseMLP(BaseEstimator):
         float32, any other in float64. ``fit`` trains a new network and only then replaces the
         fitted one: a fit that fails leaves the estimator as it was.
         """
-        self._check_params()
+        check_params(self)  # a bad one named, before anything changes
         first = not partial or not hasattr(self, "model_")
         classifier = isinstance(self, ClassifierMixin)
         seen = ("n_features_in_", "feature_names_in_")  # validate_data's, set on a first fit
@@ -374,7 +222,7 @@ class _BaseMLP(BaseEstimator):
             )
             validation, model = None, getattr(self, "model_", None)
             if first:
-                dtype = self._fixed_dtype() or X.dtype.name
+                dtype = fixed_dtype(self) or X.dtype.name
                 backend = get_backend(self.backend, dtype)  # ImportError/RuntimeError if unusable
                 seed, split = self._seeds()
                 rows = None
@@ -386,7 +234,7 @@ class _BaseMLP(BaseEstimator):
                         stratify=targets if classifier else None,
                     )
                 batch = self._batch(X.shape[0] if rows is None else len(rows[0]))
-                self._check_in_dtype(dtype, batch)
+                check_in_dtype(self, dtype, batch)
                 model = self._build(backend, X.shape[1], n_outputs, batch, seed)
                 if rows is not None:
                     X, targets, validation = self._split(model, X, targets, *rows)
@@ -493,7 +341,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     And xpnn's own: ``optimizer`` ("adam", "sgd" with momentum 0.9, "rmsprop", "adagrad"),
     ``decay`` (the book's learning-rate decay), ``dropout`` (rate after each hidden layer),
-    ``backend`` ("numpy", "cupy", "auto", "strict"), ``dtype`` ("float32", "float64").
+    ``backend`` ("numpy", "cupy", "auto", "strict"), ``dtype``: None (the default) computes in
+    the input's dtype as scikit-learn's estimators do, float32 input in float32 and any other
+    (float64, integers) in float64; "float32" or "float64" (or NumPy's types) fix it. A fitted
+    network keeps its dtype: ``predict`` converts other input to it (values beyond float32's
+    range refused, named) and returns float64 NumPy arrays either way.
+
+    A bad parameter, or one scikit-learn's ``MLPClassifier`` has and this one lacks (``tol``,
+    ``solver``, ...), raises a ``ValueError`` or ``TypeError`` naming the estimator and the
+    parameter, before anything changes.
 
     Fitted attributes: ``classes_``, ``n_features_in_``, ``feature_names_in_`` (for input with
     column names), ``loss_curve_`` (training loss per epoch), ``n_iter_`` (epochs run),
