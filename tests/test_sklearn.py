@@ -38,7 +38,7 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
 
 import xpnn
 from xpnn.sklearn import ACTIVATIONS, MLPClassifier, MLPRegressor, expected_failed_checks
@@ -71,6 +71,17 @@ def test_sklearn_estimator_checks(estimator, check):
     if estimator.backend in _SKIPPED:
         pytest.skip(_SKIPPED[estimator.backend])
     check(estimator)
+
+
+def test_check_estimator_passes_the_default_estimators(backend):
+    """``check_estimator(MLPClassifier())`` as a user runs it: every check passes, none
+    declared (only the backend is set)."""
+    if backend in _SKIPPED:
+        pytest.skip(_SKIPPED[backend])
+    for estimator in (MLPClassifier(backend=backend), MLPRegressor(backend=backend)):
+        results = check_estimator(estimator, on_fail=None)
+        assert len(results) > 50
+        assert [r["check_name"] for r in results if r["status"] != "passed"] == []
 
 
 def test_the_default_estimators_declare_no_expected_failure():
