@@ -507,6 +507,8 @@ def test_unknown_parameters_name_the_estimator():
         MLPRegressor(solver="sgd")
     with pytest.raises(TypeError, match=r"no parameter 'width'; its parameters are hidden_layer"):
         MLPClassifier(width=3)
+    with pytest.raises(TypeError, match=r"no parameters 'tol' \(every .*\), 'width'; its param"):
+        MLPClassifier(tol=0.0, width=3)
     with pytest.raises(TypeError, match=r"^MLPClassifier\(\): too many positional arguments"):
         MLPClassifier((4,), "relu", 1e-4)
     with pytest.raises(TypeError, match=r"^MLPRegressor\(\): multiple values for argument"):
@@ -518,6 +520,40 @@ def test_unknown_parameters_name_the_estimator():
         shown = inspect.signature(estimator)
         assert list(shown.parameters)[:2] == ["hidden_layer_sizes", "activation"]
         assert sorted(shown.parameters) == sorted(estimator().get_params(deep=False))
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_a_loss_that_turns_nan_names_the_estimators_settings(backend):
+    X, y = _blobs(3)
+    clf = MLPClassifier(
+        (4,), max_iter=5, learning_rate_init=3e38, random_state=0, dtype="float32", backend=backend
+    )
+    with pytest.raises(
+        xpnn.NonFiniteLossError,
+        match=r"^MLPClassifier: the training loss became NaN or infinite at epoch \d+"
+        r"(, step \d+)?; the estimator is as it was before this fit\. A smaller "
+        r"learning_rate_init \(now 3e\+38\) or alpha \(now 0\.0001\), X scaled to a smaller "
+        r"range \(StandardScaler\), or dtype='float64', usually helps$",
+    ):
+        clf.fit(X, y)
+    assert not hasattr(clf, "model_") and not hasattr(clf, "n_features_in_")
+    # partial_fit trains the fitted network itself: what it keeps is said. Found at the step
+    # (NumPy) the last finite step's parameters are kept; found at the epoch's end (a device),
+    # the network goes back to the start of the call.
+    reg = MLPRegressor((4,), max_iter=2, random_state=0, backend=backend).fit(X, y.astype(float))
+    before = reg.coefs_
+    kept = "its network keeps the parameters of the last finite step"
+    if not reg.model_.backend.on_host:
+        kept = "its network is as it was before this partial_fit"
+    with pytest.raises(
+        xpnn.NonFiniteLossError,
+        match=rf"^MLPRegressor: .* at epoch 3(, step 1)?; {kept}\. .* \(StandardScaler\) "
+        r"usually helps$",  # float64: no dtype advice
+    ):
+        reg.partial_fit(X * 1e160, y.astype(float))  # squares beyond float64's range
+    assert reg.n_iter_ == 2
+    for weights, kept_weights in zip(reg.coefs_, before):  # it failed at the first step
+        np.testing.assert_array_equal(weights, kept_weights)
 
 
 @pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])

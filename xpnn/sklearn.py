@@ -49,9 +49,11 @@ from .sklearn_params import (
     check_in_dtype,
     fixed_dtype,
     hidden_sizes,
+    non_finite_loss,
     refuse_arguments,
 )
 from .sklearn_params import check as check_params
+from .training import NonFiniteLossError
 
 __all__ = ["MLPClassifier", "MLPRegressor", "expected_failed_checks"]
 
@@ -239,10 +241,12 @@ class _BaseMLP(BaseEstimator):
                 if rows is not None:
                     X, targets, validation = self._split(model, X, targets, *rows)
             history = self._train(model, X, targets, 1 if partial else self.max_iter, validation)
-        except BaseException:
+        except BaseException as error:
             for name in seen:
                 self.__dict__.pop(name, None)
             self.__dict__.update(kept)
+            if isinstance(error, NonFiniteLossError):
+                error.args = (non_finite_loss(self, error, model, new=first),)
             raise
         if first:
             for name in ("n_iter_", "loss_curve_", "validation_loss_curve_"):

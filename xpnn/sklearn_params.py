@@ -56,11 +56,12 @@ def refuse_arguments(cls: type, args: tuple, kwargs: dict[str, Any]) -> None:
         unknown = [name for name in kwargs if name not in names]
         if not unknown:
             raise TypeError(f"{cls.__name__}(): {error}") from None
-        hint = NOT_HERE.get(unknown[0])
+        lacks = ", ".join(
+            f"{name!r} ({NOT_HERE[name]})" if name in NOT_HERE else repr(name) for name in unknown
+        )
         raise TypeError(
-            f"{cls.__name__} has no parameter {unknown[0]!r}"
-            + (f" ({hint})" if hint else "")
-            + f"; its parameters are {', '.join(names)}"
+            f"{cls.__name__} has no parameter{'s' if len(unknown) > 1 else ''} {lacks}; its "
+            f"parameters are {', '.join(names)}"
         ) from None
 
 
@@ -188,3 +189,23 @@ def check_in_dtype(estimator: Any, dtype: str, batch: int) -> None:
             f"{dtype}, the dtype it computes in: it would be {held:g} there; choose a "
             f"{'smaller' if large else 'larger'} learning_rate_init{advice}"
         )
+
+
+def non_finite_loss(estimator: Any, error: Any, model: Any, *, new: bool) -> str:
+    """The message for a NonFiniteLossError (``error``) in a fit of ``estimator``: what became
+    of the estimator, and its own parameters to change."""
+    where = f"epoch {error.epoch}" + (f", step {error.step}" if error.step is not None else "")
+    if new:
+        kept = "the estimator is as it was before this fit"
+    elif error.step is not None:
+        kept = "its network keeps the parameters of the last finite step"
+    else:  # found at the epoch's end, where the network goes back to the call's start
+        kept = "its network is as it was before this partial_fit"
+    float32 = model is not None and model.backend.dtype_name == "float32"
+    return (
+        f"{type(estimator).__name__}: the training loss became NaN or infinite at {where}; "
+        f"{kept}. A smaller learning_rate_init (now {estimator.learning_rate_init!r}) or alpha "
+        f"(now {estimator.alpha!r}), X scaled to a smaller range (StandardScaler)"
+        + (", or dtype='float64'," if float32 else "")
+        + " usually helps"
+    )
