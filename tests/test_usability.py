@@ -262,7 +262,8 @@ def test_class_labels_as_a_column_are_named_so(backend, data):
         r"^{} has shape \(300, 1\): its class labels look like a column; pass them 1-D, as "
         r"{}\.ravel\(\) gives them \(one-hot rows would have 3 columns, one per class\)$"
     )
-    for labels in (column, column.astype(np.float64)):
+    own = model.backend.asarray(column, dtype=model.backend.index_dtype)  # on the device
+    for labels in (column, column.astype(np.float64), own):
         with pytest.raises(ValueError, match=message.format("y", "y")):
             model.train(X, labels, epochs=1, verbose=False)
         with pytest.raises(ValueError, match=message.format("y", "y")):
