@@ -142,8 +142,6 @@ class _BaseMLP(BaseEstimator):
         self.backend = backend
         self.dtype = dtype
 
-    # -- parameters -------------------------------------------------------------------------------
-
     # -- building and training --------------------------------------------------------------------
 
     def _build(
