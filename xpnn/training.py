@@ -40,22 +40,10 @@ __all__ = ["NonFiniteLossError", "Trainer", "train"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss, or the validation loss early stopping reads (``validation`` True),
-    became NaN or infinite; training stopped."""
+    """The training loss became NaN or infinite; training stopped."""
 
-    def __init__(
-        self, epoch: int, step: int | None, dtype: str | None = None, *, kept: str | None = None
-    ) -> None:
+    def __init__(self, epoch: int, step: int | None, dtype: str | None = None) -> None:
         self.epoch, self.step = epoch, step
-        self.validation = kept is not None  # the validation loss, which early stopping reads
-        if kept is not None:  # finite parameters on checked, finite data: an overflow
-            super().__init__(
-                f"validation_data: the validation loss became NaN or infinite at epoch {epoch}: "
-                f"the model's computation on these data overflows {dtype}, so early stopping "
-                f"cannot compare it; {kept}. Validation inputs scaled to a smaller range "
-                "usually help"
-            )
-            return
         where = f"epoch {epoch}, step {step}" if step is not None else f"epoch {epoch}"
         if dtype is not None:  # before any update: the learning rate cannot be the cause
             super().__init__(
@@ -275,42 +263,23 @@ class Snapshot:
 
 
 class Best:
-    """Early stopping: the best validation loss so far, and the parameters that gave it.
+    """Early stopping: the best validation loss so far, and the parameters that gave it."""
 
-    Kept for one ``train`` call: a later call, or a run resumed from a checkpoint, starts
-    watching afresh.
-    """
-
-    def __init__(self, patience: int) -> None:
-        self.patience = patience
+    def __init__(self) -> None:
         self.loss, self.epoch, self.params, self.waited = math.inf, 0, None, 0
 
-    def stop(self, model: Model, history: History) -> bool:
-        """Note the latest epoch; True once ``patience`` epochs passed without a better loss.
-
-        A NaN or infinite validation loss cannot be compared: the best parameters go back
-        (the latest, if none was finite before) and NonFiniteLossError names validation_data.
-        """
-        loss, epoch = history["val_loss"][-1], history["epoch"][-1]
-        if not math.isfinite(loss):
-            if self.restore(model):
-                kept = f"the parameters are those of the best epoch, {self.epoch}, restored"
-            else:
-                kept = f"the parameters are those of epoch {epoch}, which it validated"
-            raise NonFiniteLossError(epoch, None, model.backend.dtype_name, kept=kept)
+    def stop(self, model: Model, history: History, patience: int) -> bool:
+        """Note the latest epoch; True (with the best parameters back) once patience runs out."""
+        loss = history["val_loss"][-1]
+        buffer = model._parameters
         if loss < self.loss:
-            self.loss, self.epoch, self.waited = loss, epoch, 0
-            self.params = model.backend.xp.asarray(model._parameters.params, copy=True)
+            self.loss, self.epoch, self.waited = loss, history["epoch"][-1], 0
+            self.params = model.backend.xp.asarray(buffer.params, copy=True)
             return False
         self.waited += 1
-        return self.waited >= self.patience
-
-    def restore(self, model: Model) -> bool:
-        """Put the best epoch's parameters back (the optimizer state and epoch count stay);
-        False where there is none yet."""
-        if self.params is None:
+        if self.waited < patience:
             return False
-        model._parameters.params[...] = self.params
+        buffer.params[...] = self.params
         return True
 
 
@@ -459,7 +428,7 @@ class Trainer:
             f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}"
             f"{chosen}): {samples} samples, {steps} step{'s' if steps > 1 else ''} per epoch",
         )
-        best = Best(self.early_stopping) if self.early_stopping else None
+        best = Best() if self.early_stopping else None
         started = time.perf_counter()
         try:
             with self.interruption() as interrupt:
@@ -492,18 +461,14 @@ class Trainer:
                         self.record(history, pending)
                         if reported:
                             shown.report(history, regularized)
-                    stop = best is not None and self.stop_early(best, history)
-                    if best is not None and (stop or epoch == final) and best.epoch != epoch:
-                        best.restore(model)  # the run ends: the best epoch's parameters
-                        shown.message(
-                            f"xpnn: early stopping at epoch {epoch}: restored the best, epoch "
-                            f"{best.epoch} (no better validation loss since)"
-                        )
-                    if saving or (stop and checkpoint is not None):
-                        # After the report (a non-finite loss is never saved) and the restore
-                        # (the last checkpoint holds what the model holds when train returns).
+                    if saving:  # after the report: a non-finite loss is never saved
                         self.save_checkpoint()
-                    if stop:
+                    if best is not None and best.stop(model, history, self.early_stopping):
+                        shown.message(
+                            f"xpnn: early stop at epoch {epoch}: no better validation loss "
+                            f"for {self.early_stopping} epochs; restored the best, epoch "
+                            f"{best.epoch}"
+                        )
                         break
                     if interrupt.stopped:  # at the epoch's last step: the epoch is whole
                         self.record(history, pending)
@@ -518,16 +483,6 @@ class Trainer:
         finally:
             shown.close()
         return history
-
-    def stop_early(self, best: Best, history: History) -> bool:
-        """``best.stop``; where a non-finite validation loss raises, the checkpoint is written
-        first, so that it holds the parameters the model is left with."""
-        try:
-            return best.stop(self.model, history)
-        except NonFiniteLossError:
-            if self.checkpoint is not None:
-                self.save_checkpoint()
-            raise
 
     def validate(self) -> Sums:
         """The validation data's figures after an epoch, left on the device."""
