@@ -334,6 +334,11 @@ def test_one_hot_and_smoothed_rows_train(backend, y):
         losses = np.array(history["loss"])
         assert np.all(np.isfinite(losses))
         assert not np.array_equal(before[0], _parameters(model)[0])  # the weights moved
+        # The loss over the rows is the book's, -log(sum(p * row)), of the model's predictions.
+        p = np.clip(xpnn.to_numpy(model.predict(X_GOOD)).astype(np.float64), 1e-7, 1 - 1e-7)
+        expected = -np.mean(np.log(np.sum(p * y.astype(np.float64), axis=1)))
+        rel = 1e-5 if dtype == "float32" else 1e-9
+        assert model.evaluate(X_GOOD, y)["loss"] == pytest.approx(expected, rel=rel)
         if uniform:  # -log(sum(p * 1/3)) = log(3) for any p (1/3 in float16 is 0.33325)
             np.testing.assert_allclose(losses, -np.log(float(y[0, 0])), rtol=1e-5)
             continue
@@ -533,17 +538,20 @@ def test_set_parameters_refuses_what_would_lose_meaning(backend, weights, messag
 
 
 def test_numeric_array_likes_and_lists_train(backend):
-    """A table, lists, integers and float16 train exactly as the same numbers in a float64
-    NumPy array do: converted, not misread."""
+    """A table, lists, integers and float16 train exactly as the same numbers do when given
+    on the device in the model's dtype (float32): converted, not misread."""
     X16, y32, X10 = X_GOOD.astype(np.float16), Y_GOOD.astype(np.float32), X_GOOD * 10
     cases = [
-        ((_Frame(X_GOOD), _Frame(Y_GOOD)), (X_GOOD, Y_GOOD)),
-        ((X_GOOD.tolist(), Y_GOOD.tolist()), (X_GOOD, Y_GOOD)),
-        ((X10.astype(np.int16), Y_GOOD.astype(np.uint8)), (np.trunc(X10), Y_GOOD)),
-        ((X16, y32), (X16.astype(np.float64), Y_GOOD)),
+        ((_Frame(X_GOOD), _Frame(Y_GOOD)), X_GOOD),
+        ((X_GOOD.tolist(), Y_GOOD.tolist()), X_GOOD),
+        ((X10.astype(np.int16), Y_GOOD.astype(np.uint8)), np.trunc(X10)),
+        ((X16, y32), X16),
+        ((X_GOOD, Y_GOOD), X_GOOD),  # float64
     ]
     for given, same in cases:
         model, reference = seed_model(backend), seed_model(backend)
+        be = reference.backend
+        same = (be.asarray(same.astype(np.float32)), be.asarray(Y_GOOD, dtype=be.index_dtype))
         start = _parameters(model)
         history = model.train(*given, epochs=20, verbose=False)
         expected = reference.train(*same, epochs=20, verbose=False)
