@@ -284,9 +284,12 @@ def test_forward_refuses_inputs_that_do_not_fit(backend, inputs, error, message)
 @pytest.mark.parametrize(
     "loss", [xpnn.CategoricalCrossentropy, xpnn.SoftmaxCategoricalCrossentropy]
 )
-def test_crossentropy_refuses_labels_that_do_not_fit(backend, loss, labels, message):
-    """Host labels are checked before they move (a GPU wraps an index out of range, and the
-    compiled NumPy pass would read past a short label array)."""
+@pytest.mark.parametrize("kind", [list, np.asarray])
+def test_crossentropy_refuses_labels_that_do_not_fit(backend, loss, kind, labels, message):
+    """Host labels (a list, a NumPy array: the numpy backend's own) are checked before they
+    move (a GPU wraps an index out of range, NumPy takes -1 as the last class, and the compiled
+    NumPy pass would read past a short label array)."""
+    labels = kind(labels)
     part = loss(backend=backend)
     y_pred = part.backend.asarray(PROBABILITIES)
     if loss is xpnn.SoftmaxCategoricalCrossentropy:

@@ -43,7 +43,9 @@ class Softmax(Layer):
         # exp(inputs - row maximum) / row sum: see Backend.softmax, the reference.
         inputs = self._inputs(inputs)
         if inputs.ndim != 2:
-            raise ValueError(f"inputs must be 2-D (samples, classes); got shape {tuple(inputs.shape)}")
+            raise ValueError(
+                f"inputs must be 2-D (samples, classes); got shape {tuple(inputs.shape)}"
+            )
         self.output = self.backend.softmax(inputs)
         return self.output
 

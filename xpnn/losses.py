@@ -97,16 +97,26 @@ class Loss(Part):
         same_shape(y_true, y_pred.shape, "y_true", argument)
         return y_pred, y_true
 
-    def _labels(self, y_pred: Any, y_true: Any, argument: str = "y_pred") -> tuple[Any, Any]:
+    def _labels(
+        self, y_pred: Any, y_true: Any, argument: str = "y_pred", *, values: bool = True
+    ) -> tuple[Any, Any]:
         """Predictions and class labels that fit them, on the device: indices (1-D, one per
-        sample) or rows of probabilities (2-D, shaped as the predictions). Host indices are
-        checked before they move (a GPU would wrap an index out of range without a word)."""
+        sample) or rows of probabilities (2-D, shaped as the predictions).
+
+        With ``values``, indices in host memory are checked to be whole numbers in range
+        before they move (a GPU would wrap one out of range without a word, NumPy would take
+        -1 as the last class); indices already on a device are not read. A model's training
+        step passes ``values=False``: its labels were checked once, before the loop.
+        """
         y_pred = self._predictions(y_pred, argument)
-        if not self.backend.is_own(y_true):
+        own = self.backend.is_own(y_true)
+        if not own:
             self.backend.refuse_foreign(y_true, "y_true")
             y_true = host_numbers(y_true, "y_true")
-            if y_true.ndim == 1:
-                _check_indices(y_true, y_pred.shape[1])
+        elif not self.backend.xp.isdtype(y_true.dtype, ("integral", "real floating")):
+            raise TypeError(f"y_true must hold real numbers; got dtype {y_true.dtype}")
+        if values and y_true.ndim == 1 and (not own or self.backend.on_host):
+            _check_indices(y_true, y_pred.shape[1])
         y_true = self.backend.ensure_labels(y_true)
         if y_true.ndim == 1:
             same_shape(y_true, y_pred.shape[:1], "y_true (class indices)", f"{argument}[:, 0]")
@@ -183,15 +193,17 @@ class SoftmaxCategoricalCrossentropy(Loss):
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
         """Gradient with respect to the softmax inputs; ``dvalues`` are the softmax outputs."""
+        dvalues, y_true = self._labels(dvalues, y_true, "dvalues")
         self.backward_with_sums(dvalues, y_true)
         return self.dinputs
 
     def backward_with_sums(self, dvalues: Any, y_true: Any) -> tuple[Any, Any]:
         """``backward``, and from the same pass over the softmax outputs ``dvalues`` the
         summed loss and the right predictions (0-d arrays on the device), which a training
-        step needs too: ``(softmax - one_hot) / n`` into ``self.dinputs``.
+        step needs too: ``(softmax - one_hot) / n`` into ``self.dinputs``. Shapes are
+        checked, not the labels' values: a model checked them before its training loop.
         """
-        dvalues, y_true = self._labels(dvalues, y_true, "dvalues")
+        dvalues, y_true = self._labels(dvalues, y_true, "dvalues", values=False)
         # One compiled pass where numba runs the NumPy backend; Backend.softmax_crossentropy
         # is the reference.
         loss_sum, correct, self.dinputs = self.backend.softmax_crossentropy(
