@@ -113,7 +113,9 @@ class Loss(Part):
         if not own:
             self.backend.refuse_foreign(y_true, "y_true")
             y_true = host_numbers(y_true, "y_true")
-        elif not self.backend.xp.isdtype(y_true.dtype, ("integral", "real floating")):
+        elif y_true.dtype != self.backend.index_dtype and not self.backend.xp.isdtype(
+            y_true.dtype, ("integral", "real floating")
+        ):  # a training step's labels are indices: isdtype, slow, is skipped for them
             raise TypeError(f"y_true must hold real numbers; got dtype {y_true.dtype}")
         if values and y_true.ndim == 1 and (not own or self.backend.on_host):
             _check_indices(y_true, y_pred.shape[1])
