@@ -120,9 +120,10 @@ class Loss(Part):
         if values and y_true.ndim == 1 and (not own or self.backend.on_host):
             _check_indices(y_true, y_pred.shape[1])
         y_true = self.backend.ensure_labels(y_true)
-        if y_true.ndim == 1:
+        # Compared inline, as a training step passes here: same_shape only for the message.
+        if y_true.ndim == 1 and y_true.shape[0] != y_pred.shape[0]:
             same_shape(y_true, y_pred.shape[:1], "y_true (class indices)", f"{argument}[:, 0]")
-        else:
+        if y_true.ndim != 1 and y_true.shape != y_pred.shape:
             same_shape(y_true, y_pred.shape, "y_true", argument)
         return y_pred, y_true
 
