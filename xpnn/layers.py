@@ -14,8 +14,10 @@ from ._checks import (
     HasSettings,
     Part,
     Settings,
+    ensure_numbers,
     positive_int,
     real,
+    same_shape,
 )
 from .backends import Backend, get_backend
 
@@ -55,6 +57,26 @@ class Layer(HasSettings, Part):
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
         """Move onto ``backend``; a layer with parameters draws fresh ones from ``rng``."""
         self.backend = backend
+
+    def _inputs(self, inputs: Any) -> Any:
+        """``forward``'s inputs on the device in the float dtype (host data moves, another
+        dtype is cast); TypeError naming ``inputs`` for another device's array or non-numbers."""
+        return ensure_numbers(self.backend, inputs, "inputs")
+
+    def _gradient(self, dvalues: Any) -> Any:
+        """``backward``'s ``dvalues`` taken as ``forward`` takes inputs, and shaped as the output
+        they are the gradient of: an error naming ``dvalues`` otherwise, before anything changes
+        (NumPy would broadcast a row or a scalar into a wrong gradient without a word)."""
+        output = getattr(self, "output", None)
+        if output is None:
+            raise RuntimeError(
+                f"{self!r}.backward() before forward(): dvalues is the gradient of the output "
+                "of the last forward pass, and there has been none"
+            )
+        dvalues = ensure_numbers(self.backend, dvalues, "dvalues")
+        if dvalues.shape != output.shape:  # tuples on every library; compared inline, per step
+            same_shape(dvalues, output.shape, "dvalues", f"the output of {self!r}")
+        return dvalues
 
     def predictions(self, outputs: Any) -> Any:
         """What the outputs predict; the outputs themselves unless the layer says otherwise."""
@@ -153,14 +175,20 @@ class Dense(Layer):
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """``inputs @ weights + biases`` into ``self.output``."""
-        self.inputs = self.backend.ensure(inputs)
+        inputs = self._inputs(inputs)
+        if inputs.ndim != 2 or inputs.shape[1] != self.n_inputs:
+            raise ValueError(
+                f"inputs must have shape (samples, {self.n_inputs}) for {self!r}; got "
+                f"{tuple(inputs.shape)}"
+            )
+        self.inputs = inputs
         self.output = self.backend.affine(self.inputs, self.weights, self.biases)
         return self.output
 
     def backward(self, dvalues: Any, *, need_dinputs: bool = True) -> Any:
         """Gradients of the weights and biases (penalties included) and, unless the caller has
         no use for it (a model's first layer), of the inputs."""
-        dvalues = self.backend.ensure(dvalues, "dvalues")
+        dvalues = self._gradient(dvalues)
         self.backend.matmul(self.inputs.T, dvalues, out=self.dweights)
         self.backend.sum_rows(dvalues, out=self.dbiases)
         if self.weight_regularizer_l1 or self.weight_regularizer_l2:
@@ -243,7 +271,7 @@ class Dropout(Layer):
 
     def forward(self, inputs: Any, training: bool = True) -> Any:
         """Drop and scale while ``training``; pass the inputs on otherwise."""
-        self.inputs = self.backend.ensure(inputs)
+        self.inputs = self._inputs(inputs)
         if not training:
             self.binary_mask = None
             self.output = self.inputs
@@ -256,7 +284,7 @@ class Dropout(Layer):
 
     def backward(self, dvalues: Any) -> Any:
         """The gradient through the same mask as the forward pass."""
-        dvalues = self.backend.ensure(dvalues, "dvalues")
+        dvalues = self._gradient(dvalues)
         self.dinputs = dvalues if self.binary_mask is None else dvalues * self.binary_mask
         return self.dinputs
 
