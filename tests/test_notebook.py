@@ -19,6 +19,11 @@ ROOT = str(NOTEBOOK.parent.parent)
 def executed():
     """The example notebook, every cell run in a fresh kernel that imports this xpnn."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
+    # Then pyplot's inline backend, as a user's own plots would start it: still one figure.
+    notebook.cells.append(nbformat.v4.new_code_cell("import matplotlib.pyplot as plt"))
+    notebook.cells.append(
+        nbformat.v4.new_code_cell("plt.plot([1, 2])\nhistory.plot(title='again')")
+    )
     path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = ROOT if not path else f"{ROOT}{os.pathsep}{path}"
     try:
@@ -48,3 +53,10 @@ def test_history_plot_shows_a_png(executed):
     (output,) = cell(executed, "history.plot()").outputs
     assert output.output_type == "execute_result"
     assert output.data["image/png"]  # base64 of the PNG
+
+
+def test_history_plot_shows_once_beside_pyplots_inline_backend(executed):
+    outputs = cell(executed, "history.plot(title='again')").outputs
+    kinds = [(o.output_type, "image/png" in o.get("data", {})) for o in outputs]
+    # the curves once, as the cell's value, and the user's own pyplot figure once
+    assert sorted(kinds) == [("display_data", True), ("execute_result", True)]
