@@ -90,3 +90,17 @@ def test_plot_title_and_integer_epoch_ticks_after_one_epoch():
         low, high = axis.get_xlim()
         ticks = [t for t in axis.get_xticks() if low <= t <= high]
         assert ticks == [1.0], ticks  # not 0.94, 0.96, ... 1.06
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", "docs/index.md", "docs/getting-started/first-model.md"]
+)
+def test_the_first_example_of_a_page_runs(page, tmp_path):
+    text = (ROOT / page).read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    shown = run(str(script), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    for written in ("curves.png", "spiral.xpnn"):  # what the example says it writes
+        assert (tmp_path / written).exists() == (f'"{written}"' in code)
