@@ -52,3 +52,20 @@ def test_docstring_examples_run():
     failed, tried = runner.summarize(verbose=False)
     assert tried == examples >= 20  # the examples were found and run
     assert failed == 0
+
+
+def test_readme_is_a_landing_page_whose_links_lead_into_the_docs():
+    root = REFERENCE.parent.parent
+    readme = (root / "README.md").read_text()
+    assert len(readme.splitlines()) < 200
+    command = readme.split("<!-- test-command -->\n```sh\n", 1)[1].split("\n", 1)[0]
+    assert (
+        command == 'python3 -m venv .venv && .venv/bin/pip install "nox>=2024.10" && .venv/bin/nox'
+    )
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    assert len(links) >= 15
+    missing = [link for link in links if not (root / link).is_file()]
+    assert not missing, f"README links to missing files: {missing}"
+    nav = re.findall(r": (\S+\.md)$", (root / "mkdocs.yml").read_text(), flags=re.M)
+    unlinked = [p for p in nav if p.startswith("guides/") and f"docs/{p}" not in links]
+    assert not unlinked, f"README links to no {unlinked}"
