@@ -31,6 +31,21 @@ import numpy as np
 
 #: Calls checked, by name ("clip", "ndarray.__add__", "random.Generator.random", ...).
 counts: collections.Counter[str] = collections.Counter()
+#: The calls that wait for the device and bring data to the host (a synchronisation on a GPU):
+#: conversions, printing, copies to the host, and results whose shape depends on the data.
+SYNCS = frozenset(
+    [f"ndarray.__{name}__" for name in ("bool", "float", "int", "complex", "index", "repr")]
+    + ["ndarray.__str__", "ndarray.__format__", "ndarray.__getitem__[mask]", "ndarray.get"]
+    + ["ndarray.item", "ndarray.tolist", "ndarray.nonzero", "asnumpy", "nonzero"]
+    + ["flatnonzero", "argwhere", "unique", "cuda.Stream.synchronize", "cuda.Device.synchronize"]
+)
+
+
+def syncs() -> int:
+    """How many synchronising calls (``SYNCS``) the stand-in has seen."""
+    return sum(counts[name] for name in SYNCS)
+
+
 #: Names whose real signature could not be read: for those only the name's existence is checked.
 unreadable: set[str] = set()
 
@@ -222,6 +237,12 @@ def _wrapped_indices(shape: tuple[int, ...], key: Any) -> Any:
     return tuple(out) if isinstance(key, tuple) else out[0]
 
 
+def _has_mask(key: Any) -> bool:
+    """True where ``key`` holds a boolean array (a mask, whose count decides the shape)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, np.ndarray) and k.dtype == bool for k in keys)
+
+
 def _has_array(key: Any) -> bool:
     items = key if isinstance(key, tuple) else (key,)
     return any(isinstance(i, (np.ndarray, list)) for i in items)
@@ -341,12 +362,15 @@ class ndarray:
         )
 
     def __repr__(self) -> str:
+        counts["ndarray.__repr__"] += 1
         return repr(self._a)
 
     def __str__(self) -> str:
+        counts["ndarray.__str__"] += 1
         return str(self._a)
 
     def __format__(self, spec: str) -> str:
+        counts["ndarray.__format__"] += 1
         return format(self._a, spec)
 
     def __len__(self) -> int:
@@ -389,6 +413,8 @@ class ndarray:
     def __getitem__(self, key: Any) -> ndarray:
         counts["ndarray.__getitem__"] += 1
         key = _host(key)
+        if _has_mask(key):
+            counts["ndarray.__getitem__[mask]"] += 1  # the result's size is read from the device
         if _has_array(key):
             key = _wrapped_indices(self._a.shape, key)
         return _wrap(self._a[key])
