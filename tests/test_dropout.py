@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import assert_on_backend
+from helpers import assert_on_backend, spiral
 
 import xpnn
 
@@ -79,3 +79,106 @@ def test_model_drops_in_training_only(backend):
 def test_rate_out_of_range_is_refused(rate):
     with pytest.raises(ValueError, match="rate"):
         xpnn.Dropout(rate)
+
+
+# -- masks keyed by (seed, stream, draw) ---------------------------------------------------------
+
+
+def _dropout_model(backend, seed=5):
+    model = xpnn.Model(backend=backend, seed=seed, dtype="float64")
+    model.add(xpnn.Dense(2, 32))
+    model.add(xpnn.ReLU())
+    model.add(xpnn.Dropout(0.5))
+    model.add(xpnn.Dense(32, 16))
+    model.add(xpnn.ReLU())
+    model.add(xpnn.Dropout(0.2))
+    model.add(xpnn.Dense(16, 3))
+    model.add(xpnn.Softmax())
+    model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=xpnn.Adam())
+    model.finalize()
+    return model
+
+
+def _flat(model):
+    return np.concatenate([np.ravel(xpnn.to_numpy(p)) for ps in model.get_parameters() for p in ps])
+
+
+def test_saving_changes_no_mask(backend, tmp_path):
+    """A run that saves (Model.save keeps the training state) draws the masks of one that
+    never saves: saving reads no generator and reseeds nothing."""
+    X, y = spiral(60, 3)
+    never = _dropout_model(backend)
+    never.train(X, y, epochs=4, batch_size=16, verbose=False)
+    saving = _dropout_model(backend)
+    for epoch in range(4):
+        saving.train(X, y, epochs=1, batch_size=16, verbose=False)
+        saving.save(tmp_path / f"epoch{epoch}.xpnn")
+    np.testing.assert_array_equal(_flat(saving), _flat(never))
+
+
+def test_a_run_saved_mid_way_resumes_exactly(backend, tmp_path):
+    """Saved after 2 epochs, loaded, trained 2 more: the masks, and so the parameters and
+    losses, are those of 4 epochs in one go (on CuPy too)."""
+    X, y = spiral(60, 3)
+    whole = _dropout_model(backend)
+    expected = whole.train(X, y, epochs=4, batch_size=16, verbose=False)
+    first = _dropout_model(backend)
+    first.train(X, y, epochs=2, batch_size=16, verbose=False)
+    first.save(tmp_path / "half.xpnn")
+    resumed = xpnn.Model.load(tmp_path / "half.xpnn", backend=backend)
+    rest = resumed.train(X, y, epochs=2, batch_size=16, verbose=False)
+    assert rest["loss"] == expected["loss"][2:]
+    np.testing.assert_array_equal(_flat(resumed), _flat(whole))
+
+
+def test_a_mask_depends_on_seed_stream_and_draw_alone(backend):
+    inputs = np.ones((40, 50))
+    layer = xpnn.Dropout(0.5, backend=backend, seed=11)
+    masks = [xpnn.to_numpy(layer.forward(inputs)) for _ in range(4)]
+    assert layer.random_state() == {"seed": 11, "draws": 4}
+    later = xpnn.Dropout(0.5, backend=backend, seed=11)
+    later.set_random_state({"seed": 11, "draws": 2})  # straight to the third draw
+    np.testing.assert_array_equal(xpnn.to_numpy(later.forward(inputs)), masks[2])
+    np.testing.assert_array_equal(xpnn.to_numpy(later.forward(inputs)), masks[3])
+    assert len({m.tobytes() for m in masks}) == 4  # a fresh mask every draw
+    other = xpnn.Dropout(0.5, backend=backend, seed=11)
+    other.stream = 1  # another rank
+    assert not np.array_equal(xpnn.to_numpy(other.forward(inputs)), masks[0])
+    seeded = xpnn.Dropout(0.5, backend=backend, seed=12)
+    assert not np.array_equal(xpnn.to_numpy(seeded.forward(inputs)), masks[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_masks_drawn_on_the_device_are_uniform(backend, dtype):
+    """Every backend's numbers lie in [0, 1) and are uniform: the fraction below each tenth
+    within 5 sigma of it, over 200,000 values (the CuPy path computes them on the device)."""
+    from xpnn import masks
+
+    be = xpnn.get_backend(backend, dtype)
+    values, _ = masks.uniform(be, 2**70 + 3, 0, 9, (400, 500), None)
+    assert_on_backend(values, be)
+    assert values.dtype == be.dtype and tuple(values.shape) == (400, 500)
+    host = xpnn.to_numpy(values)
+    assert host.min() >= 0 and host.max() < 1
+    sigma = np.sqrt(0.25 / host.size)
+    for cut in np.arange(0.1, 1.0, 0.1):
+        assert abs(np.mean(host < cut) - cut) < 5 * sigma
+
+
+def test_device_masks_need_no_transfer_and_no_read(backend):
+    """On the CuPy stand-in a training forward pass sends nothing to the device for its mask
+    and reads nothing back."""
+    import sys
+
+    cupy_api = sys.modules.get("cupy_api")
+    if backend != "cupy" or cupy_api is None or sys.modules.get("cupy") is not cupy_api._standin:
+        pytest.skip("counts the CuPy stand-in's calls")
+    layer = xpnn.Dropout(0.3, backend=backend, seed=1)
+    inputs = layer.backend.asarray(np.ones((64, 32)))
+    layer.forward(inputs)
+    before = dict(cupy_api.counts)
+    syncs = cupy_api.syncs()
+    layer.forward(inputs)
+    called = {k: v - before.get(k, 0) for k, v in cupy_api.counts.items() if v != before.get(k, 0)}
+    assert cupy_api.syncs() == syncs
+    assert not {"asarray", "array", "ndarray.set"} & set(called), called

@@ -265,23 +265,25 @@ class ReplicaTrainer(Trainer):
 
 
 def start_alike(model: Any, group: Communicator) -> None:
-    """Rank 0's parameters, optimizer state, step count and shuffling generator on every rank;
-    each Dropout layer's generator seeded from (seed, rank, layer, step), so masks differ."""
+    """Rank 0's parameters, optimizer state, step count, shuffling generator and Dropout mask
+    seeds and counts on every rank; each rank draws its masks from its own stream (its rank),
+    so that masks differ between ranks and rank 0's are those one process would draw."""
     buffer = model._parameters
     for name in ("params", *optimizer_states(buffer, model.optimizer)):
         group.broadcast(getattr(buffer, name))
     optimizer = model.optimizer
-    base = model.seed if model.seed is not None else np.random.SeedSequence().entropy
-    host = (model.rng.bit_generator.state, optimizer.iterations, optimizer.current_learning_rate)
-    (state, optimizer.iterations, optimizer.current_learning_rate), base = group.allgather(
-        (host, base)
-    )[0]
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    host = (
+        model.rng.bit_generator.state,
+        optimizer.iterations,
+        optimizer.current_learning_rate,
+        [layer.random_state() for layer in dropouts],
+    )
+    state, optimizer.iterations, optimizer.current_learning_rate, masks = group.allgather(host)[0]
     model.rng.bit_generator.state = state
-    for index, layer in enumerate(model.layers):
-        if isinstance(layer, Dropout):
-            key = (group.rank, index, optimizer.iterations)
-            seed = np.random.SeedSequence(base, spawn_key=key).generate_state(1, np.uint64)[0]
-            layer.generator = model.backend.random_generator(int(seed) >> 1)
+    for layer, mask_state in zip(dropouts, masks):
+        layer.set_random_state(mask_state)
+        layer.stream = group.rank
 
 
 def train(model: Any, X: Any, y: Any, *, comm: Any, shard: bool = False, **options: Any) -> History:
