@@ -182,3 +182,22 @@ def test_device_masks_need_no_transfer_and_no_read(backend):
     called = {k: v - before.get(k, 0) for k, v in cupy_api.counts.items() if v != before.get(k, 0)}
     assert cupy_api.syncs() == syncs
     assert not {"asarray", "array", "ndarray.set"} & set(called), called
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_host_draws_are_those_of_a_stream_positioned_afresh(dtype):
+    """The host source moves on from where its last draw left it (one ``advance``): in any
+    order of draws and for odd sizes, it gives what a PCG64 started afresh at the draw's
+    position gives."""
+    from xpnn import masks
+
+    def afresh(draw, shape):
+        bits = np.random.PCG64(np.random.SeedSequence(9, spawn_key=(2,)))
+        bits.advance(draw << masks.DRAW_SPACING)
+        return np.random.Generator(bits).random(shape, dtype=dtype)
+
+    source = masks.HostSource(9, 2)
+    sizes = np.random.default_rng(1)
+    for draw in [0, 1, 2, 5, 5, 3, 4, 10, 0, 1]:
+        shape = tuple(int(n) for n in sizes.integers(1, 8, 2))
+        np.testing.assert_array_equal(source.uniform(draw, shape, dtype), afresh(draw, shape))

@@ -15,6 +15,7 @@ nothing is sent to the device for them, and nothing is read back.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,19 +33,33 @@ MIX = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
 
 
 class HostSource:
-    """The PCG64 stream of one (seed, stream), kept with its starting state."""
+    """The PCG64 stream of one (seed, stream), kept with its starting state and the position
+    (64-bit outputs from the start) its last draw left it at, so that the next draw is one
+    ``advance`` away: float32 draws take an even count of 32-bit halves, leaving none buffered.
+    """
 
     def __init__(self, seed: int, stream: int) -> None:
         self.key = (seed, stream)
         self.bits = np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream,)))
         self.start = self.bits.state
         self.generator = np.random.Generator(self.bits)
+        self.position = 0
 
     def uniform(self, draw: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
         """Draw number ``draw``: uniform samples in [0, 1) of ``shape``."""
-        self.bits.state = self.start
-        self.bits.advance(draw << DRAW_SPACING)
-        return self.generator.random(shape, dtype=dtype)
+        target = draw << DRAW_SPACING
+        if target < self.position:  # an earlier draw again: from the start
+            self.bits.state, self.position = self.start, 0
+        self.bits.advance(target - self.position)
+        count = math.prod(shape)
+        if np.dtype(dtype) == np.float32:  # one 32-bit half each, two per output
+            even = count + (count & 1)
+            values = self.generator.random(even, dtype=np.float32)[:count].reshape(shape)
+            self.position = target + even // 2
+        else:
+            values = self.generator.random(shape, dtype=dtype)
+            self.position = target + count
+        return values
 
 
 def _mix(z: int) -> int:

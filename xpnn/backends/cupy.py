@@ -36,14 +36,6 @@ class CupyBackend(Backend):
         """``Backend.synchronize`` for this library."""
         self.xp.cuda.get_current_stream().synchronize()
 
-    def random_generator(self, seed: int | None) -> Any:
-        """``Backend.random_generator`` for this library."""
-        return self.xp.random.default_rng(seed)
-
-    def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
-        """``Backend.random`` for this library."""
-        return generator.random(shape, dtype=self.dtype)
-
     def keyed_uniform(self, key: int, shape: tuple[int, ...]) -> Any:
         """Uniform samples in [0, 1) of ``shape``, computed on the device from the 64-bit
         ``key`` and each element's index (splitmix64: the index times the golden gamma plus
