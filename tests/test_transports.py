@@ -277,3 +277,24 @@ def test_auto_logs_its_choice_once(standin, caplog):
     chosen = [r.getMessage() for r in caplog.records if "transport='auto' chose" in r.getMessage()]
     assert len(chosen) == 1 and "'nccl'" in chosen[0]
     distributed.close(model)
+
+
+def test_every_rank_takes_the_same_transport(standin, monkeypatch):
+    """NCCL on one rank only: no rank takes it (each one's facts are gathered first)."""
+    import threading
+    import types
+
+    here = threading.local()
+    monkeypatch.setattr(
+        transports, "_nccl", lambda backend: types.SimpleNamespace(available=here.rank == 0)
+    )
+    monkeypatch.setattr(transports, "mpi_cuda_support", lambda: (False, "not CUDA-aware"))
+    backend = xpnn.get_backend("cupy")
+
+    def work(rank, host):
+        here.rank = rank
+        return transports.choose(host, backend)
+
+    results = _raise_any(_ranks(2, work))
+    assert [choice for choice, _ in results] == ["host", "host"]
+    assert "NCCL is not available on ranks [1]" in results[0][1]

@@ -271,19 +271,28 @@ def shared_devices(where: list[tuple[str, int]]) -> str | None:
 
 
 def choose(group: Communicator, backend: Backend) -> tuple[str, str]:
-    """The transport ``"auto"`` takes on CuPy over the ranks of ``group`` (host MPI), and why."""
-    where = placement(group, backend)
-    shared = shared_devices(where)
+    """The transport ``"auto"`` takes on CuPy over the ranks of ``group`` (host MPI), and why:
+    every rank's facts gathered in one allgather, so that every rank takes the same one."""
+    from mpi4py import MPI
+
+    nccl = getattr(_nccl(backend), "available", False)
+    aware, why = mpi_cuda_support()
+    mine = (MPI.Get_processor_name(), backend.xp.cuda.Device().id, bool(nccl), aware, why)
+    every = group.allgather(mine)
+    shared = shared_devices([(node, device) for node, device, *_ in every])
     if shared is not None:
         return "host", f"{shared} (call xpnn.distributed.use_device(comm) before building it)"
-    devices = ", ".join(f"rank {r}: device {d} on {n}" for r, (n, d) in enumerate(where))
-    nccl = _nccl(backend)
-    if getattr(nccl, "available", False):
+    devices = ", ".join(f"rank {r}: device {e[1]} on {e[0]}" for r, e in enumerate(every))
+    if all(entry[2] for entry in every):
         return "nccl", f"every rank has a device of its own ({devices})"
-    aware, why = mpi_cuda_support()
-    if aware:
-        return "cuda-mpi", f"NCCL is not available; {why}"
-    return "host", f"NCCL is not available and the MPI is not CUDA-aware: {why}"
+    lacking = [rank for rank, entry in enumerate(every) if not entry[2]]
+    if all(entry[3] for entry in every):
+        return "cuda-mpi", f"NCCL is not available on ranks {lacking}; {every[0][4]}"
+    unaware = next(entry[4] for entry in every if not entry[3])
+    return (
+        "host",
+        f"NCCL is not available on ranks {lacking} and the MPI is not CUDA-aware: {unaware}",
+    )
 
 
 def communicator(comm: Any, backend: Backend, transport: str = "auto") -> Communicator:
