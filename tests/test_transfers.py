@@ -137,8 +137,10 @@ def test_every_kind_of_read_is_counted(backend, count_reads, read):
     assert count_reads.count > before
 
 
+@pytest.mark.filterwarnings("ignore:cupyx.allow_synchronize will be removed")
 def test_no_synchronisation_inside_an_epoch_on_a_gpu(backend, monkeypatch):
-    """On a real GPU, CuPy itself refuses a synchronisation inside the training steps."""
+    """On a real GPU, CuPy itself refuses a synchronisation inside the training steps (CuPy
+    detects those of its own calls: ``.get()``, conversions, copies to the host)."""
     if backend != "cupy" or "cupy_api" in sys.modules:
         pytest.skip("needs CuPy on a real GPU (cupyx.allow_synchronize)")
     import cupyx
