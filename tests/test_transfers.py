@@ -86,9 +86,24 @@ class Reads:
         self._count = value
 
 
+def dropout_model(backend) -> xpnn.Model:
+    """The batch example's network with Dropout after the hidden layer."""
+    model = xpnn.Model(backend=backend, seed=0)
+    for layer in (xpnn.Dense(2, 64), xpnn.ReLU(), xpnn.Dropout(0.1), xpnn.Dense(64, 3)):
+        model.add(layer)
+    model.add(xpnn.Softmax())
+    model.set(
+        loss=xpnn.CategoricalCrossentropy(),
+        optimizer=xpnn.Adam(learning_rate=0.05, decay=5e-7),
+        accuracy=xpnn.CategoricalAccuracy(),
+    )
+    model.finalize()
+    return model
+
+
 def _reads(backend, count_reads, epochs: int, print_every: int, validation: bool) -> int:
     X, y = spiral(100, 3)
-    model = seed_model(backend, seed=0)
+    model = (dropout_model if validation else seed_model)(backend)  # with Dropout too
     before = count_reads.count
     history = model.train(
         X,
@@ -105,7 +120,7 @@ def _reads(backend, count_reads, epochs: int, print_every: int, validation: bool
     return reads
 
 
-@pytest.mark.parametrize("validation", [False, True], ids=["train", "with-validation"])
+@pytest.mark.parametrize("validation", [False, True], ids=["train", "dropout-with-validation"])
 def test_one_host_read_per_report(backend, count_reads, validation):
     short = _reads(backend, count_reads, epochs=4, print_every=2, validation=validation)
     long = _reads(backend, count_reads, epochs=12, print_every=2, validation=validation)
@@ -155,6 +170,6 @@ def test_no_synchronisation_inside_an_epoch_on_a_gpu(backend, monkeypatch):
 
     monkeypatch.setattr(training.Trainer, "epoch", without_synchronising)
     X, y = spiral(100, 3)
-    model = seed_model(backend, seed=0)
-    history = model.train(X, y, epochs=3, batch_size=32, shuffle=False, verbose=False)
-    assert len(history["loss"]) == 3
+    for model in (seed_model(backend, seed=0), dropout_model(backend)):
+        history = model.train(X, y, epochs=3, batch_size=32, shuffle=False, verbose=False)
+        assert len(history["loss"]) == 3
