@@ -220,6 +220,9 @@ def test_use_device_takes_the_node_rank_or_the_users_choice(standin):
             distributed.use_device(MPI.COMM_SELF, wrong)
     assert cupy.cuda.Device().id == 1  # unchanged by a refused choice
     cupy.cuda.Device(0).use()
+    standin.DEVICE_COUNT = 0
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        distributed.use_device(MPI.COMM_SELF)
 
 
 def test_transports_other_than_host_need_cupy(backend):

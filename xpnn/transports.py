@@ -232,18 +232,21 @@ def use_device(comm: Any, device: int | None = None) -> int:
     """Make this rank's CUDA device CuPy's current one and return its number: ``device`` where
     given (the user's choice), else the rank's node-local rank (``comm.Split_type(
     MPI.COMM_TYPE_SHARED)``) modulo the node's device count. A collective call: every rank of
-    ``comm`` makes it, before it builds its model (whose arrays live on the device current
-    then)."""
+    ``comm`` makes it (with or without ``device``), before it builds its model (whose arrays
+    live on the device current then)."""
     import cupy
     from mpi4py import MPI
 
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)  # on every rank, whatever it chose
+    try:
+        local = node.Get_rank()
+    finally:
+        node.Free()
     count = cupy.cuda.runtime.getDeviceCount()
+    if count < 1:
+        raise RuntimeError("use_device: CuPy sees no CUDA device on this node")
     if device is None:
-        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        try:
-            device = node.Get_rank() % count
-        finally:
-            node.Free()
+        device = local % count
     elif isinstance(device, bool) or not isinstance(device, int) or not 0 <= device < count:
         raise ValueError(f"device must be an int in [0, {count}) on this node; got {device!r}")
     cupy.cuda.Device(device).use()
