@@ -201,3 +201,42 @@ def test_host_draws_are_those_of_a_stream_positioned_afresh(dtype):
     for draw in [0, 1, 2, 5, 5, 3, 4, 10, 0, 1]:
         shape = tuple(int(n) for n in sizes.integers(1, 8, 2))
         np.testing.assert_array_equal(source.uniform(draw, shape, dtype), afresh(draw, shape))
+
+
+@pytest.mark.parametrize(
+    ("name", "saved_on"),
+    [
+        ("format1_checkpoint.safetensors", "numpy"),
+        ("cupy_dropout_seed_checkpoint.safetensors", "cupy"),
+    ],
+    ids=["numpy-generator-state", "cupy-generator-seed"],
+)
+def test_files_saved_before_keyed_masks_load_and_go_on_alike(backend, name, saved_on):
+    """Checkpoints the previous version wrote (a NumPy PCG64 state, or the seed CuPy's
+    generator was replaced with) load on every backend; the masks start afresh from the seed
+    the file gives, the same at every load, so two loads train on to the same parameters."""
+    import json
+    import pathlib
+
+    from safetensors import safe_open
+
+    path = pathlib.Path(__file__).parent / "data" / name
+    with safe_open(path, "np") as file:
+        (entry,) = json.loads(file.metadata()["state"])["dropout"].values()
+    if saved_on == "numpy":
+        host = np.random.Generator(np.random.PCG64())
+        host.bit_generator.state = entry["state"]
+        seed = int(host.integers(2**63))
+    else:
+        seed = entry["seed"]
+    X, y = spiral(20, 3)
+    runs = []
+    for _ in range(2):
+        model = xpnn.Model.load(path, backend=backend)
+        (layer,) = [layer for layer in model.layers if isinstance(layer, xpnn.Dropout)]
+        assert layer.random_state() == {"seed": seed, "draws": 0}
+        start = model.optimizer.iterations
+        model.train(X, y, epochs=2, batch_size=16, verbose=False)
+        assert layer.draws == model.optimizer.iterations - start  # one mask a step
+        runs.append(_flat(model))
+    np.testing.assert_array_equal(runs[0], runs[1])
