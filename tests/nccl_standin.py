@@ -138,6 +138,8 @@ def build(real: Any, pointers: dict[int, np.ndarray], device: Callable[[], int])
                 f"NCCL_ERROR_INVALID_ARGUMENT: {call}: {pointer:#x} is no device buffer"
             )
         array = pointers[pointer]
+        if not array.flags.c_contiguous:
+            raise NcclError(f"NCCL_ERROR_INVALID_ARGUMENT: {call}: NCCL would read past a view")
         if _DTYPE_OF[datatype] != array.dtype:
             raise NcclError(
                 f"NCCL_ERROR_INVALID_ARGUMENT: {call}: datatype {datatype} "

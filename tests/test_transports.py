@@ -70,6 +70,18 @@ def test_nccl_sums_and_broadcasts_in_place(standin):
         np.testing.assert_array_equal(shared, 1.0)
 
 
+def test_nccl_refuses_a_strided_view(standin):
+    backend = xpnn.get_backend("cupy", "float64")
+
+    def work(rank, host):
+        with transports.NcclMPI(host, backend) as group:
+            with pytest.raises(ValueError, match="contiguous"):
+                group.allreduce(backend.zeros(6)[::2])
+            return True
+
+    assert _raise_any(_ranks(2, work)) == [True, True]
+
+
 def test_nccl_calls_bind_to_cupys_signatures(standin):
     """A datatype where the operator goes (or any argument out of place) fails, as it would
     on a GPU: the stand-in checks each argument's type and meaning."""
@@ -301,3 +313,33 @@ def test_every_rank_takes_the_same_transport(standin, monkeypatch):
     results = _raise_any(_ranks(2, work))
     assert [choice for choice, _ in results] == ["host", "host"]
     assert "NCCL is not available on ranks [1]" in results[0][1]
+
+
+def test_data_parallel_training_through_nccl_equals_the_host_transport(standin):
+    """Two thread ranks on devices 0 and 1 train through the NCCL stand-in (parameters and
+    optimizer state broadcast, gradients and figures summed) as through host sums."""
+    X, y = spiral(40, 3)
+
+    def run(through_nccl):
+        def work(rank, host):
+            model = seed_model("cupy", seed=0)
+            group = transports.NcclMPI(host, model.backend) if through_nccl else host
+            history = model.train(X, y, epochs=2, batch_size=16, verbose=False, comm=group)
+            group.close()
+            return _flat(model), history["loss"]
+
+        return _raise_any(_ranks(2, work))
+
+    import nccl_standin
+
+    before = dict(nccl_standin.counts)
+    through_nccl = run(True)
+    assert nccl_standin.counts["allReduce"] - before.get("allReduce", 0) >= 2 * 2 * 3  # steps
+    assert nccl_standin.counts["bcast"] > before.get("bcast", 0)  # the start from rank 0
+    for (params, losses), (expected, expected_losses) in zip(through_nccl, run(False)):
+        np.testing.assert_array_equal(params, expected)
+        assert losses == expected_losses
+
+
+def _flat(model):
+    return np.concatenate([np.ravel(xpnn.to_numpy(p)) for ps in model.get_parameters() for p in ps])

@@ -138,6 +138,8 @@ class NcclMPI(Communicator):
     def _args(self, buffer: Any) -> tuple[int, int, int, int]:
         if self._comm is None:
             raise RuntimeError("this NCCL communicator was closed")
+        if not buffer.flags.c_contiguous:  # NCCL reads `size` values on from the pointer
+            raise ValueError("NCCL sums and broadcasts contiguous arrays only")
         stream = self.backend.xp.cuda.get_current_stream().ptr
         return buffer.data.ptr, buffer.size, self._types[str(buffer.dtype)], stream
 
