@@ -144,8 +144,9 @@ def test_a_mask_depends_on_seed_stream_and_draw_alone(backend):
     other = xpnn.Dropout(0.5, backend=backend, seed=11)
     other.stream = 1  # another rank
     assert not np.array_equal(xpnn.to_numpy(other.forward(inputs)), masks[0])
-    seeded = xpnn.Dropout(0.5, backend=backend, seed=12)
-    assert not np.array_equal(xpnn.to_numpy(seeded.forward(inputs)), masks[0])
+    for seed in (12, 11 + 2**40, 11 + 2**63, 11 + 2**100):  # every bit of the seed counts
+        seeded = xpnn.Dropout(0.5, backend=backend, seed=seed)
+        assert not np.array_equal(xpnn.to_numpy(seeded.forward(inputs)), masks[0]), seed
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
