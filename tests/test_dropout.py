@@ -241,3 +241,22 @@ def test_files_saved_before_keyed_masks_load_and_go_on_alike(backend, name, save
         assert layer.draws == model.optimizer.iterations - start  # one mask a step
         runs.append(_flat(model))
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_device_numbers_are_splitmix64_of_the_index(backend, dtype):
+    """CuPy's numbers, element by element, are splitmix64's output for (key + (i + 1) * gamma)
+    cut to the dtype's mantissa: the device arithmetic wraps at 64 bits as Python's masked."""
+    from xpnn import masks
+
+    be = xpnn.get_backend(backend, dtype)
+    if not hasattr(be, "keyed_uniform"):
+        pytest.skip("the host backends draw from PCG64 (see the test above)")
+    key = masks.device_key(2**70 + 3, 1, 41)
+    bits = 24 if dtype == "float32" else 53
+    expected = [
+        (masks._mix((key + (i + 1) * masks.GOLDEN) % 2**64) >> (64 - bits)) / 2**bits
+        for i in range(12)
+    ]
+    got = xpnn.to_numpy(be.keyed_uniform(key, (3, 4)))
+    np.testing.assert_array_equal(got.ravel(), np.array(expected, dtype=dtype))
