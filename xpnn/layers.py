@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import masks
 from ._checks import (
     FRACTION,
     NON_NEGATIVE,
@@ -35,8 +36,8 @@ class Layer(HasSettings, Part):
 
     parameter_names: tuple[tuple[str, str, str], ...] = ()
     output_range: tuple[float, float] = (-math.inf, math.inf)
-    #: True for a layer that draws from a random generator of its own, kept in ``generator``
-    #: (Dropout's masks): saving keeps its state, so a resumed run draws what it would have.
+    #: True for a layer that draws random numbers of its own (Dropout's masks), keyed by what
+    #: ``random_state()`` returns: saving keeps that, so a resumed run draws what it would have.
     draws_random: ClassVar[bool] = False
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
@@ -244,7 +245,9 @@ class Dropout(Layer):
     """Zeroes a fraction ``rate`` of its inputs while training and scales the rest by
     ``1 / (1 - rate)``, so the expected output is unchanged; at inference it passes inputs on.
 
-    The mask is drawn where the arrays live, from a generator seeded by the model (or ``seed``).
+    The mask is drawn where the arrays live. Mask number ``draws`` is a function of (``seed``,
+    ``stream``, ``draws``) alone (``xpnn.masks``): the seed comes from the model (or ``seed``),
+    the stream is the rank in data-parallel training, and there is no generator state to keep.
     Used on its own, ``forward`` drops by default, as in the book's chapter; a model says
     ``training=False`` at inference.
     """
@@ -261,13 +264,30 @@ class Dropout(Layer):
     ) -> None:
         self.rate = real(rate, "rate", **FRACTION)
         super().__init__(backend=backend, dtype=dtype)
-        self.generator = self.backend.random_generator(seed)
+        self.seed = np.random.SeedSequence(seed).entropy  # None: fresh entropy
+        self.stream, self.draws = 0, 0
         self.binary_mask = None
 
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
-        """Move onto ``backend`` with a mask generator seeded from ``rng``."""
+        """Move onto ``backend`` with masks keyed by a seed drawn from ``rng``, from the first."""
         self.backend = backend
-        self.generator = backend.random_generator(int(rng.integers(2**63)))
+        self.seed, self.draws = int(rng.integers(2**63)), 0
+
+    def random_state(self) -> dict[str, int]:
+        """What the next masks depend on beside the stream: the seed and the masks drawn."""
+        return {"seed": self.seed, "draws": self.draws}
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        """Go on from ``random_state()``'s dict. A file written before masks were keyed holds
+        a generator instead (``{"state": <NumPy PCG64 state>}``, or ``{"seed": s}`` from CuPy):
+        the masks then start afresh from a seed it gives (the PCG64's next 63-bit integer, or
+        ``s``), the same at every load of that file."""
+        if "state" in state:
+            host = np.random.Generator(np.random.PCG64())
+            host.bit_generator.state = state["state"]
+            self.seed, self.draws = int(host.integers(2**63)), 0
+            return
+        self.seed, self.draws = state["seed"], state.get("draws", 0)
 
     def forward(self, inputs: Any, training: bool = True) -> Any:
         """Drop and scale while ``training``; pass the inputs on otherwise."""
@@ -277,7 +297,15 @@ class Dropout(Layer):
             self.output = self.inputs
             return self.output
         keep = 1.0 - self.rate
-        kept = self.backend.random(self.generator, tuple(self.inputs.shape)) < keep
+        shape = tuple(self.inputs.shape)
+        source = getattr(self, "_source", None)  # the host stream of (seed, stream), kept
+        values, source = masks.uniform(
+            self.backend, self.seed, self.stream, self.draws, shape, source
+        )
+        if source is not None:
+            self._source = source
+        self.draws += 1
+        kept = values < keep
         self.binary_mask = self.backend.xp.astype(kept, self.backend.dtype) / keep
         self.output = self.inputs * self.binary_mask
         return self.output
