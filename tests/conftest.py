@@ -2,7 +2,9 @@
 
 numpy and strict always run; cupy runs where a CUDA device is usable and is skipped with its
 reason elsewhere (XPNN_REQUIRE_GPU=1 turns that skip into a failure). XPNN_TEST_BACKENDS
-(comma-separated) narrows the set, as the nox sessions do.
+(comma-separated) narrows the set, as the nox sessions do. torch runs only where named there
+(``nox -s "tests(torch)"``), on torch's own choice of device (CUDA, else MPS, else XPU, else
+the CPU); "torch:cpu" or "torch:mps" names one.
 
 The numpy backend runs its compiled kernels where numba is installed (the ``jit`` extra) unless
 XPNN_JIT=0; the header of the test run says which (``nox -s "tests(numpy-nojit)"`` runs the
@@ -33,7 +35,7 @@ def _backend_params() -> list:
     names = os.environ.get("XPNN_TEST_BACKENDS", ",".join(ALL_BACKENDS)).split(",")
     params = []
     for name in (n.strip() for n in names if n.strip()):
-        if name not in ALL_BACKENDS:
+        if name not in ALL_BACKENDS and name.partition(":")[0] != "torch":
             raise pytest.UsageError(f"XPNN_TEST_BACKENDS: unknown backend {name!r}")
         marks = []
         if name == "cupy" and not cuda_available() and os.environ.get("XPNN_REQUIRE_GPU") != "1":

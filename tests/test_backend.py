@@ -30,7 +30,8 @@ def _cupy_without_device():
 
 
 def test_unknown_backend_lists_the_valid_names():
-    with pytest.raises(ValueError, match=r"'numpy', 'cupy', 'strict', 'auto'.*'tensorflow'"):
+    valid = r"'numpy', 'cupy', 'torch', 'strict', 'auto' or 'torch:<device>'"
+    with pytest.raises(ValueError, match=rf"{valid}.*'tensorflow'"):
         xpnn.get_backend("tensorflow")
     with pytest.raises(ValueError, match="backend"):
         xpnn.Model(backend="gpu")

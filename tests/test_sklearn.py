@@ -362,7 +362,7 @@ def test_cross_val_score(backend):
         ("optimizer", "lbfgs", ValueError, "optimizer must be one of 'adam'"),
         ("decay", float("nan"), ValueError, "decay must be a finite number"),
         ("dropout", 1.0, ValueError, r"dropout must be a finite number in \[0, 1\)"),
-        ("backend", "torch", ValueError, "backend must be one of 'auto'"),
+        ("backend", "tensorflow", ValueError, "backend must be one of 'numpy'"),
         ("dtype", "float16", ValueError, "dtype must be 'float32' or 'float64'"),
         ("dtype", "double-ish", ValueError, "dtype must be 'float32' or 'float64'"),
         ("random_state", "seed", ValueError, "cannot be used to seed"),

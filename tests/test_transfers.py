@@ -9,16 +9,28 @@ import pytest
 from helpers import seed_model, spiral
 
 READS = ("to_device", "__float__", "__int__", "__bool__", "__index__", "__array__", "__dlpack__")
+#: Every way a torch tensor reaches the host (on a GPU, each waits for the device).
+TORCH_READS = (
+    *READS[1:], "__format__", "item", "tolist", "numpy", "cpu", "__array_wrap__", "__repr__",
+)  # fmt: skip
 
 
 @pytest.fixture
-def count_reads(monkeypatch):
-    """Count every way an array-api-strict array can reach the host (a CuPy synchronisation)."""
-    import array_api_strict as xps
-    from array_api_strict._array_object import Array
+def count_reads(monkeypatch, backend):
+    """Count every way an array-api-strict array (a CuPy synchronisation), or a torch tensor,
+    can reach the host."""
+    if backend == "strict":
+        import array_api_strict as xps
+        from array_api_strict._array_object import Array
 
+        host, names = xps.Device("CPU_DEVICE"), READS
+    elif backend.startswith("torch"):
+        import torch
+
+        Array, host, names = torch.Tensor, None, TORCH_READS
+    else:
+        pytest.skip("counts reads through array-api-strict's and torch's array classes")
     counts = {"reads": 0}
-    host = xps.Device("CPU_DEVICE")
 
     def counting(original):
         def wrapper(self, *args, **kwargs):
@@ -27,14 +39,14 @@ def count_reads(monkeypatch):
 
         return wrapper
 
-    for name in READS:
+    for name in names:
         monkeypatch.setattr(Array, name, counting(getattr(Array, name)))
     return counts
 
 
-def _reads(count_reads, epochs: int, print_every: int, validation: bool) -> int:
+def _reads(backend, count_reads, epochs: int, print_every: int, validation: bool) -> int:
     X, y = spiral(100, 3)
-    model = seed_model("strict", seed=0)
+    model = seed_model(backend, seed=0)
     before = count_reads["reads"]
     history = model.train(
         X,
@@ -53,10 +65,8 @@ def _reads(count_reads, epochs: int, print_every: int, validation: bool) -> int:
 
 @pytest.mark.parametrize("validation", [False, True], ids=["train", "with-validation"])
 def test_one_host_read_per_report(backend, count_reads, validation):
-    if backend != "strict":
-        pytest.skip("counts reads through array-api-strict's array class")
-    short = _reads(count_reads, epochs=4, print_every=2, validation=validation)  # 2 reports
-    long = _reads(count_reads, epochs=12, print_every=2, validation=validation)  # 6 reports
+    short = _reads(backend, count_reads, 4, print_every=2, validation=validation)  # 2 reports
+    long = _reads(backend, count_reads, 12, print_every=2, validation=validation)  # 6 reports
     assert long - short == 4  # 80 more steps, 4 more reports: one read each
-    fewer = _reads(count_reads, epochs=12, print_every=6, validation=validation)  # 2 reports
+    fewer = _reads(backend, count_reads, 12, print_every=6, validation=validation)  # 2 reports
     assert fewer == short

@@ -35,7 +35,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from .activations import Linear, ReLU, Sigmoid, Softmax, Tanh
-from .backends import BACKEND_NAMES, Backend, get_backend, to_numpy
+from .backends import Backend, check_backend_name, get_backend, to_numpy
 from .history import History
 from .layers import Dense, Dropout
 from .losses import CategoricalCrossentropy, MeanSquaredError
@@ -183,11 +183,7 @@ class _BaseMLP(BaseEstimator):
         choice("optimizer", tuple(OPTIMIZERS))
         number("decay", 0.0)
         number("dropout", 0.0, 1.0)
-        if self.backend not in ("auto", *BACKEND_NAMES):
-            raise ValueError(
-                f"backend must be one of {', '.join(map(repr, ('auto', *BACKEND_NAMES)))}; "
-                f"got {self.backend!r}"
-            )
+        check_backend_name(self.backend)  # "torch:<device>" too
         try:
             dtype = np.dtype(self.dtype).name
         except TypeError:
