@@ -50,19 +50,28 @@ def backend(request) -> str:
     return request.param
 
 
-def pytest_report_header(config) -> str:
-    """Say whether the numpy backend runs compiled kernels (numba) or plain NumPy."""
+def pytest_report_header(config) -> list[str]:
+    """Say whether the numpy backend runs compiled kernels (numba) or plain NumPy, and which
+    device each torch backend under test computes on."""
     import xpnn
 
+    lines = []
+    for name in (p.values[0] for p in _backend_params()):
+        if name.startswith("torch"):
+            import torch
+
+            lines.append(
+                f"xpnn {name}: torch {torch.__version__} on {xpnn.get_backend(name).device}"
+            )
     backend = xpnn.get_backend("numpy")
     if backend.fast_path == "numba":
         import numba
 
-        return f"xpnn numpy backend: compiled kernels (numba {numba.__version__})"
+        return [f"xpnn numpy backend: compiled kernels (numba {numba.__version__})", *lines]
     from xpnn.backends import jit
 
     why = "XPNN_JIT is off" if not jit.switch("XPNN_JIT", True) else "numba missing"
-    return f"xpnn numpy backend: plain NumPy ({why})"
+    return [f"xpnn numpy backend: plain NumPy ({why})", *lines]
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
