@@ -128,13 +128,15 @@ def test_host_data_is_copied_whatever_its_layout():
     assert xpnn.to_numpy(tensor).tolist() == [1, 1, 1]
 
 
-def test_tensors_with_autograd_come_back_to_numpy():
+def test_tensors_with_autograd_are_taken_and_come_back_to_numpy():
     tensor = torch.ones(2, 3, requires_grad=True)
     assert xpnn.to_numpy(tensor * 2).tolist() == [[2.0] * 3] * 2
     model = seed_model("torch:cpu")
-    X, _ = spiral(10, 3)
+    X, y = spiral(10, 3)
     expected = xpnn.to_numpy(model.predict(X))
-    np.testing.assert_array_equal(xpnn.to_numpy(model.predict(torch.tensor(X))), expected)
+    tracked = torch.tensor(X, requires_grad=True)
+    np.testing.assert_array_equal(xpnn.to_numpy(model.predict(tracked)), expected)
+    model.train(tracked, torch.tensor(y), epochs=2, verbose=False)  # autograd left out
 
 
 def test_foreign_arrays_are_refused_by_argument():

@@ -53,6 +53,13 @@ class TorchBackend(Backend):
         """``Backend.is_own`` for this library."""
         return type(a) is self.array_type and a.device == self.device
 
+    def ensure(self, a: Any, argument: str = "inputs") -> Any:
+        """``Backend.ensure`` for this library; a tensor that autograd tracks is taken without
+        its history (xpnn computes its own gradients, into buffers autograd refuses)."""
+        if type(a) is self.array_type and a.requires_grad:
+            a = a.detach()
+        return Backend.ensure(self, a, argument)
+
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """``Backend.asarray`` for this library: host data converted by NumPy (the same
         rounding as the numpy backend's) and copied, never shared with the caller's array."""
