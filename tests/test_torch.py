@@ -176,3 +176,13 @@ def test_dropout_on_the_cpu_draws_as_numpy_does():
     assert draws.dtype == torch.float32
     expected = numpy.random(numpy.random_generator(7), (4, 3))
     np.testing.assert_array_equal(xpnn.to_numpy(draws), expected)
+
+
+def test_estimators_take_a_torch_device_by_name():
+    from xpnn.sklearn import MLPClassifier
+
+    X, y = spiral(20, 3)
+    clf = MLPClassifier((8,), max_iter=2, random_state=0, backend="torch:cpu").fit(X, y)
+    assert clf.model_.backend.name == "torch:cpu"
+    with pytest.raises(ValueError, match=r"backend must be one of .*got 'torch:'"):
+        MLPClassifier(backend="torch:").fit(X, y)
