@@ -186,3 +186,23 @@ def test_estimators_take_a_torch_device_by_name():
     assert clf.model_.backend.name == "torch:cpu"
     with pytest.raises(ValueError, match=r"backend must be one of .*got 'torch:'"):
         MLPClassifier(backend="torch:").fit(X, y)
+
+
+def test_reports_on_a_device_without_float64(monkeypatch):
+    """Apple's MPS has no float64, in which a report reads its figures: there the namespace
+    casts to float64 on the host, and passes everything else through. Run here on the CPU with
+    that namespace in place."""
+    be = xpnn.get_backend("torch:cpu")
+    host = torch_backend.HostFloat64(be.xp)
+
+    class OnDevice:  # a stand-in tensor: casting it to float64 where it lives would fail
+        def cpu(self):
+            return torch.ones(2)
+
+    assert host.astype(OnDevice(), torch.float64).dtype == torch.float64
+    assert host.astype(torch.ones(2), torch.int64).dtype == torch.int64
+    monkeypatch.setattr(be, "xp", host)
+    X, y = spiral(30, 3)
+    model = seed_model(be)
+    history = model.train(X, y, epochs=3, batch_size=32, validation_data=(X, y), verbose=False)
+    assert len(history["loss"]) == 3 and np.all(np.isfinite(history["val_loss"]))

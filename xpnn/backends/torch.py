@@ -14,7 +14,7 @@ import numpy as np
 
 from .base import Backend, to_numpy
 
-__all__ = ["DEVICE_ORDER", "TorchBackend", "scratch_pair"]
+__all__ = ["DEVICE_ORDER", "HostFloat64", "TorchBackend", "scratch_pair"]
 
 #: The accelerators ``backend="torch"`` tries, in order, before the CPU (ROCm builds of torch
 #: call AMD GPUs "cuda").
@@ -45,6 +45,8 @@ class TorchBackend(Backend):
         where = _device(torch, device)
         _refuse_float64_on_mps(where, "mps", dtype)
         Backend.__init__(self, xp, where, dtype)
+        if where.type == "mps":
+            self.xp = HostFloat64(xp)
         self.name = "torch" if device is None else f"torch:{device}"
         self.torch = torch
         self._numpy_dtype = {self.dtype: np.dtype(dtype), self.index_dtype: np.dtype(np.int64)}
@@ -160,6 +162,23 @@ class TorchBackend(Backend):
             dinputs = probs - targets
             dinputs /= probs.shape[0]
         return loss, torch.count_nonzero(right), dinputs
+
+
+class HostFloat64:
+    """``array_api_compat.torch`` for a device without float64 (Apple's MPS): a cast to float64,
+    which only the reading of figures at a report asks for, is made on the host."""
+
+    def __init__(self, xp: Any) -> None:
+        self._xp = xp
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._xp, name)
+
+    def astype(self, x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
+        """``astype``, on the host for float64."""
+        if dtype == self._xp.float64:
+            return self._xp.astype(x.cpu(), dtype)
+        return self._xp.astype(x, dtype, copy=copy, device=device)
 
 
 def scratch_pair(scratch: dict, like: Any) -> tuple[Any, Any]:
