@@ -32,7 +32,8 @@ class Backend:
 
     name = "generic"
     #: Which library's versions of the optimizer updates fit this backend's arrays: "numpy"
-    #: (in place) or "cupy" (fused kernels); None runs each update's array-API reference.
+    #: (in place), "cupy" (fused kernels) or "torch" (in place); None runs each update's
+    #: array-API reference.
     fast_path: str | None = None
     #: Where an update has no version for ``fast_path``, the ones to try next, in order (the
     #: compiled NumPy backend falls back on the in-place NumPy versions).
