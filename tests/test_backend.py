@@ -283,3 +283,13 @@ def test_flush_subnormals_zeroes_those_alone(backend, dtype):
     be.flush_subnormals(a, b)
     np.testing.assert_array_equal(xpnn.to_numpy(a), np.asarray(expected, dtype))
     np.testing.assert_array_equal(xpnn.to_numpy(b), np.asarray(expected[::-1], dtype))
+
+
+def test_torch_without_torch_names_the_extra(monkeypatch):
+    """torch is imported only when a torch backend is made; without it, the error says what to
+    install (whether torch is installed here or not)."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" raises ImportError
+    monkeypatch.setattr(backend_base, "_cache", {})
+    with pytest.raises(ImportError, match=r'backend="torch" needs PyTorch .*xpnn\[torch\]'):
+        xpnn.get_backend("torch")
+    assert xpnn.get_backend("numpy").name == "numpy"
