@@ -51,10 +51,6 @@ class TorchBackend(Backend):
         self.torch = torch
         self._numpy_dtype = {self.dtype: np.dtype(dtype), self.index_dtype: np.dtype(np.int64)}
 
-    def is_own(self, a: Any) -> bool:
-        """``Backend.is_own`` for this library."""
-        return type(a) is self.array_type and a.device == self.device
-
     def ensure(self, a: Any, argument: str = "inputs") -> Any:
         """``Backend.ensure`` for this library; a tensor that autograd tracks is taken without
         its history (xpnn computes its own gradients, into buffers autograd refuses)."""
