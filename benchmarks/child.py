@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    parser.add_argument("--backend", choices=["numpy", "cupy", "torch"], default="numpy")
     args = parser.parse_args()
     result = measure(args) if args.mode == "measure" else info(args)
     print(MARK + json.dumps(result), flush=True)

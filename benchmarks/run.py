@@ -1,6 +1,6 @@
 """xpnn beside PyTorch eager: time per training step on the same workloads, printed as ratios.
 
-    python benchmarks/run.py [--quick] [--workloads W1,W2,W3,W4] [--backend numpy|cupy]
+    python benchmarks/run.py [--quick] [--workloads W1,W2,W3,W4] [--backend numpy|cupy|torch]
 
 Every measurement runs in a fresh child process (benchmarks/child.py), xpnn and its peer
 (PyTorch; scikit-learn's MLPClassifier for W4) in alternating order over several rounds; a
@@ -76,6 +76,8 @@ def measure(name: str, plan: Plan, size: int, epochs: int, backend: str) -> dict
     threads = WORKLOADS[name].threads or os.cpu_count() or 1
     peer = WORKLOADS[name].peer
     impls = IMPLS if peer == "torch" else ("xpnn", peer)
+    if backend == "torch":  # xpnn on torch's CPU beside PyTorch eager; no NumPy path to compare
+        impls = tuple(impl for impl in impls if impl != "xpnn-nojit")
     results: dict[str, list] = {impl: [] for impl in impls}
     for round_ in range(plan.rounds):
         turn = round_ % len(impls)
@@ -158,6 +160,8 @@ def report_speed(name: str, title: str, results: dict[str, list], unit: str) -> 
     # Each round's pair ran back to back, so its ratio is less swayed by a machine whose speed
     # drifts during the run than the ratio of medians is.
     for slow, fast in (("torch", "xpnn"), ("torch", "xpnn-nojit"), ("xpnn-nojit", "xpnn")):
+        if slow not in results or fast not in results:
+            continue
         print(ratio_text(medians[slow], medians[fast], slow, fast))
         paired = [per_step(t) / per_step(x) for x, t in zip(results[fast], results[slow])]
         best = min(map(per_step, results[slow])) / min(map(per_step, results[fast]))
@@ -295,7 +299,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few epochs and rounds: a smoke run")
     parser.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated: W1,...,W4")
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    parser.add_argument("--backend", choices=["numpy", "cupy", "torch"], default="numpy")
     args = parser.parse_args()
     names = [name.strip().upper() for name in args.workloads.split(",") if name.strip()]
     if unknown := sorted(set(names) - set(PLANS)):

@@ -62,7 +62,11 @@ def plot_mistakes(X: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, path: P
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["auto", "numpy", "cupy"], default="numpy")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:mps"],
+        default="numpy",
+    )
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=0.001)

@@ -58,7 +58,11 @@ def write_synthetic(folder: Path, train: int = 2000, test: int = 500, seed: int 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["auto", "numpy", "cupy"], default="numpy")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:mps"],
+        default="numpy",
+    )
     parser.add_argument("--data", type=Path, default=None, help="folder of the four .gz files")
     parser.add_argument("--no-download", action="store_true", help="fail if files are missing")
     parser.add_argument("--synthetic", action="store_true", help="a stand-in data set, no network")

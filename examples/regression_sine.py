@@ -57,7 +57,11 @@ def plot_fit(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["auto", "numpy", "cupy"], default="numpy")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:mps"],
+        default="numpy",
+    )
     parser.add_argument("--epochs", type=int, default=10000)
     parser.add_argument("--learning-rate", type=float, default=0.005)
     parser.add_argument("--decay", type=float, default=1e-3)

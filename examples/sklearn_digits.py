@@ -35,7 +35,11 @@ GRID = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["auto", "numpy", "cupy"], default="numpy")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:mps"],
+        default="numpy",
+    )
     parser.add_argument("--epochs", type=int, default=60, help="max_iter of each fit")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="random_state: weights, shuffles")

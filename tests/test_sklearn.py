@@ -441,9 +441,9 @@ def test_cross_val_score(backend):
         ("dropout", 1.0, ValueError, r"dropout must be a finite number in \[0, 1\)"),
         (
             "backend",
-            "torch",
+            "tensorflow",
             ValueError,
-            "backend must be one of 'numpy', 'cupy', 'strict', 'auto';",
+            "backend must be one of 'numpy', 'cupy', 'torch', 'strict', 'auto' or 'torch:<device>'",
         ),
         ("dtype", "float16", ValueError, "dtype must be None .*, 'float32' or 'float64'"),
         ("dtype", "double-ish", ValueError, "dtype must be None .*, 'float32' or 'float64'"),
