@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import os
 
+# scikit-learn's array-API estimator check needs this set before SciPy first loads (else it
+# skips), and any test module may load SciPy first: set here, before the test modules load.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 if os.environ.get("XPNN_CUPY_API") == "1":
     import cupy_api
 

@@ -15,10 +15,6 @@ import pickle
 import subprocess
 import sys
 
-# scikit-learn's array-API check needs this set before scipy loads; without it, it skips.
-if "scipy" not in sys.modules:
-    os.environ.setdefault("SCIPY_ARRAY_API", "1")
-
 import numpy as np
 import pytest
 
