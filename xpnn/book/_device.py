@@ -25,15 +25,22 @@ __all__ = ["OnDevice", "Part", "current", "use"]
 #: objects (see ``use``).
 BACKEND_VARIABLE = "XPNN_BOOK_BACKEND"
 DTYPE_VARIABLE = "XPNN_BOOK_DTYPE"
+EXACT_VARIABLE = "XPNN_BOOK_EXACT"
 
-_settings: dict[str, Any] = {"backend": "numpy", "dtype": None}
+_settings: dict[str, Any] = {"backend": "numpy", "dtype": None, "exact": True}
 _backends: dict[tuple[str, str], Backend] = {}
 
 
-def use(backend: str = "numpy", dtype: str | None = None) -> None:
+def use(backend: str = "numpy", dtype: str | None = None, *, exact: bool = True) -> None:
     """Make the book's objects created from now on compute on ``backend`` ("numpy", "cupy",
     "strict"), in ``dtype`` ("float32" or "float64"; None follows the arrays: float32 after
     ``nnfs.init()``, float64 without it, as the book's own arrays are).
+
+    ``exact`` (NumPy only): the matrix products are the book's ``np.dot`` (after
+    ``nnfs.init()``, its float64 products rounded to float32) and the arrays keep the dtypes
+    NumPy's promotion gives them, so a script prints the book's very numbers. ``exact=False``
+    runs xpnn's own products in the layer's dtype (float32 BLAS): faster, and the numbers
+    agree with the book's to float32 rounding, which a long chaotic run can grow.
 
     Raises ValueError (unknown name), ImportError or RuntimeError (the library is missing or
     cannot compute) before anything changes.
@@ -43,20 +50,27 @@ def use(backend: str = "numpy", dtype: str | None = None) -> None:
         raise ValueError(f"backend must be one of {names}; got {backend!r}")
     if dtype is not None and dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be 'float32', 'float64' or None; got {dtype!r}")
+    if not isinstance(exact, bool):
+        raise TypeError(f"exact must be True or False; got {exact!r}")
     get_backend(backend, dtype or "float32")  # fails here, before the setting changes
-    _settings.update(backend=backend, dtype=dtype)
+    _settings.update(backend=backend, dtype=dtype, exact=exact)
 
 
 def current() -> tuple[str, str | None]:
-    """The backend name and dtype (None: follow the arrays) new book objects take."""
-    return _settings["backend"], _settings["dtype"]
+    """The backend name and dtype (None: follow the arrays) new book objects take; the name is
+    "numpy-exact" for NumPy with the book's products (``use(exact=True)``)."""
+    name = _settings["backend"]
+    if name == "numpy" and _settings["exact"]:
+        name = "numpy-exact"
+    return name, _settings["dtype"]
 
 
 def _from_environment() -> None:
     backend = os.environ.get(BACKEND_VARIABLE, "").strip() or "numpy"
     dtype = os.environ.get(DTYPE_VARIABLE, "").strip() or None
+    exact = os.environ.get(EXACT_VARIABLE, "1").strip() != "0"
     try:
-        use(backend, dtype)
+        use(backend, dtype, exact=exact)
     except ValueError as error:
         raise ValueError(f"{BACKEND_VARIABLE}/{DTYPE_VARIABLE}: {error}") from None
 
@@ -71,7 +85,7 @@ class _BookProducts:
         """A float32 or float64 NumPy array as it is, computed with as NumPy promotes it, as
         the book's arrays are (float64 targets make a float64 loss); anything else as the
         backend converts it."""
-        if type(a) is np.ndarray and a.dtype.name in FLOAT_DTYPES:
+        if type(a) is np.ndarray and (a.dtype is _FLOAT32 or a.dtype is _FLOAT64):
             return a
         return super().ensure(a, argument)  # type: ignore[misc]
 
@@ -89,6 +103,7 @@ class _BookProducts:
         return out
 
 
+_FLOAT32, _FLOAT64 = np.dtype("float32"), np.dtype("float64")
 _book_classes: dict[type, type] = {}
 
 
@@ -98,8 +113,8 @@ def backend_for(name: str, dtype: str) -> Backend:
     key = (name, dtype)
     backend = _backends.get(key)
     if backend is None:
-        backend = get_backend(name, dtype)
-        if name == "numpy":
+        backend = get_backend(name.removesuffix("-exact"), dtype)
+        if name == "numpy-exact":
             base = type(backend)
             if base not in _book_classes:
                 _book_classes[base] = type(f"Book{base.__name__}", (_BookProducts, base), {})

@@ -137,14 +137,37 @@ class Layer_Dense(_Wrapped):
         book's ``np.sum`` and in-place arithmetic give them.
         """
         values = self._take(dvalues, "dvalues")
-        self._layer.backward(values)
-        self.dinputs = self._show(self._layer.dinputs)
+        self._layer.backward(values, need_dinputs=False)
+        # The gradient of the inputs is worked out when read (a first layer's never is), from
+        # the weights of this pass: an update before that keeps a copy of them (update_params).
+        self._pending, self._pending_weights, self._dinputs = values, None, None
         if self._backend.on_host and values.dtype != self._layer.biases.dtype:
             self._wide_dbiases = self._wide_bias_gradient(values)
         else:
             self._wide_dbiases = None
 
     _wide_dbiases: Any = None
+    _pending: Any = None
+    _pending_weights: Any = None
+    _dinputs: Any = None
+
+    @property
+    def dinputs(self) -> Any:
+        """The gradient of the inputs, ``dvalues @ weights.T`` (the weights of the pass)."""
+        if self._pending is not None:
+            weights = self._layer.weights if self._pending_weights is None else self._pending_weights
+            self._dinputs = self._show(self._backend.matmul(self._pending, weights.T))
+            self._pending = self._pending_weights = None
+        return self._dinputs
+
+    @dinputs.setter
+    def dinputs(self, value: Any) -> None:
+        self._pending, self._pending_weights, self._dinputs = None, None, value
+
+    def _before_update(self) -> None:
+        """Keep the weights the unread input gradient needs before they change."""
+        if self._pending is not None and self._pending_weights is None:
+            self._pending_weights = self._backend.xp.asarray(self._layer.weights, copy=True)
     #: The float64 bias states (by the book's names) once a float64 gradient arrived.
     _wide_states: dict | None = None
 
@@ -167,6 +190,7 @@ class Layer_Dense(_Wrapped):
 
     @weights.setter
     def weights(self, value: Any) -> None:
+        self._before_update()
         self._layer.weights[...] = self._parameter(value, self._layer.weights, "weights")
 
     @property
@@ -223,6 +247,7 @@ class Layer_Dense(_Wrapped):
         """Replace the weights and biases (shapes checked before either changes)."""
         new_weights = self._parameter(weights, self._layer.weights, "weights")
         new_biases = self._parameter(biases, self._layer.biases, "biases")
+        self._before_update()
         self._layer.weights[...] = new_weights
         self._layer.biases[...] = new_biases
 

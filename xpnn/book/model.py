@@ -245,7 +245,7 @@ class Model:
         Raises ``xpnn.XpnnFileError`` for any file that cannot be loaded.
         """
         library, dtype = current()
-        saved = XpnnModel.load(path, backend=library, dtype=dtype)
+        saved = XpnnModel.load(path, backend=library.removesuffix("-exact"), dtype=dtype)
         model = Model()
         for layer in saved.layers:
             model.add(_book_layer(layer))

@@ -33,6 +33,8 @@ class _Book:
         in one pass over its flat buffer; a layer of the script's own (NumPy arrays named as
         the book names them) array by array, its state kept on it under the book's names."""
         buffer = getattr(layer, "_buffer", None)
+        if buffer is not None:
+            layer._before_update()
         if buffer is not None and layer._wide_states is None and layer._wide_dbiases is None:
             self.update(buffer, "param", buffer.params, buffer.dparams)  # type: ignore[attr-defined]
             return
