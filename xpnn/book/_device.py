@@ -103,8 +103,41 @@ class _BookProducts:
         return out
 
 
+class _BookDeviceProducts:
+    """A device backend's arithmetic as the book's NumPy arithmetic goes: host float arrays
+    keep their dtype (float64 targets and dropout masks stay float64), and while
+    ``nnfs.init()``'s ``np.dot`` is in place, float32 products are taken in float64 and
+    rounded, as it takes them."""
+
+    def ensure(self, a: Any, argument: str = "inputs") -> Any:
+        """``a`` on the device in its own float dtype (float32 or float64)."""
+        if type(a) is np.ndarray and (a.dtype is _FLOAT32 or a.dtype is _FLOAT64):
+            self.refuse_foreign(a, argument)  # type: ignore[attr-defined]
+            return self.asarray(a, dtype=getattr(self.xp, a.dtype.name))  # type: ignore[attr-defined]
+        if self.is_own(a) and float_name(a, self) is not None:  # type: ignore[attr-defined, arg-type]
+            return a
+        return super().ensure(a, argument)  # type: ignore[misc]
+
+    def matmul(self, a: Any, b: Any, *, out: Any = None) -> Any:
+        """``a @ b``; in float64, rounded to float32, where nnfs's ``np.dot`` would be."""
+        xp = self.xp  # type: ignore[attr-defined]
+        if getattr(np.dot, "__module__", "") == "nnfs.core":
+            product = xp.astype(xp.astype(a, xp.float64) @ xp.astype(b, xp.float64), xp.float32)
+        else:
+            product = a @ b
+        if out is None:
+            return product
+        out[...] = xp.astype(product, out.dtype)
+        return out
+
+    def sum_rows(self, a: Any, *, out: Any) -> Any:
+        """``sum(a, axis=0, keepdims=True)`` into ``out``."""
+        out[...] = self.xp.astype(self.xp.sum(a, axis=0, keepdims=True), out.dtype)  # type: ignore[attr-defined]
+        return out
+
+
 _FLOAT32, _FLOAT64 = np.dtype("float32"), np.dtype("float64")
-_book_classes: dict[type, type] = {}
+_book_classes: dict[tuple[type, type], type] = {}
 
 
 def backend_for(name: str, dtype: str) -> Backend:
@@ -114,11 +147,15 @@ def backend_for(name: str, dtype: str) -> Backend:
     backend = _backends.get(key)
     if backend is None:
         backend = get_backend(name.removesuffix("-exact"), dtype)
-        if name == "numpy-exact":
+        mixin = {"numpy-exact": _BookProducts, "strict": _BookDeviceProducts}.get(name)
+        if name == "cupy" and _settings["exact"]:
+            mixin = _BookDeviceProducts
+        if mixin is not None:
             base = type(backend)
-            if base not in _book_classes:
-                _book_classes[base] = type(f"Book{base.__name__}", (_BookProducts, base), {})
-            backend = _book_classes[base](dtype)
+            if (mixin, base) not in _book_classes:
+                made = type(f"Book{base.__name__}", (mixin, base), {})
+                _book_classes[mixin, base] = made
+            backend = _book_classes[mixin, base](dtype)
         _backends[key] = backend
     return backend
 
@@ -278,7 +315,10 @@ def _binary(op: Any, reflected: bool) -> Any:
             on_device = type(other) in (int, float, bool)
         if on_device:
             a, b = (other_value, self.array) if reflected else (self.array, other_value)
-            return OnDevice(op(a, b), self.backend)
+            try:
+                return OnDevice(op(a, b), self.backend)
+            except TypeError:  # what the array API refuses (bool * 1): NumPy's rules, on the host
+                pass
         host = self.get()
         other_value = _host(other)
         return op(other_value, host) if reflected else op(host, other_value)

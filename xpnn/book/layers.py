@@ -141,7 +141,7 @@ class Layer_Dense(_Wrapped):
         # The gradient of the inputs is worked out when read (a first layer's never is), from
         # the weights of this pass: an update before that keeps a copy of them (update_params).
         self._pending, self._pending_weights, self._dinputs = values, None, None
-        if self._backend.on_host and values.dtype != self._layer.biases.dtype:
+        if values.dtype != self._layer.biases.dtype:
             self._wide_dbiases = self._wide_bias_gradient(values)
         else:
             self._wide_dbiases = None
@@ -171,16 +171,15 @@ class Layer_Dense(_Wrapped):
     #: The float64 bias states (by the book's names) once a float64 gradient arrived.
     _wide_states: dict | None = None
 
-    def _wide_bias_gradient(self, values: np.ndarray) -> np.ndarray:
+    def _wide_bias_gradient(self, values: Any) -> Any:
         """The book's bias gradient in the gradient's dtype: the column sums and penalties."""
-        inner = self._layer
-        gradient = np.sum(values, axis=0, keepdims=True)
+        inner, xp = self._layer, self._backend.xp
+        gradient = xp.sum(values, axis=0, keepdims=True)
         if inner.bias_regularizer_l1 > 0:
-            sign = np.ones_like(inner.biases)
-            sign[inner.biases < 0] = -1
-            gradient += inner.bias_regularizer_l1 * sign
+            sign = 1.0 - 2.0 * xp.astype(inner.biases < 0, inner.biases.dtype)
+            gradient = gradient + inner.bias_regularizer_l1 * sign
         if inner.bias_regularizer_l2 > 0:
-            gradient += 2 * inner.bias_regularizer_l2 * inner.biases
+            gradient = gradient + 2 * inner.bias_regularizer_l2 * inner.biases
         return gradient
 
     @property
@@ -216,12 +215,12 @@ class Layer_Dense(_Wrapped):
         if inner is None:
             raise AttributeError(name)
         if name == "dbiases" and self._wide_dbiases is not None:
-            return self._wide_dbiases
+            return self._show(self._wide_dbiases)
         if name in ("dweights", "dbiases"):
             return self._show(getattr(inner, name))
         if name in _STATES:
             if name.startswith("bias") and self._wide_states and name in self._wide_states:
-                return self._wide_states[name]
+                return self._show(self._wide_states[name])
             return self._show(self._state(name))
         if name.endswith(("_regularizer_l1", "_regularizer_l2")):
             return getattr(inner, name)

@@ -263,6 +263,8 @@ class Accuracy_Categorical(Accuracy):
         values, targets, backend = self._pair(predictions, y, labels=not self.binary)
         if not self.binary and len(targets.shape) == 2:
             targets = (np if backend is None else backend.xp).argmax(targets, axis=1)
+        if backend is not None and values.dtype != targets.dtype:
+            values = backend.xp.astype(values, targets.dtype)  # 0/1 classes against 0/1 floats
         right = values == targets
         return right if backend is None else OnDevice(right, backend)
 

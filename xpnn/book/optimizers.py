@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import copy
+
 import numpy as np
 
 from .. import optimizers
@@ -55,17 +57,24 @@ class _Book:
         n_weights = layer._sizes[0]
         head = _Head(buffer, n_weights)
         self.update(head, "param", buffer.params[:n_weights], buffer.dparams[:n_weights])  # type: ignore[attr-defined]
+        backend = layer._backend
+        xp = backend.xp
         if layer._wide_states is None:
             layer._wide_states = {
-                f"bias_{name}": np.asarray(getattr(buffer, f"param_{name}")[n_weights:], "float64")
-                .reshape(1, -1)
+                f"bias_{name}": xp.reshape(
+                    xp.astype(getattr(buffer, f"param_{name}")[n_weights:], xp.float64), (1, -1)
+                )
                 for name in self.state_names  # type: ignore[attr-defined]
             }
         gradient = layer._wide_dbiases
         if gradient is None:
-            gradient = np.asarray(layer._layer.dbiases)
-        biases = buffer.params[n_weights:].reshape(1, -1)
-        self.update(_Wide(layer._wide_states), "bias", biases, gradient)  # type: ignore[attr-defined]
+            gradient = layer._layer.dbiases
+        biases = xp.reshape(buffer.params[n_weights:], (1, -1))
+        holder = _Wide(layer._wide_states, _reference_backend(backend))
+        # float32 biases plus a float64 step, rounded back: NumPy's in-place arithmetic.
+        wide = xp.astype(biases, xp.float64)
+        self.update(holder, "bias", wide, gradient)  # type: ignore[attr-defined]
+        biases[...] = xp.astype(wide, biases.dtype)
 
 
 class _Head:
@@ -78,13 +87,29 @@ class _Head:
         return getattr(self.buffer, name)[: self.n]
 
 
+_references: dict[str, Backend] = {}
+
+
+def _reference_backend(backend: Backend) -> Backend:
+    """A float64 backend of ``backend``'s library that runs every update's reference (the
+    book's formulas in the library's arithmetic)."""
+    name = backend.name
+    if name not in _references:
+        if backend.on_host:
+            reference = Backend(np, "cpu", "float64", pass_device=False)
+        else:
+            reference = copy.copy(get_backend(name, "float64"))
+            reference.fast_path, reference.fallback_paths = None, ()
+        _references[name] = reference
+    return _references[name]
+
+
 class _Wide:
-    """Float64 bias states, updated by the reference (the book's formulas in NumPy)."""
+    """Float64 bias states, updated by the reference (the book's formulas)."""
 
-    backend = Backend(np, "cpu", "float64", pass_device=False)
-
-    def __init__(self, states: dict) -> None:
+    def __init__(self, states: dict, backend: Backend) -> None:
         object.__setattr__(self, "states", states)
+        object.__setattr__(self, "backend", backend)
 
     def __getattr__(self, name: str) -> Any:
         return self.states.get(name)
