@@ -28,7 +28,7 @@ def layer_seed(seed: int | None) -> int:
     ``np.random.seed(0)`` (or the book's ``nnfs.init()``) makes a run repeatable."""
     if seed is not None:
         return seed
-    return int(np.random.randint(np.iinfo(np.int32).max))
+    return int(np.random.randint(np.iinfo(np.int32).max))  # noqa: NPY002 (the global one)
 
 
 class Layer(HasSettings, Part):

@@ -1,9 +1,11 @@
 """Chapter 9: the combined softmax and cross-entropy forward and backward, and each layer's
 gradients printed."""
 
+# ruff: noqa: F403, F405 (the book's one line: every class from a star import)
+
 import nnfs
 import numpy as np
-from book_classes import *  # noqa: F403
+from book_classes import *
 from nnfs.datasets import spiral_data
 
 nnfs.init()

@@ -2,12 +2,14 @@
 the parameters moved to a second model, and predictions (argument ``categorical``); or a
 sigmoid output with binary cross-entropy (``binary``), or a regression (``regression``)."""
 
+# ruff: noqa: F403, F405 (the book's one line: every class from a star import)
+
 import os
 import sys
 
 import nnfs
 import numpy as np
-from book_classes import *  # noqa: F403
+from book_classes import *
 from nnfs.datasets import sine_data, spiral_data
 
 nnfs.init()

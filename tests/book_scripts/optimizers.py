@@ -1,12 +1,14 @@
 """Chapters 10 to 11: the hand-written training loop with each optimizer (argument: sgd,
 momentum, adagrad, rmsprop, adam), then the test data."""
 
+# ruff: noqa: F403, F405 (the book's one line: every class from a star import)
+
 import os
 import sys
 
 import nnfs
 import numpy as np
-from book_classes import *  # noqa: F403
+from book_classes import *
 from nnfs.datasets import spiral_data
 
 nnfs.init()

@@ -158,8 +158,7 @@ class Optimizer_SGD(_Optimizer):
                 layer.weight_momentums = np.zeros_like(layer.weights)
                 layer.bias_momentums = np.zeros_like(layer.biases)
             weight_updates = (
-                self.momentum * layer.weight_momentums
-                - self.current_learning_rate * layer.dweights
+                self.momentum * layer.weight_momentums - self.current_learning_rate * layer.dweights
             )
             layer.weight_momentums = weight_updates
             bias_updates = (

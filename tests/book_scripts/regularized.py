@@ -1,12 +1,14 @@
 """Chapters 14 and 15: L2 regularization with the penalty from ``regularization_loss(layer)``,
 with dropout (argument ``dropout``) or without (``l2``), then the test data."""
 
+# ruff: noqa: F403, F405 (the book's one line: every class from a star import)
+
 import os
 import sys
 
 import nnfs
 import numpy as np
-from book_classes import *  # noqa: F403
+from book_classes import *
 from nnfs.datasets import spiral_data
 
 nnfs.init()

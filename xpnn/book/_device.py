@@ -161,7 +161,7 @@ def backend_for(name: str, dtype: str) -> Backend:
 
 
 def float_name(a: Any, backend: Backend) -> str | None:
-    """"float32" or "float64" for an array of that dtype (NumPy's or ``backend``'s), else None."""
+    """ "float32" or "float64" for an array of that dtype (NumPy's or ``backend``'s), else None."""
     dtype = getattr(a, "dtype", None)
     if dtype is None:
         return None

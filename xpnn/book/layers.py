@@ -94,7 +94,7 @@ class Layer_Dense(_Wrapped):
         )
         # Checked (by a throwaway layer on the host) before the global generator is drawn from.
         layers.Dense(n_inputs, n_neurons, *regularizers, seed=0, dtype="float64")
-        weights = self.weight_scale * np.random.randn(n_inputs, n_neurons)
+        weights = self.weight_scale * np.random.randn(n_inputs, n_neurons)  # noqa: NPY002 (the book's)
         self._make(n_inputs, n_neurons, regularizers, weights)
 
     def _make(self, n_inputs: int, n_neurons: int, regularizers: tuple, weights: Any) -> None:
@@ -155,7 +155,9 @@ class Layer_Dense(_Wrapped):
     def dinputs(self) -> Any:
         """The gradient of the inputs, ``dvalues @ weights.T`` (the weights of the pass)."""
         if self._pending is not None:
-            weights = self._layer.weights if self._pending_weights is None else self._pending_weights
+            weights = (
+                self._layer.weights if self._pending_weights is None else self._pending_weights
+            )
             self._dinputs = self._show(self._backend.matmul(self._pending, weights.T))
             self._pending = self._pending_weights = None
         return self._dinputs
@@ -168,6 +170,7 @@ class Layer_Dense(_Wrapped):
         """Keep the weights the unread input gradient needs before they change."""
         if self._pending is not None and self._pending_weights is None:
             self._pending_weights = self._backend.xp.asarray(self._layer.weights, copy=True)
+
     #: The float64 bias states (by the book's names) once a float64 gradient arrived.
     _wide_states: dict | None = None
 
@@ -272,7 +275,8 @@ class Layer_Dropout(Part):
         if not training:
             self.output = self._show(values * 1)
             return
-        mask = np.random.binomial(1, self.rate, size=tuple(values.shape)) / self.rate
+        shape = tuple(values.shape)
+        mask = np.random.binomial(1, self.rate, size=shape) / self.rate  # noqa: NPY002
         self._mask = self._backend.ensure(mask, "mask")  # on NumPy float64, as the book's
         self.binary_mask = self._show(self._mask)
         self.output = self._show(values * self._mask)

@@ -9,7 +9,7 @@ remembered trainable layers, ``calculate_accumulated`` and ``new_pass``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -88,7 +88,7 @@ class Loss(Part):
 
     accumulated_sum: Any = 0
     accumulated_count = 0
-    trainable_layers: list = []
+    trainable_layers: ClassVar[tuple] = ()
 
     def regularization_loss(self, layer: Any = None) -> Any:
         """The penalty of ``layer`` (Chapters 14 to 17), or of every remembered trainable layer

@@ -294,7 +294,9 @@ def _xpnn_layer(layer: Any) -> Any:
 def _book_layer(layer: Any) -> Any:
     if isinstance(layer, layers.Dense):
         regularizers = tuple(getattr(layer, r) for r in _REGULARIZERS)
-        weights, biases = (np.asarray(layer.backend.to_numpy(a)) for a in (layer.weights, layer.biases))
+        weights, biases = (
+            np.asarray(layer.backend.to_numpy(a)) for a in (layer.weights, layer.biases)
+        )
         return book_layers.Layer_Dense._from_arrays(weights, biases, regularizers)
     if isinstance(layer, layers.Dropout):
         return book_layers.Layer_Dropout(layer.rate)

@@ -9,9 +9,8 @@ book keeps it (``layer.weight_momentums``, ``layer.weight_cache``, ...).
 
 from __future__ import annotations
 
-from typing import Any
-
 import copy
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +43,11 @@ class _Book:
             self._update_wide(layer, buffer)
             return
         holder = _Plain(layer)
-        for prefix, param, grad in (("weight", "weights", "dweights"), ("bias", "biases", "dbiases")):
+        for prefix, param, grad in (
+            ("weight", "weights", "dweights"),
+            ("bias", "biases", "dbiases"),
+        ):
             self.update(holder, prefix, getattr(layer, param), getattr(layer, grad))  # type: ignore[attr-defined]
-
 
     def _update_wide(self, layer: Any, buffer: Any) -> None:
         """The weights from their part of the flat buffer (the compiled update), the biases
