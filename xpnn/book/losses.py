@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import losses
 from ..backends import Backend
-from ._device import OnDevice, Part, backend_for, device_array
+from ._device import OnDevice, Part, _BookProducts, backend_for, device_array
 from .layers import Activation_Softmax
 
 __all__ = [
@@ -188,14 +188,39 @@ class Activation_Softmax_Loss_CategoricalCrossentropy(Part):
         self.activation = Activation_Softmax()
         self.loss = Loss_CategoricalCrossentropy()
 
+    _pass: tuple | None = None
+
     def forward(self, inputs: Any, y_true: Any) -> Any:
-        """Softmax of ``inputs`` into ``self.output``; returns the mean loss."""
+        """Softmax of ``inputs`` into ``self.output``; returns the mean loss.
+
+        With ``use(exact=False)`` on NumPy one compiled pass gives the loss (summed in float64)
+        and the gradient, which ``backward`` takes if it is given the same outputs and labels.
+        """
         self.activation.forward(inputs)
         self.output = self.activation.output
-        return self.loss.calculate(self.output, y_true)
+        backend = self.activation._backend
+        loss = self.loss
+        if (
+            not backend.on_host
+            or isinstance(backend, _BookProducts)
+            or type(loss) is not (Loss_CategoricalCrossentropy)
+        ):
+            self._pass = None
+            return loss.calculate(self.output, y_true)
+        labels = backend.ensure_labels(device_array(y_true))
+        loss_sum, _, dinputs = backend.softmax_crossentropy(self.output, labels, EPSILON)
+        samples = self.output.shape[0]
+        self._pass = (self.output, y_true, dinputs)
+        loss.accumulated_sum += loss_sum
+        loss.accumulated_count += samples
+        return loss_sum.dtype.type(loss_sum / samples)
 
     def backward(self, dvalues: Any, y_true: Any) -> None:
         """The gradient with respect to the softmax inputs; ``dvalues`` are its outputs."""
+        done = self._pass
+        if done is not None and done[0] is dvalues and done[1] is y_true:
+            self.dinputs = done[2]
+            return
         probabilities = self._take(dvalues, "dvalues")
         backend = self._backend
         labels = backend.ensure_labels(device_array(y_true))
