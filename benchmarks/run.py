@@ -26,8 +26,10 @@ from workloads import WORKLOADS
 HERE = Path(__file__).resolve().parent
 MARK = "BENCH-RESULT "
 #: xpnn as installed (compiled kernels where numba is there), xpnn with XPNN_JIT=0 (plain NumPy),
-#: and PyTorch.
-IMPLS = ("xpnn", "xpnn-nojit", "torch")
+#: PyTorch eager, and JAX: one jitted call per step, or one per epoch (lax.scan over batches).
+IMPLS = ("xpnn", "xpnn-nojit", "torch", "jax-step", "jax-epoch")
+#: W3 (growth) runs the first three.
+GROWTH_IMPLS = IMPLS[:3]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ def child(args: list[str], threads: int, jit: bool = True) -> dict[str, Any]:
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
+    if threads == 1:  # XLA's CPU backend runs its own thread pool: one thread
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
     if not jit:
         env["XPNN_JIT"] = "0"
     command = [sys.executable, str(HERE / "child.py"), *args, "--threads", str(threads)]
@@ -75,7 +80,9 @@ def measure(name: str, plan: Plan, size: int, epochs: int, backend: str) -> dict
     goes first as often, and each pair runs back to back)."""
     threads = WORKLOADS[name].threads or os.cpu_count() or 1
     peer = WORKLOADS[name].peer
-    impls = IMPLS if peer == "torch" else ("xpnn", peer)
+    impls = ("xpnn", peer) if peer != "torch" else GROWTH_IMPLS if name == "W3" else IMPLS
+    if backend == "cupy":  # the JAX sides run on the CPU
+        impls = tuple(impl for impl in impls if not impl.startswith("jax"))
     results: dict[str, list] = {impl: [] for impl in impls}
     for round_ in range(plan.rounds):
         turn = round_ % len(impls)
@@ -157,7 +164,9 @@ def report_speed(name: str, title: str, results: dict[str, list], unit: str) -> 
     print(table(headers, rows))
     # Each round's pair ran back to back, so its ratio is less swayed by a machine whose speed
     # drifts during the run than the ratio of medians is.
-    for slow, fast in (("torch", "xpnn"), ("torch", "xpnn-nojit"), ("xpnn-nojit", "xpnn")):
+    pairs = [("torch", "xpnn"), ("jax-step", "xpnn"), ("jax-epoch", "xpnn")]
+    pairs += [("torch", "xpnn-nojit"), ("xpnn-nojit", "xpnn"), ("torch", "jax-epoch")]
+    for slow, fast in pairs:
         print(ratio_text(medians[slow], medians[fast], slow, fast))
         paired = [per_step(t) / per_step(x) for x, t in zip(results[fast], results[slow])]
         best = min(map(per_step, results[slow])) / min(map(per_step, results[fast]))
@@ -221,7 +230,7 @@ def report_growth(sizes: tuple[int, ...], by_size: list[dict[str, list]]) -> Non
     for size, results in zip(sizes, by_size):
         row = [f"{size:,}", str(results["xpnn"][0]["steps"] // results["xpnn"][0]["epochs"])]
         medians = {}
-        for impl in IMPLS:
+        for impl in GROWTH_IMPLS:
             runs = results[impl]
             medians[impl] = statistics.median(r["seconds"] / r["epochs"] for r in runs)
             peak = statistics.median(r["peak_rss_mib"] for r in runs)
@@ -284,6 +293,7 @@ def print_environment(info: dict[str, Any], args: argparse.Namespace) -> None:
         f"torch  {info['torch']}, {info['torch_threads']} threads by default, "
         f"MKL {info['torch_mkl']}, oneDNN {info['torch_mkldnn']}"
     )
+    print(f"jax    {info['jax']} (CPU; W1 and W3: one XLA thread)")
     gpu = f" on {info['gpu']}" if "gpu" in info else ""
     print(f"xpnn   {info['xpnn']}, backend {args.backend}{gpu}")
     print(f"numba  {info['numba']}; xpnn-nojit is xpnn with XPNN_JIT=0 (plain NumPy)")
