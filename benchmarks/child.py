@@ -43,7 +43,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Build one side, train ``warmup`` epochs untimed, then time ``epochs`` epochs."""
     workload = WORKLOADS[args.workload]
     X, y = make_data(workload, args.samples)
-    if workload.peer == "sklearn":  # both sides are estimators: one fit per call
+    if workload.peer == "sklearn" and not args.impl.startswith("jax"):  # one fit per call
         import sklearn_side as side
 
         train = side.build(args.impl, workload, X, y, backend=args.backend)
@@ -68,6 +68,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         import xpnn_side
 
         initial = xpnn_side.initial_parameters(workload)
+        if workload.peer == "sklearn":  # W4: the estimators' training split (no L2 term)
+            from sklearn.model_selection import train_test_split
+
+            X, _, y, _ = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
         train = side.build(workload, X, y, initial, mode=args.impl.split("-")[1])
     setup_rss = max_rss_mib()
     if args.warmup:
