@@ -158,7 +158,9 @@ def test_restored_when_a_step_raises(backend):
     assert set(after) == {3}
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "1.5", "two", "auto2", "1e3"])
+@pytest.mark.parametrize(
+    "value", ["0", "-1", "+2", "1.5", "two", "auto2", "1e3", "\u00b2", "\u0663"]
+)
 @pytest.mark.parametrize("call", ["train", "evaluate", "predict"])
 def test_bad_setting_refused_before_anything_changes(backend, monkeypatch, value, call):
     model, watch = model_of(backend, DIGITS)

@@ -66,7 +66,7 @@ def setting() -> int | str:
         return "auto"
     if value == "off":
         return "off"
-    if value.isdigit() and int(value) > 0:
+    if value.isascii() and value.isdigit() and int(value) > 0:
         return int(value)
     raise ValueError(
         f"{ENV} must be a positive integer (BLAS threads while xpnn trains, evaluates and "
