@@ -66,6 +66,7 @@ def data(widths, samples):
 
 DIGITS = (64, 128, 128, 10)  # the digits MLP, at batch 32: largest product 32 x 128 x 128
 W2 = (784, 512, 512, 10)  # at batch 256: 256 x 784 x 512
+MEDIUM = (256, 256, 10)  # at batch 256: two threads' worth
 
 
 def host_blas(backend) -> bool:
@@ -83,6 +84,7 @@ def test_choice_from_the_products_size(backend):
     assert blas_threads.choose(small, 32) == 1
     assert blas_threads.choose(large, 256) >= 2
     assert blas_threads.choose(large, 1) == 1  # predicting one row at a time
+    assert blas_threads.choose(model_of(backend, MEDIUM)[0], 256) == 2
 
 
 @pytest.mark.parametrize(("widths", "batch", "inside"), [(DIGITS, 32, 1), (W2, 256, 2)])
@@ -244,3 +246,50 @@ def test_overlapping_runs_from_two_threads(backend):
     assert large_seen and all(set(seen) == {1 if on_host else 2} for seen in large_seen)
     assert after_large == [[1 if on_host else 2] * len(after_large[0])]
     assert set(after) == {2}
+
+
+class PerThreadLibrary:
+    """A stand-in for an OpenMP build of OpenBLAS, whose limit belongs to each thread."""
+
+    threading_layer = "openmp"
+    filepath = "per-thread stand-in"
+
+    def __init__(self, default: int) -> None:
+        self.default, self.local = default, threading.local()
+
+    def get_num_threads(self) -> int:
+        return getattr(self.local, "threads", self.default)
+
+    def set_num_threads(self, threads: int) -> None:
+        self.local.threads = threads
+
+
+def test_per_thread_limits_set_and_put_back_in_the_running_thread(backend, monkeypatch):
+    """With a per-thread library, a run limits its own thread only, and puts it back there,
+    while a large model trains in another thread meanwhile."""
+    library = PerThreadLibrary(default=4)
+    monkeypatch.setattr(blas_threads, "_libraries", [library])
+    seen: dict[str, list[int]] = {"small": [], "large": [], "large after": []}
+
+    def train_large():
+        def record():
+            seen["large"].append(library.get_num_threads())
+
+        large, _ = model_of(backend, MEDIUM, during=record)
+        large.train(*data(MEDIUM, 256), epochs=1, batch_size=256, verbose=False)
+        seen["large after"].append(library.get_num_threads())
+
+    def inside_small():
+        seen["small"].append(library.get_num_threads())
+        if len(seen["small"]) == 1:  # a whole large run in another thread, meanwhile
+            thread = threading.Thread(target=train_large)
+            thread.start()
+            thread.join(WAIT)
+            seen["small"].append(library.get_num_threads())
+
+    small, _ = model_of(backend, DIGITS, during=inside_small)
+    small.train(*data(DIGITS, 32), epochs=1, batch_size=32, verbose=False)
+    on_host = host_blas(backend)
+    assert seen["small"] == [1 if on_host else 4] * 2
+    assert seen["large"] == [2 if on_host else 4] and seen["large after"] == [4]
+    assert library.get_num_threads() == 4

@@ -114,12 +114,17 @@ def _inside(path: str, home: str) -> str:
     return relative.split(os.sep)[0]
 
 
+def _per_thread(library: Any) -> bool:
+    """Whether ``library`` keeps its limit per thread: OpenBLAS or BLIS built on OpenMP."""
+    return getattr(library, "threading_layer", None) == "openmp"
+
+
 def _set(library: Any, threads: int) -> None:
     """Set ``library``'s limit from this thread. threadpoolctl lets only one Python thread at a
     time set OpenBLAS's process-wide limit (it ignores the others); xpnn's calls are ordered by
     its lock, so each takes that role first."""
     clear = getattr(type(library), "clear_controlling_thread", None)
-    if clear is not None and getattr(library, "threading_layer", None) != "openmp":
+    if clear is not None and not _per_thread(library):
         clear(force=True)
     library.set_num_threads(threads)
 
@@ -153,12 +158,12 @@ def limited(model: Model, rows: int, threads: int | str | None = None) -> Iterat
             _saved[:] = [
                 (lib, n)
                 for lib in libraries
-                if lib.threading_layer != "openmp" and (n := lib.get_num_threads()) is not None
+                if not _per_thread(lib) and (n := lib.get_num_threads()) is not None
             ]
         _runs[token] = run
         _apply()
     # An OpenMP build's limit belongs to the calling thread: set here, put back here.
-    own = [(lib, lib.get_num_threads()) for lib in libraries if lib.threading_layer == "openmp"]
+    own = [(lib, lib.get_num_threads()) for lib in libraries if _per_thread(lib)]
     try:
         for library, before in own:
             if before is not None:
