@@ -21,13 +21,31 @@ import importlib
 import inspect
 import re
 import sys
+import threading
 import types
+import warnings
 from typing import Any
 
+import nccl_standin
 import numpy as np
 
 #: Calls checked, by name ("clip", "ndarray.__add__", "random.Generator.random", ...).
 counts: collections.Counter[str] = collections.Counter()
+#: The calls that wait for the device and bring data to the host (a synchronisation on a GPU):
+#: conversions, printing, copies to the host, and results whose shape depends on the data.
+SYNCS = frozenset(
+    [f"ndarray.__{name}__" for name in ("bool", "float", "int", "complex", "index", "repr")]
+    + ["ndarray.__str__", "ndarray.__format__", "ndarray.__getitem__[mask]", "ndarray.get"]
+    + ["ndarray.item", "ndarray.tolist", "ndarray.nonzero", "asnumpy", "nonzero"]
+    + ["flatnonzero", "argwhere", "unique", "cuda.Stream.synchronize", "cuda.Device.synchronize"]
+)
+
+
+def syncs() -> int:
+    """How many synchronising calls (``SYNCS``) the stand-in has seen."""
+    return sum(counts[name] for name in SYNCS)
+
+
 #: Names whose real signature could not be read: for those only the name's existence is checked.
 unreadable: set[str] = set()
 
@@ -219,6 +237,12 @@ def _wrapped_indices(shape: tuple[int, ...], key: Any) -> Any:
     return tuple(out) if isinstance(key, tuple) else out[0]
 
 
+def _has_mask(key: Any) -> bool:
+    """True where ``key`` holds a boolean array (a mask, whose count decides the shape)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, np.ndarray) and k.dtype == bool for k in keys)
+
+
 def _has_array(key: Any) -> bool:
     items = key if isinstance(key, tuple) else (key,)
     return any(isinstance(i, (np.ndarray, list)) for i in items)
@@ -338,12 +362,15 @@ class ndarray:
         )
 
     def __repr__(self) -> str:
+        counts["ndarray.__repr__"] += 1
         return repr(self._a)
 
     def __str__(self) -> str:
+        counts["ndarray.__str__"] += 1
         return str(self._a)
 
     def __format__(self, spec: str) -> str:
+        counts["ndarray.__format__"] += 1
         return format(self._a, spec)
 
     def __len__(self) -> int:
@@ -386,6 +413,8 @@ class ndarray:
     def __getitem__(self, key: Any) -> ndarray:
         counts["ndarray.__getitem__"] += 1
         key = _host(key)
+        if _has_mask(key):
+            counts["ndarray.__getitem__[mask]"] += 1  # the result's size is read from the device
         if _has_array(key):
             key = _wrapped_indices(self._a.shape, key)
         return _wrap(self._a[key])
@@ -577,7 +606,7 @@ def _method(name: str, real: Any):
 
 def _property(name: str):
     if name == "device":
-        return property(lambda self: _DEVICE, doc="The stand-in's one device.")
+        return property(lambda self: Device(), doc="The current device (arrays follow it).")
     if name == "__cuda_array_interface__":
         return property(
             lambda self: {
@@ -589,7 +618,9 @@ def _property(name: str):
                 "version": 3,
             }
         )
-    if name in ("data", "cstruct", "flat") or not hasattr(np.ndarray, name):
+    if name == "data":
+        return property(lambda self: _MemoryPointer(self._a), doc="Where the data start.")
+    if name in ("cstruct", "flat") or not hasattr(np.ndarray, name):
 
         def gap(self):
             raise StandInGap(f"cupy.ndarray.{name} is not modelled")
@@ -658,15 +689,21 @@ _KEEP = {
 # -- the device, streams, random numbers, kernels -----------------------------------------------
 
 
+#: How many devices the stand-in plays (tests set it); each thread has its own current one.
+DEVICE_COUNT = 1
+_current = threading.local()
+
+
 class Device:
-    """Stands in for ``cupy.cuda.Device``: the one device, equal to itself, usable as a context."""
+    """Stands in for ``cupy.cuda.Device``: ``DEVICE_COUNT`` devices, the current one kept per
+    thread as CUDA keeps it; usable as a context."""
 
     __module__ = "cupy.cuda.device"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _bind("cuda.Device", _signature_of("cuda.Device", _real.cuda.Device), args, kwargs)
         device = (*args, *kwargs.values(), None)[0]
-        self.id = 0 if device is None else int(device)
+        self.id = getattr(_current, "id", 0) if device is None else int(device)
 
     def __repr__(self) -> str:
         return f"<CUDA Device {self.id}>"
@@ -678,25 +715,48 @@ class Device:
         return hash(("cuda", self.id))
 
     def __enter__(self) -> Device:
+        self._previous = getattr(_current, "id", 0)
+        self.use()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        return None
+        _current.id = self._previous
 
     def use(self) -> None:
-        """Make it current (it always is)."""
+        """Make it this thread's current device; an id past ``DEVICE_COUNT`` fails, as CUDA's
+        ``cudaSetDevice``."""
+        counts["cuda.Device.use"] += 1
+        if not 0 <= self.id < DEVICE_COUNT:
+            raise _real.cuda.runtime.CUDARuntimeError(101)  # cudaErrorInvalidDevice
+        _current.id = self.id
 
     def synchronize(self) -> None:
         """Wait for the device (NumPy has already finished)."""
         counts["cuda.Device.synchronize"] += 1
 
 
-_DEVICE = object.__new__(Device)
-_DEVICE.id = 0
+def _device_count() -> int:
+    counts["cuda.runtime.getDeviceCount"] += 1
+    return DEVICE_COUNT
+
+
+class _MemoryPointer:
+    """Stands in for ``cupy.cuda.MemoryPointer``: ``ptr``, the data's address, by which the
+    stand-in NCCL finds the array again."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.ptr = a.ctypes.data
+        _by_pointer[self.ptr] = a
+
+
+#: The arrays whose ``.data.ptr`` was taken, by address (the stand-in NCCL's device memory).
+_by_pointer: dict[int, np.ndarray] = {}
 
 
 class _Stream:
     """Stands in for a ``cupy.cuda.Stream``: NumPy's work is done when the call returns."""
+
+    ptr = 0  # the null stream's handle, as CuPy's default stream has
 
     def synchronize(self) -> None:
         counts["cuda.Stream.synchronize"] += 1
@@ -972,12 +1032,17 @@ def build() -> types.ModuleType:
     if isinstance(real, _Namespace):
         raise RuntimeError("cupy is the stand-in already, with no real CuPy to check against")
     _real = real
+    with warnings.catch_warnings():  # CuPy warns where the NCCL library is missing
+        warnings.simplefilter("ignore")
+        importlib.import_module("cupy.cuda.nccl")  # the reference for the stand-in's names
     _build_array_class(_real.ndarray)
     kernel_signature = signature("ElementwiseKernel", _real.ElementwiseKernel)
     if kernel_signature is None:
         raise RuntimeError("cupy.ElementwiseKernel's signature cannot be read")
     _KERNEL_SIGNATURE = kernel_signature
-    runtime = _Namespace(_real.cuda.runtime, None, "cuda.runtime.", {})
+    runtime = _Namespace(
+        _real.cuda.runtime, None, "cuda.runtime.", {"getDeviceCount": _device_count}
+    )
     cuda = _Namespace(
         _real.cuda,
         None,
@@ -987,6 +1052,7 @@ def build() -> types.ModuleType:
             "Device": Device,
             "get_current_stream": lambda device_id=-1: _Stream(),
             "runtime": runtime,
+            "nccl": nccl_standin.build(_real, _by_pointer, lambda: Device().id),
         },
     )
     random = _Namespace(

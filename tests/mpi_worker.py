@@ -19,6 +19,10 @@ import numpy as np
 from mpi4py import MPI
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if os.environ.get("XPNN_CUPY_API") == "1":  # the CuPy API stand-in, as tests/conftest.py puts it
+    import cupy_api
+
+    cupy_api.install()
 
 from helpers import spiral
 from replicas import (
@@ -252,8 +256,14 @@ def main() -> None:
     if mode == "crash":
         crash(backend)
         return
+    placement = None
+    if backend == "cupy":  # a device per rank, before any model is built
+        device = xpnn.distributed.use_device(COMM)
+        group = xpnn.distributed.group_of(build(backend), COMM)
+        placement = {"device": device, "transport": type(group).__name__}
     seen = {
         "size": SIZE,
+        "placement": placement,
         "equal": equal_runs(backend),
         "from_rank_0": from_rank_0(backend),
         "disagreements": disagreements(backend),

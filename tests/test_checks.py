@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import itertools
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -323,8 +324,26 @@ def test_one_hot_rows_must_be_probabilities(backend, y, message):
     ids=["one-hot", "int8", "smoothed", "smoothed float32", "uniform float16"],
 )
 def test_one_hot_and_smoothed_rows_train(backend, y):
-    seed_model(backend).train(X_GOOD, y, verbose=False)
-    seed_model(backend, dtype="float64").train(X_GOOD, y, verbose=False)
+    """Rows of probabilities train as their classes do: the loss falls and the classes are
+    learnt; uniform rows (nothing to learn) give log(3), whatever the model predicts."""
+    uniform = np.all(y == y[0])
+    for dtype in ("float32", "float64"):
+        model = seed_model(backend, dtype=dtype)
+        before = _parameters(model)
+        history = model.train(X_GOOD, y, epochs=100, verbose=False)
+        losses = np.array(history["loss"])
+        assert np.all(np.isfinite(losses))
+        assert not np.array_equal(before[0], _parameters(model)[0])  # the weights moved
+        # The loss over the rows is the book's, -log(sum(p * row)), of the model's predictions.
+        p = np.clip(xpnn.to_numpy(model.predict(X_GOOD)).astype(np.float64), 1e-7, 1 - 1e-7)
+        expected = -np.mean(np.log(np.sum(p * y.astype(np.float64), axis=1)))
+        rel = 1e-5 if dtype == "float32" else 1e-9
+        assert model.evaluate(X_GOOD, y)["loss"] == pytest.approx(expected, rel=rel)
+        if uniform:  # -log(sum(p * 1/3)) = log(3) for any p (1/3 in float16 is 0.33325)
+            np.testing.assert_allclose(losses, -np.log(float(y[0, 0])), rtol=1e-5)
+            continue
+        assert losses[-1] < 0.7 * losses[0]
+        assert model.evaluate(X_GOOD, Y_GOOD)["accuracy"] > 0.7  # chance is 1/3
 
 
 @pytest.mark.parametrize(
@@ -335,6 +354,14 @@ def test_one_hot_and_smoothed_rows_train(backend, y):
         (xpnn.Sigmoid, xpnn.MeanSquaredError, None, 2.0, "the output layer gives values in"),
         (xpnn.Tanh, xpnn.MeanSquaredError, None, 3.0, r"output layer gives values in \[-1, 1\]"),
         (xpnn.ReLU, xpnn.MeanAbsoluteError, None, -1.0, r"gives values in \[0, inf\]"),
+        (
+            lambda: xpnn.LeakyReLU(alpha=0),
+            xpnn.MeanSquaredError,
+            None,
+            -1e-3,
+            r"y holds values in \[-0.001, -0.001\], but the output layer gives values in "
+            r"\[0, inf\]",
+        ),
         (xpnn.Linear, xpnn.MeanSquaredError, None, 1e20, "MeanSquaredError summed over 60"),
         (xpnn.Linear, xpnn.MeanAbsoluteError, None, 1e37, "MeanAbsoluteError summed over 60"),
         (
@@ -358,6 +385,7 @@ def test_one_hot_and_smoothed_rows_train(backend, y):
         "sigmoid out of reach",
         "tanh out of reach",
         "relu negative",
+        "leaky relu alpha 0 negative",
         "MSE overflow",
         "MAE overflow",
         "binary accuracy smoothed",
@@ -372,12 +400,48 @@ def test_targets_the_loss_or_output_cannot_take(backend, output, loss, accuracy,
     _assert_unchanged(model, before)
 
 
-def test_targets_in_reach_train(backend):
-    _model(backend, xpnn.Tanh, xpnn.MeanSquaredError, outputs=1).train(
-        X_GOOD, np.linspace(-1, 1, 60), verbose=False
+LINEAR = X_GOOD @ np.array([0.5, -0.3])  # an easy target in [-0.5, 0.4], negative included
+
+
+@pytest.mark.parametrize(
+    ("output", "y"),
+    [
+        (xpnn.Tanh, LINEAR),
+        (xpnn.Linear, LINEAR),
+        (xpnn.LeakyReLU, LINEAR),  # alpha > 0: any real number, negative ones included
+        (lambda: xpnn.LeakyReLU(alpha=0.5), LINEAR),
+        (xpnn.Sigmoid, np.abs(LINEAR)),
+        (xpnn.ReLU, np.abs(LINEAR)),
+    ],
+    ids=["tanh", "linear", "leaky relu", "leaky relu 0.5", "sigmoid", "relu"],
+)
+def test_targets_in_reach_train(backend, output, y):
+    """Targets the output layer can reach are taken, and learnt: the loss falls well below its
+    start."""
+    model = _model(
+        backend, output, xpnn.MeanSquaredError, optimizer=xpnn.Adam(learning_rate=0.02), outputs=1
     )
-    wide = _model(backend, xpnn.Linear, xpnn.MeanSquaredError, outputs=1, dtype="float64")
-    wide.train(X_GOOD, np.full(60, 1e20), verbose=False)  # float64 holds the squares
+    history = model.train(X_GOOD, y, epochs=60, batch_size=16, verbose=False)
+    losses = np.array(history["loss"])
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < 0.6 * losses[0]
+    if getattr(model.layers[-1], "alpha", 0) >= 0.5:
+        # Below the floor that predictions >= 0 (a ReLU's) cannot go beneath: the negative
+        # targets are reached, not merely let through.
+        relu_floor = np.mean(np.minimum(y, 0) ** 2)
+        assert model.evaluate(X_GOOD, y)["loss"] < 0.3 * relu_floor
+
+
+def test_targets_far_out_train_where_the_dtype_holds_their_squares(backend):
+    model = _model(backend, xpnn.Linear, xpnn.MeanSquaredError, outputs=1, dtype="float64")
+    start = xpnn.to_numpy(model.predict(X_GOOD))[:, 0]
+    before = _parameters(model)
+    history = model.train(X_GOOD, np.full(60, 1e20), verbose=False)
+    # The first loss is taken before the update: 1e40, finite in float64.
+    assert history["loss"][0] == pytest.approx(np.mean((1e20 - start) ** 2), rel=1e-9)
+    after = _parameters(model)
+    assert all(np.all(np.isfinite(a)) for a in after)
+    assert not np.array_equal(before[2], after[2])
 
 
 class _Masked:
@@ -474,11 +538,28 @@ def test_set_parameters_refuses_what_would_lose_meaning(backend, weights, messag
 
 
 def test_numeric_array_likes_and_lists_train(backend):
-    model = seed_model(backend)
-    model.train(_Frame(X_GOOD), _Frame(Y_GOOD), verbose=False)
-    model.train(X_GOOD.tolist(), Y_GOOD.tolist(), verbose=False)
-    model.train(X_GOOD.astype(np.int16), Y_GOOD.astype(np.uint8), verbose=False)
-    model.train(X_GOOD.astype(np.float16), Y_GOOD.astype(np.float32), verbose=False)
+    """A table, lists, integers and float16 train exactly as the same numbers do when given
+    on the device in the model's dtype (float32): converted, not misread."""
+    X16, y32, X10 = X_GOOD.astype(np.float16), Y_GOOD.astype(np.float32), X_GOOD * 10
+    cases = [
+        ((_Frame(X_GOOD), _Frame(Y_GOOD)), X_GOOD),
+        ((X_GOOD.tolist(), Y_GOOD.tolist()), X_GOOD),
+        ((X10.astype(np.int16), Y_GOOD.astype(np.uint8)), np.trunc(X10)),
+        ((X16, y32), X16),
+        ((X_GOOD, Y_GOOD), X_GOOD),  # float64
+    ]
+    for given, same in cases:
+        model, reference = seed_model(backend), seed_model(backend)
+        be = reference.backend
+        same = (be.asarray(same.astype(np.float32)), be.asarray(Y_GOOD, dtype=be.index_dtype))
+        start = _parameters(model)
+        history = model.train(*given, epochs=20, verbose=False)
+        expected = reference.train(*same, epochs=20, verbose=False)
+        assert history["loss"] == expected["loss"]
+        assert math.isfinite(history["loss"][-1]) and history["loss"][-1] < history["loss"][0]
+        for a, b in zip(_parameters(model), _parameters(reference), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(start[0], _parameters(model)[0])
 
 
 # -- incoherent models, refused at finalize() ---------------------------------------------------
@@ -535,11 +616,48 @@ def _targets(output: str, loss: str):
 
 
 COMBINATIONS = list(itertools.product(OUTPUTS, LOSSES, METRICS))
+EPOCHS = 40
+
+
+def _figures(loss: str, metric: str, model, y) -> dict[str, float]:
+    """The loss and accuracy over ``(X_GOOD, y)``, computed here with NumPy from the model's
+    predictions, following the book's definitions (as README states them)."""
+    p = xpnn.to_numpy(model.predict(X_GOOD)).astype(np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    clipped = np.clip(p, 1e-7, 1 - 1e-7)
+    if loss == "CategoricalCrossentropy":
+        rows = np.eye(p.shape[1])[y.astype(int)] if y.ndim == 1 else y
+        value = -np.mean(np.log(np.sum(clipped * rows, axis=1)))
+    elif loss == "BinaryCrossentropy":
+        value = -np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
+    elif loss == "MeanSquaredError":
+        value = np.mean((y - p) ** 2)
+    else:
+        value = np.mean(np.abs(y - p))
+    figures = {"loss": value}
+    p32, y32 = p.astype(np.float32), y.astype(np.float32)
+    if metric == "CategoricalAccuracy":
+        labels = y if y.ndim == 1 else np.argmax(y, axis=1)
+        figures["accuracy"] = np.mean(np.argmax(p, axis=1) == labels)
+    elif metric == "CategoricalAccuracy(binary)":
+        figures["accuracy"] = np.mean((p32 > 0.5) == (y32 == 1))
+    elif metric == "RegressionAccuracy":
+        precision = np.float32(np.std(y) / 250)
+        assert model.accuracy.precision == pytest.approx(precision, rel=1e-6)
+        figures["accuracy"] = np.mean(np.abs(p32 - y32) < precision)
+    return figures
 
 
 @pytest.mark.parametrize(("output", "loss", "metric"), COMBINATIONS)
 def test_output_layer_loss_and_metric_fit_together(backend, output, loss, metric):
-    model = _model(backend, OUTPUTS[output], LOSSES[loss], METRICS[metric](), finalize=False)
+    model = _model(
+        backend,
+        OUTPUTS[output],
+        LOSSES[loss],
+        METRICS[metric](),
+        optimizer=xpnn.Adam(learning_rate=0.02),
+        finalize=False,
+    )
     problem = _coherence_problem(output, loss, metric)
     if problem is not None:
         with pytest.raises(ValueError, match=problem):
@@ -547,10 +665,19 @@ def test_output_layer_loss_and_metric_fit_together(backend, output, loss, metric
         assert model._parameters is None
         return
     model.finalize()
-    history = model.train(X_GOOD, _targets(output, loss), batch_size=16, verbose=False)
-    assert math.isfinite(history["loss"][-1])
+    y = _targets(output, loss)
+    before = _figures(loss, "none", model, y)["loss"]  # evaluate() wants a precision first
+    history = model.train(X_GOOD, y, epochs=EPOCHS, batch_size=16, verbose=False)
+    after = model.evaluate(X_GOOD, y)
+    # The figures are what NumPy makes of the model's own predictions...
+    expected = _figures(loss, metric, model, y)
+    assert after["data_loss"] == pytest.approx(expected["loss"], rel=1e-4)
     if metric != "none":
-        assert 0 <= history["accuracy"][-1] <= 1
+        assert after["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
+        assert len(history["accuracy"]) == EPOCHS and not math.isnan(history["accuracy"][-1])
+    # ...and training on an easy problem lowers the loss, evaluated and as recorded.
+    assert after["loss"] < 0.95 * before
+    assert history["loss"][-1] < 0.95 * history["loss"][0]
 
 
 def test_the_table_has_legal_and_illegal_models():
@@ -619,13 +746,21 @@ def test_loss_optimizer_and_metric_belong_to_one_model(part):
 
 
 def test_a_part_is_free_once_its_model_is_gone():
+    """A part knows its model by a weak reference: it keeps no model alive, and a model that is
+    gone lets it join another."""
     a = seed_model("numpy")
     layer, optimizer = a.layers[0], a.optimizer
+    b = xpnn.Model(seed=1)
+    with pytest.raises(ValueError, match="already belongs to another model"):
+        b.add(layer)  # while a lives
+    gone = weakref.ref(a)
     del a
     gc.collect()
-    b = xpnn.Model(seed=1)
+    assert gone() is None  # neither its layers nor its optimizer kept it alive
     b.add(layer)
     b.set(optimizer=optimizer)
+    assert b.layers == [layer] and b.optimizer is optimizer
+    assert layer.model_is(b) and optimizer.model_is(b)
 
 
 def test_a_layer_twice_in_one_model_is_refused():

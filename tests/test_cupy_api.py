@@ -6,6 +6,8 @@ these tests skip with that reason.
 
 from __future__ import annotations
 
+import importlib.util
+
 import cupy_api
 import numpy as np
 import pytest
@@ -183,3 +185,20 @@ def test_signatures_are_read_from_cython_docstrings():
     with pytest.raises(TypeError):
         sig.bind(x1=1, x2=2)
     assert read(type("F", (), {"__doc__": "Initialize self.  See help(type(self))"})) is None
+
+
+def test_the_nccl_standin_keeps_cupys_signatures():
+    """The stand-in's ``cupy.cuda.nccl`` signatures are those the installed CuPy's compiled
+    module embeds (read from its bytes: without libnccl the module cannot be imported)."""
+    import pathlib
+
+    import nccl_standin
+
+    spec = importlib.util.find_spec("cupy_backends.cuda.libs.nccl")
+    if spec is None or spec.origin is None:
+        pytest.skip("this CuPy has no NCCL module")
+    compiled = pathlib.Path(spec.origin).read_bytes()
+    for name, text in nccl_standin.SIGNATURES.items():
+        assert text.encode() in compiled, name
+    for name in [*nccl_standin.DATATYPES, *nccl_standin.OPERATORS]:
+        assert name.encode() in compiled, name

@@ -121,3 +121,183 @@ def test_gpu_arrays_without_the_array_api_are_refused(backend, foreign):
         model.train(X, np.zeros((2, 3)))
     with pytest.raises(TypeError, match=r"^X is a .* array"):
         model.predict(X)
+
+
+# -- backward takes its gradient as forward takes its inputs --------------------------------------
+
+RNG = np.random.default_rng(7)
+INPUTS = RNG.standard_normal((4, 3))  # 4 samples, 3 features
+LABELS = np.array([0, 2, 1, 2])
+PROBABILITIES = np.exp(INPUTS) / np.exp(INPUTS).sum(axis=1, keepdims=True)
+
+
+def _layer(make):
+    """A layer after a forward pass of ``INPUTS``; backward takes dvalues alone."""
+
+    def build(backend):
+        layer = make(backend)
+        layer.forward(INPUTS, training=True)
+        return layer, layer.backward, RNG.standard_normal(tuple(layer.output.shape))
+
+    return build
+
+
+def _loss(make, y_true, y_pred=PROBABILITIES, forward=False):
+    """A loss whose backward takes dvalues (the predictions) and ``y_true``."""
+
+    def build(backend):
+        loss = make(backend=backend)
+        if forward:  # the combined softmax and loss: dvalues are its own softmax outputs
+            loss.forward(INPUTS, y_true)
+        return loss, lambda dvalues: loss.backward(dvalues, y_true), y_pred.copy()
+
+    return build
+
+
+BACKWARDS = {
+    "ReLU": _layer(lambda b: xpnn.ReLU(backend=b)),
+    "Softmax": _layer(lambda b: xpnn.Softmax(backend=b)),
+    "Sigmoid": _layer(lambda b: xpnn.Sigmoid(backend=b)),
+    "Linear": _layer(lambda b: xpnn.Linear(backend=b)),
+    "Tanh": _layer(lambda b: xpnn.Tanh(backend=b)),
+    "LeakyReLU": _layer(lambda b: xpnn.LeakyReLU(0.1, backend=b)),
+    "Dropout": _layer(lambda b: xpnn.Dropout(0.5, backend=b, seed=0)),
+    "Dense": _layer(lambda b: xpnn.Dense(3, 2, 0.1, 0.1, 0.1, 0.1, backend=b, seed=0)),
+    "CategoricalCrossentropy": _loss(xpnn.CategoricalCrossentropy, LABELS),
+    "CategoricalCrossentropy one-hot": _loss(xpnn.CategoricalCrossentropy, np.eye(3)[LABELS]),
+    "SoftmaxCategoricalCrossentropy": _loss(
+        xpnn.SoftmaxCategoricalCrossentropy, LABELS, forward=True
+    ),
+    "BinaryCrossentropy": _loss(xpnn.BinaryCrossentropy, (INPUTS > 0).astype(float)),
+    "MeanSquaredError": _loss(xpnn.MeanSquaredError, INPUTS),
+    "MeanAbsoluteError": _loss(xpnn.MeanAbsoluteError, INPUTS),
+}
+
+
+def _gradients(part):
+    """Every gradient the part's backward writes, on the host."""
+    names = ("dinputs", "dweights", "dbiases")
+    return [
+        xpnn.to_numpy(getattr(part, n)).copy() for n in names if getattr(part, n, None) is not None
+    ]
+
+
+@pytest.mark.parametrize("case", BACKWARDS)
+def test_backward_moves_and_casts_its_gradient_as_forward_does(backend, case):
+    """Host data (a NumPy array on any backend, a list) moves; float64 on a float32 part is
+    cast, on the host or the device; the result is the one the device's own array gives."""
+    part, backward, dvalues = BACKWARDS[case](backend)
+    be = part.backend
+    assert be.dtype_name == "float32"
+    backward(be.asarray(dvalues))  # the part's own array, in its own dtype: the reference
+    expected = _gradients(part)
+    assert expected
+    device_float64 = be.asarray(dvalues, dtype=be.xp.float64)
+    for given in (dvalues, dvalues.tolist(), dvalues.astype(np.float32), device_float64):
+        part.dinputs = None
+        dinputs = backward(given)
+        assert_on_backend(dinputs, be)
+        assert dinputs.dtype == be.dtype, f"{type(given).__name__} gave {dinputs.dtype}"
+        for got, want in zip(_gradients(part), expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def _foreign(backend):
+    """A device array that is not the backend's own: refused, never copied."""
+    if backend == "strict":
+        return _CudaArray()
+    return xpnn.get_backend("strict").zeros((4, 3))
+
+
+@pytest.mark.parametrize("case", BACKWARDS)
+def test_backward_refuses_gradients_that_do_not_fit(backend, case):
+    """A gradient shaped unlike the output, of another device, or not of numbers: an error
+    naming dvalues, before any gradient changes."""
+    part, backward, dvalues = BACKWARDS[case](backend)
+    backward(part.backend.asarray(dvalues))
+    before = _gradients(part)
+    n, k = dvalues.shape
+    wrong = [
+        (np.ones((n, k + 1)), ValueError, r"dvalues has shape \(4, \d\)|y_true has shape"),
+        (np.ones((n + 1, k)), ValueError, r"dvalues has shape \(5, \d\)|y_true.* has shape"),
+        (np.ones((1, k)), ValueError, r"dvalues has shape \(1, \d\)|y_true.* has shape"),
+        (np.ones(k), ValueError, r"dvalues (has shape|must be 2-D)"),
+        (1.0, ValueError, r"dvalues (has shape|must be 2-D)"),
+        (dvalues + 1j, TypeError, "dvalues must hold real numbers; got dtype complex128"),
+        (dvalues.astype(str), TypeError, "dvalues must hold real numbers; got dtype <U"),
+        (dvalues > 0, TypeError, "dvalues must hold real numbers; got dtype bool"),
+        (None, TypeError, "dvalues must hold real numbers; got dtype object"),
+        ([[1.0, 2.0], [3.0]], TypeError, "dvalues must be an array of real numbers; got list"),
+        (np.ma.masked_array(dvalues), TypeError, "dvalues is a masked array"),
+        (_foreign(part.backend.name), TypeError, r"dvalues is a .* array on device"),
+    ]
+    if case in ("CategoricalCrossentropy", "SoftmaxCategoricalCrossentropy"):
+        del wrong[0]  # class indices fit any number of classes above the largest index
+    for given, error, message in wrong:
+        with pytest.raises(error, match=message):
+            backward(given)
+        for got, want in zip(_gradients(part), before, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", list(BACKWARDS)[:8])  # the layers; losses keep no forward state
+def test_backward_before_forward_is_refused(backend, case):
+    part, _, dvalues = BACKWARDS[case](backend)
+    fresh = type(part)(**{**part.config(), "backend": part.backend})
+    with pytest.raises(RuntimeError, match=r"backward\(\) before forward\(\)"):
+        fresh.backward(dvalues)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error", "message"),
+    [
+        (np.ones((4, 2)), ValueError, r"inputs must have shape \(samples, 3\) for Dense\(3, 2\)"),
+        (np.ones(3), ValueError, r"inputs must have shape \(samples, 3\).*got \(3,\)"),
+        (INPUTS + 1j, TypeError, "inputs must hold real numbers; got dtype complex128"),
+        (INPUTS.astype(str), TypeError, "inputs must hold real numbers; got dtype <U"),
+        ([[1.0, 2.0, 3.0], [4.0]], TypeError, "inputs must be an array of real numbers"),
+    ],
+    ids=["too narrow", "1-D", "complex", "text", "ragged"],
+)
+def test_forward_refuses_inputs_that_do_not_fit(backend, inputs, error, message):
+    """What NumPy would refuse deep inside (or cast into garbage) is refused by name."""
+    layer = xpnn.Dense(3, 2, backend=backend, seed=0)
+    with pytest.raises(error, match=message):
+        layer.forward(inputs)
+    assert not hasattr(layer, "output")  # nothing changed
+    with pytest.raises(ValueError, match=r"inputs must be 2-D \(samples, classes\)"):
+        xpnn.Softmax(backend=backend).forward(np.ones(3))
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ([0, 2, 1], r"y_true \(class indices\) has shape \(3,\) but y_pred\[:, 0\] has .*\(4,\)"),
+        ([0, 2, 1, 3], r"y_true holds class indices in \[0, 3\] but the predictions have 3"),
+        ([0, -1, 1, 2], r"y_true holds class indices in \[-1, 2\]"),
+        ([0, 1.5, 1, 2], "y_true holds class indices, which must be whole numbers"),
+        (np.eye(4)[[0, 1, 2, 3]], r"y_true has shape \(4, 4\) but y_pred has shape \(4, 3\)"),
+        (["a", "b", "c", "d"], "y_true must hold real numbers"),
+    ],
+    ids=["short", "too high", "negative", "fraction", "one-hot too wide", "text"],
+)
+@pytest.mark.parametrize(
+    "loss", [xpnn.CategoricalCrossentropy, xpnn.SoftmaxCategoricalCrossentropy]
+)
+@pytest.mark.parametrize("kind", [list, np.asarray])
+def test_crossentropy_refuses_labels_that_do_not_fit(backend, loss, kind, labels, message):
+    """Host labels (a list, a NumPy array: the numpy backend's own) are checked before they
+    move (a GPU wraps an index out of range, NumPy takes -1 as the last class, and the compiled
+    NumPy pass would read past a short label array)."""
+    labels = kind(labels)
+    part = loss(backend=backend)
+    y_pred = part.backend.asarray(PROBABILITIES)
+    if loss is xpnn.SoftmaxCategoricalCrossentropy:
+        message = message.replace("y_pred", "inputs")
+    with pytest.raises((ValueError, TypeError), match=message):
+        part.forward(y_pred, labels)
+    with pytest.raises(
+        (ValueError, TypeError),
+        match=message.replace("y_pred", "dvalues").replace("inputs", "dvalues"),
+    ):
+        part.backward(y_pred, labels)

@@ -253,3 +253,18 @@ def test_an_uncaught_error_on_one_rank_ends_the_job_within_seconds(size, tmp_pat
 def test_readme_runs_under_python_m_mpi4py():
     readme = (HERE.parent / "README.md").read_text()
     assert "mpiexec -n 2 python -m mpi4py examples/distributed.py" in readme
+
+
+@by_size
+def test_each_rank_computes_on_a_device_of_its_node(ranks, backend):
+    if backend != "cupy":
+        pytest.skip("devices are CuPy's")
+    import cupy
+
+    count = cupy.cuda.runtime.getDeviceCount()
+    # All ranks of these launches are on one node: node-local rank = rank.
+    assert [seen["placement"]["device"] for seen in ranks] == [r % count for r in range(len(ranks))]
+    expected = "NcclMPI" if count >= len(ranks) else "HostMPI"  # NCCL only with a device each
+    if expected == "NcclMPI" and not getattr(cupy.cuda.nccl, "available", False):
+        expected = "HostMPI"
+    assert {seen["placement"]["transport"] for seen in ranks} == {expected}

@@ -9,6 +9,7 @@ fixture.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import pickle
 import subprocess
@@ -37,7 +38,7 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
 
 import xpnn
 from xpnn.sklearn import ACTIVATIONS, MLPClassifier, MLPRegressor, expected_failed_checks
@@ -54,13 +55,14 @@ _SKIPPED = {
 _QUICK = {"hidden_layer_sizes": (16,), "learning_rate_init": 0.01, "max_iter": 50}
 
 
-# In float32 two checks may fail where the CPU's BLAS moves a last bit (expected_failed_checks
-# says why); in float64 every check must pass.
+# With dtype=None (the default) the estimators compute in the input's dtype, as scikit-learn's
+# do, and every check must pass, none declared. With dtype="float32" two checks may fail where
+# the CPU's BLAS moves a last bit (expected_failed_checks says why).
 @parametrize_with_checks(
     [
         estimator(**_QUICK, backend=p.values[0], dtype=dtype)
         for p in _backend_params()
-        for dtype in ("float32", "float64")
+        for dtype in (None, "float32")
         for estimator in (MLPClassifier, MLPRegressor)
     ],
     expected_failed_checks=expected_failed_checks,
@@ -69,6 +71,77 @@ def test_sklearn_estimator_checks(estimator, check):
     if estimator.backend in _SKIPPED:
         pytest.skip(_SKIPPED[estimator.backend])
     check(estimator)
+
+
+def test_check_estimator_passes_the_default_estimators(backend):
+    """``check_estimator(MLPClassifier())`` as a user runs it: every check passes, none
+    declared (only the backend is set)."""
+    if backend in _SKIPPED:
+        pytest.skip(_SKIPPED[backend])
+    for estimator in (MLPClassifier(backend=backend), MLPRegressor(backend=backend)):
+        results = check_estimator(estimator, on_fail=None)
+        assert len(results) > 50
+        assert [r["check_name"] for r in results if r["status"] != "passed"] == []
+
+
+def test_the_default_estimators_declare_no_expected_failure():
+    for estimator in (MLPClassifier, MLPRegressor):
+        assert estimator().dtype is None
+        assert expected_failed_checks(estimator()) == {}
+        assert expected_failed_checks(estimator(dtype=np.float64)) == {}
+        assert set(expected_failed_checks(estimator(dtype="float32"))) == {
+            "check_methods_subset_invariance",
+            "check_methods_sample_order_invariance",
+        }
+
+
+# -- dtype ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "dtype", "computed"),
+    [
+        (np.float64, None, "float64"),
+        (np.float32, None, "float32"),
+        (np.int64, None, "float64"),  # as scikit-learn: anything but float32 in float64
+        (np.float16, None, "float64"),
+        (np.float64, "float32", "float32"),
+        (np.float32, np.float64, "float64"),
+    ],
+)
+def test_the_dtype_follows_the_input_unless_fixed(backend, given, dtype, computed):
+    X, y = _blobs(3)
+    X = (X * 4).astype(given)
+    for estimator in (MLPClassifier, MLPRegressor):
+        fitted = estimator((4,), max_iter=2, random_state=0, backend=backend, dtype=dtype)
+        fitted.fit(X, y.astype(float) if estimator is MLPRegressor else y)
+        assert fitted.model_.backend.dtype_name == computed
+        assert all(w.dtype == computed for w in fitted.coefs_)
+        assert fitted.dtype is dtype  # the parameter is left as given
+    grown = MLPClassifier((4,), backend=backend, dtype=dtype).partial_fit(X, y, classes=[0, 1, 2])
+    grown.partial_fit(X.astype(np.float64), y)  # the first call decided
+    assert grown.model_.backend.dtype_name == computed and grown.n_iter_ == 2
+
+
+def test_a_float32_model_predicts_float64_input(backend):
+    X, y = _blobs(3)
+    clf = MLPClassifier((8,), max_iter=3, random_state=0, backend=backend)
+    clf.fit(X.astype(np.float32), y)
+    assert clf.model_.backend.dtype_name == "float32"
+    # float64 input is converted to float32, the dtype the network computes in; the outputs
+    # come back as float64, as always.
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float64
+    np.testing.assert_array_equal(proba, clf.predict_proba(X.astype(np.float32)))
+    np.testing.assert_array_equal(clf.predict(X), clf.predict(X.astype(np.float32)))
+    # A value float32 cannot hold is refused, named, rather than computed with as infinity.
+    huge = X.copy()
+    huge[5, 1] = 1e300
+    with pytest.raises(ValueError, match=r"X holds values beyond float32's range"):
+        clf.predict(huge)
+    reg = MLPRegressor((8,), max_iter=3, random_state=0, backend=backend, dtype="float32")
+    reg.fit(X, y.astype(float))
+    np.testing.assert_array_equal(reg.predict(X), reg.predict(X.astype(np.float32)))
 
 
 # -- classification -----------------------------------------------------------------------------
@@ -351,31 +424,155 @@ def test_cross_val_score(backend):
         ("hidden_layer_sizes", (10, 0), ValueError, "hidden_layer_sizes must be a positive"),
         ("hidden_layer_sizes", "wide", ValueError, "hidden_layer_sizes must be a positive"),
         ("activation", "gelu", ValueError, "activation must be one of 'identity'"),
+        ("activation", ["relu"], ValueError, "activation must be one of 'identity'"),
         ("alpha", -1.0, ValueError, r"alpha must be a finite number in \[0, inf\)"),
-        ("batch_size", 0, ValueError, "batch_size must be a positive integer"),
+        ("alpha", "big", TypeError, "alpha must be a real number"),
+        ("batch_size", 0, ValueError, "batch_size must be a positive integer or 'auto'"),
+        ("batch_size", "AUTO", ValueError, "batch_size must be a positive integer or 'auto'"),
         ("learning_rate_init", 0.0, ValueError, r"learning_rate_init must .* \(0, inf\)"),
         ("max_iter", 2.5, ValueError, "max_iter must be a positive integer"),
         ("shuffle", "yes", TypeError, "shuffle must be True or False"),
         ("early_stopping", 1, TypeError, "early_stopping must be True or False"),
         ("validation_fraction", 1.0, ValueError, r"validation_fraction must .* \(0, 1\)"),
         ("n_iter_no_change", 0, ValueError, "n_iter_no_change must be a positive integer"),
+        ("verbose", "loud", TypeError, "verbose must be True, False or an integer"),
         ("optimizer", "lbfgs", ValueError, "optimizer must be one of 'adam'"),
         ("decay", float("nan"), ValueError, "decay must be a finite number"),
         ("dropout", 1.0, ValueError, r"dropout must be a finite number in \[0, 1\)"),
-        ("backend", "torch", ValueError, "backend must be one of 'auto'"),
-        ("dtype", "float16", ValueError, "dtype must be 'float32' or 'float64'"),
-        ("dtype", "double-ish", ValueError, "dtype must be 'float32' or 'float64'"),
-        ("random_state", "seed", ValueError, "cannot be used to seed"),
+        (
+            "backend",
+            "torch",
+            ValueError,
+            "backend must be one of 'numpy', 'cupy', 'strict', 'auto';",
+        ),
+        ("dtype", "float16", ValueError, "dtype must be None .*, 'float32' or 'float64'"),
+        ("dtype", "double-ish", ValueError, "dtype must be None .*, 'float32' or 'float64'"),
+        ("random_state", "seed", ValueError, r"random_state must be None, an integer in \[0"),
+        ("random_state", -1, ValueError, r"random_state must be None, an integer in \[0"),
+        ("random_state", 2**32, ValueError, r"random_state must be None, an integer in \[0"),
+        ("random_state", np.random.default_rng(0), ValueError, "random_state must be None"),
     ],
 )
-def test_bad_parameters_are_named_before_anything_changes(backend, name, value, error, message):
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_bad_parameters_are_named_before_anything_changes(
+    backend, estimator, name, value, error, message
+):
     X, y = _blobs(3)
-    clf = MLPClassifier((4,), max_iter=2, random_state=0, backend=backend).fit(X, y)
-    before = clf.predict_proba(X)
-    with pytest.raises(error, match=message):
-        clf.set_params(**{name: value}).fit(X, y)
-    assert clf.n_iter_ == 2
-    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    fitted = estimator((4,), max_iter=2, random_state=0, backend=backend)
+    fitted.fit(X, y.astype(float) if estimator is MLPRegressor else y)
+    before = fitted.predict(X)
+    with pytest.raises(error, match=f"^{estimator.__name__} {message}"):
+        fitted.set_params(**{name: value}).fit(X, y)
+    assert fitted.n_iter_ == 2
+    np.testing.assert_array_equal(fitted.predict(X), before)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"alpha": 1e300}, r"alpha=1e\+300 is too large for float32, the dtype it computes in"),
+        ({"alpha": 1e42}, r"alpha=1e\+42 .* batch of 120, would be infinite"),  # 1e42 / 240
+        ({"learning_rate_init": 1e300}, r"learning_rate_init=1e\+300 is too large for float32"),
+        ({"learning_rate_init": 1e-50}, r"learning_rate_init=1e-50 is too small for float32"),
+    ],
+)
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_settings_float32_cannot_hold_are_named_as_the_estimators(
+    backend, estimator, settings, message
+):
+    """Where the dtype cannot hold what ``alpha`` or ``learning_rate_init`` become, the error
+    names the estimator's parameter, not the Dense layer's or the optimizer's setting."""
+    X, y = _blobs(3, samples=120)
+    y = y.astype(float) if estimator is MLPRegressor else y
+    fixed = estimator((4,), max_iter=2, backend=backend, dtype="float32", **settings)
+    with pytest.raises(ValueError, match=rf"^{estimator.__name__} {message}.*dtype='float64'\)$"):
+        fixed.fit(X, y)
+    # Float32 input computes in float32 with dtype=None: the same error, and float64 input or
+    # dtype='float64' offered.
+    following = estimator((4,), max_iter=2, backend=backend, **settings)
+    with pytest.raises(ValueError, match=r"dtype='float64', or float64 input\)$"):
+        following.fit(X.astype(np.float32), y)
+    assert not hasattr(following, "model_") and not hasattr(following, "n_features_in_")
+    # In float64 these values are held (alpha=1e300 too, though Adam's squared gradients
+    # then overflow float64).
+    if settings in ({"alpha": 1e42}, {"learning_rate_init": 1e-50}):
+        following.fit(X, y)
+        assert following.model_.backend.dtype_name == "float64"
+
+
+def test_unknown_parameters_name_the_estimator():
+    with pytest.raises(TypeError, match=r"^MLPClassifier has no parameter 'tol' \(every epoch"):
+        MLPClassifier(tol=1e-4)
+    with pytest.raises(TypeError, match=r"^MLPRegressor has no parameter 'solver' \(optimizer="):
+        MLPRegressor(solver="sgd")
+    with pytest.raises(TypeError, match=r"no parameter 'width'; its parameters are hidden_layer"):
+        MLPClassifier(width=3)
+    with pytest.raises(TypeError, match=r"no parameters 'tol' \(every .*\), 'width'; its param"):
+        MLPClassifier(tol=0.0, width=3)
+    with pytest.raises(TypeError, match=r"^MLPClassifier\(\): too many positional arguments"):
+        MLPClassifier((4,), "relu", 1e-4)
+    with pytest.raises(TypeError, match=r"^MLPRegressor\(\): multiple values for argument"):
+        MLPRegressor((4,), hidden_layer_sizes=(5,))
+    with pytest.raises(ValueError, match=r"Invalid parameter 'tol' for estimator MLPClassifier"):
+        MLPClassifier().set_params(tol=1e-4)
+    # The signature shown (help, IDEs, scikit-learn's own checks) is the parameters'.
+    for estimator in (MLPClassifier, MLPRegressor):
+        shown = inspect.signature(estimator)
+        assert list(shown.parameters)[:2] == ["hidden_layer_sizes", "activation"]
+        assert sorted(shown.parameters) == sorted(estimator().get_params(deep=False))
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_a_loss_that_turns_nan_names_the_estimators_settings(backend):
+    X, y = _blobs(3)
+    clf = MLPClassifier(
+        (4,), max_iter=5, learning_rate_init=3e38, random_state=0, dtype="float32", backend=backend
+    )
+    with pytest.raises(
+        xpnn.NonFiniteLossError,
+        match=r"^MLPClassifier: the training loss became NaN or infinite at epoch \d+"
+        r"(, step \d+)?; the estimator is as it was before this fit\. A smaller "
+        r"learning_rate_init \(now 3e\+38\) or alpha \(now 0\.0001\), X scaled to a smaller "
+        r"range \(StandardScaler\), or dtype='float64', usually helps$",
+    ):
+        clf.fit(X, y)
+    assert not hasattr(clf, "model_") and not hasattr(clf, "n_features_in_")
+    # partial_fit trains the fitted network itself: what it keeps is said. Found at the step
+    # (NumPy) the last finite step's parameters are kept; found at the epoch's end (a device),
+    # the network goes back to the start of the call.
+    reg = MLPRegressor((4,), max_iter=2, random_state=0, backend=backend).fit(X, y.astype(float))
+    before = reg.coefs_
+    kept = "its network keeps the parameters of the last finite step"
+    if not reg.model_.backend.on_host:
+        kept = "its network is as it was before this partial_fit"
+    with pytest.raises(
+        xpnn.NonFiniteLossError,
+        match=rf"^MLPRegressor: .* at epoch 3(, step 1)?; {kept}\. .* \(StandardScaler\) "
+        r"usually helps$",  # float64: no dtype advice
+    ):
+        reg.partial_fit(X * 1e160, y.astype(float))  # squares beyond float64's range
+    assert reg.n_iter_ == 2
+    for weights, kept_weights in zip(reg.coefs_, before):  # it failed at the first step
+        np.testing.assert_array_equal(weights, kept_weights)
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_early_stopping_names_bad_data_as_x_or_y_wherever_it_falls(backend, estimator):
+    """The held-out part is checked with the rest: a value the dtype cannot hold is named as
+    part of X or y whether it fell in the training rows or the held-out ones."""
+    X, y = _blobs(2, samples=16)
+    y = y.astype(float) if estimator is MLPRegressor else y
+    settings = dict(early_stopping=True, validation_fraction=0.5, random_state=0, dtype="float32")
+    for row in range(len(X)):  # about half of the rows are held out
+        bad = X.copy()
+        bad[row, 0] = 1e300
+        with pytest.raises(ValueError, match=r"^X holds values beyond float32's range"):
+            estimator((4,), backend=backend, **settings).fit(bad, y)
+        if estimator is MLPRegressor:
+            large = y.copy()
+            large[row] = 1e19
+            with pytest.raises(ValueError, match=r"^y holds values up to 1e\+19 .* 16 samples"):
+                estimator((4,), backend=backend, **settings).fit(X, large)
 
 
 def test_a_validation_split_that_cannot_be_made_changes_nothing(backend):
@@ -395,7 +592,7 @@ def test_a_fit_that_fails_leaves_the_estimator_as_it_was(backend):
     before = clf.predict_proba(X)
     with pytest.raises(ValueError, match="one class"):  # other data, found wanting
         clf.fit(X[:, :3], np.zeros(len(X)))
-    reg = MLPRegressor((4,), max_iter=2, backend=backend).fit(X, y.astype(float))
+    reg = MLPRegressor((4,), max_iter=2, backend=backend, dtype="float32").fit(X, y.astype(float))
     with pytest.raises(ValueError, match="would overflow float32"):  # refused by Model.train
         reg.fit(X[:, :3], np.full(len(X), 1e19))
     for estimator in (clf, reg):

@@ -249,3 +249,29 @@ def test_plot_without_a_path_returns_the_figure(data):
     assert len(rate_axis.lines) == 1
     # Outside pyplot: a notebook shows it once (as the cell's value), the backend unchanged.
     assert plt.get_fignums() == open_figures and matplotlib.get_backend() == backend
+
+
+def test_class_labels_as_a_column_are_named_so(backend, data):
+    """``y.reshape(-1, 1)`` of class labels is refused as a column, with ``y.ravel()`` offered,
+    by train, evaluate and validation_data alike, before anything changes."""
+    X, y = data
+    model = seed_model(backend, seed=0)
+    before = model.get_parameters()
+    column = y.reshape(-1, 1)
+    message = (
+        r"^{} has shape \(300, 1\): its class labels look like a column; pass them 1-D, as "
+        r"{}\.ravel\(\) gives them \(one-hot rows would have 3 columns, one per class\)$"
+    )
+    own = model.backend.asarray(column, dtype=model.backend.index_dtype)  # on the device
+    for labels in (column, column.astype(np.float64), own):
+        with pytest.raises(ValueError, match=message.format("y", "y")):
+            model.train(X, labels, epochs=1, verbose=False)
+        with pytest.raises(ValueError, match=message.format("y", "y")):
+            model.evaluate(X, labels)
+        with pytest.raises(ValueError, match=message.format(*[r"validation_data\[1\]"] * 2)):
+            model.train(X, y, epochs=1, validation_data=(X, labels), verbose=False)
+    for kept, now in zip(before, model.get_parameters()):
+        np.testing.assert_array_equal(kept[0], now[0])
+    # One-hot rows of another width keep their own message.
+    with pytest.raises(ValueError, match="y is one-hot with 2 columns but the model outputs 3"):
+        model.train(X, np.eye(2)[y % 2], epochs=1, verbose=False)

@@ -20,6 +20,44 @@ NON_NEGATIVE: dict[str, Any] = {"low": 0.0}
 FRACTION: dict[str, Any] = {"low": 0.0, "high": 1.0, "high_open": True}
 
 
+def host_numbers(a: Any, argument: str) -> np.ndarray:
+    """Host data (a NumPy array, a list, an array-like) as a NumPy array of real numbers, or a
+    TypeError naming ``argument``: NumPy would fail deep inside on text or ragged lists, and
+    cast complex numbers, booleans or objects into garbage."""
+    try:
+        array = np.asarray(a)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{argument} must be an array of real numbers; got {type(a).__name__} ({error})"
+        ) from error
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{argument} must hold real numbers; got dtype {array.dtype}")
+    return array
+
+
+def ensure_numbers(backend: Any, a: Any, argument: str) -> Any:
+    """``a`` as an array of ``backend``'s float dtype on its device, as ``Backend.ensure`` makes
+    it (host data moves, another dtype is cast, another device's array is refused), refusing
+    what holds no real numbers with a TypeError naming ``argument``."""
+    if backend.is_own(a):
+        if a.dtype == backend.dtype:
+            return a  # the hot loop's case, checked first
+        if not backend.xp.isdtype(a.dtype, ("integral", "real floating")):
+            raise TypeError(f"{argument} must hold real numbers; got dtype {a.dtype}")
+        return backend.xp.astype(a, backend.dtype)
+    backend.refuse_foreign(a, argument)
+    return backend.asarray(host_numbers(a, argument))
+
+
+def same_shape(a: Any, shape: tuple[int, ...], argument: str, what: str) -> None:
+    """ValueError naming ``argument`` unless ``a`` has ``shape``, the shape of ``what``."""
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(
+            f"{argument} has shape {tuple(a.shape)} but {what} has shape {tuple(shape)}; "
+            "they must match"
+        )
+
+
 def positive_int(value: Any, argument: str) -> int:
     """``value`` as an int >= 1, or a ValueError/TypeError that names ``argument``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

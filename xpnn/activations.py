@@ -19,7 +19,7 @@ class ReLU(Layer):
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """max(0, inputs) into ``self.output``."""
-        self.inputs = self.backend.ensure(inputs)
+        self.inputs = self._inputs(inputs)
         self.output = self.backend.relu(self.inputs)
         return self.output
 
@@ -28,7 +28,7 @@ class ReLU(Layer):
         # The book zeroes the gradient where inputs <= 0, by fancy-index assignment; keeping the
         # gradient where the mask holds does the same in one array operation on every library
         # (one compiled pass where numba runs the NumPy backend).
-        dvalues = self.backend.ensure(dvalues, "dvalues")
+        dvalues = self._gradient(dvalues)
         self.dinputs = self.backend.relu_backward(dvalues, self.inputs)
         return self.dinputs
 
@@ -41,7 +41,12 @@ class Softmax(Layer):
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """Row-wise probabilities into ``self.output``."""
         # exp(inputs - row maximum) / row sum: see Backend.softmax, the reference.
-        self.output = self.backend.softmax(self.backend.ensure(inputs))
+        inputs = self._inputs(inputs)
+        if inputs.ndim != 2:
+            raise ValueError(
+                f"inputs must be 2-D (samples, classes); got shape {tuple(inputs.shape)}"
+            )
+        self.output = self.backend.softmax(inputs)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
@@ -49,7 +54,7 @@ class Softmax(Layer):
         # Each row's Jacobian, diag(s) - s s^T, applied to its gradient: s * (d - s . d).
         # The book loops over samples; this is the same product for all rows at once.
         xp = self.backend.xp
-        dvalues = self.backend.ensure(dvalues, "dvalues")
+        dvalues = self._gradient(dvalues)
         s = self.output
         self.dinputs = s * (dvalues - xp.sum(dvalues * s, axis=1, keepdims=True))
         return self.dinputs
@@ -66,13 +71,13 @@ class Sigmoid(Layer):
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """``1 / (1 + exp(-inputs))`` into ``self.output``."""
-        self.inputs = self.backend.ensure(inputs)
+        self.inputs = self._inputs(inputs)
         self.output = 1 / (1 + self.backend.xp.exp(-self.inputs))
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
         """``dvalues * (1 - output) * output``."""
-        dvalues = self.backend.ensure(dvalues, "dvalues")
+        dvalues = self._gradient(dvalues)
         self.dinputs = dvalues * (1 - self.output) * self.output
         return self.dinputs
 
@@ -86,13 +91,13 @@ class Linear(Layer):
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """The inputs, unchanged, as ``self.output``."""
-        self.inputs = self.backend.ensure(inputs)
+        self.inputs = self._inputs(inputs)
         self.output = self.inputs
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
         """The gradient, unchanged."""
-        self.dinputs = self.backend.ensure(dvalues, "dvalues")
+        self.dinputs = self._gradient(dvalues)
         return self.dinputs
 
 
@@ -103,13 +108,13 @@ class Tanh(Layer):
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """``tanh(inputs)`` into ``self.output``."""
-        self.inputs = self.backend.ensure(inputs)
+        self.inputs = self._inputs(inputs)
         self.output = self.backend.xp.tanh(self.inputs)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
         """``dvalues * (1 - output ** 2)``."""
-        dvalues = self.backend.ensure(dvalues, "dvalues")
+        dvalues = self._gradient(dvalues)
         self.dinputs = dvalues * (1 - self.output * self.output)
         return self.dinputs
 
@@ -127,13 +132,13 @@ class LeakyReLU(Layer):
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """``inputs`` where positive, ``alpha * inputs`` elsewhere."""
-        self.inputs = self.backend.ensure(inputs)
+        self.inputs = self._inputs(inputs)
         self.output = self.backend.xp.where(self.inputs > 0, self.inputs, self.alpha * self.inputs)
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
         """The gradient where the input was positive, ``alpha`` times it elsewhere."""
-        dvalues = self.backend.ensure(dvalues, "dvalues")
+        dvalues = self._gradient(dvalues)
         self.dinputs = self.backend.xp.where(self.inputs > 0, dvalues, self.alpha * dvalues)
         return self.dinputs
 

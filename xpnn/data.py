@@ -89,6 +89,12 @@ def prepare_targets(
     if loss.categorical and y.ndim == 1:
         return _labels(backend, xp, y, outputs, argument)
     if loss.categorical:
+        if y.shape[1] == 1 and outputs != 1:  # class labels as a column: (samples, 1)
+            raise ValueError(
+                f"{argument} has shape {tuple(y.shape)}: its class labels look like a column; "
+                f"pass them 1-D, as {argument}.ravel() gives them (one-hot rows would have "
+                f"{'a column' if outputs is None else f'{outputs} columns,'} one per class)"
+            )
         if outputs is not None and y.shape[1] != outputs:
             raise ValueError(
                 f"{argument} is one-hot with {y.shape[1]} columns but the model outputs "

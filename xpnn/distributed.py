@@ -10,15 +10,18 @@ carry weights that sum to one: they are counted once.
 
 The ranks talk through a ``Communicator``: rank, size, an allgather of small Python objects,
 and an in-place sum and broadcast of the backend's arrays. ``communicator()`` picks one for an
-mpi4py communicator and a backend: MPI on the arrays themselves for NumPy; on CuPy, NCCL on the
-stream where CuPy has it, CUDA-aware MPI when asked for, otherwise staging through host memory,
-which also serves the array-API reference backends.
+mpi4py communicator and a backend (``transports``): MPI on the arrays themselves for NumPy; on
+CuPy, NCCL on the stream where every rank has a device of its own, a CUDA-aware MPI where the
+library says it is one, otherwise staging through host memory, which also serves the array-API
+reference backends. A model keeps its communicators from one ``train`` to the next until
+``close(model)`` or until it is freed.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -35,10 +38,19 @@ from .agreement import (
     optimizer_states,
     settings,
 )
-from .backends import Backend, to_numpy
+from .backends import to_numpy
 from .history import History
 from .layers import Dropout
 from .training import StopOnInterrupt, Sums, Trainer, count_correct, read, slices
+from .transports import (
+    Communicator,
+    CudaAwareMPI,
+    HostMPI,
+    NcclMPI,
+    communicator,
+    mpi_cuda_support,
+    use_device,
+)
 
 __all__ = [
     "Communicator",
@@ -47,154 +59,61 @@ __all__ = [
     "HostMPI",
     "NcclMPI",
     "OtherRankFailed",
+    "close",
     "communicator",
     "evaluate",
+    "mpi_cuda_support",
     "share",
     "train",
+    "use_device",
 ]
 
 #: Steps between reads of the summed stop flag where reading costs a device synchronisation.
 STOP_CHECK_EVERY = 16
 
-
-class Communicator:
-    """What data-parallel training needs of a group of processes.
-
-    ``rank`` and ``size``; ``allgather`` of small Python objects (host side, at the start);
-    ``allreduce`` sums an array of the backend over the ranks in place, every rank getting the
-    same result; ``broadcast`` copies rank ``root``'s array into every rank's.
-    """
-
-    rank: int
-    size: int
-
-    def allgather(self, value: Any) -> list[Any]:
-        """Every rank's ``value``, in rank order."""
-        raise NotImplementedError
-
-    def allreduce(self, buffer: Any) -> None:
-        """Sum ``buffer`` over the ranks, in place."""
-        raise NotImplementedError
-
-    def broadcast(self, buffer: Any, root: int = 0) -> None:
-        """Overwrite ``buffer`` with rank ``root``'s, in place."""
-        raise NotImplementedError
+#: Each model's communicators, made once per (mpi4py communicator, backend) and closed with the
+#: model (or by ``close``): an NCCL communicator is costly to make and must be freed.
+_GROUPS: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], tuple[Any, Communicator]]] = (
+    weakref.WeakKeyDictionary()
+)
+_GROUPS_LOCK = threading.Lock()
 
 
-class HostMPI(Communicator):
-    """MPI through mpi4py on host memory: NumPy arrays in place; any other backend's arrays
-    staged through a host copy (one transfer each way per call)."""
-
-    def __init__(self, comm: Any, backend: Backend) -> None:
-        from mpi4py import MPI
-
-        self.comm, self.backend, self._in_place = comm, backend, MPI.IN_PLACE
-        self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self._on_host = isinstance(backend.zeros(0), np.ndarray)
-
-    def allgather(self, value: Any) -> list[Any]:
-        """``Communicator.allgather`` over MPI (pickled objects)."""
-        return self.comm.allgather(value)
-
-    def allreduce(self, buffer: Any) -> None:
-        """``Communicator.allreduce`` with ``MPI_Allreduce(MPI_IN_PLACE, ...)``."""
-        if self._on_host:
-            self.comm.Allreduce(self._in_place, buffer)
-            return
-        host = np.array(to_numpy(buffer))  # a writable, contiguous copy
-        self.comm.Allreduce(self._in_place, host)
-        buffer[...] = self.backend.asarray(host, buffer.dtype)
-
-    def broadcast(self, buffer: Any, root: int = 0) -> None:
-        """``Communicator.broadcast`` with ``MPI_Bcast``."""
-        if self._on_host:
-            self.comm.Bcast(buffer, root=root)
-            return
-        host = np.array(to_numpy(buffer))
-        self.comm.Bcast(host, root=root)
-        buffer[...] = self.backend.asarray(host, buffer.dtype)
-
-
-class CudaAwareMPI(HostMPI):
-    """CuPy arrays handed to a CUDA-aware MPI directly, after the current stream has finished
-    the work that writes them (MPI does not order itself after CUDA streams)."""
-
-    def allreduce(self, buffer: Any) -> None:
-        """``Communicator.allreduce`` on device memory."""
-        self.backend.synchronize()
-        self.comm.Allreduce(self._in_place, buffer)
-
-    def broadcast(self, buffer: Any, root: int = 0) -> None:
-        """``Communicator.broadcast`` on device memory."""
-        self.backend.synchronize()
-        self.comm.Bcast(buffer, root=root)
-
-
-class NcclMPI(HostMPI):
-    """CuPy arrays summed by NCCL (``cupy.cuda.nccl``), queued on the current stream so the host
-    never waits for them; MPI carries NCCL's unique id and the small Python objects."""
-
-    def __init__(self, comm: Any, backend: Backend) -> None:
-        super().__init__(comm, backend)
-        from cupy.cuda import nccl
-
-        self._nccl = nccl
-        unique_id = comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
-        self._comm = nccl.NcclCommunicator(self.size, unique_id, self.rank)
-        self._types = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}
-
-    def _args(self, buffer: Any) -> tuple[int, int, int]:
-        return buffer.data.ptr, buffer.size, self._types[str(buffer.dtype)]
-
-    def allreduce(self, buffer: Any) -> None:
-        """``Communicator.allreduce`` with ``ncclAllReduce`` in place on the current stream."""
-        pointer, count, dtype = self._args(buffer)
-        stream = self.backend.xp.cuda.get_current_stream().ptr
-        self._comm.allReduce(pointer, pointer, count, dtype, self._nccl.NCCL_SUM, stream)
-
-    def broadcast(self, buffer: Any, root: int = 0) -> None:
-        """``Communicator.broadcast`` with ``ncclBcast`` on the current stream."""
-        pointer, count, dtype = self._args(buffer)
-        stream = self.backend.xp.cuda.get_current_stream().ptr
-        self._comm.bcast(pointer, count, dtype, root, stream)
-
-
-TRANSPORTS = {"host": HostMPI, "cuda-mpi": CudaAwareMPI, "nccl": NcclMPI}
-
-
-def communicator(comm: Any, backend: Backend, transport: str = "auto") -> Communicator:
-    """A ``Communicator`` over the mpi4py communicator ``comm`` for ``backend``'s arrays.
-
-    ``transport``: "host" (MPI on host memory, staging device arrays), "nccl", "cuda-mpi" (the
-    MPI library must be CUDA-aware) or "auto": NCCL on CuPy where ``cupy.cuda.nccl`` is
-    available, host MPI otherwise. A ``Communicator`` passed as ``comm`` is returned as it is.
-    """
+def group_of(model: Any, comm: Any) -> Communicator:
+    """The model's ``Communicator`` over ``comm`` (``communicator(comm, model.backend)``), made
+    at its first ``train`` or ``evaluate`` and kept until ``close(model)`` or the model is
+    freed. A ``Communicator`` passed as ``comm`` is used as it is."""
     if isinstance(comm, Communicator):
         return comm
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        raise TypeError(
-            f"comm must be an mpi4py communicator (install xpnn[mpi]) or an "
-            f"xpnn.distributed.Communicator; got {comm!r}"
-        ) from None
-    if not isinstance(comm, MPI.Intracomm):
-        raise TypeError(
-            f"comm must be an mpi4py intracommunicator such as MPI.COMM_WORLD; got {comm!r}"
-        )
-    if transport == "auto":
-        transport = "host"
-        if backend.name == "cupy":
-            with warnings.catch_warnings():  # CuPy warns on import where NCCL is missing
-                warnings.simplefilter("ignore")
-                from cupy.cuda import nccl
+    key = (id(comm), id(model.backend))
+    with _GROUPS_LOCK:
+        groups = _GROUPS.get(model)
+        if groups is None:
+            groups = _GROUPS[model] = {}
+            weakref.finalize(model, _close_all, groups)
+        if key in groups:
+            return groups[key][1]
+    group = communicator(comm, model.backend)
+    with _GROUPS_LOCK:
+        groups[key] = (comm, group)  # the comm kept alive, so that its id stays its own
+    return group
 
-            transport = "nccl" if getattr(nccl, "available", False) else "host"
-    if transport not in TRANSPORTS:
-        raise ValueError(
-            f"transport must be 'auto', 'host', 'nccl' or 'cuda-mpi'; got {transport!r}"
-        )
-    return TRANSPORTS[transport](comm, backend)
+
+def close(model: Any) -> None:
+    """Close the communicators ``train`` and ``evaluate`` made for ``model`` (an NCCL
+    communicator is destroyed) at a point of the program every rank reaches alike; the next
+    ``train(..., comm=...)`` makes new ones. Freeing the model does the same, whenever the
+    garbage collector gets to it."""
+    with _GROUPS_LOCK:
+        groups = _GROUPS.get(model)
+    if groups is not None:
+        _close_all(groups)
+
+
+def _close_all(groups: dict[tuple[int, int], tuple[Any, Communicator]]) -> None:
+    while groups:
+        _, (_, group) = groups.popitem()
+        group.close()
 
 
 def share(start: int, stop: int, rank: int, size: int) -> tuple[int, int]:
@@ -346,23 +265,25 @@ class ReplicaTrainer(Trainer):
 
 
 def start_alike(model: Any, group: Communicator) -> None:
-    """Rank 0's parameters, optimizer state, step count and shuffling generator on every rank;
-    each Dropout layer's generator seeded from (seed, rank, layer, step), so masks differ."""
+    """Rank 0's parameters, optimizer state, step count, shuffling generator and Dropout mask
+    seeds and counts on every rank; each rank draws its masks from its own stream (its rank),
+    so that masks differ between ranks and rank 0's are those one process would draw."""
     buffer = model._parameters
     for name in ("params", *optimizer_states(buffer, model.optimizer)):
         group.broadcast(getattr(buffer, name))
     optimizer = model.optimizer
-    base = model.seed if model.seed is not None else np.random.SeedSequence().entropy
-    host = (model.rng.bit_generator.state, optimizer.iterations, optimizer.current_learning_rate)
-    (state, optimizer.iterations, optimizer.current_learning_rate), base = group.allgather(
-        (host, base)
-    )[0]
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    host = (
+        model.rng.bit_generator.state,
+        optimizer.iterations,
+        optimizer.current_learning_rate,
+        [layer.random_state() for layer in dropouts],
+    )
+    state, optimizer.iterations, optimizer.current_learning_rate, masks = group.allgather(host)[0]
     model.rng.bit_generator.state = state
-    for index, layer in enumerate(model.layers):
-        if isinstance(layer, Dropout):
-            key = (group.rank, index, optimizer.iterations)
-            seed = np.random.SeedSequence(base, spawn_key=key).generate_state(1, np.uint64)[0]
-            layer.generator = model.backend.random_generator(int(seed) >> 1)
+    for layer, mask_state in zip(dropouts, masks):
+        layer.set_random_state(mask_state)
+        layer.stream = group.rank
 
 
 def train(model: Any, X: Any, y: Any, *, comm: Any, shard: bool = False, **options: Any) -> History:
@@ -370,7 +291,7 @@ def train(model: Any, X: Any, y: Any, *, comm: Any, shard: bool = False, **optio
     every rank raises), then each trains on its share; only rank 0 shows progress and writes
     checkpoints. ``shard=True``: each rank passes its own part of the data (``sharding``)."""
     model._require_finalized("train")
-    group = communicator(comm, model.backend)
+    group = group_of(model, comm)
     checked(group, shard)
     checkpoint = options["checkpoint"]
     if group.rank != 0:
@@ -431,7 +352,7 @@ def evaluate(
     ranks; every rank returns the same figures. The ranks' parameters must agree (compared by
     a digest; nothing is broadcast), and so must their data unless ``shard``."""
     model._require_finalized("evaluate")
-    group = communicator(comm, model.backend)
+    group = group_of(model, comm)
     checked(group, shard)
     backend = model.backend
     try:

@@ -6,7 +6,8 @@ optimizer's state buffers (``optimizer.<prefix>_momentums``, ``optimizer.<prefix
 text metadata holds the architecture as JSON: dtype, seed, each layer, the loss, the optimizer and
 the metric, by class name and constructor settings (each part's ``config()``); a checkpoint
 (``Model.save`` writes one) adds the training state
-(optimizer step count and rate, the model's shuffling generator, each Dropout generator, the
+(optimizer step count and rate, the model's shuffling generator, each Dropout's mask seed and
+count, the
 caller's ``checkpoint`` dict such as ``{"epoch": 12}``) and, if Ctrl-C stopped training inside
 an epoch, where it stopped (``epoch_in_progress``) with that epoch's sample order
 (``state.epoch_order``). A SHA-256 of every tensor and metadata entry detects corruption.
@@ -62,7 +63,6 @@ from .description import (
     describe_model,
 )
 from .files import file_kind, file_name, save_target, shown, write_atomic
-from .layers import Layer
 from .training import EpochInProgress
 
 if TYPE_CHECKING:
@@ -123,11 +123,9 @@ def save_model(
     With ``checkpoint`` (a JSON-serializable dict, e.g. ``{"epoch": 12}``; ``{}`` will do) the
     training state is saved too, so that a model loaded from the file and trained N more epochs
     ends exactly where the saved one would have: the optimizer's step count, rate and state
-    buffers, the model's shuffling generator, each Dropout generator and the epoch count
-    ``model.epochs_trained``. ``load_checkpoint``
-    returns the dict back. On CuPy, whose generators' state cannot be read, each Dropout
-    generator is replaced by a fresh one seeded from its own draws, and that seed is saved, so
-    the saving model and the loaded one go on with the same masks.
+    buffers, the model's shuffling generator, each Dropout's mask seed and count of masks
+    drawn (``Dropout.random_state``) and the epoch count ``model.epochs_trained``.
+    ``load_checkpoint`` returns the dict back. Saving changes nothing in the model.
 
     A model stopped by Ctrl-C inside an epoch saves where it stopped too, so that ``train``
     on the loaded model finishes that epoch as the saving one would.
@@ -140,7 +138,7 @@ def save_model(
     file at ``path``, if any, is then intact and no temporary file is left.
     """
     _require_model(model, "save_model")
-    save_target(path)  # a refused path before anything, a Dropout reseeded on CuPy included
+    save_target(path)  # a refused path before anything
     spec = describe_model(model)
     tensors = _parameter_tensors(model)
     metadata = {"kind": "model", "model": _dumps(spec)}
@@ -182,7 +180,7 @@ def _training_state(
     model: Model, checkpoint: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The JSON state and the state tensors that make training resume exactly."""
-    # What a file could not load back is refused before anything (a Dropout reseeded on CuPy).
+    # What a file could not load back is refused before anything.
     epochs = check_count(getattr(model, "epochs_trained", 0), "epochs_trained")
     info = checkpoint_info(checkpoint)
     if "epoch" in info:
@@ -211,7 +209,7 @@ def _training_state(
     dropout = {}
     for index, layer in enumerate(model.layers):
         if layer.draws_random:
-            dropout[str(index)] = _generator_state(model.backend, layer)
+            dropout[str(index)] = layer.random_state()
     state = {"checkpoint": info, "optimizer": optimizer, "rng": rng_state, "dropout": dropout}
     state["epochs_trained"] = epochs  # numbers the epochs (History, reports) of later runs
     progress = getattr(model, "_epoch_in_progress", None)
@@ -231,20 +229,6 @@ def _training_state(
         if progress.order is not None:
             tensors[_ORDER] = np.asarray(progress.order, dtype=np.int64)
     return state, tensors
-
-
-def _generator_state(backend: Backend, layer: Layer) -> dict[str, Any]:
-    generator = layer.generator
-    if isinstance(generator, np.random.Generator):
-        state = generator.bit_generator.state
-        if state.get("bit_generator") == "PCG64":
-            return {"state": state}
-    # A device generator (CuPy's) keeps its state on the device, out of reach: continue from a
-    # fresh generator seeded by its own draws, and save that seed.
-    draws = np.ascontiguousarray(to_numpy(backend.random(generator, (8,))))
-    seed = int.from_bytes(draws.tobytes(), "little") % MAX_SEED
-    layer.generator = backend.random_generator(seed)
-    return {"seed": seed}
 
 
 def _dumps(value: Any) -> str:
@@ -1001,17 +985,23 @@ def _restore_state(
         f"the Dropout generator states must be given for the layers {sorted(indices)}",
     )
     for index, entry in dropout.items():
+        # {"seed", "draws"}; a file from before keyed masks: {"state"} (NumPy) or {"seed"} (CuPy).
         _expect(
-            isinstance(entry, dict) and len(entry) == 1 and set(entry) <= {"state", "seed"},
-            f"the generator of layer {index} must be {{'state': ...}} or {{'seed': ...}}",
+            isinstance(entry, dict) and set(entry) in ({"seed", "draws"}, {"state"}, {"seed"}),
+            f"the random state of layer {index} must be {{'seed': ..., 'draws': ...}} (or, "
+            f"from an older file, {{'state': ...}} or {{'seed': ...}})",
         )
         if "state" in entry:
             _check_pcg64(entry["state"], f"the generator state of layer {index}", _Invalid)
         else:
-            seed = entry["seed"]
+            seed, draws = entry["seed"], entry.get("draws", 0)
             _expect(
                 type(seed) is int and 0 <= seed < MAX_SEED,
                 f"the generator seed of layer {index} is not a non-negative integer",
+            )
+            _expect(
+                type(draws) is int and 0 <= draws < 2**63,
+                f"the masks drawn by layer {index} are not a whole number in [0, 2**63)",
             )
     progress = state.get("epoch_in_progress")  # checked by _check_progress
     order = loss_sum = None
@@ -1049,7 +1039,7 @@ def _restore_state(
     model.rng.bit_generator.state = state["rng"]
     for index, entry in dropout.items():
         layer = model.layers[int(index)]
-        _set_generator(model.backend, layer, entry)
+        layer.set_random_state(entry)
     return checkpoint
 
 
@@ -1061,19 +1051,6 @@ def _is_permutation(order: np.ndarray) -> bool:
     seen = np.zeros(n, dtype=bool)
     seen[order] = True
     return bool(seen.all())
-
-
-def _set_generator(backend: Backend, layer: Layer, entry: dict[str, Any]) -> None:
-    if "seed" in entry:
-        layer.generator = backend.random_generator(entry["seed"])
-        return
-    if isinstance(layer.generator, np.random.Generator):
-        layer.generator.bit_generator.state = entry["state"]
-        return
-    # A NumPy generator's state for a device generator: seed the latter from the former.
-    host = np.random.Generator(np.random.PCG64())
-    host.bit_generator.state = entry["state"]
-    layer.generator = backend.random_generator(int(host.integers(2**63)))
 
 
 def _check_pcg64(state: Any, what: str, error: type[Exception]) -> None:

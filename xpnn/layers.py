@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import masks
 from ._checks import (
     FRACTION,
     NON_NEGATIVE,
@@ -14,8 +15,10 @@ from ._checks import (
     HasSettings,
     Part,
     Settings,
+    ensure_numbers,
     positive_int,
     real,
+    same_shape,
 )
 from .backends import Backend, get_backend
 
@@ -33,8 +36,8 @@ class Layer(HasSettings, Part):
 
     parameter_names: tuple[tuple[str, str, str], ...] = ()
     output_range: tuple[float, float] = (-math.inf, math.inf)
-    #: True for a layer that draws from a random generator of its own, kept in ``generator``
-    #: (Dropout's masks): saving keeps its state, so a resumed run draws what it would have.
+    #: True for a layer that draws random numbers of its own (Dropout's masks), keyed by what
+    #: ``random_state()`` returns: saving keeps that, so a resumed run draws what it would have.
     draws_random: ClassVar[bool] = False
 
     def __init__(self, *, backend: str | Backend = "numpy", dtype: Any = None) -> None:
@@ -55,6 +58,26 @@ class Layer(HasSettings, Part):
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
         """Move onto ``backend``; a layer with parameters draws fresh ones from ``rng``."""
         self.backend = backend
+
+    def _inputs(self, inputs: Any) -> Any:
+        """``forward``'s inputs on the device in the float dtype (host data moves, another
+        dtype is cast); TypeError naming ``inputs`` for another device's array or non-numbers."""
+        return ensure_numbers(self.backend, inputs, "inputs")
+
+    def _gradient(self, dvalues: Any) -> Any:
+        """``backward``'s ``dvalues`` taken as ``forward`` takes inputs, and shaped as the output
+        they are the gradient of: an error naming ``dvalues`` otherwise, before anything changes
+        (NumPy would broadcast a row or a scalar into a wrong gradient without a word)."""
+        output = getattr(self, "output", None)
+        if output is None:
+            raise RuntimeError(
+                f"{self!r}.backward() before forward(): dvalues is the gradient of the output "
+                "of the last forward pass, and there has been none"
+            )
+        dvalues = ensure_numbers(self.backend, dvalues, "dvalues")
+        if dvalues.shape != output.shape:  # tuples on every library; compared inline, per step
+            same_shape(dvalues, output.shape, "dvalues", f"the output of {self!r}")
+        return dvalues
 
     def predictions(self, outputs: Any) -> Any:
         """What the outputs predict; the outputs themselves unless the layer says otherwise."""
@@ -153,14 +176,20 @@ class Dense(Layer):
 
     def forward(self, inputs: Any, training: bool = False) -> Any:
         """``inputs @ weights + biases`` into ``self.output``."""
-        self.inputs = self.backend.ensure(inputs)
+        inputs = self._inputs(inputs)
+        if inputs.ndim != 2 or inputs.shape[1] != self.n_inputs:
+            raise ValueError(
+                f"inputs must have shape (samples, {self.n_inputs}) for {self!r}; got "
+                f"{tuple(inputs.shape)}"
+            )
+        self.inputs = inputs
         self.output = self.backend.affine(self.inputs, self.weights, self.biases)
         return self.output
 
     def backward(self, dvalues: Any, *, need_dinputs: bool = True) -> Any:
         """Gradients of the weights and biases (penalties included) and, unless the caller has
         no use for it (a model's first layer), of the inputs."""
-        dvalues = self.backend.ensure(dvalues, "dvalues")
+        dvalues = self._gradient(dvalues)
         self.backend.matmul(self.inputs.T, dvalues, out=self.dweights)
         self.backend.sum_rows(dvalues, out=self.dbiases)
         if self.weight_regularizer_l1 or self.weight_regularizer_l2:
@@ -216,7 +245,9 @@ class Dropout(Layer):
     """Zeroes a fraction ``rate`` of its inputs while training and scales the rest by
     ``1 / (1 - rate)``, so the expected output is unchanged; at inference it passes inputs on.
 
-    The mask is drawn where the arrays live, from a generator seeded by the model (or ``seed``).
+    The mask is drawn where the arrays live. Mask number ``draws`` is a function of (``seed``,
+    ``stream``, ``draws``) alone (``xpnn.masks``): the seed comes from the model (or ``seed``),
+    the stream is the rank in data-parallel training, and there is no generator state to keep.
     Used on its own, ``forward`` drops by default, as in the book's chapter; a model says
     ``training=False`` at inference.
     """
@@ -233,30 +264,55 @@ class Dropout(Layer):
     ) -> None:
         self.rate = real(rate, "rate", **FRACTION)
         super().__init__(backend=backend, dtype=dtype)
-        self.generator = self.backend.random_generator(seed)
+        self.seed = np.random.SeedSequence(seed).entropy  # None: fresh entropy
+        self.stream, self.draws = 0, 0
         self.binary_mask = None
 
     def build(self, backend: Backend, rng: np.random.Generator) -> None:
-        """Move onto ``backend`` with a mask generator seeded from ``rng``."""
+        """Move onto ``backend`` with masks keyed by a seed drawn from ``rng``, from the first."""
         self.backend = backend
-        self.generator = backend.random_generator(int(rng.integers(2**63)))
+        self.seed, self.draws = int(rng.integers(2**63)), 0
+
+    def random_state(self) -> dict[str, int]:
+        """What the next masks depend on beside the stream: the seed and the masks drawn."""
+        return {"seed": self.seed, "draws": self.draws}
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        """Go on from ``random_state()``'s dict. A file written before masks were keyed holds
+        a generator instead (``{"state": <NumPy PCG64 state>}``, or ``{"seed": s}`` from CuPy):
+        the masks then start afresh from a seed it gives (the PCG64's next 63-bit integer, or
+        ``s``), the same at every load of that file."""
+        if "state" in state:
+            host = np.random.Generator(np.random.PCG64())
+            host.bit_generator.state = state["state"]
+            self.seed, self.draws = int(host.integers(2**63)), 0
+            return
+        self.seed, self.draws = state["seed"], state.get("draws", 0)
 
     def forward(self, inputs: Any, training: bool = True) -> Any:
         """Drop and scale while ``training``; pass the inputs on otherwise."""
-        self.inputs = self.backend.ensure(inputs)
+        self.inputs = self._inputs(inputs)
         if not training:
             self.binary_mask = None
             self.output = self.inputs
             return self.output
         keep = 1.0 - self.rate
-        kept = self.backend.random(self.generator, tuple(self.inputs.shape)) < keep
+        shape = tuple(self.inputs.shape)
+        source = getattr(self, "_source", None)  # the host stream of (seed, stream), kept
+        values, source = masks.uniform(
+            self.backend, self.seed, self.stream, self.draws, shape, source
+        )
+        if source is not None:
+            self._source = source
+        self.draws += 1
+        kept = values < keep
         self.binary_mask = self.backend.xp.astype(kept, self.backend.dtype) / keep
         self.output = self.inputs * self.binary_mask
         return self.output
 
     def backward(self, dvalues: Any) -> Any:
         """The gradient through the same mask as the forward pass."""
-        dvalues = self.backend.ensure(dvalues, "dvalues")
+        dvalues = self._gradient(dvalues)
         self.dinputs = dvalues if self.binary_mask is None else dvalues * self.binary_mask
         return self.dinputs
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._checks import Part
+import numpy as np
+
+from ._checks import Part, ensure_numbers, host_numbers, same_shape
 from .activations import Sigmoid, Softmax
 from .backends import Backend, get_backend
 
@@ -19,6 +21,20 @@ __all__ = [
 ]
 
 EPSILON = 1e-7
+
+
+def _check_indices(labels: np.ndarray, classes: int) -> None:
+    """ValueError naming y_true unless the host ``labels`` are whole numbers in [0, classes)."""
+    if labels.size == 0:
+        return
+    if labels.dtype.kind == "f" and not np.all(labels == np.floor(labels)):
+        raise ValueError("y_true holds class indices, which must be whole numbers")
+    low, high = labels.min(), labels.max()
+    if low < 0 or high >= classes:
+        raise ValueError(
+            f"y_true holds class indices in [{low:g}, {high:g}] but the predictions have "
+            f"{classes} classes: indices must lie in [0, {classes - 1}]"
+        )
 
 
 class Loss(Part):
@@ -64,15 +80,51 @@ class Loss(Part):
             return layer.regularization_loss()
         return self.backend.zeros(())
 
-    def _targets(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
-        """Predictions and float targets of the same shape, on the device."""
-        y_pred = self.backend.ensure(y_pred, "y_pred")
-        y_true = self.backend.ensure(y_true, "y_true")
-        if tuple(y_true.shape) != tuple(y_pred.shape):
+    def _predictions(self, y_pred: Any, argument: str) -> Any:
+        """Predictions (or ``backward``'s ``dvalues``) on the device in the float dtype, as a
+        layer takes its inputs, and 2-D (samples, outputs); errors name ``argument``."""
+        y_pred = ensure_numbers(self.backend, y_pred, argument)
+        if y_pred.ndim != 2:
             raise ValueError(
-                f"y_true has shape {tuple(y_true.shape)} but the predictions have shape "
-                f"{tuple(y_pred.shape)}; they must match"
+                f"{argument} must be 2-D (samples, outputs); got shape {tuple(y_pred.shape)}"
             )
+        return y_pred
+
+    def _targets(self, y_pred: Any, y_true: Any, argument: str = "y_pred") -> tuple[Any, Any]:
+        """Predictions and float targets of the same shape, on the device."""
+        y_pred = self._predictions(y_pred, argument)
+        y_true = ensure_numbers(self.backend, y_true, "y_true")
+        same_shape(y_true, y_pred.shape, "y_true", argument)
+        return y_pred, y_true
+
+    def _labels(
+        self, y_pred: Any, y_true: Any, argument: str = "y_pred", *, values: bool = True
+    ) -> tuple[Any, Any]:
+        """Predictions and class labels that fit them, on the device: indices (1-D, one per
+        sample) or rows of probabilities (2-D, shaped as the predictions).
+
+        With ``values``, indices in host memory are checked to be whole numbers in range
+        before they move (a GPU would wrap one out of range without a word, NumPy would take
+        -1 as the last class); indices already on a device are not read. A model's training
+        step passes ``values=False``: its labels were checked once, before the loop.
+        """
+        y_pred = self._predictions(y_pred, argument)
+        own = self.backend.is_own(y_true)
+        if not own:
+            self.backend.refuse_foreign(y_true, "y_true")
+            y_true = host_numbers(y_true, "y_true")
+        elif y_true.dtype != self.backend.index_dtype and not self.backend.xp.isdtype(
+            y_true.dtype, ("integral", "real floating")
+        ):  # a training step's labels are indices: isdtype, slow, is skipped for them
+            raise TypeError(f"y_true must hold real numbers; got dtype {y_true.dtype}")
+        if values and y_true.ndim == 1 and (not own or self.backend.on_host):
+            _check_indices(y_true, y_pred.shape[1])
+        y_true = self.backend.ensure_labels(y_true)
+        # Compared inline, as a training step passes here: same_shape only for the message.
+        if y_true.ndim == 1 and y_true.shape[0] != y_pred.shape[0]:
+            same_shape(y_true, y_pred.shape[:1], "y_true (class indices)", f"{argument}[:, 0]")
+        if y_true.ndim != 1 and y_true.shape != y_pred.shape:
+            same_shape(y_true, y_pred.shape, "y_true", argument)
         return y_pred, y_true
 
     def __repr__(self) -> str:
@@ -95,8 +147,7 @@ class CategoricalCrossentropy(Loss):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         """Per-sample losses: ``-log`` of the clipped probability of the true class."""
         xp = self.backend.xp
-        y_pred = self.backend.ensure(y_pred, "y_pred")
-        y_true = self.backend.ensure_labels(y_true)
+        y_pred, y_true = self._labels(y_pred, y_true)
         y_pred_clipped = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         if y_true.ndim == 1:
             correct_confidences = self.backend.take_labels(y_pred_clipped, y_true)
@@ -106,8 +157,7 @@ class CategoricalCrossentropy(Loss):
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
         """Gradient with respect to the predicted probabilities: ``-y_true / y_pred / n``."""
-        dvalues = self.backend.ensure(dvalues, "dvalues")
-        y_true = self.backend.ensure_labels(y_true)
+        dvalues, y_true = self._labels(dvalues, y_true, "dvalues")
         samples = dvalues.shape[0]
         if y_true.ndim == 1:
             y_true = self.backend.one_hot(y_true, dvalues.shape[1])
@@ -137,8 +187,8 @@ class SoftmaxCategoricalCrossentropy(Loss):
 
     def forward(self, inputs: Any, y_true: Any) -> Any:
         """Softmax of ``inputs`` into ``self.output``; returns the mean loss."""
+        inputs, y_true = self._labels(inputs, y_true, "inputs")
         self.output = self.activation.forward(inputs)
-        y_true = self.backend.ensure_labels(y_true)
         loss_sum, _, _ = self.backend.softmax_crossentropy(
             self.output, y_true, EPSILON, gradient=False
         )
@@ -146,16 +196,17 @@ class SoftmaxCategoricalCrossentropy(Loss):
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
         """Gradient with respect to the softmax inputs; ``dvalues`` are the softmax outputs."""
+        dvalues, y_true = self._labels(dvalues, y_true, "dvalues")
         self.backward_with_sums(dvalues, y_true)
         return self.dinputs
 
     def backward_with_sums(self, dvalues: Any, y_true: Any) -> tuple[Any, Any]:
         """``backward``, and from the same pass over the softmax outputs ``dvalues`` the
         summed loss and the right predictions (0-d arrays on the device), which a training
-        step needs too: ``(softmax - one_hot) / n`` into ``self.dinputs``.
+        step needs too: ``(softmax - one_hot) / n`` into ``self.dinputs``. Shapes are
+        checked, not the labels' values: a model checked them before its training loop.
         """
-        dvalues = self.backend.ensure(dvalues, "dvalues")
-        y_true = self.backend.ensure_labels(y_true)
+        dvalues, y_true = self._labels(dvalues, y_true, "dvalues", values=False)
         # One compiled pass where numba runs the NumPy backend; Backend.softmax_crossentropy
         # is the reference.
         loss_sum, correct, self.dinputs = self.backend.softmax_crossentropy(
@@ -185,7 +236,7 @@ class BinaryCrossentropy(Loss):
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
         """Gradient with respect to the predicted probabilities."""
-        dvalues, y_true = self._targets(dvalues, y_true)
+        dvalues, y_true = self._targets(dvalues, y_true, "dvalues")
         samples, outputs = dvalues.shape
         clipped = self.backend.xp.clip(dvalues, EPSILON, 1 - EPSILON)
         self.dinputs = -(y_true / clipped - (1 - y_true) / (1 - clipped)) / outputs / samples
@@ -204,7 +255,7 @@ class MeanSquaredError(Loss):
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
         """Gradient: ``-2 * (y_true - y_pred) / outputs / samples``."""
-        dvalues, y_true = self._targets(dvalues, y_true)
+        dvalues, y_true = self._targets(dvalues, y_true, "dvalues")
         samples, outputs = dvalues.shape
         self.dinputs = -2 * (y_true - dvalues) / outputs / samples
         return self.dinputs
@@ -226,7 +277,7 @@ class MeanAbsoluteError(Loss):
 
     def backward(self, dvalues: Any, y_true: Any) -> Any:
         """Gradient: ``sign(y_pred - y_true) / outputs / samples``."""
-        dvalues, y_true = self._targets(dvalues, y_true)
+        dvalues, y_true = self._targets(dvalues, y_true, "dvalues")
         samples, outputs = dvalues.shape
         self.dinputs = self.backend.xp.sign(dvalues - y_true) / outputs / samples
         return self.dinputs

@@ -5,8 +5,9 @@ They follow scikit-learn's estimator contract (``fit``, ``partial_fit``, ``predi
 network works inside Pipelines, ``GridSearchCV`` and ``cross_val_score``, on the CPU or, with
 ``backend="cupy"`` or ``"auto"``, on a CUDA GPU. Their parameters are scikit-learn's where the
 meaning is the same, plus xpnn's own (``optimizer``, ``decay``, ``dropout``, ``backend``,
-``dtype``). Needs scikit-learn: ``pip install "xpnn[sklearn]"``; ``import xpnn`` never imports
-this module.
+``dtype``); as scikit-learn's, they compute in the input's dtype unless ``dtype`` is given.
+Needs scikit-learn: ``pip install "xpnn[sklearn]"``; ``import xpnn`` never imports this
+module.
 
 A pickled estimator holds its fitted network as the bytes of an xpnn file (``Model.save``):
 tensors and JSON, no pickle inside, and it loads back through ``Model.load``.
@@ -14,9 +15,9 @@ tensors and JSON, no pickle inside, and it loads back through ``Model.load``.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
-import numbers
 import os
 import tempfile
 from typing import Any
@@ -34,27 +35,27 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         'xpnn.sklearn needs scikit-learn 1.6 or newer: pip install "xpnn[sklearn]"'
     ) from error
 
-from .activations import Linear, ReLU, Sigmoid, Softmax, Tanh
-from .backends import BACKEND_NAMES, Backend, get_backend, to_numpy
+from . import data
+from .activations import Softmax
+from .backends import Backend, get_backend, to_numpy
 from .history import History
 from .layers import Dense, Dropout
 from .losses import CategoricalCrossentropy, MeanSquaredError
 from .metrics import CategoricalAccuracy
 from .model import Model
-from .optimizers import SGD, Adagrad, Adam, RMSprop
+from .sklearn_params import (
+    ACTIVATIONS,
+    OPTIMIZERS,
+    check_in_dtype,
+    fixed_dtype,
+    hidden_sizes,
+    non_finite_loss,
+    refuse_arguments,
+)
+from .sklearn_params import check as check_params
+from .training import NonFiniteLossError
 
 __all__ = ["MLPClassifier", "MLPRegressor", "expected_failed_checks"]
-
-#: scikit-learn's activation names and the xpnn layer of each.
-ACTIVATIONS = {"identity": Linear, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
-
-#: The ``optimizer`` names; "sgd" carries momentum 0.9, scikit-learn's default for its SGD.
-OPTIMIZERS = {
-    "adam": lambda lr, decay: Adam(learning_rate=lr, decay=decay),
-    "sgd": lambda lr, decay: SGD(learning_rate=lr, decay=decay, momentum=0.9),
-    "rmsprop": lambda lr, decay: RMSprop(learning_rate=lr, decay=decay),
-    "adagrad": lambda lr, decay: Adagrad(learning_rate=lr, decay=decay),
-}
 
 _FILE = "model.xpnn"  # the file's name inside a temporary folder, for pickling
 
@@ -72,10 +73,12 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     for ``parametrize_with_checks(..., expected_failed_checks=expected_failed_checks)`` or
     ``check_estimator(estimator, expected_failed_checks=...)``.
 
-    None in float64. In float32 (the default), the two checks whose tolerance lies below
+    None with ``dtype=None`` (the default: the checks' float64 data is computed in float64)
+    or ``dtype="float64"``. With ``dtype="float32"``, the two checks whose tolerance lies below
     float32's resolution: a batch of another size may change an output's last bit.
     """
-    if np.dtype(getattr(estimator, "dtype", "float32")).name != "float32":
+    dtype = getattr(estimator, "dtype", None)
+    if dtype is None or np.dtype(dtype).name != "float32":
         return {}
     return {
         "check_methods_subset_invariance": _LAST_BIT,
@@ -85,6 +88,20 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
 
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, building, training, pickling."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _BaseMLP:
+        """Arguments that do not fit the parameters are refused naming the estimator (not this
+        shared base class), with a word on scikit-learn's parameters that it lacks."""
+        refuse_arguments(cls, args, kwargs)
+        return super().__new__(cls)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each estimator's signature is its ``__init__``'s (``inspect.signature`` and ``help``
+        would otherwise show ``__new__``'s ``*args, **kwargs``)."""
+        super().__init_subclass__(**kwargs)
+        init = inspect.signature(cls.__init__)
+        parameters = list(init.parameters.values())[1:]
+        cls.__signature__ = init.replace(parameters=parameters, return_annotation=init.empty)
 
     def __init__(
         self,
@@ -105,7 +122,7 @@ class _BaseMLP(BaseEstimator):
         decay: float = 0.0,
         dropout: float = 0.0,
         backend: str = "numpy",
-        dtype: str = "float32",
+        dtype: str | type | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -125,77 +142,6 @@ class _BaseMLP(BaseEstimator):
         self.backend = backend
         self.dtype = dtype
 
-    # -- parameters -------------------------------------------------------------------------------
-
-    def _checked_hidden(self) -> tuple[int, ...]:
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = (sizes,)
-        try:
-            sizes = tuple(sizes)
-        except TypeError:
-            sizes = None
-        if sizes is None or not all(
-            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes
-        ):
-            raise ValueError(
-                "hidden_layer_sizes must be a positive integer or a sequence of them (the width "
-                f"of each hidden layer); got {self.hidden_layer_sizes!r}"
-            )
-        return tuple(int(s) for s in sizes)
-
-    def _check_params(self) -> None:
-        """Refuse a bad parameter, named, before fitting changes anything."""
-
-        def number(name: str, low: float, high: float = math.inf, *, open_low: bool = False):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a real number; got {value!r}")
-            too_low = value <= low if open_low else value < low
-            if not math.isfinite(value) or too_low or value >= high:
-                interval = f"{'(' if open_low else '['}{low:g}, {high:g})"
-                raise ValueError(f"{name} must be a finite number in {interval}; got {value!r}")
-
-        def integer(name: str) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-
-        def choice(name: str, choices: Any) -> None:
-            if getattr(self, name) not in choices:
-                raise ValueError(
-                    f"{name} must be one of {', '.join(map(repr, choices))}; "
-                    f"got {getattr(self, name)!r}"
-                )
-
-        self._checked_hidden()
-        choice("activation", tuple(ACTIVATIONS))
-        number("alpha", 0.0)
-        if self.batch_size != "auto":
-            integer("batch_size")
-        number("learning_rate_init", 0.0, open_low=True)
-        integer("max_iter")
-        for flag in ("shuffle", "early_stopping"):
-            if not isinstance(getattr(self, flag), (bool, np.bool_)):
-                raise TypeError(f"{flag} must be True or False; got {getattr(self, flag)!r}")
-        number("validation_fraction", 0.0, 1.0, open_low=True)
-        integer("n_iter_no_change")
-        choice("optimizer", tuple(OPTIMIZERS))
-        number("decay", 0.0)
-        number("dropout", 0.0, 1.0)
-        if self.backend not in ("auto", *BACKEND_NAMES):
-            raise ValueError(
-                f"backend must be one of {', '.join(map(repr, ('auto', *BACKEND_NAMES)))}; "
-                f"got {self.backend!r}"
-            )
-        try:
-            dtype = np.dtype(self.dtype).name
-        except TypeError:
-            dtype = None
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}")
-        check_random_state(self.random_state)  # None, an int or a RandomState
-
     # -- building and training --------------------------------------------------------------------
 
     def _build(
@@ -209,7 +155,7 @@ class _BaseMLP(BaseEstimator):
         ``alpha / (2 * batch)`` on xpnn's mean loss; biases are not penalised.
         """
         model = Model(backend=backend, seed=seed)
-        widths = (n_features, *self._checked_hidden(), n_outputs)
+        widths = (n_features, *hidden_sizes(self), n_outputs)
         l2 = self.alpha / (2 * batch)
         for index, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
             scale = math.sqrt(2.0 / (fan_in + fan_out))
@@ -251,12 +197,13 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X: Any, y: Any, *, partial: bool, classes: Any = None) -> _BaseMLP:
         """``fit`` (a new network, ``max_iter`` epochs) or ``partial_fit`` (one more epoch).
 
-        Every parameter and the data are checked first. ``fit`` trains a new network and only
-        then replaces the fitted one: a fit that fails leaves the estimator as it was.
+        Every parameter and the data are checked first. A new network computes in ``dtype``,
+        or with ``dtype=None`` in the input's, as scikit-learn's estimators do: float32 input in
+        float32, any other in float64. ``fit`` trains a new network and only then replaces the
+        fitted one: a fit that fails leaves the estimator as it was.
         """
-        self._check_params()
+        check_params(self)  # a bad one named, before anything changes
         first = not partial or not hasattr(self, "model_")
-        backend = get_backend(self.backend, self.dtype)  # ImportError/RuntimeError if unusable
         classifier = isinstance(self, ClassifierMixin)
         seen = ("n_features_in_", "feature_names_in_")  # validate_data's, set on a first fit
         kept = {name: self.__dict__[name] for name in seen if name in self.__dict__}
@@ -266,7 +213,7 @@ class _BaseMLP(BaseEstimator):
                 X,
                 y,
                 reset=first,
-                dtype=(np.float64, np.float32),
+                dtype=(np.float64, np.float32),  # float32 kept, any other made float64
                 multi_output=not classifier,
                 y_numeric=not classifier,
             )
@@ -275,22 +222,29 @@ class _BaseMLP(BaseEstimator):
             )
             validation, model = None, getattr(self, "model_", None)
             if first:
+                dtype = fixed_dtype(self) or X.dtype.name
+                backend = get_backend(self.backend, dtype)  # ImportError/RuntimeError if unusable
                 seed, split = self._seeds()
+                rows = None
                 if not partial and self.early_stopping:  # held out, stratified for classes
-                    X, X_val, targets, y_val = train_test_split(
-                        X,
-                        targets,
+                    rows = train_test_split(
+                        np.arange(X.shape[0]),
                         test_size=self.validation_fraction,
                         random_state=split,
                         stratify=targets if classifier else None,
                     )
-                    validation = (X_val, y_val)
-                model = self._build(backend, X.shape[1], n_outputs, self._batch(len(X)), seed)
+                batch = self._batch(X.shape[0] if rows is None else len(rows[0]))
+                check_in_dtype(self, dtype, batch)
+                model = self._build(backend, X.shape[1], n_outputs, batch, seed)
+                if rows is not None:
+                    X, targets, validation = self._split(model, X, targets, *rows)
             history = self._train(model, X, targets, 1 if partial else self.max_iter, validation)
-        except BaseException:
+        except BaseException as error:
             for name in seen:
                 self.__dict__.pop(name, None)
             self.__dict__.update(kept)
+            if isinstance(error, NonFiniteLossError):
+                error.args = (non_finite_loss(self, error, model, new=first),)
             raise
         if first:
             for name in ("n_iter_", "loss_curve_", "validation_loss_curve_"):
@@ -303,8 +257,29 @@ class _BaseMLP(BaseEstimator):
             self.validation_loss_curve_ = list(history["val_loss"])
         return self
 
+    @staticmethod
+    def _split(
+        model: Model, X: np.ndarray, targets: np.ndarray, rows: np.ndarray, held_out: np.ndarray
+    ) -> tuple[Any, Any, tuple[Any, Any]]:
+        """The training rows and the held-out ``(X, y)``, on the model's device.
+
+        The data is checked whole before the split, so that a value the model cannot take is
+        named as part of ``X`` or ``y`` wherever it falls, and moves to the device once.
+        """
+        X, targets = data.prepare(model, X, targets)
+        backend = model.backend
+
+        def take(a: Any, indices: np.ndarray) -> Any:
+            return backend.xp.take(a, backend.asarray(indices, dtype=backend.index_dtype), axis=0)
+
+        return take(X, rows), take(targets, rows), (take(X, held_out), take(targets, held_out))
+
     def _outputs(self, X: Any) -> np.ndarray:
-        """The network's outputs for ``X``, as a float64 NumPy array whatever the backend."""
+        """The network's outputs for ``X``, as a float64 NumPy array whatever the backend.
+
+        The network computes in the dtype it was fitted in: other input is converted to it,
+        and values beyond its range (above 3.4e38 for float32) are refused, named.
+        """
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         return np.asarray(to_numpy(self.model_.predict(X)), dtype=np.float64)
@@ -368,7 +343,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     And xpnn's own: ``optimizer`` ("adam", "sgd" with momentum 0.9, "rmsprop", "adagrad"),
     ``decay`` (the book's learning-rate decay), ``dropout`` (rate after each hidden layer),
-    ``backend`` ("numpy", "cupy", "auto", "strict"), ``dtype`` ("float32", "float64").
+    ``backend`` ("numpy", "cupy", "auto", "strict"), ``dtype``: None (the default) computes in
+    the input's dtype as scikit-learn's estimators do, float32 input in float32 and any other
+    (float64, integers) in float64; "float32" or "float64" (or NumPy's types) fix it. A fitted
+    network keeps its dtype: ``predict`` converts other input to it (values beyond float32's
+    range refused, named) and returns float64 NumPy arrays either way.
+
+    A bad parameter, or one scikit-learn's ``MLPClassifier`` has and this one lacks (``tol``,
+    ``solver``, ...), raises a ``ValueError`` or ``TypeError`` naming the estimator and the
+    parameter, before anything changes.
 
     Fitted attributes: ``classes_``, ``n_features_in_``, ``feature_names_in_`` (for input with
     column names), ``loss_curve_`` (training loss per epoch), ``n_iter_`` (epochs run),

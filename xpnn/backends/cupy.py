@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any
 
 import numpy as np
@@ -35,13 +36,27 @@ class CupyBackend(Backend):
         """``Backend.synchronize`` for this library."""
         self.xp.cuda.get_current_stream().synchronize()
 
-    def random_generator(self, seed: int | None) -> Any:
-        """``Backend.random_generator`` for this library."""
-        return self.xp.random.default_rng(seed)
+    def keyed_uniform(self, key: int, shape: tuple[int, ...]) -> Any:
+        """Uniform samples in [0, 1) of ``shape``, computed on the device from the 64-bit
+        ``key`` and each element's index (splitmix64: the index times the golden gamma plus
+        the key, then mixed): counter-based, so no generator state, no transfer, no read.
+        The float32 samples are the top 24 bits, the float64 ones the top 53, so exact."""
+        from ..masks import GOLDEN, MIX
 
-    def random(self, generator: Any, shape: tuple[int, ...]) -> Any:
-        """``Backend.random`` for this library."""
-        return generator.random(shape, dtype=self.dtype)
+        xp, u = self.xp, np.uint64
+        z = xp.arange(1, math.prod(shape) + 1, dtype=xp.uint64)
+        z *= u(GOLDEN)
+        z += u(key)
+        z ^= z >> u(30)
+        z *= u(MIX[0])
+        z ^= z >> u(27)
+        z *= u(MIX[1])
+        z ^= z >> u(31)
+        if self.dtype_name == "float32":
+            values = xp.astype(z >> u(40), xp.float32) * np.float32(2.0**-24)
+        else:
+            values = xp.astype(z >> u(11), xp.float64) * np.float64(2.0**-53)
+        return xp.reshape(values, shape)
 
     def matmul(self, a: Any, b: Any, *, out: Any = None) -> Any:
         """``Backend.matmul`` for this library."""
