@@ -8,8 +8,11 @@ examples' tests and the notebook, and docs (the documentation site, ``mkdocs bui
 --strict``). The cupy session installs the CUDA extra and runs the suite where an NVIDIA GPU
 is visible; elsewhere it skips with its reason and installs nothing. XPNN_REQUIRE_GPU=1 turns
 that skip into a failure. The cupy-api session runs the suite's cupy path on a stand-in that
-checks every CuPy call against the installed CuPy's API, on any machine (no GPU). ``nox -s
-bench``, never part of the default run, times xpnn beside PyTorch (benchmarks/README.md).
+checks every CuPy call against the installed CuPy's API, on any machine (no GPU).
+"tests(torch)" runs the suite on PyTorch: on CUDA, MPS or XPU where torch finds one, else on
+its CPU; it installs XPNN_TEST_TORCH (pip arguments, by default "torch==2.13.0", a CPU build
+where pip's index has one) before the torch extra. ``nox -s bench``, never part of the default
+run, times xpnn beside PyTorch (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ def _cuda_major() -> int | None:
 @nox.session
 @nox.parametrize(
     "backend",
-    ["numpy", "numpy-nojit", "strict", "cupy"],
-    ids=["numpy", "numpy-nojit", "strict", "cupy"],
+    ["numpy", "numpy-nojit", "strict", "cupy", "torch"],
+    ids=["numpy", "numpy-nojit", "strict", "cupy", "torch"],
 )
 def tests(session: nox.Session, backend: str) -> None:
     """The whole suite on one backend ("numpy-nojit": numpy with XPNN_JIT=0).
@@ -69,6 +72,13 @@ def tests(session: nox.Session, backend: str) -> None:
             session.skip(reason)
         session.install("-e", f".[test,{'cuda13' if major >= 13 else 'cuda12'}]")
         env["XPNN_REQUIRE_GPU"] = "1"  # a GPU is visible: a cupy failure is a failure
+    elif backend == "torch":
+        # torch's CPU build first, so that the extra does not pull the CUDA one (GBs) from PyPI;
+        # one thread each for torch and BLAS: torch's threads spin, and on a busy machine
+        # two of them make a step ten times slower.
+        session.install(*shlex.split(os.environ.get("XPNN_TEST_TORCH", "torch==2.13.0")))
+        session.install("-e", ".[test,torch]")
+        env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
     else:
         session.install("-e", ".[test]")
     session.run("pytest", *NOT_EXAMPLES, *session.posargs, env=env)

@@ -43,7 +43,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Build one side, train ``warmup`` epochs untimed, then time ``epochs`` epochs."""
     workload = WORKLOADS[args.workload]
     X, y = make_data(workload, args.samples)
-    if workload.peer == "sklearn":  # both sides are estimators: one fit per call
+    if workload.peer == "sklearn" and not args.impl.startswith("jax"):  # one fit per call
         import sklearn_side as side
 
         train = side.build(args.impl, workload, X, y, backend=args.backend)
@@ -51,13 +51,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         import xpnn_side as side
 
         train = side.build(workload, X, y, backend=args.backend)
-    else:
+    elif args.impl == "torch":
         import torch
         import torch_side as side
+        import xpnn_side
 
         torch.set_num_threads(args.threads)
+        # Adam's states decay toward subnormal values from xpnn's small initial weights, which
+        # slow every operation on them; xpnn flushes them, so PyTorch flushes too.
+        torch.set_flush_denormal(True)
         device = "cuda" if args.backend == "cupy" else "cpu"
-        train = side.build(workload, X, y, device=device)
+        initial = xpnn_side.initial_parameters(workload)
+        train = side.build(workload, X, y, device=device, initial=initial)
+    else:  # jax-step or jax-epoch
+        import jax_side as side
+        import xpnn_side
+
+        initial = xpnn_side.initial_parameters(workload)
+        if workload.peer == "sklearn":  # W4: the estimators' training split (no L2 term)
+            from sklearn.model_selection import train_test_split
+
+            X, _, y, _ = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+        train = side.build(workload, X, y, initial, mode=args.impl.split("-")[1])
     setup_rss = max_rss_mib()
     if args.warmup:
         train(args.warmup)
@@ -118,6 +133,7 @@ def info(args: argparse.Namespace) -> dict[str, Any]:
         "torch_mkldnn": torch.backends.mkldnn.is_available() if torch else "-",
         "xpnn": xpnn.__version__,
         "numba": _numba_version(),
+        "jax": _jax_version(),
         "loadavg": os.getloadavg(),
     }
     if args.backend == "cupy":
@@ -136,6 +152,16 @@ def info(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _jax_version() -> str:
+    """JAX's and optax's versions, or that they are missing."""
+    try:
+        import jax
+        import optax
+    except ImportError:
+        return "not installed"
+    return f"{jax.__version__}, optax {optax.__version__}"
+
+
 def _numba_version() -> str:
     """numba's version, or why xpnn's compiled path is missing."""
     try:
@@ -148,13 +174,15 @@ def _numba_version() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["measure", "info"])
-    parser.add_argument("--impl", choices=["xpnn", "torch", "sklearn"], default="xpnn")
+    parser.add_argument(
+        "--impl", choices=["xpnn", "torch", "sklearn", "jax-step", "jax-epoch"], default="xpnn"
+    )
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="W1")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    parser.add_argument("--backend", choices=["numpy", "cupy", "torch"], default="numpy")
     args = parser.parse_args()
     result = measure(args) if args.mode == "measure" else info(args)
     print(MARK + json.dumps(result), flush=True)

@@ -1,6 +1,6 @@
 """xpnn beside PyTorch eager: time per training step on the same workloads, printed as ratios.
 
-    python benchmarks/run.py [--quick] [--workloads W1,W2,W3,W4] [--backend numpy|cupy]
+    python benchmarks/run.py [--quick] [--workloads W1,W2,W3,W4] [--backend numpy|cupy|torch]
 
 Every measurement runs in a fresh child process (benchmarks/child.py), xpnn and its peer
 (PyTorch; scikit-learn's MLPClassifier for W4) in alternating order over several rounds; a
@@ -26,8 +26,10 @@ from workloads import WORKLOADS
 HERE = Path(__file__).resolve().parent
 MARK = "BENCH-RESULT "
 #: xpnn as installed (compiled kernels where numba is there), xpnn with XPNN_JIT=0 (plain NumPy),
-#: and PyTorch.
-IMPLS = ("xpnn", "xpnn-nojit", "torch")
+#: PyTorch eager, and JAX: one jitted call per step, or one per epoch (lax.scan over batches).
+IMPLS = ("xpnn", "xpnn-nojit", "torch", "jax-step", "jax-epoch")
+#: W3 (growth) runs the first three.
+GROWTH_IMPLS = IMPLS[:3]
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ def child(args: list[str], threads: int, jit: bool = True) -> dict[str, Any]:
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
+    if threads == 1:  # XLA's CPU backend runs its own thread pool: one thread
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
     if not jit:
         env["XPNN_JIT"] = "0"
     command = [sys.executable, str(HERE / "child.py"), *args, "--threads", str(threads)]
@@ -75,7 +80,12 @@ def measure(name: str, plan: Plan, size: int, epochs: int, backend: str) -> dict
     goes first as often, and each pair runs back to back)."""
     threads = WORKLOADS[name].threads or os.cpu_count() or 1
     peer = WORKLOADS[name].peer
-    impls = IMPLS if peer == "torch" else ("xpnn", peer)
+    impls = ("xpnn", peer, "jax-epoch") if peer != "torch" else IMPLS
+    impls = GROWTH_IMPLS if name == "W3" else impls
+    if backend == "cupy":  # the JAX sides run on the CPU
+        impls = tuple(impl for impl in impls if not impl.startswith("jax"))
+    if backend == "torch":  # xpnn on torch's CPU beside PyTorch eager; no NumPy path to compare
+        impls = tuple(i for i in impls if i != "xpnn-nojit" and not i.startswith("jax"))
     results: dict[str, list] = {impl: [] for impl in impls}
     for round_ in range(plan.rounds):
         turn = round_ % len(impls)
@@ -157,7 +167,9 @@ def report_speed(name: str, title: str, results: dict[str, list], unit: str) -> 
     print(table(headers, rows))
     # Each round's pair ran back to back, so its ratio is less swayed by a machine whose speed
     # drifts during the run than the ratio of medians is.
-    for slow, fast in (("torch", "xpnn"), ("torch", "xpnn-nojit"), ("xpnn-nojit", "xpnn")):
+    pairs = [("torch", "xpnn"), ("jax-step", "xpnn"), ("jax-epoch", "xpnn")]
+    pairs += [("torch", "xpnn-nojit"), ("xpnn-nojit", "xpnn"), ("torch", "jax-epoch")]
+    for slow, fast in (pair for pair in pairs if set(pair) <= set(results)):
         print(ratio_text(medians[slow], medians[fast], slow, fast))
         paired = [per_step(t) / per_step(x) for x, t in zip(results[fast], results[slow])]
         best = min(map(per_step, results[slow])) / min(map(per_step, results[fast]))
@@ -183,7 +195,7 @@ def report_estimators(results: dict[str, list]) -> None:
         accuracy = [r["accuracy"] for r in runs]
         rows.append(
             [
-                f"{impl} {runs[0]['versions'][impl]}",
+                f"{impl} {runs[0]['versions'][impl.split('-')[0]]}",
                 f"{medians[impl]:.2f}",
                 f"{min(per_epoch):.2f} - {max(per_epoch):.2f}",
                 f"{min(accuracy):.3f} - {max(accuracy):.3f}",
@@ -202,16 +214,22 @@ def report_estimators(results: dict[str, list]) -> None:
     )
     headers = ["impl", "ms/epoch median", "min - max over rounds", "test accuracy", "final loss"]
     print(table(headers, rows))
-    ratio = medians["sklearn"] / medians["xpnn"]
-    verdict = f"{ratio:.2f}x faster" if ratio > 1 else f"{1 / ratio:.2f}x slower"
-    paired = [t["seconds"] / x["seconds"] for x, t in zip(results["xpnn"], results["sklearn"])]
-    fastest = {impl: min(r["seconds"] for r in runs) for impl, runs in results.items()}
-    best = fastest["sklearn"] / fastest["xpnn"]
-    print(
-        f"sklearn/xpnn = {ratio:.2f}: xpnn is {verdict}; per-round: median "
-        f"{statistics.median(paired):.2f}, range {min(paired):.2f} - {max(paired):.2f}; "
-        f"best round of each: {best:.2f}"
-    )
+    if "jax-epoch" in results:
+        print(
+            "jax-epoch: a compiled epoch (lax.scan) of the same network from xpnn's initial "
+            "weights, on the same 75%, without the L2 term; its accuracy is on that 75%"
+        )
+    for peer in (impl for impl in results if impl != "xpnn"):
+        ratio = medians[peer] / medians["xpnn"]
+        verdict = f"{ratio:.2f}x faster" if ratio > 1 else f"{1 / ratio:.2f}x slower"
+        paired = [t["seconds"] / x["seconds"] for x, t in zip(results["xpnn"], results[peer])]
+        fastest = {impl: min(r["seconds"] for r in runs) for impl, runs in results.items()}
+        best = fastest[peer] / fastest["xpnn"]
+        print(
+            f"{peer}/xpnn = {ratio:.2f}: xpnn is {verdict}; per-round: median "
+            f"{statistics.median(paired):.2f}, range {min(paired):.2f} - {max(paired):.2f}; "
+            f"best round of each: {best:.2f}"
+        )
     print(threads_line(results))
 
 
@@ -221,7 +239,7 @@ def report_growth(sizes: tuple[int, ...], by_size: list[dict[str, list]]) -> Non
     for size, results in zip(sizes, by_size):
         row = [f"{size:,}", str(results["xpnn"][0]["steps"] // results["xpnn"][0]["epochs"])]
         medians = {}
-        for impl in IMPLS:
+        for impl in GROWTH_IMPLS:
             runs = results[impl]
             medians[impl] = statistics.median(r["seconds"] / r["epochs"] for r in runs)
             peak = statistics.median(r["peak_rss_mib"] for r in runs)
@@ -284,6 +302,7 @@ def print_environment(info: dict[str, Any], args: argparse.Namespace) -> None:
         f"torch  {info['torch']}, {info['torch_threads']} threads by default, "
         f"MKL {info['torch_mkl']}, oneDNN {info['torch_mkldnn']}"
     )
+    print(f"jax    {info['jax']} (CPU; W1 and W3: one XLA thread)")
     gpu = f" on {info['gpu']}" if "gpu" in info else ""
     print(f"xpnn   {info['xpnn']}, backend {args.backend}{gpu}")
     print(f"numba  {info['numba']}; xpnn-nojit is xpnn with XPNN_JIT=0 (plain NumPy)")
@@ -295,7 +314,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few epochs and rounds: a smoke run")
     parser.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated: W1,...,W4")
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    parser.add_argument("--backend", choices=["numpy", "cupy", "torch"], default="numpy")
     args = parser.parse_args()
     names = [name.strip().upper() for name in args.workloads.split(",") if name.strip()]
     if unknown := sorted(set(names) - set(PLANS)):

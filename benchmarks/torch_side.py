@@ -12,10 +12,15 @@ from workloads import Workload
 
 
 def build(
-    workload: Workload, X: np.ndarray, y: np.ndarray, device: str, seed: int = 0
+    workload: Workload,
+    X: np.ndarray,
+    y: np.ndarray,
+    device: str,
+    initial: list[tuple[np.ndarray, np.ndarray]],
+    seed: int = 0,
 ) -> Callable[[int], tuple[float, float, int, int]]:
     """A function that trains ``epochs`` more epochs and returns (loss, accuracy, steps run,
-    host reads: one).
+    host reads: one). ``initial``: xpnn's (weights, biases) of each Dense layer, copied in.
 
     As xpnn does: a fresh permutation each epoch, batches gathered by index, loss and accuracy
     summed on the device per step and read on the host once per call. The learning-rate decay
@@ -28,6 +33,10 @@ def build(
         layers.append(nn.Linear(n_inputs, n_neurons))
         if index < len(widths) - 2:
             layers.append(nn.ReLU())
+    with torch.no_grad():
+        for linear, (weights, biases) in zip(layers[::2], initial):
+            linear.weight.copy_(torch.from_numpy(weights.T.copy()))
+            linear.bias.copy_(torch.from_numpy(biases.ravel().copy()))
     model = nn.Sequential(*layers).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=workload.learning_rate, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()  # on logits: softmax and cross-entropy in one

@@ -23,6 +23,19 @@ def build(
     GPU each one is a device synchronisation.
     """
     reads = _count_host_reads()
+    model = _model(workload, backend, seed)
+
+    def train(epochs: int) -> tuple[float, float, int]:
+        before, reads_before = model.optimizer.iterations, reads["count"]
+        history = model.train(X, y, epochs=epochs, batch_size=workload.batch_size, verbose=False)
+        steps = model.optimizer.iterations - before
+        return history["loss"][-1], history["accuracy"][-1], steps, reads["count"] - reads_before
+
+    return train
+
+
+def _model(workload: Workload, backend: str, seed: int) -> xpnn.Model:
+    """The workload's network, finalized: Dense layers with ReLU between, softmax last."""
     model = xpnn.Model(backend=backend, seed=seed)
     widths = workload.widths
     for index, (n_inputs, n_neurons) in enumerate(itertools.pairwise(widths)):
@@ -34,14 +47,13 @@ def build(
         accuracy=xpnn.CategoricalAccuracy(),
     )
     model.finalize()
+    return model
 
-    def train(epochs: int) -> tuple[float, float, int]:
-        before, reads_before = model.optimizer.iterations, reads["count"]
-        history = model.train(X, y, epochs=epochs, batch_size=workload.batch_size, verbose=False)
-        steps = model.optimizer.iterations - before
-        return history["loss"][-1], history["accuracy"][-1], steps, reads["count"] - reads_before
 
-    return train
+def initial_parameters(workload: Workload, seed: int = 0) -> list[tuple[np.ndarray, ...]]:
+    """xpnn's initial ``(weights, biases)`` for every Dense layer (float32): every contender
+    starts from them, so all train the same network from the same point."""
+    return _model(workload, "numpy", seed).get_parameters()
 
 
 def _count_host_reads() -> dict[str, int]:

@@ -68,9 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     parser.add_argument(
         "--backend",
-        choices=["auto", "numpy", "cupy"],
+        choices=["auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:mps"],
         default="numpy",
-        help="where to train: auto picks CuPy where a CUDA GPU is usable",
+        help="where to train: auto picks CuPy where a CUDA GPU is usable; torch runs on PyTorch",
     )
     parser.add_argument("--epochs", type=int, default=1500, help="passes over the data")
     parser.add_argument("--batch-size", type=int, default=128, help="samples per step")

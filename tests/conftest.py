@@ -2,7 +2,9 @@
 
 numpy and strict always run; cupy runs where a CUDA device is usable and is skipped with its
 reason elsewhere (XPNN_REQUIRE_GPU=1 turns that skip into a failure). XPNN_TEST_BACKENDS
-(comma-separated) narrows the set, as the nox sessions do.
+(comma-separated) narrows the set, as the nox sessions do. torch runs only where named there
+(``nox -s "tests(torch)"``), on torch's own choice of device (CUDA, else MPS, else XPU, else
+the CPU); "torch:cpu" or "torch:mps" names one.
 
 The numpy backend runs its compiled kernels where numba is installed (the ``jit`` extra) unless
 XPNN_JIT=0; the header of the test run says which (``nox -s "tests(numpy-nojit)"`` runs the
@@ -16,6 +18,10 @@ CuPy's real signatures (``nox -s cupy-api``; not a GPU run).
 from __future__ import annotations
 
 import os
+
+# scikit-learn's array-API estimator check needs this set before SciPy first loads (else it
+# skips), and any test module may load SciPy first: set here, before the test modules load.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 if os.environ.get("XPNN_CUPY_API") == "1":
     import cupy_api
@@ -33,7 +39,7 @@ def _backend_params() -> list:
     names = os.environ.get("XPNN_TEST_BACKENDS", ",".join(ALL_BACKENDS)).split(",")
     params = []
     for name in (n.strip() for n in names if n.strip()):
-        if name not in ALL_BACKENDS:
+        if name not in ALL_BACKENDS and name.partition(":")[0] != "torch":
             raise pytest.UsageError(f"XPNN_TEST_BACKENDS: unknown backend {name!r}")
         marks = []
         if name == "cupy" and not cuda_available() and os.environ.get("XPNN_REQUIRE_GPU") != "1":
@@ -48,19 +54,28 @@ def backend(request) -> str:
     return request.param
 
 
-def pytest_report_header(config) -> str:
-    """Say whether the numpy backend runs compiled kernels (numba) or plain NumPy."""
+def pytest_report_header(config) -> list[str]:
+    """Say whether the numpy backend runs compiled kernels (numba) or plain NumPy, and which
+    device each torch backend under test computes on."""
     import xpnn
 
+    lines = []
+    for name in (p.values[0] for p in _backend_params()):
+        if name.startswith("torch"):
+            import torch
+
+            lines.append(
+                f"xpnn {name}: torch {torch.__version__} on {xpnn.get_backend(name).device}"
+            )
     backend = xpnn.get_backend("numpy")
     if backend.fast_path == "numba":
         import numba
 
-        return f"xpnn numpy backend: compiled kernels (numba {numba.__version__})"
+        return [f"xpnn numpy backend: compiled kernels (numba {numba.__version__})", *lines]
     from xpnn.backends import jit
 
     why = "XPNN_JIT is off" if not jit.switch("XPNN_JIT", True) else "numba missing"
-    return f"xpnn numpy backend: plain NumPy ({why})"
+    return [f"xpnn numpy backend: plain NumPy ({why})", *lines]
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

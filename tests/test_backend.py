@@ -30,7 +30,8 @@ def _cupy_without_device():
 
 
 def test_unknown_backend_lists_the_valid_names():
-    with pytest.raises(ValueError, match=r"'numpy', 'cupy', 'strict', 'auto'.*'tensorflow'"):
+    valid = r"'numpy', 'cupy', 'torch', 'strict', 'auto' or 'torch:<device>'"
+    with pytest.raises(ValueError, match=rf"{valid}.*'tensorflow'"):
         xpnn.get_backend("tensorflow")
     with pytest.raises(ValueError, match="backend"):
         xpnn.Model(backend="gpu")
@@ -282,3 +283,13 @@ def test_flush_subnormals_zeroes_those_alone(backend, dtype):
     be.flush_subnormals(a, b)
     np.testing.assert_array_equal(xpnn.to_numpy(a), np.asarray(expected, dtype))
     np.testing.assert_array_equal(xpnn.to_numpy(b), np.asarray(expected[::-1], dtype))
+
+
+def test_torch_without_torch_names_the_extra(monkeypatch):
+    """torch is imported only when a torch backend is made; without it, the error says what to
+    install (whether torch is installed here or not)."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" raises ImportError
+    monkeypatch.setattr(backend_base, "_cache", {})
+    with pytest.raises(ImportError, match=r'backend="torch" needs PyTorch .*xpnn\[torch\]'):
+        xpnn.get_backend("torch")
+    assert xpnn.get_backend("numpy").name == "numpy"

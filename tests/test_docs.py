@@ -14,7 +14,7 @@ import pytest
 import xpnn
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference"
-MODULES = ("sklearn", "datasets", "idx", "distributed")
+MODULES = ("sklearn", "datasets", "idx", "distributed", "book")
 
 
 def documented() -> set[str]:

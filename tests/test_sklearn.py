@@ -15,10 +15,6 @@ import pickle
 import subprocess
 import sys
 
-# scikit-learn's array-API check needs this set before scipy loads; without it, it skips.
-if "scipy" not in sys.modules:
-    os.environ.setdefault("SCIPY_ARRAY_API", "1")
-
 import numpy as np
 import pytest
 
@@ -441,9 +437,9 @@ def test_cross_val_score(backend):
         ("dropout", 1.0, ValueError, r"dropout must be a finite number in \[0, 1\)"),
         (
             "backend",
-            "torch",
+            "tensorflow",
             ValueError,
-            "backend must be one of 'numpy', 'cupy', 'strict', 'auto';",
+            "backend must be one of 'numpy', 'cupy', 'torch', 'strict', 'auto' or 'torch:<device>'",
         ),
         ("dtype", "float16", ValueError, "dtype must be None .*, 'float32' or 'float64'"),
         ("dtype", "double-ish", ValueError, "dtype must be None .*, 'float32' or 'float64'"),

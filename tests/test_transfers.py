@@ -1,7 +1,8 @@
 """Nothing travels to the host inside a training step, nor for each epoch's validation: one read
-per report, whatever the steps and epochs. Counted on array-api-strict (every way its arrays
-reach the host) and on the CuPy stand-in (every call that synchronises on a GPU): conversions,
-printing and formatting, copies to the host, and results whose shape depends on the data."""
+per report, whatever the steps and epochs. Counted on array-api-strict and torch (every way
+their arrays reach the host) and on the CuPy stand-in (every call that synchronises on a GPU):
+conversions, printing and formatting, copies to the host, and results whose shape depends on
+the data."""
 
 from __future__ import annotations
 
@@ -20,54 +21,67 @@ READS += ("__complex__", "__repr__", "__str__", "__format__", "__buffer__")
 DATA_SHAPED = ("nonzero", "unique_all", "unique_counts", "unique_inverse", "unique_values")
 
 
+#: Every way a torch tensor reaches the host (on a GPU, each waits for the device).
+TORCH_READS = (*READS[1:], "item", "tolist", "numpy", "cpu", "__array_wrap__")
+
+
 @pytest.fixture
 def count_reads(backend, monkeypatch):
-    """Count every way an array can reach the host (a CuPy synchronisation): on strict through
-    its array class and functions, on the CuPy stand-in through its count of calls."""
+    """Count every way an array can reach the host (a CuPy synchronisation): on strict and torch
+    through the array class and the namespace's functions, on the CuPy stand-in through its
+    count of calls."""
     if backend == "cupy":
         cupy_api = sys.modules.get("cupy_api")
         if cupy_api is None or sys.modules.get("cupy") is not cupy_api._standin:
             pytest.skip("on a GPU, tests/gpu_sync.py checks this with cupyx.allow_synchronize")
         return Reads(cupy_api.syncs)
-    if backend != "strict":
-        pytest.skip("NumPy arrays are on the host already")
-    import array_api_strict as xps
-    from array_api_strict._array_object import Array
+    if backend == "strict":
+        import array_api_strict as xps
+        from array_api_strict._array_object import Array
 
+        namespace, host, names, is_mask = xps, xps.Device("CPU_DEVICE"), READS, xps.bool
+    elif backend.startswith("torch"):
+        import torch
+
+        namespace = xpnn.get_backend(backend).xp
+        Array, host, names, is_mask = torch.Tensor, None, TORCH_READS, torch.bool
+    else:
+        pytest.skip("NumPy arrays are on the host already")
     reads = Reads()
-    host = xps.Device("CPU_DEVICE")
 
     def counting(original, name):
         def wrapper(self, *args, **kwargs):
-            if self.device != host:  # leaving the stand-in for a GPU
+            if self.device != host:  # leaving the stand-in for a GPU; torch: every read
                 reads.count += 1
                 reads.names.append(name)
             return original(self, *args, **kwargs)
 
         return wrapper
 
-    for name in READS:
-        if name in vars(Array):  # without __format__, format() calls __str__
+    for name in names:
+        # strict: without its own __format__, format() calls __str__; torch's tensor methods
+        # live on its base class
+        if name in vars(Array) or (host is None and hasattr(Array, name)):
             monkeypatch.setattr(Array, name, counting(getattr(Array, name), name))
     getitem = Array.__getitem__
 
     def masked(self, key):
         keys = key if isinstance(key, tuple) else (key,)
-        if any(isinstance(k, Array) and k.dtype == xps.bool for k in keys):
+        if any(isinstance(k, Array) and k.dtype == is_mask for k in keys):
             reads.count += 1
             reads.names.append("boolean mask")
         return getitem(self, key)
 
     monkeypatch.setattr(Array, "__getitem__", masked)
     for name in DATA_SHAPED:
-        function = getattr(xps, name)
+        function = getattr(namespace, name)
 
         def data_shaped(x, *args, _function=function, _name=name, **kwargs):
             reads.count += 1
             reads.names.append(_name)
             return _function(x, *args, **kwargs)
 
-        monkeypatch.setattr(xps, name, data_shaped)
+        monkeypatch.setattr(namespace, name, data_shaped)
     return reads
 
 

@@ -25,6 +25,15 @@ from .backends import Backend, get_backend
 __all__ = ["Dense", "Dropout", "Layer"]
 
 
+def layer_seed(seed: int | None) -> int:
+    """The seed a layer made outside a model draws from: ``seed`` itself, or for None one
+    drawn from NumPy's global generator, as scikit-learn's ``random_state=None`` does, so
+    ``np.random.seed(0)`` (or the book's ``nnfs.init()``) makes a run repeatable."""
+    if seed is not None:
+        return seed
+    return int(np.random.randint(np.iinfo(np.int32).max))  # noqa: NPY002 (the global one)
+
+
 class Layer(HasSettings, Part):
     """Base of every layer and activation: the backend it computes on.
 
@@ -99,6 +108,8 @@ class Dense(Layer):
     Weights start as ``weight_scale * N(0, 1)`` (0.01, the book's choice) drawn on the host, so
     every backend starts alike from the same seed; biases at zero. Inside a model the weights
     come from the model's seed. (The book's regression chapter needs 0.1 to learn at all.)
+    On its own the layer draws from ``seed``; ``seed=None`` takes one from NumPy's global
+    generator (see :func:`layer_seed`), so ``np.random.seed`` or ``nnfs.init()`` repeats a run.
     The regularizers add ``l1 * sum(|w|) + l2 * sum(w ** 2)`` to the loss, for weights and
     biases separately.
     """
@@ -139,7 +150,7 @@ class Dense(Layer):
         self.bias_regularizer_l1 = real(bias_regularizer_l1, "bias_regularizer_l1", **NON_NEGATIVE)
         self.bias_regularizer_l2 = real(bias_regularizer_l2, "bias_regularizer_l2", **NON_NEGATIVE)
         super().__init__(backend=backend, dtype=dtype)
-        self.build(self.backend, np.random.default_rng(seed))
+        self.build(self.backend, np.random.default_rng(layer_seed(seed)))
 
     @classmethod
     def parameter_shapes(cls, **settings: Any) -> dict[str, tuple[int, ...]]:
@@ -246,8 +257,9 @@ class Dropout(Layer):
     ``1 / (1 - rate)``, so the expected output is unchanged; at inference it passes inputs on.
 
     The mask is drawn where the arrays live. Mask number ``draws`` is a function of (``seed``,
-    ``stream``, ``draws``) alone (``xpnn.masks``): the seed comes from the model (or ``seed``),
-    the stream is the rank in data-parallel training, and there is no generator state to keep.
+    ``stream``, ``draws``) alone (``xpnn.masks``): the seed comes from the model (or ``seed``;
+    ``seed=None`` takes one from NumPy's global generator, see :func:`layer_seed`), the stream
+    is the rank in data-parallel training, and there is no generator state to keep.
     Used on its own, ``forward`` drops by default, as in the book's chapter; a model says
     ``training=False`` at inference.
     """
@@ -264,7 +276,7 @@ class Dropout(Layer):
     ) -> None:
         self.rate = real(rate, "rate", **FRACTION)
         super().__init__(backend=backend, dtype=dtype)
-        self.seed = np.random.SeedSequence(seed).entropy  # None: fresh entropy
+        self.seed = np.random.SeedSequence(layer_seed(seed)).entropy
         self.stream, self.draws = 0, 0
         self.binary_mask = None
 

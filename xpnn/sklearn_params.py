@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .activations import Linear, ReLU, Sigmoid, Tanh
-from .backends import BACKEND_NAMES
+from .backends import check_backend_name
 from .optimizers import SGD, Adagrad, Adam, RMSprop
 
 #: scikit-learn's activation names and the xpnn layer of each.
@@ -134,7 +134,10 @@ def check(estimator: Any) -> None:
     choice("optimizer", tuple(OPTIMIZERS))
     number("decay", 0.0)
     number("dropout", 0.0, 1.0)
-    choice("backend", BACKEND_NAMES)
+    try:
+        check_backend_name(estimator.backend)  # "torch:<device>" too
+    except ValueError as error:
+        raise ValueError(f"{owner} {error}") from None
     fixed_dtype(estimator)
     seed = estimator.random_state
     if not (

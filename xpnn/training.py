@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import data, progress
+from . import blas_threads, data, progress
 from ._checks import positive_int
 from .backends import Backend, to_numpy
 from .building import check_settings
@@ -177,9 +177,10 @@ def evaluate(
 ) -> dict[str, float]:
     """``Model.evaluate`` over prepared ``(X, y)``: the figures, read in one transfer; with
     ``verbose``, the book's validation line too."""
-    figures = sums(model, X, y, batch_size)
-    figures.regularization = model.regularization_loss()
-    (figures,) = read_sums(model.backend, [figures])
+    with blas_threads.limited(model, blas_threads.rows(X, batch_size)):
+        figures = sums(model, X, y, batch_size)
+        figures.regularization = model.regularization_loss()
+        (figures,) = read_sums(model.backend, [figures])
     if not math.isfinite(figures.data_loss):
         raise ValueError(
             f"X, y: the loss over these data is {figures.data_loss}: the model's computation "
@@ -200,7 +201,8 @@ def evaluate(
 def predict(model: Model, X: Any, batch_size: int | None) -> Any:
     """``Model.predict`` over prepared ``X``: the outputs, checked finite in one read."""
     xp = model.backend.xp
-    outputs = [model.forward(batch_X) for batch_X, _ in slices(X, None, batch_size)]
+    with blas_threads.limited(model, blas_threads.rows(X, batch_size)):
+        outputs = [model.forward(batch_X) for batch_X, _ in slices(X, None, batch_size)]
     outputs = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
     if not read(model.backend, [xp.all(xp.isfinite(outputs))])[0]:  # one read per call
         raise ValueError(
@@ -321,6 +323,7 @@ def train(
     """``Model.train``: its arguments checked (before any step), then a ``Trainer``'s run
     (``trainer`` makes it; ``distributed.train`` passes one that trains across processes)."""
     model._require_finalized("train")
+    blas = blas_threads.setting()  # XPNN_BLAS_THREADS, checked before anything changes
     if model.optimizer is None:
         raise ValueError("the model has no optimizer: call set(optimizer=...) before train()")
     epochs = positive_int(epochs, "epochs")
@@ -362,7 +365,8 @@ def train(
         print_every=print_every,
         display=display,
     )
-    return trainer.run(epochs)
+    with blas_threads.limited(model, trainer.batch_size, blas):
+        return trainer.run(epochs)
 
 
 class Trainer:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BACKEND_NAMES", "Backend", "get_backend", "to_numpy"]
+__all__ = ["BACKEND_NAMES", "Backend", "check_backend_name", "get_backend", "to_numpy"]
 
-BACKEND_NAMES = ("numpy", "cupy", "strict", "auto")
+BACKEND_NAMES = ("numpy", "cupy", "torch", "strict", "auto")
 FLOAT_DTYPES = ("float32", "float64")
 
 log = logging.getLogger("xpnn")
@@ -32,7 +32,8 @@ class Backend:
 
     name = "generic"
     #: Which library's versions of the optimizer updates fit this backend's arrays: "numpy"
-    #: (in place) or "cupy" (fused kernels); None runs each update's array-API reference.
+    #: (in place), "cupy" (fused kernels) or "torch" (in place); None runs each update's
+    #: array-API reference.
     fast_path: str | None = None
     #: Where an update has no version for ``fast_path``, the ones to try next, in order (the
     #: compiled NumPy backend falls back on the in-place NumPy versions).
@@ -99,7 +100,7 @@ class Backend:
             return  # host data, or this library on another of its devices: both move safely
         # CuPy's arrays have no __array_namespace__ (CuPy 14), but every GPU array library
         # exposes __cuda_array_interface__.
-        device_array = library == "cupy" or hasattr(a, "__cuda_array_interface__")
+        device_array = library in ("cupy", "torch") or hasattr(a, "__cuda_array_interface__")
         if not device_array and not hasattr(a, "__array_namespace__"):
             return  # a list, or another host container: NumPy converts it
         where = getattr(a, "device", "?")
@@ -245,21 +246,33 @@ _cache: dict[tuple[str, str], Backend] = {}
 def get_backend(name: str | Backend = "numpy", dtype: Any = None) -> Backend:
     """The backend called ``name`` with float ``dtype``.
 
-    ``"auto"`` picks CuPy where a CUDA device is usable and NumPy otherwise, and logs its choice.
+    ``"auto"`` picks CuPy where a CUDA device is usable and NumPy otherwise, and logs its choice
+    (never torch: torch is chosen by name). ``"torch:<device>"`` names torch's device.
     """
     if isinstance(name, Backend):
         return name if dtype is None else get_backend(name.name, dtype)
     dtype = _dtype_name(dtype)
     if name == "auto":
         name, _ = auto_choice()
-    if name not in _CLASSES:
-        raise ValueError(
-            f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}; got {name!r}"
-        )
+    library, device = check_backend_name(name)
     key = (name, dtype)
     if key not in _cache:
-        _cache[key] = _CLASSES[name](dtype)
+        make = _CLASSES[library]
+        _cache[key] = make(dtype) if device is None else make(dtype, device)
     return _cache[key]
+
+
+def check_backend_name(name: Any) -> tuple[str, str | None]:
+    """The library and device (None: the library's choice) that backend ``name`` names;
+    ValueError listing the valid names for any other."""
+    library, colon, device = name.partition(":") if isinstance(name, str) else (None, "", "")
+    takes_device = library in _CLASSES and getattr(_CLASSES[library], "takes_device", False)
+    if library not in (*_CLASSES, "auto") or (colon and not (device and takes_device)):
+        raise ValueError(
+            f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))} or 'torch:<device>' "
+            f"('torch:cpu', 'torch:cuda', 'torch:mps'); got {name!r}"
+        )
+    return library, device if colon else None
 
 
 def auto_choice() -> tuple[str, str]:
@@ -311,6 +324,8 @@ def to_numpy(a: Any) -> np.ndarray:
     library = type(a).__module__.partition(".")[0]
     if library == "cupy":
         return a.get()
+    if library == "torch":  # any device, with or without autograd
+        return a.numpy(force=True)
     if library == "array_api_strict":
         xp = a.__array_namespace__()
         return np.asarray(a.to_device(xp.Device("CPU_DEVICE")))

@@ -1,8 +1,9 @@
 """Adagrad: the optimizer, and its update in every version, side by side.
 
-Read the versions together: the reference, NumPy's in place, the compiled loop (numba) and the
-CUDA body run the same operations in the same order, so they give the same numbers (bit for
-bit on the CPU; the tests check every version against the reference).
+Read the versions together: the reference, NumPy's in place, the compiled loop (numba), the
+CUDA body and torch's in-place calls run the same operations in the same order, so they
+give the same numbers (bit for bit on the CPU; the tests check every version against the
+reference).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from .._checks import POSITIVE, Settings, real
 from ..backends.jit import Kernel, flat, scalars
+from ..backends.torch import scratch_pair as torch_scratch_pair
 from .base import Optimizer, scratch_pair
 
 __all__ = ["Adagrad"]
@@ -55,7 +57,29 @@ def numpy_update(
     p += t2
 
 
-def _numba_loop(p: Any, g: Any, c: Any, s: Any) -> None:  # pragma: no cover - compiled by numba
+def torch_update(
+    backend: Any,
+    scratch: dict[Any, Any],
+    p: Any,
+    g: Any,
+    c: Any,
+    *,
+    learning_rate: float,
+    epsilon: float,
+) -> None:
+    """NumPy's version in torch's in-place calls, on any device torch runs on."""
+    torch = backend.torch
+    t1, t2 = torch_scratch_pair(scratch, p)
+    torch.mul(g, g, out=t1)
+    c += t1
+    torch.sqrt(c, out=t1)
+    t1 += epsilon
+    torch.mul(g, -learning_rate, out=t2)
+    t2 /= t1
+    p += t2
+
+
+def _numba_loop(p: Any, g: Any, c: Any, s: Any) -> None:  # pragma: no cover - numba
     """The reference for one value at a time, in one pass; ``s`` holds the scalars."""
     epsilon, neg_learning_rate = s[0], s[1]
     for i in range(p.size):
@@ -121,6 +145,7 @@ class Adagrad(Optimizer):
         "numpy": numpy_update,
         "numba": numba_update,
         "cupy": cupy_update,
+        "torch": torch_update,
     }
 
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7):

@@ -1,8 +1,9 @@
 """Adam: the optimizer, and its update in every version, side by side.
 
-Read the versions together: the reference, NumPy's in place, the compiled loop (numba) and the
-CUDA body run the same operations in the same order, so they give the same numbers (bit for
-bit on the CPU; the tests check every version against the reference).
+Read the versions together: the reference, NumPy's in place, the compiled loop (numba), the
+CUDA body and torch's in-place calls run the same operations in the same order, so they
+give the same numbers (bit for bit on the CPU; the tests check every version against the
+reference).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from .._checks import FRACTION, POSITIVE, Settings, real
 from ..backends.jit import Kernel, flat, scalars
+from ..backends.torch import scratch_pair as torch_scratch_pair
 from .base import Optimizer, scratch_pair
 
 __all__ = ["Adam"]
@@ -70,6 +72,40 @@ def numpy_update(
     np.sqrt(t1, out=t1)
     t1 += epsilon
     np.divide(m, correction_1, out=t2)
+    t2 *= -learning_rate
+    t2 /= t1
+    p += t2
+
+
+def torch_update(
+    backend: Any,
+    scratch: dict[Any, Any],
+    p: Any,
+    g: Any,
+    m: Any,
+    c: Any,
+    *,
+    learning_rate: float,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+    correction_1: float,
+    correction_2: float,
+) -> None:
+    """NumPy's version in torch's in-place calls, on any device torch runs on."""
+    torch = backend.torch
+    t1, t2 = torch_scratch_pair(scratch, p)
+    m *= beta_1
+    torch.mul(g, 1 - beta_1, out=t1)
+    m += t1
+    c *= beta_2
+    torch.mul(g, g, out=t1)
+    t1 *= 1 - beta_2
+    c += t1
+    torch.div(c, correction_2, out=t1)
+    torch.sqrt(t1, out=t1)
+    t1 += epsilon
+    torch.div(m, correction_1, out=t2)
     t2 *= -learning_rate
     t2 /= t1
     p += t2
@@ -169,6 +205,7 @@ class Adam(Optimizer):
         "numpy": numpy_update,
         "numba": numba_update,
         "cupy": cupy_update,
+        "torch": torch_update,
     }
 
     def __init__(

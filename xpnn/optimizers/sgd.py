@@ -1,8 +1,9 @@
 """SGD: the optimizer, and its update in every version, side by side.
 
-Read the versions together: the reference, NumPy's in place, the compiled loops (numba) and the
-CUDA bodies run the same operations in the same order, so they give the same numbers (bit for
-bit on the CPU; the tests check every version against the reference).
+Read the versions together: the reference, NumPy's in place, the compiled loops (numba), the
+CUDA bodies and torch's in-place calls run the same operations in the same order, so they
+give the same numbers (bit for bit on the CPU; the tests check every version against the
+reference).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from .._checks import FRACTION, Settings, real
 from ..backends.jit import Kernel, flat, scalars
+from ..backends.torch import scratch_pair as torch_scratch_pair
 from .base import Optimizer, scratch_pair
 
 __all__ = ["SGD"]
@@ -55,6 +57,28 @@ def numpy_update(
     else:
         u *= momentum
         np.multiply(g, learning_rate, out=t1)
+        u -= t1
+        p += u
+
+
+def torch_update(
+    backend: Any,
+    scratch: dict[Any, Any],
+    p: Any,
+    g: Any,
+    u: Any,
+    *,
+    learning_rate: float,
+    momentum: float,
+) -> None:
+    """NumPy's version in torch's in-place calls, on any device torch runs on."""
+    t1, _ = torch_scratch_pair(scratch, p)
+    if u is None:
+        backend.torch.mul(g, -learning_rate, out=t1)
+        p += t1
+    else:
+        u *= momentum
+        backend.torch.mul(g, learning_rate, out=t1)
         u -= t1
         p += u
 
@@ -141,6 +165,7 @@ class SGD(Optimizer):
         "numpy": numpy_update,
         "numba": numba_update,
         "cupy": cupy_update,
+        "torch": torch_update,
     }
 
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0):
