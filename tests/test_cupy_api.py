@@ -194,6 +194,8 @@ def test_the_nccl_standin_keeps_cupys_signatures():
 
     import nccl_standin
 
+    if importlib.util.find_spec("cupy_backends") is None:
+        pytest.skip("the CuPy API stand-in needs the real cupy to check against")
     spec = importlib.util.find_spec("cupy_backends.cuda.libs.nccl")
     if spec is None or spec.origin is None:
         pytest.skip("this CuPy has no NCCL module")

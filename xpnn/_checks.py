@@ -36,17 +36,18 @@ def host_numbers(a: Any, argument: str) -> np.ndarray:
 
 
 def ensure_numbers(backend: Any, a: Any, argument: str) -> Any:
-    """``a`` as an array of ``backend``'s float dtype on its device, as ``Backend.ensure`` makes
-    it (host data moves, another dtype is cast, another device's array is refused), refusing
-    what holds no real numbers with a TypeError naming ``argument``."""
+    """``a`` as ``backend.ensure`` makes it (host data moves, another dtype is cast, another
+    device's array is refused; a backend that computes otherwise, such as ``xpnn.book``'s,
+    overrides ``ensure``), refusing what holds no real numbers with a TypeError naming
+    ``argument``."""
     if backend.is_own(a):
-        if a.dtype == backend.dtype:
-            return a  # the hot loop's case, checked first
-        if not backend.xp.isdtype(a.dtype, ("integral", "real floating")):
+        if a.dtype != backend.dtype and not backend.xp.isdtype(
+            a.dtype, ("integral", "real floating")
+        ):
             raise TypeError(f"{argument} must hold real numbers; got dtype {a.dtype}")
-        return backend.xp.astype(a, backend.dtype)
+        return backend.ensure(a, argument)
     backend.refuse_foreign(a, argument)
-    return backend.asarray(host_numbers(a, argument))
+    return backend.ensure(host_numbers(a, argument), argument)
 
 
 def same_shape(a: Any, shape: tuple[int, ...], argument: str, what: str) -> None:
