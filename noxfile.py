@@ -1,17 +1,18 @@
-"""Test sessions over backends, lint, and the examples.
+"""Test sessions over backends, lint, the examples and the documentation.
 
 ``nox`` runs the tests on numpy (twice: "tests(numpy)" with the compiled kernels numba gives
 the NumPy backend, "tests(numpy-nojit)" without them, XPNN_JIT=0), strict, the cupy session,
 the cupy-api session, the mpi session (data-parallel training under ``mpiexec -n 2`` and
-``-n 3``), lint, and every example briefly (so they cannot rot). The cupy session installs the
-CUDA extra and runs the suite where an NVIDIA GPU is visible; elsewhere it skips with its reason
-and installs nothing. XPNN_REQUIRE_GPU=1 turns that skip into a failure. The cupy-api session
-runs the suite's cupy path on a stand-in that checks every CuPy call against the installed
-CuPy's API, on any machine (no GPU). "tests(torch)" runs the suite on PyTorch: on CUDA, MPS or
-XPU where torch finds one, else on its CPU; it installs XPNN_TEST_TORCH (pip arguments, by
-default "torch==2.13.0", a CPU build where pip's index has one) before the torch extra.
-``nox -s bench``, never part of the default run, times xpnn beside PyTorch
-(benchmarks/README.md).
+``-n 3``), lint (ruff and mypy), every example briefly (so they cannot rot) with the
+examples' tests and the notebook, and docs (the documentation site, ``mkdocs build
+--strict``). The cupy session installs the CUDA extra and runs the suite where an NVIDIA GPU
+is visible; elsewhere it skips with its reason and installs nothing. XPNN_REQUIRE_GPU=1 turns
+that skip into a failure. The cupy-api session runs the suite's cupy path on a stand-in that
+checks every CuPy call against the installed CuPy's API, on any machine (no GPU).
+"tests(torch)" runs the suite on PyTorch: on CUDA, MPS or XPU where torch finds one, else on
+its CPU; it installs XPNN_TEST_TORCH (pip arguments, by default "torch==2.13.0", a CPU build
+where pip's index has one) before the torch extra. ``nox -s bench``, never part of the default
+run, times xpnn beside PyTorch (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -24,9 +25,15 @@ import subprocess
 
 import nox
 
-nox.options.sessions = ["tests", "cupy-api", "mpi", "lint", "examples"]
+nox.options.sessions = ["tests", "cupy-api", "mpi", "lint", "examples", "docs"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
+
+
+# The examples session runs these (they run the examples and a notebook: nothing in them
+# depends on the backend), so the backend sessions leave them out.
+EXAMPLE_TESTS = ["tests/test_examples.py", "tests/test_notebook.py"]
+NOT_EXAMPLES = [f"--ignore={path}" for path in EXAMPLE_TESTS]
 
 
 def _cuda_major() -> int | None:
@@ -74,7 +81,7 @@ def tests(session: nox.Session, backend: str) -> None:
         env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
     else:
         session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs, env=env)
+    session.run("pytest", *NOT_EXAMPLES, *session.posargs, env=env)
 
 
 @nox.session(name="cupy-api")
@@ -90,7 +97,7 @@ def cupy_api(session: nox.Session) -> None:
     """
     session.install("-e", ".[test]", "cupy-cuda12x>=14")
     env = {"XPNN_TEST_BACKENDS": "cupy", "XPNN_CUPY_API": "1"}
-    session.run("pytest", *session.posargs, env=env)
+    session.run("pytest", *NOT_EXAMPLES, *session.posargs, env=env)
 
 
 @nox.session
@@ -109,16 +116,28 @@ def mpi(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and format check."""
-    session.install("ruff>=0.6")
+    """ruff (lint and format check) and mypy: xpnn/ as pyproject.toml's [tool.mypy] says
+    (strict, a few error codes off in the modules named there), then a user's script,
+    tests/typing/user_script.py, with --strict against xpnn as installed (through its
+    py.typed): its wrong calls must be flagged, else their ``type: ignore`` is unused, an
+    error."""
+    session.install("-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+    script, config = (os.path.abspath(f"tests/typing/{n}") for n in ("user_script.py", "mypy.ini"))
+    tmp = session.create_tmp()  # no xpnn/ here: xpnn is found installed, not as source
+    with session.chdir(tmp):
+        session.run("mypy", "--no-incremental", "--config-file", config, script)
 
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """Run every example briefly so they cannot rot; their PNGs go to a temporary folder."""
-    session.install("-e", ".[examples]")
+    """Run every example briefly so they cannot rot; their PNGs go to a temporary folder. First
+    tests/test_examples.py (--help, the messages, the figures) and tests/test_notebook.py (the
+    notebook in a real Jupyter kernel: the summary once, the curves as a PNG)."""
+    session.install("-e", ".[examples]", "pytest>=8")
+    session.run("pytest", *EXAMPLE_TESTS, *session.posargs)
     out = session.create_tmp()
     for script in ("spiral.py", "digits.py", "regression_sine.py"):
         session.run("python", f"examples/{script}", "--epochs", "20", "--out", out)
@@ -126,6 +145,23 @@ def examples(session: nox.Session) -> None:
     # No network here: a small stand-in written as the four IDX files, read as the real ones.
     session.run("python", "examples/fashion_mnist.py", "--synthetic", "--epochs", "2", "--out", out)
     session.run("python", "examples/sklearn_digits.py", "--epochs", "5")
+    # The notebook in a real Jupyter kernel (nbclient): its cells must run without an error.
+    session.run("jupyter", "execute", "examples/notebook.ipynb")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (docs/, mkdocs.yml): ``mkdocs build --strict``, so a broken link,
+    a missing reference or any warning fails. The API pages are read from the source (griffe),
+    nothing is fetched (no web fonts); the site goes to a temporary folder. ``nox -s docs --
+    serve`` serves it at http://127.0.0.1:8000 instead."""
+    session.install("-e", ".[docs]")
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:], env=env)
+        return
+    site = os.path.join(session.create_tmp(), "site")
+    session.run("mkdocs", "build", "--strict", "--site-dir", site, *session.posargs, env=env)
 
 
 @nox.session

@@ -26,6 +26,15 @@ import xpnn
 OUT = Path(__file__).parent / "out"  # where the PNG goes by default
 
 
+class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows the whole description as written, and every option's default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help  # says its default in its own words
+        return super()._get_help_string(action)
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
     """Counts of each (true, predicted) pair: rows are true classes, columns predictions."""
     matrix = np.zeros((classes, classes), dtype=np.int64)
@@ -61,18 +70,19 @@ def plot_mistakes(X: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, path: P
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     parser.add_argument(
         "--backend",
         choices=["auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:mps"],
         default="numpy",
+        help="where to train: auto picks CuPy where a CUDA GPU is usable; torch runs on PyTorch",
     )
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=0.001)
+    parser.add_argument("--epochs", type=int, default=60, help="passes over the data")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per step")
+    parser.add_argument("--learning-rate", type=float, default=0.001, help="Adam's initial rate")
     parser.add_argument("--dropout", type=float, default=0.2, help="rate after each hidden layer")
     parser.add_argument("--seed", type=int, default=0, help="initial weights, shuffles, dropout")
-    parser.add_argument("--print-every", type=int, default=10)
+    parser.add_argument("--print-every", type=int, default=10, help="epochs between lines")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for the PNG, made if missing")
     parser.add_argument("--plot", type=Path, default=Path("digits_mistakes.png"), help="in --out")
     parser.add_argument("--no-plot", action="store_true", help="write no PNG (no matplotlib)")

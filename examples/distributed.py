@@ -5,7 +5,9 @@
     mpiexec -n 2 python -m mpi4py examples/distributed.py --shard --check --dtype float64
     srun -n 8 python -m mpi4py examples/distributed.py             # on a cluster (Slurm)
 
-Needs ``pip install xpnn[mpi]`` (mpi4py, and the mpich wheel's ``mpiexec``). ``python -m mpi4py``
+Needs ``pip install xpnn[mpi]`` (mpi4py, and the mpich wheel's ``mpiexec``, which lands in the
+environment's ``bin``: activate it first, ``. .venv/bin/activate``, or run
+``.venv/bin/mpiexec -n 2 .venv/bin/python -m mpi4py examples/distributed.py``). ``python -m mpi4py``
 ends the whole job when one rank raises, instead of leaving the others waiting. Every rank
 builds the same data (seeded) and the same model, and passes ``comm``: ``batch_size`` is the
 global batch, so K ranks train as one process does, up to the order of sums: ``--check`` trains
@@ -26,11 +28,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-from mpi4py import MPI
 
 import xpnn
 from xpnn import sharding
 from xpnn.datasets import spiral_data
+
+
+class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows the whole description as written, and every option's default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help  # says its default in its own words
+        return super()._get_help_string(action)
 
 
 def build(seed: int, dtype: str) -> xpnn.Model:
@@ -50,15 +60,24 @@ def build(seed: int, dtype: str) -> xpnn.Model:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=300)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
+    parser.add_argument("--epochs", type=int, default=300, help="passes over the data")
     parser.add_argument("--batch-size", type=int, default=128, help="the global batch")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and shuffles")
+    parser.add_argument(
+        "--dtype", choices=["float32", "float64"], default="float32", help="the parameters' dtype"
+    )
     parser.add_argument("--check", action="store_true", help="compare with one process")
     parser.add_argument("--save", type=Path, help="where rank 0 saves the trained model")
     parser.add_argument("--shard", action="store_true", help="each rank only its own part")
     args = parser.parse_args()
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise SystemExit(
+            'examples/distributed.py needs mpi4py and an MPI: pip install "xpnn[mpi]" '
+            "(mpi4py and the mpich wheel, whose mpiexec lands in the same environment's bin)"
+        ) from None
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()

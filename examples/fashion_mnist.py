@@ -44,6 +44,15 @@ CLASSES = [
 ]
 
 
+class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows the whole description as written, and every option's default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help  # says its default in its own words
+        return super()._get_help_string(action)
+
+
 def write_synthetic(folder: Path, train: int = 2000, test: int = 500, seed: int = 0) -> None:
     """Ten random 28x28 patterns, one per class, with noise: the four files, in IDX format."""
     rng = np.random.default_rng(seed)
@@ -56,30 +65,74 @@ def write_synthetic(folder: Path, train: int = 2000, test: int = 500, seed: int 
         write_idx(folder / f"{kind}-labels-idx1-ubyte.gz", labels)
 
 
+def offline_help(data: Path | None, no_download: bool) -> str:
+    """What to do when the data cannot be read: where the four files go, or the stand-in."""
+    folder = data if data is not None else xpnn.datasets.data_home() / "fashion-mnist"
+    names = "\n".join(f"    {name}" for name in xpnn.datasets.FASHION_MNIST_FILES)
+    lines = [
+        f"This example needs the four Fashion-MNIST files in {folder}:",
+        names,
+        f"Download them from {xpnn.datasets.FASHION_MNIST_URL}",
+        "into that folder, or into another one passed as --data DIR.",
+    ]
+    if no_download:
+        lines.append("Without --no-download, the example downloads them itself (about 30 MB).")
+    lines += [
+        "To try the pipeline without the data:",
+        "    python examples/fashion_mnist.py --synthetic --epochs 2",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     parser.add_argument(
         "--backend",
         choices=["auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:mps"],
         default="numpy",
+        help="where to train: auto picks CuPy where a CUDA GPU is usable; torch runs on PyTorch",
     )
-    parser.add_argument("--data", type=Path, default=None, help="folder of the four .gz files")
-    parser.add_argument("--no-download", action="store_true", help="fail if files are missing")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="folder of the four .gz files (default: $XPNN_DATA/fashion-mnist, else "
+        "~/.cache/xpnn/fashion-mnist)",
+    )
+    parser.add_argument(
+        "--no-download", action="store_true", help="stop if files are missing: no network"
+    )
     parser.add_argument("--synthetic", action="store_true", help="a stand-in data set, no network")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=10, help="passes over the data")
+    parser.add_argument("--batch-size", type=int, default=128, help="samples per step")
     parser.add_argument("--seed", type=int, default=0, help="initial weights and shuffles")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for the PNG, made if missing")
-    parser.add_argument("--plot", type=Path, default=Path("fashion_mnist_curves.png"))
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="the PNG's name in --out (default: fashion_mnist_curves.png; "
+        "fashion_mnist_synthetic_curves.png with --synthetic)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="write no PNG (no matplotlib)")
     args = parser.parse_args()
 
+    source = "synthetic stand-in" if args.synthetic else "Fashion-MNIST"
     with tempfile.TemporaryDirectory() as temporary:
         data = args.data
         if args.synthetic:
             data = Path(temporary)
             write_synthetic(data, seed=args.seed)
-        X, y, X_test, y_test = xpnn.datasets.fashion_mnist(data, download=not args.no_download)
+            print("Data: a synthetic stand-in (ten noisy patterns), not Fashion-MNIST")
+        try:
+            X, y, X_test, y_test = xpnn.datasets.fashion_mnist(data, download=not args.no_download)
+        except FileNotFoundError:
+            if not args.no_download:
+                raise
+            advice = offline_help(data, no_download=True)
+            raise SystemExit(f"--no-download: the files are missing.\n{advice}") from None
+        except (OSError, ValueError) as error:  # offline, or not the files expected
+            raise SystemExit(f"{error}\n\n{offline_help(data, no_download=False)}") from None
 
     model = xpnn.Model(backend=args.backend, seed=args.seed)
     model.add(xpnn.Dense(X.shape[1], 128))
@@ -118,12 +171,17 @@ def main() -> None:
     steps = model.optimizer.iterations
     print(
         f"{args.epochs} epochs, {steps} steps in {seconds:.1f} s "
-        f"({seconds / steps * 1e3:.2f} ms per step, validation included, on {model.backend.name})"
+        f"({seconds / steps * 1e3:.2f} ms per step, validation included, on {model.backend.name}) "
+        f"on the {source}"
     )
 
     if not args.no_plot:
         args.out.mkdir(parents=True, exist_ok=True)
-        path = history.plot(args.out / args.plot)
+        default = "fashion_mnist_synthetic_curves.png" if args.synthetic else None
+        plot = args.plot or Path(default or "fashion_mnist_curves.png")
+        path = history.plot(
+            args.out / plot, title=f"{source}: {args.epochs} epoch{'' if args.epochs == 1 else 's'}"
+        )
         print(f"wrote {path}")
 
 

@@ -31,6 +31,15 @@ import xpnn
 OUT = Path(__file__).parent / "out"  # where the PNG goes by default
 
 
+class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows the whole description as written, and every option's default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help  # says its default in its own words
+        return super()._get_help_string(action)
+
+
 def plot_fit(
     X: np.ndarray, y: np.ndarray, predicted: np.ndarray, precision: float, title: str, path: Path
 ) -> None:
@@ -56,17 +65,18 @@ def plot_fit(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     parser.add_argument(
         "--backend",
         choices=["auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:mps"],
         default="numpy",
+        help="where to train: auto picks CuPy where a CUDA GPU is usable; torch runs on PyTorch",
     )
-    parser.add_argument("--epochs", type=int, default=10000)
-    parser.add_argument("--learning-rate", type=float, default=0.005)
-    parser.add_argument("--decay", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--print-every", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=10000, help="passes over the data")
+    parser.add_argument("--learning-rate", type=float, default=0.005, help="Adam's initial rate")
+    parser.add_argument("--decay", type=float, default=1e-3, help="the rate's decay per step")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and shuffles")
+    parser.add_argument("--print-every", type=int, default=1000, help="epochs between lines")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for the PNG, made if missing")
     parser.add_argument("--plot", type=Path, default=Path("sine_fit.png"), help="in --out")
     parser.add_argument("--no-plot", action="store_true", help="write no PNG (no matplotlib)")

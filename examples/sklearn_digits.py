@@ -33,17 +33,27 @@ GRID = {
 }
 
 
+class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows the whole description as written, and every option's default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help  # says its default in its own words
+        return super()._get_help_string(action)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     parser.add_argument(
         "--backend",
         choices=["auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:mps"],
         default="numpy",
+        help="where to train: auto picks CuPy where a CUDA GPU is usable; torch runs on PyTorch",
     )
     parser.add_argument("--epochs", type=int, default=60, help="max_iter of each fit")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="samples per step")
     parser.add_argument("--seed", type=int, default=0, help="random_state: weights, shuffles")
-    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--folds", type=int, default=3, help="cross-validation folds")
     parser.add_argument("--jobs", type=int, default=1, help="GridSearchCV's n_jobs (processes)")
     parser.add_argument(
         "--dtype",

@@ -30,6 +30,15 @@ import xpnn
 OUT = Path(__file__).parent / "out"  # where the PNG goes by default
 
 
+class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows the whole description as written, and every option's default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help  # says its default in its own words
+        return super()._get_help_string(action)
+
+
 def plot_boundary(
     model: xpnn.Model, X: np.ndarray, y: np.ndarray, accuracy: float, path: Path
 ) -> None:
@@ -56,18 +65,19 @@ def plot_boundary(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=Help)
     parser.add_argument(
         "--backend",
         choices=["auto", "numpy", "cupy", "torch", "torch:cpu", "torch:cuda", "torch:mps"],
         default="numpy",
+        help="where to train: auto picks CuPy where a CUDA GPU is usable; torch runs on PyTorch",
     )
-    parser.add_argument("--epochs", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=0.02)
-    parser.add_argument("--decay", type=float, default=5e-5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--print-every", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=1500, help="passes over the data")
+    parser.add_argument("--batch-size", type=int, default=128, help="samples per step")
+    parser.add_argument("--learning-rate", type=float, default=0.02, help="Adam's initial rate")
+    parser.add_argument("--decay", type=float, default=5e-5, help="the rate's decay per step")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and shuffles")
+    parser.add_argument("--print-every", type=int, default=100, help="epochs between lines")
     parser.add_argument("--no-shuffle", action="store_true", help="the book's sequential batches")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for the PNG, made if missing")
     parser.add_argument("--plot", type=Path, default=Path("spiral_boundary.png"), help="in --out")

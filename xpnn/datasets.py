@@ -45,6 +45,11 @@ def spiral_data(samples: int, classes: int, seed: Seed = None) -> tuple[np.ndarr
     Arm ``c`` has radii evenly spaced over [0, 1] and angles ``2.5 * t`` where ``t`` runs evenly
     over [4c, 4c + 4] plus Gaussian noise of standard deviation 0.2. Returns ``X`` (float64,
     shape ``(samples * classes, 2)``) and ``y`` (uint8 class indices, sorted by class).
+
+    Examples:
+        >>> X, y = spiral_data(samples=100, classes=3, seed=0)
+        >>> X.shape, y.shape, y.dtype.name, sorted(set(y.tolist()))
+        ((300, 2), (300,), 'uint8', [0, 1, 2])
     """
     samples = positive_int(samples, "samples")
     classes = positive_int(classes, "classes")
@@ -119,7 +124,7 @@ def data_home() -> Path:
 
 
 def fashion_mnist(
-    root: str | os.PathLike | None = None, *, download: bool = True
+    root: str | os.PathLike[str] | None = None, *, download: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fashion-MNIST as the book's ``create_data_mnist`` returns it: ``(X, y, X_test, y_test)``.
 
@@ -158,7 +163,7 @@ def fashion_mnist(
             raise ValueError(f"{labels_path}: label {labels.max()}; expected 0 to 9")
         X = (images.reshape(images.shape[0], -1).astype(np.float32) - 127.5) / 127.5
         sets += [X, labels]
-    return tuple(sets)
+    return sets[0], sets[1], sets[2], sets[3]
 
 
 def _offline(folder: Path) -> str:

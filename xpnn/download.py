@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
@@ -233,7 +234,7 @@ class _Watched:
 
     watchdog: _Watchdog
 
-    def do_open(self, http_class, request, **kwargs):
+    def do_open(self, http_class: Any, request: Any, **kwargs: Any) -> Any:
         """urllib's ``do_open``, through a subclass of ``http_class`` that reports its socket."""
         watchdog = self.watchdog
 
@@ -255,12 +256,12 @@ if hasattr(urllib.request, "HTTPSHandler"):
         pass
 
 
-def _shut(sock) -> None:
+def _shut(sock: Any) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(2)  # socket.SHUT_RDWR: ends any read waiting on it
 
 
-def _content_length(response) -> int | None:
+def _content_length(response: Any) -> int | None:
     try:
         return int(response.headers.get("Content-Length"))
     except (TypeError, ValueError):

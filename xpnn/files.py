@@ -23,7 +23,7 @@ __all__ = [
     "write_atomic",
 ]
 
-PathLike = str | os.PathLike
+PathLike = str | os.PathLike[str]
 
 
 def write_atomic(path: PathLike, data: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,15 @@ class History:
 
     ``loss`` is ``data_loss + regularization_loss``; ``seconds`` is the time since ``train``
     began. Validation figures are NaN on the epochs where validation did not run.
+
+    Examples:
+        >>> history = History()
+        >>> history.append(epoch=1, loss=0.75, accuracy=0.5)
+        >>> history.append(epoch=2, loss=0.5, accuracy=0.625)
+        >>> len(history), history["loss"]
+        (2, [0.75, 0.5])
+        >>> history["val_loss"]  # no validation: NaN
+        [nan, nan]
     """
 
     def __init__(self) -> None:
@@ -47,39 +57,44 @@ class History:
         last = {k: v[-1] for k, v in self.history.items() if v and not math.isnan(v[-1])}
         return f"History({len(self)} epochs, last={last})"
 
-    def plot(self, path: str | Path | None = None) -> Any:
+    def plot(self, path: str | Path | None = None, *, title: str | None = None) -> Any:
         """The loss, accuracy and learning-rate curves: written to ``path`` as a PNG (and the
         path returned), or, without a path, the matplotlib Figure, which a notebook shows inline.
 
         The figure is made without pyplot, so it neither changes matplotlib's backend nor
-        stays open in pyplot, and a notebook shows it once. Needs matplotlib
+        stays open in pyplot, and a notebook shows it once, as a PNG, with no
+        ``%matplotlib inline``. ``title`` goes above the three panels. Needs matplotlib
         (``pip install "xpnn[plot]"``).
         """
         try:
             from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
         except ImportError as error:
             raise ImportError('History.plot needs matplotlib: pip install "xpnn[plot]"') from error
         if not len(self):
             raise ValueError("the history is empty: there is nothing to plot")
         epochs = self.history["epoch"]
-        panels = [
+        panels: list[tuple[str, list[tuple[str, str | None]]]] = [
             ("loss", [("loss", "training"), ("val_loss", "validation")]),
             ("accuracy", [("accuracy", "training"), ("val_accuracy", "validation")]),
             ("learning rate", [("learning_rate", None)]),
         ]
-        figure = Figure(figsize=(13, 3.8))
+        figure = _notebook_figure(Figure)(figsize=(13, 3.8))
         axes = figure.subplots(1, 3)
-        for axis, (title, curves) in zip(axes, panels):
+        for axis, (panel, curves) in zip(axes, panels):
             for name, label in curves:
                 points = [(e, v) for e, v in zip(epochs, self.history[name]) if not math.isnan(v)]
                 if points:
                     xs, ys = zip(*points)
                     axis.plot(xs, ys, marker="o" if len(points) < 30 else None, label=label)
-            axis.set_title(title)
+            axis.set_title(panel)
             axis.set_xlabel("epoch")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # no epoch 0.5
             axis.grid(alpha=0.3)
             if any(label for _, label in curves) and axis.get_legend_handles_labels()[0]:
                 axis.legend()
+        if title is not None:
+            figure.suptitle(title)
         figure.tight_layout()
         if path is None:
             return figure
@@ -90,3 +105,21 @@ class History:
     def as_dict(self) -> dict[str, list[Any]]:
         """The figures as a plain dict of lists (copies)."""
         return {name: list(values) for name, values in self.history.items()}
+
+
+@functools.cache
+def _notebook_figure(figure_class: type) -> type:
+    """A Figure subclass that Jupyter shows as a PNG (``_repr_png_``) without pyplot's inline
+    backend, which only registers its display for figures once pyplot is imported."""
+
+    class HistoryFigure(figure_class):  # type: ignore[misc]
+        """A matplotlib Figure that a notebook shows as a PNG."""
+
+        def _repr_png_(self) -> bytes:
+            from io import BytesIO
+
+            buffer = BytesIO()
+            self.savefig(buffer, format="png", dpi=100)
+            return buffer.getvalue()
+
+    return HistoryFigure

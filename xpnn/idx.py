@@ -35,7 +35,7 @@ _CHUNK = 1 << 20
 
 
 def read_idx(
-    path: str | os.PathLike, shape: tuple[int | None, ...], *, max_values: int | None = None
+    path: str | os.PathLike[str], shape: tuple[int | None, ...], *, max_values: int | None = None
 ) -> np.ndarray:
     """The uint8 array in the gzip IDX file ``path``, whose shape must match ``shape`` (None
     where any size goes) and which may hold at most ``max_values`` values (None: any number).
@@ -139,7 +139,7 @@ def _require_regular(path: Path, mode: int) -> None:
         raise ValueError(f"{path}: it is {file_kind(mode)}, not a regular file")
 
 
-def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Write the uint8 ``array`` to ``path`` as a gzip IDX file (as the data sets ship).
 
     The file is written whole or not at all: through a temporary file renamed onto ``path``,

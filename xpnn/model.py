@@ -18,7 +18,7 @@ from .backends import Backend, get_backend, to_numpy
 from .backends.base import auto_choice
 from .history import History
 from .layers import Layer
-from .losses import Loss
+from .losses import Loss, SoftmaxCategoricalCrossentropy
 from .metrics import Accuracy
 from .optimizers import Optimizer
 from .training import NonFiniteLossError
@@ -31,7 +31,35 @@ class Model:
 
     Everything runs on one backend: ``"numpy"``, ``"cupy"``, ``"auto"`` or ``"strict"``. Initial
     weights and shuffles come from ``seed``, so the same seed starts every backend alike.
+
+    Examples:
+        >>> import xpnn
+        >>> from xpnn.datasets import spiral_data
+        >>> X, y = spiral_data(samples=100, classes=3, seed=0)
+        >>> model = xpnn.Model(seed=0)
+        >>> model.add(xpnn.Dense(2, 64))
+        >>> model.add(xpnn.ReLU())
+        >>> model.add(xpnn.Dense(64, 3))
+        >>> model.add(xpnn.Softmax())
+        >>> model.set(
+        ...     loss=xpnn.CategoricalCrossentropy(),
+        ...     optimizer=xpnn.Adam(learning_rate=0.02),
+        ...     accuracy=xpnn.CategoricalAccuracy(),
+        ... )
+        >>> model.finalize()
+        >>> history = model.train(X, y, epochs=10, batch_size=128, verbose=False)
+        >>> len(history), history["epoch"][-1]
+        (10, 10)
+        >>> model.predict(X).shape
+        (300, 3)
     """
+
+    # Set by ``finalize`` (``building.wire``): the layers with parameters, the combined softmax
+    # and loss (or None), the layers ``backward`` runs in order, and the first trainable layer.
+    _trainable: list[Layer]
+    _combined: SoftmaxCategoricalCrossentropy | None
+    _backward_chain: list[Layer]
+    _first_trainable: Layer | None
 
     def __init__(
         self, backend: str | Backend = "numpy", *, seed: int | None = None, dtype: Any = None
@@ -156,7 +184,7 @@ class Model:
         shuffle: bool = True,
         validation_data: tuple[Any, Any] | None = None,
         early_stopping: int | None = None,
-        checkpoint: str | os.PathLike | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_every: int = 1,
         print_every: int = 100,
         verbose: bool | str = True,
@@ -164,7 +192,7 @@ class Model:
         shard: bool = False,
     ) -> History:
         """Train for ``epochs`` more passes over ``(X, y)`` in batches of ``batch_size``
-        (None: all at once), and return the per-epoch History (README: "Through a model").
+        (None: all at once), and return the per-epoch History (the guide "Model" in docs/).
 
         ``shuffle``: a fresh order each epoch, drawn from the model's seed (False: the order
         given, as the book's loop). Figures stay on the device until a report (every
@@ -195,7 +223,7 @@ class Model:
             checkpoint_every=checkpoint_every, print_every=print_every, verbose=verbose,
         )  # fmt: skip
 
-    def _checkpoint(self, path: str | os.PathLike) -> None:
+    def _checkpoint(self, path: str | os.PathLike[str]) -> None:
         self.save(path)
 
     def discard_epoch_in_progress(self) -> None:
@@ -239,8 +267,12 @@ class Model:
 
     def summary(self) -> str:
         """Print and return a table of the layers (output width, parameters), the total, the
-        backend and the dtype, as Keras's ``summary()``."""
-        text = summary.table(self)
+        backend and the dtype, as Keras's ``summary()``.
+
+        The text returned is a ``str`` that a notebook does not show again as the cell's value,
+        so ``model.summary()`` on a cell's last line shows the table once.
+        """
+        text = summary.SummaryText(summary.table(self))
         print(text)
         return text
 
@@ -252,7 +284,7 @@ class Model:
 
     # -- saving and loading -----------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Save everything that training depends on in one safetensors file, atomically: the
         architecture (JSON), the parameters, and the training state a checkpoint holds (the
         optimizer's step count, rate and state, the epoch count, the generators, an epoch that
@@ -264,7 +296,7 @@ class Model:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, backend: str | Backend | None = None, dtype: Any = None
+        cls, path: str | os.PathLike[str], backend: str | Backend | None = None, dtype: Any = None
     ) -> Model:
         """A model from a file written by ``save`` or a ``train`` checkpoint, on ``backend``
         (NumPy by default; any backend loads any file), ready to go on training exactly where
@@ -272,11 +304,11 @@ class Model:
         """
         return io.load_model(cls, path, backend, dtype)
 
-    def save_parameters(self, path: str | os.PathLike) -> None:
+    def save_parameters(self, path: str | os.PathLike[str]) -> None:
         """Save the parameters alone (the book's name), in the same safe format."""
         io.save_parameters(self, path)
 
-    def load_parameters(self, path: str | os.PathLike) -> None:
+    def load_parameters(self, path: str | os.PathLike[str]) -> None:
         """Load parameters saved by ``save_parameters`` (or ``save``) into this model; every
         count and shape is checked before anything changes."""
         io.load_parameters(self, path)

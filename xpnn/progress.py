@@ -28,7 +28,7 @@ def mode(verbose: Any) -> str | None:
     if verbose is True or verbose == 1:
         return "bar" if sys.stdout.isatty() or in_notebook() else "lines"
     if verbose in MODES:
-        return verbose
+        return str(verbose)
     raise ValueError(f"verbose must be True, False, 'bar' or 'lines'; got {verbose!r}")
 
 
@@ -66,7 +66,7 @@ def validation_line(result: dict[str, float]) -> str:
     return f"validation, {figures(result.get('accuracy', math.nan), result['loss'])}"
 
 
-def bar_class() -> type:
+def bar_class() -> Any:
     """tqdm's notebook bar (a widget) in Jupyter where ipywidgets is installed, else its text
     bar."""
     if in_notebook():

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .model import Model
 
-__all__ = ["table"]
+__all__ = ["SummaryText", "table"]
+
+
+class SummaryText(str):
+    """The table ``Model.summary`` printed, as a str: Jupyter and IPython show nothing more when
+    it is a cell's last value (the printed table is shown once, not again as an escaped
+    string). ``print`` it to show it again."""
+
+    def _ipython_display_(self) -> None:
+        """Show nothing: the table was printed when made."""
 
 
 def table(model: Model) -> str:

@@ -23,7 +23,7 @@ __all__ = ["Adagrad"]
 
 def reference_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     param: Any,
     grad: Any,
     cache: Any,
@@ -38,7 +38,7 @@ def reference_update(
 
 def numpy_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: np.ndarray,
     g: np.ndarray,
     c: np.ndarray,
@@ -59,7 +59,7 @@ def numpy_update(
 
 def torch_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: Any,
     g: Any,
     c: Any,
@@ -79,7 +79,7 @@ def torch_update(
     p += t2
 
 
-def _numba_loop(p, g, c, s):  # pragma: no cover - compiled by numba
+def _numba_loop(p: Any, g: Any, c: Any, s: Any) -> None:  # pragma: no cover - numba
     """The reference for one value at a time, in one pass; ``s`` holds the scalars."""
     epsilon, neg_learning_rate = s[0], s[1]
     for i in range(p.size):
@@ -93,7 +93,7 @@ NUMBA_KERNEL = Kernel(_numba_loop)
 
 def numba_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: np.ndarray,
     g: np.ndarray,
     c: np.ndarray,
@@ -123,7 +123,7 @@ CUPY_KERNELS = {
 
 def cupy_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     param: Any,
     grad: Any,
     cache: Any,

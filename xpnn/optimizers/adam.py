@@ -23,7 +23,7 @@ __all__ = ["Adam"]
 
 def reference_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     param: Any,
     grad: Any,
     momentum: Any,
@@ -46,7 +46,7 @@ def reference_update(
 
 def numpy_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: np.ndarray,
     g: np.ndarray,
     m: np.ndarray,
@@ -79,7 +79,7 @@ def numpy_update(
 
 def torch_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: Any,
     g: Any,
     m: Any,
@@ -111,7 +111,7 @@ def torch_update(
     p += t2
 
 
-def _numba_loop(p, g, m, c, s):  # pragma: no cover - compiled by numba
+def _numba_loop(p: Any, g: Any, m: Any, c: Any, s: Any) -> None:  # pragma: no cover - numba
     """The reference for one value at a time, in one pass; ``s`` holds the scalars."""
     beta_1, one_minus_beta_1, beta_2, one_minus_beta_2 = s[0], s[1], s[2], s[3]
     epsilon, correction_1, correction_2, neg_learning_rate = s[4], s[5], s[6], s[7]
@@ -127,7 +127,7 @@ NUMBA_KERNEL = Kernel(_numba_loop)
 
 def numba_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: np.ndarray,
     g: np.ndarray,
     m: np.ndarray,
@@ -170,7 +170,7 @@ CUPY_KERNELS = {
 
 def cupy_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     param: Any,
     grad: Any,
     momentum: Any,

@@ -52,7 +52,7 @@ class Optimizer(HasSettings, Part):
         self.iterations = 0
         #: Temporary arrays an update may keep between steps (NumPy's in-place versions); the
         #: optimizer owns them, so models on the same backend never share them.
-        self.scratch: dict = {}
+        self.scratch: dict[Any, Any] = {}
 
     def kept_states(self) -> tuple[str, ...]:
         """Those of ``state_names`` kept with these settings, each from the first step on: a
@@ -105,7 +105,7 @@ class Optimizer(HasSettings, Part):
         return f"{type(self).__name__}(learning_rate={self.learning_rate}, decay={self.decay})"
 
 
-def scratch_pair(scratch: dict, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def scratch_pair(scratch: dict[Any, Any], like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two NumPy arrays shaped as ``like`` to compute in, kept in ``scratch`` for the next step."""
     key = (like.shape, like.dtype.str)
     pair = scratch.get(key)

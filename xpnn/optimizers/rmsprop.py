@@ -23,7 +23,7 @@ __all__ = ["RMSprop"]
 
 def reference_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     param: Any,
     grad: Any,
     cache: Any,
@@ -39,7 +39,7 @@ def reference_update(
 
 def numpy_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: np.ndarray,
     g: np.ndarray,
     c: np.ndarray,
@@ -63,7 +63,7 @@ def numpy_update(
 
 def torch_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: Any,
     g: Any,
     c: Any,
@@ -86,7 +86,7 @@ def torch_update(
     p += t2
 
 
-def _numba_loop(p, g, c, s):  # pragma: no cover - compiled by numba
+def _numba_loop(p: Any, g: Any, c: Any, s: Any) -> None:  # pragma: no cover - numba
     """The reference for one value at a time, in one pass; ``s`` holds the scalars."""
     rho, one_minus_rho, epsilon, neg_learning_rate = s[0], s[1], s[2], s[3]
     for i in range(p.size):
@@ -100,7 +100,7 @@ NUMBA_KERNEL = Kernel(_numba_loop)
 
 def numba_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: np.ndarray,
     g: np.ndarray,
     c: np.ndarray,
@@ -135,7 +135,7 @@ CUPY_KERNELS = {
 
 def cupy_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     param: Any,
     grad: Any,
     cache: Any,

@@ -23,7 +23,7 @@ __all__ = ["SGD"]
 
 def reference_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     param: Any,
     grad: Any,
     momentums: Any,
@@ -41,7 +41,7 @@ def reference_update(
 
 def numpy_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: np.ndarray,
     g: np.ndarray,
     u: np.ndarray | None,
@@ -63,7 +63,7 @@ def numpy_update(
 
 def torch_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: Any,
     g: Any,
     u: Any,
@@ -83,14 +83,14 @@ def torch_update(
         p += u
 
 
-def _numba_plain(p, g, s):  # pragma: no cover - compiled by numba
+def _numba_plain(p: Any, g: Any, s: Any) -> None:  # pragma: no cover - compiled by numba
     """The reference without momentum, one value at a time, in one pass; ``s`` the scalars."""
     neg_learning_rate = s[0]
     for i in range(p.size):
         p[i] += neg_learning_rate * g[i]
 
 
-def _numba_momentum(p, g, u, s):  # pragma: no cover - compiled by numba
+def _numba_momentum(p: Any, g: Any, u: Any, s: Any) -> None:  # pragma: no cover - compiled by numba
     """The reference with momentum, one value at a time, in one pass; ``s`` the scalars."""
     momentum, learning_rate = s[0], s[1]
     for i in range(p.size):
@@ -104,7 +104,7 @@ NUMBA_KERNELS = {"plain": Kernel(_numba_plain), "momentum": Kernel(_numba_moment
 
 def numba_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     p: np.ndarray,
     g: np.ndarray,
     u: np.ndarray | None,
@@ -139,7 +139,7 @@ CUPY_KERNELS = {
 
 def cupy_update(
     backend: Any,
-    scratch: dict,
+    scratch: dict[Any, Any],
     param: Any,
     grad: Any,
     momentums: Any,
