@@ -29,8 +29,9 @@ __all__ = ["Model", "NonFiniteLossError"]
 class Model:
     """A stack of layers trained with a loss, an optimizer and (optionally) an accuracy metric.
 
-    Everything runs on one backend: ``"numpy"``, ``"cupy"``, ``"auto"`` or ``"strict"``. Initial
-    weights and shuffles come from ``seed``, so the same seed starts every backend alike.
+    Everything runs on one backend: ``"numpy"``, ``"cupy"``, ``"torch"`` (or ``"torch:<device>"``),
+    ``"auto"`` or ``"strict"``. Initial weights and shuffles come from ``seed``, so the same seed
+    starts every backend alike.
 
     Examples:
         >>> import xpnn
