@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .backends import Backend
+    from .backends.base import Backend
 
 __all__ = ["DRAW_SPACING", "HostSource", "device_key", "uniform"]
 
