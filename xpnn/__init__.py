@@ -3,6 +3,7 @@
 from . import datasets, distributed, idx
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backends import Backend, get_backend, to_numpy
+from .gradcheck import GradientCheckError, check_gradients
 from .history import History
 from .io import XpnnFileError
 from .layers import Dense, Dropout, Layer
@@ -32,6 +33,7 @@ __all__ = [
     "CategoricalCrossentropy",
     "Dense",
     "Dropout",
+    "GradientCheckError",
     "History",
     "Layer",
     "LeakyReLU",
@@ -50,6 +52,7 @@ __all__ = [
     "SoftmaxCategoricalCrossentropy",
     "Tanh",
     "XpnnFileError",
+    "check_gradients",
     "datasets",
     "distributed",
     "get_backend",
