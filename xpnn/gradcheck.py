@@ -211,7 +211,7 @@ def _float_backend(backend: Backend, dtype: str | None) -> Backend:
     except ValueError:
         if dtype is not None:  # asked for explicitly: say why not
             raise
-        return backend.with_dtype("float32")
+        return backend if backend.dtype_name == "float32" else backend.with_dtype("float32")
 
 
 def _parts(part: Any) -> list[Any]:
