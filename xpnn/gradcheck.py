@@ -53,14 +53,9 @@ def check_gradients(
     ``sum(forward(inputs) * upstream)``, plus ``regularization_loss()`` where the layer is
     regularized, for an ``upstream`` gradient drawn from ``seed``. A loss: ``dinputs`` of
     ``backward(predictions, targets)`` against the differences of ``calculate(predictions,
-    targets)``, the mean loss, so pass the predictions as ``inputs`` and the targets::
-
-        xpnn.check_gradients(xpnn.Dense(4, 3), X)
-        xpnn.check_gradients(xpnn.MeanSquaredError(), predictions, targets=y)
-        xpnn.check_gradients(xpnn.SoftmaxCategoricalCrossentropy(), logits, targets=labels)
-
-    The fused softmax cross-entropy takes the logits: its ``forward(logits, targets)`` is the
-    mean loss and its ``backward`` the gradient with respect to the logits.
+    targets)``, the mean loss, so pass the predictions as ``inputs`` and the targets as
+    ``targets``. The fused softmax cross-entropy takes the logits: its ``forward(logits,
+    targets)`` is the mean loss and its ``backward`` the gradient with respect to the logits.
 
     The check runs on the part's backend in float64 (the part's parameters are copied to it);
     on a backend without float64 (torch on Apple's MPS) it runs in float32, with a coarser step
@@ -74,15 +69,34 @@ def check_gradients(
         inputs: the inputs of the forward pass (a loss: its predictions), host or device data.
         targets: a loss's targets (``y_true``); None for a layer.
         step: the central differences' step (1e-6 in float64, 1e-2 in float32).
-        rtol, atol: an element agrees if ``|analytic - numerical| <= atol + rtol *
-            |numerical|`` (1e-6 and 1e-8 in float64; 1e-2 and 1e-3 in float32).
+        rtol: an element agrees if ``|analytic - numerical| <= atol + rtol * |numerical|``
+            (1e-6 in float64, 1e-2 in float32).
+        atol: as ``rtol`` says (1e-8 in float64, 1e-3 in float32).
         seed: seeds the random upstream gradient.
         dtype: None (float64 where the backend has it), "float64" or "float32".
 
     Raises:
         GradientCheckError: naming each array that disagrees (the parameter by its name, or
             ``inputs``), its worst element's index, both values and the tolerance.
-        TypeError, ValueError: for bad arguments, named, before the part is touched.
+        TypeError: for an argument of the wrong kind, named, before the part is touched.
+        ValueError: for a value out of place (inputs of the wrong shape), named, likewise.
+
+    Examples:
+        >>> import numpy as np
+        >>> import xpnn
+        >>> rng = np.random.default_rng(0)
+        >>> xpnn.check_gradients(xpnn.Dense(4, 3, seed=0), rng.standard_normal((5, 4)))
+        >>> predictions, y = rng.uniform(0.1, 0.9, (5, 2)), rng.integers(0, 2, (5, 2))
+        >>> xpnn.check_gradients(xpnn.BinaryCrossentropy(), predictions, targets=y)
+        >>> logits, labels = rng.standard_normal((5, 3)), [0, 2, 1, 1, 0]
+        >>> xpnn.check_gradients(xpnn.SoftmaxCategoricalCrossentropy(), logits, targets=labels)
+        >>> class Doubled(xpnn.ReLU):  # a wrong backward pass
+        ...     def backward(self, dvalues):
+        ...         return super().backward(2 * dvalues)
+        >>> xpnn.check_gradients(Doubled(), rng.uniform(0.5, 1, (2, 2)))
+        Traceback (most recent call last):
+        ...
+        xpnn.gradcheck.GradientCheckError: the backward pass of Doubled() disagrees ...
     """
     backend, target_dtype = _check_part(part), _check_dtype(dtype)
     is_loss = isinstance(part, Loss)
