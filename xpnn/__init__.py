@@ -17,7 +17,7 @@ from .losses import (
 )
 from .metrics import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .model import Model
-from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
+from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .training import NonFiniteLossError
 
 __version__ = "0.1.0"
@@ -27,6 +27,7 @@ __all__ = [
     "Accuracy",
     "Adagrad",
     "Adam",
+    "AdamW",
     "Backend",
     "BinaryCrossentropy",
     "CategoricalAccuracy",
