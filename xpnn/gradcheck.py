@@ -115,7 +115,9 @@ def check_gradients(
         _check_targets(backend, targets, host_inputs)
     else:
         _check_parameter_names(part)
-    names: tuple[tuple[str, str, str], ...] = () if is_loss else tuple(part.parameter_names)
+    names: tuple[tuple[str, str, str], ...] = ()
+    if isinstance(part, Layer):
+        names = tuple(part.parameter_names)
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int; got {seed!r}")
     checked = _float_backend(backend, target_dtype)
@@ -132,7 +134,8 @@ def check_gradients(
         labels = {"inputs": "inputs (dinputs)"}
         labels.update({p: f"{p} ({g})" for _, p, g in names})
         failures = []
-        for name, array in [("inputs", host_inputs), *_parameters(part, checked)]:
+        parameters = [(p, to_numpy(getattr(part, p)).astype(np.float64)) for _, p, _ in names]
+        for name, array in [("inputs", host_inputs), *parameters]:
             numerical = _central_differences(evaluate, name, array, step)
             failure = _compare(labels[name], analytic[name], numerical, rtol, atol)
             if failure:
@@ -161,9 +164,9 @@ def _check_part(part: Any) -> Backend:
 
 
 def _check_dtype(dtype: Any) -> str | None:
-    if dtype not in (None, "float32", "float64"):
+    if dtype is not None and dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be None, 'float32' or 'float64'; got {dtype!r}")
-    return dtype
+    return None if dtype is None else str(dtype)
 
 
 def _check_inputs(part: Any, inputs: Any, is_loss: bool) -> np.ndarray:
@@ -178,7 +181,7 @@ def _check_inputs(part: Any, inputs: Any, is_loss: bool) -> np.ndarray:
         raise ValueError(f"inputs must hold at least one value; got shape {host.shape}")
     if not np.all(np.isfinite(host)):
         raise ValueError("inputs must be finite; they hold NaN or infinity")
-    width = None if is_loss else type(part).widths(**part.config())[0]
+    width = None if is_loss else _width(part)
     if (is_loss or width is not None) and host.ndim != 2:
         raise ValueError(f"inputs must be 2-D (samples, features) for {part!r}; got {host.shape}")
     if width is not None and host.shape[1] != width:
@@ -186,6 +189,15 @@ def _check_inputs(part: Any, inputs: Any, is_loss: bool) -> np.ndarray:
             f"inputs must have shape (samples, {width}) for {part!r}; got {host.shape}"
         )
     return host
+
+
+def _width(part: Any) -> int | None:
+    """How many features ``part`` takes, where its ``widths`` says (Dense: ``n_inputs``)."""
+    try:
+        width = type(part).widths(**part.config())[0]
+    except (KeyError, TypeError, ValueError):  # a layer of one's own may not say
+        return None
+    return width if isinstance(width, int) else None
 
 
 def _check_targets(backend: Backend, targets: Any, inputs: np.ndarray) -> None:
@@ -257,15 +269,6 @@ def _move(part: Any, backend: Backend, is_loss: bool) -> None:
     for _, name, gradient in part.parameter_names:
         setattr(part, name, backend.asarray(to_numpy(getattr(part, name)).astype(np.float64)))
         setattr(part, gradient, backend.zeros(tuple(getattr(part, name).shape)))
-
-
-def _parameters(part: Any, backend: Backend) -> list[tuple[str, np.ndarray]]:
-    if isinstance(part, Loss):
-        return []
-    return [
-        (name, to_numpy(getattr(part, name)).astype(np.float64))
-        for _, name, _ in part.parameter_names
-    ]
 
 
 def _passes(
