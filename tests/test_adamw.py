@@ -16,7 +16,7 @@ from helpers import assert_on_backend, spiral
 
 import xpnn
 from xpnn.backends import CupyBackend
-from xpnn.optimizers import CUPY_KERNELS, adam, adamw
+from xpnn.optimizers import CUPY_KERNELS, FLUSH_EVERY, adam, adamw
 
 #: The scalars of step 3 of a run with learning rate 0.01 and weight decay 0.1.
 SETTINGS = {
@@ -101,6 +101,24 @@ def test_settings_defaults_and_state():
     _step(optimizer, layer)
     expected = {f"{p}_{n}" for p in ("weight", "bias") for n in optimizer.state_names}
     assert set(vars(layer)) - before == expected
+
+
+def test_subnormal_states_are_flushed_every_flush_every_steps(backend):
+    """As Adam's: a state stuck at the smallest subnormal is zeroed at step FLUSH_EVERY."""
+    be = xpnn.get_backend(backend, "float32")
+    smallest = float(np.finfo("float32").smallest_subnormal)
+    layer = _layer(be, [[1.0, -2.0]], [[0.0, 0.0]])
+    optimizer = xpnn.AdamW(0.05)
+    layer.weight_momentums = be.asarray([[smallest, 0.5]])
+    layer.weight_cache = be.asarray([[smallest, 0.5]])
+    for _ in range(FLUSH_EVERY - 1):
+        _step(optimizer, layer)
+    stuck = {smallest, 0.0} if backend == "cupy" else {smallest}  # a GPU flushes float32 itself
+    assert xpnn.to_numpy(layer.weight_momentums)[0, 0] in stuck
+    _step(optimizer, layer)
+    for state in (layer.weight_momentums, layer.weight_cache):
+        assert xpnn.to_numpy(state)[0, 0] == 0
+        assert 0 < xpnn.to_numpy(state)[0, 1] < 0.5
 
 
 @pytest.mark.parametrize(
