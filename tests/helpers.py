@@ -1,28 +1,11 @@
-"""Helpers shared by the tests: numerical gradients, namespace checks, tolerances."""
+"""Helpers shared by the tests: namespace checks, tolerances, the spiral and its model."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 
 import xpnn
 import xpnn.io
-
-
-def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-6):
-    """Central differences of the scalar ``f`` at every element of the host array ``x``."""
-    x = np.array(x, dtype=np.float64)
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        saved = x[index]
-        x[index] = saved + h
-        upper = f(x.copy())
-        x[index] = saved - h
-        lower = f(x.copy())
-        x[index] = saved
-        grad[index] = (upper - lower) / (2 * h)
-    return grad
 
 
 def assert_on_backend(a, backend: xpnn.Backend) -> None:

@@ -1,10 +1,11 @@
-"""Every backward pass against central differences, in float64, on every backend."""
+"""Every backward pass against central differences (``xpnn.check_gradients``), in float64, on
+every backend."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import assert_on_backend, numerical_gradient
+from helpers import assert_on_backend
 
 import xpnn
 
@@ -16,45 +17,17 @@ def rng():
     return np.random.default_rng(42)
 
 
-def _loss_through(layer, be, upstream):
-    """f(inputs) = sum(forward(inputs) * upstream): its gradient is backward(upstream)."""
-
-    def f(inputs):
-        return float(np.sum(xpnn.to_numpy(layer.forward(be.asarray(inputs))) * upstream))
-
-    return f
-
-
 def test_dense_gradients(backend, rng):
     be = xpnn.get_backend(backend, "float64")
     layer = xpnn.Dense(4, 3, backend=be, seed=1)
     layer.biases[...] = be.asarray(rng.standard_normal((1, 3)))
     inputs = rng.standard_normal((5, 4))
-    upstream = rng.standard_normal((5, 3))
 
     layer.forward(be.asarray(inputs))
-    layer.backward(be.asarray(upstream))
+    layer.backward(be.asarray(rng.standard_normal((5, 3))))
     for array in (layer.dweights, layer.dbiases, layer.dinputs):
         assert_on_backend(array, be)
-    dweights = xpnn.to_numpy(layer.dweights).copy()
-    dbiases = xpnn.to_numpy(layer.dbiases).copy()
-
-    expected_dinputs = numerical_gradient(_loss_through(layer, be, upstream), inputs)
-    np.testing.assert_allclose(xpnn.to_numpy(layer.dinputs), expected_dinputs, RTOL, ATOL)
-
-    weights, biases = xpnn.to_numpy(layer.weights).copy(), xpnn.to_numpy(layer.biases).copy()
-
-    def with_weights(w):
-        layer.weights = be.asarray(w)
-        return float(np.sum(xpnn.to_numpy(layer.forward(be.asarray(inputs))) * upstream))
-
-    def with_biases(b):
-        layer.biases = be.asarray(b)
-        return float(np.sum(xpnn.to_numpy(layer.forward(be.asarray(inputs))) * upstream))
-
-    np.testing.assert_allclose(dweights, numerical_gradient(with_weights, weights), RTOL, ATOL)
-    layer.weights = be.asarray(weights)
-    np.testing.assert_allclose(dbiases, numerical_gradient(with_biases, biases), RTOL, ATOL)
+    xpnn.check_gradients(layer, inputs)
 
 
 ACTIVATIONS = {
@@ -64,6 +37,7 @@ ACTIVATIONS = {
     "Linear": xpnn.Linear,
     "Tanh": xpnn.Tanh,
     "LeakyReLU": lambda backend: xpnn.LeakyReLU(0.1, backend=backend),
+    "Dropout": lambda backend: xpnn.Dropout(0.3, backend=backend, seed=4),
 }
 
 
@@ -74,14 +48,12 @@ def test_activation_gradients(backend, rng, activation):
     # Keep ReLU inputs away from the kink at 0, where the derivative is undefined.
     inputs = rng.standard_normal((6, 4))
     inputs = np.where(np.abs(inputs) < 1e-3, 0.5, inputs)
-    upstream = rng.standard_normal((6, 4))
 
     output = layer.forward(be.asarray(inputs))
-    dinputs = layer.backward(be.asarray(upstream))
+    dinputs = layer.backward(be.asarray(rng.standard_normal((6, 4))))
     assert_on_backend(output, be)
     assert_on_backend(dinputs, be)
-    expected = numerical_gradient(_loss_through(layer, be, upstream), inputs)
-    np.testing.assert_allclose(xpnn.to_numpy(dinputs), expected, RTOL, ATOL)
+    xpnn.check_gradients(layer, inputs)
 
 
 def _probabilities(rng, samples, classes):
@@ -103,13 +75,8 @@ def test_crossentropy_gradient(backend, rng, one_hot):
     expected_loss = -np.mean(np.log(y_pred[np.arange(7), labels]))
     np.testing.assert_allclose(float(xpnn.to_numpy(mean_loss)), expected_loss, RTOL)
 
-    dinputs = loss.backward(be.asarray(y_pred), y_true)
-    assert_on_backend(dinputs, be)
-
-    def f(p):
-        return float(xpnn.to_numpy(loss.calculate(be.asarray(p), y_true)))
-
-    np.testing.assert_allclose(xpnn.to_numpy(dinputs), numerical_gradient(f, y_pred), RTOL, ATOL)
+    assert_on_backend(loss.backward(be.asarray(y_pred), y_true), be)
+    xpnn.check_gradients(loss, y_pred, targets=y_true)
 
 
 def test_crossentropy_clips_predictions(backend):
@@ -142,6 +109,7 @@ def test_combined_gradient_equals_softmax_after_crossentropy(backend, rng, one_h
         float(xpnn.to_numpy(combined_loss)),
         float(xpnn.to_numpy(crossentropy.calculate(probabilities, y_true))),
     )
+    xpnn.check_gradients(combined, logits, targets=y_true)
 
 
 def test_regularized_dense_gradients(backend, rng):
@@ -150,30 +118,13 @@ def test_regularized_dense_gradients(backend, rng):
     layer = xpnn.Dense(3, 4, 0.3, 0.2, 0.1, 0.05, backend=be, seed=2)
     start_weights = rng.standard_normal((3, 4))
     start_biases = rng.standard_normal((1, 4))
-    inputs, upstream = rng.standard_normal((5, 3)), rng.standard_normal((5, 4))
-
-    def total(weights, biases):
-        layer.weights, layer.biases = be.asarray(weights), be.asarray(biases)
-        data = np.sum(xpnn.to_numpy(layer.forward(be.asarray(inputs))) * upstream)
-        return float(data + xpnn.to_numpy(layer.regularization_loss()))
+    layer.weights, layer.biases = be.asarray(start_weights), be.asarray(start_biases)
 
     expected_penalty = 0.3 * np.abs(start_weights).sum() + 0.2 * (start_weights**2).sum()
     expected_penalty += 0.1 * np.abs(start_biases).sum() + 0.05 * (start_biases**2).sum()
-    total(start_weights, start_biases)
     assert_on_backend(layer.regularization_loss(), be)
     np.testing.assert_allclose(float(xpnn.to_numpy(layer.regularization_loss())), expected_penalty)
-
-    layer.backward(be.asarray(upstream))
-    dweights, dbiases = xpnn.to_numpy(layer.dweights).copy(), xpnn.to_numpy(layer.dbiases).copy()
-    np.testing.assert_allclose(
-        dweights,
-        numerical_gradient(lambda w: total(w, start_biases), start_weights),
-        RTOL,
-        ATOL,
-    )
-    np.testing.assert_allclose(
-        dbiases, numerical_gradient(lambda b: total(start_weights, b), start_biases), RTOL, ATOL
-    )
+    xpnn.check_gradients(layer, rng.standard_normal((5, 3)))
 
 
 def test_l1_gradient_is_one_at_zero(backend):
@@ -212,13 +163,8 @@ def test_loss_gradients(backend, rng, loss_class, kind):
         else y_true + rng.choice([-1, 1], (6, 2)) * rng.uniform(0.1, 1, (6, 2))
     )
 
-    dinputs = loss.backward(be.asarray(y_pred), y_true)
-    assert_on_backend(dinputs, be)
-
-    def f(p):
-        return float(xpnn.to_numpy(loss.calculate(be.asarray(p), y_true)))
-
-    np.testing.assert_allclose(xpnn.to_numpy(dinputs), numerical_gradient(f, y_pred), RTOL, ATOL)
+    assert_on_backend(loss.backward(be.asarray(y_pred), y_true), be)
+    xpnn.check_gradients(loss, y_pred, targets=y_true)
 
 
 def test_loss_values_follow_the_book(backend):

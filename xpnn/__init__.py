@@ -3,6 +3,7 @@
 from . import datasets, distributed, idx
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backends import Backend, get_backend, to_numpy
+from .gradcheck import GradientCheckError, check_gradients
 from .history import History
 from .io import XpnnFileError
 from .layers import Dense, Dropout, Layer
@@ -16,7 +17,7 @@ from .losses import (
 )
 from .metrics import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .model import Model
-from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
+from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from .training import NonFiniteLossError
 
 __version__ = "0.1.0"
@@ -26,12 +27,14 @@ __all__ = [
     "Accuracy",
     "Adagrad",
     "Adam",
+    "AdamW",
     "Backend",
     "BinaryCrossentropy",
     "CategoricalAccuracy",
     "CategoricalCrossentropy",
     "Dense",
     "Dropout",
+    "GradientCheckError",
     "History",
     "Layer",
     "LeakyReLU",
@@ -50,6 +53,7 @@ __all__ = [
     "SoftmaxCategoricalCrossentropy",
     "Tanh",
     "XpnnFileError",
+    "check_gradients",
     "datasets",
     "distributed",
     "get_backend",

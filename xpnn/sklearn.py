@@ -341,7 +341,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
       parameters restored (a fit that reaches ``max_iter`` first keeps its last epoch's).
     - ``verbose``: the book's line per epoch.
 
-    And xpnn's own: ``optimizer`` ("adam", "sgd" with momentum 0.9, "rmsprop", "adagrad"),
+    And xpnn's own: ``optimizer`` ("adam", "sgd" with momentum 0.9, "rmsprop", "adagrad",
+    "adamw" with weight decay 0.01),
     ``decay`` (the book's learning-rate decay), ``dropout`` (rate after each hidden layer),
     ``backend`` ("numpy", "cupy", "auto", "strict"), ``dtype``: None (the default) computes in
     the input's dtype as scikit-learn's estimators do, float32 input in float32 and any other

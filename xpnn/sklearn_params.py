@@ -16,7 +16,7 @@ import numpy as np
 
 from .activations import Linear, ReLU, Sigmoid, Tanh
 from .backends import check_backend_name
-from .optimizers import SGD, Adagrad, Adam, RMSprop
+from .optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
 
 #: scikit-learn's activation names and the xpnn layer of each.
 ACTIVATIONS = {"identity": Linear, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
@@ -27,12 +27,13 @@ OPTIMIZERS = {
     "sgd": lambda lr, decay: SGD(learning_rate=lr, decay=decay, momentum=0.9),
     "rmsprop": lambda lr, decay: RMSprop(learning_rate=lr, decay=decay),
     "adagrad": lambda lr, decay: Adagrad(learning_rate=lr, decay=decay),
+    "adamw": lambda lr, decay: AdamW(learning_rate=lr, decay=decay),
 }
 
 #: scikit-learn's MLP parameters that these estimators lack, and what to use instead.
 NOT_HERE = {
     "tol": "every epoch runs unless early_stopping ends the fit",
-    "solver": "optimizer= picks 'adam', 'sgd', 'rmsprop' or 'adagrad'; there is no 'lbfgs'",
+    "solver": "optimizer= picks 'adam', 'sgd', 'rmsprop', 'adagrad' or 'adamw'; no 'lbfgs'",
     "momentum": "optimizer='sgd' has momentum 0.9",
     "nesterovs_momentum": "optimizer='sgd' has momentum 0.9, not Nesterov's",
     "learning_rate": "learning_rate_init= sets the rate and decay= lowers it as training goes",

@@ -9,14 +9,15 @@ optimizer and every version of its update side by side. A new optimizer is one s
 exported here.
 """
 
-from . import adagrad, adam, rmsprop, sgd
+from . import adagrad, adam, adamw, rmsprop, sgd
 from .adagrad import Adagrad
 from .adam import Adam
+from .adamw import AdamW
 from .base import FLUSH_EVERY, Optimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["FLUSH_EVERY", "SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
+__all__ = ["FLUSH_EVERY", "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop"]
 
 #: Every fused CUDA update body by kernel name, for the tests that compile them on the host.
 CUPY_KERNELS = {
@@ -24,4 +25,5 @@ CUPY_KERNELS = {
     **adagrad.CUPY_KERNELS,
     **rmsprop.CUPY_KERNELS,
     **adam.CUPY_KERNELS,
+    **adamw.CUPY_KERNELS,
 }

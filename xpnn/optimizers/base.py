@@ -1,10 +1,10 @@
 """What every optimizer shares: the book's decay, the step count, its state and its scratch.
 
 An update rule lives in a module of its own beside this one (``sgd.py``, ``adagrad.py``,
-``rmsprop.py``, ``adam.py``), all its versions side by side: the reference written against the
-array API standard, NumPy's in place, the compiled one (numba) and CuPy's fused CUDA kernel body.
-The optimizer picks one by the backend's ``fast_path`` (then its ``fallback_paths``); a rule
-without a version for any of them runs the reference.
+``rmsprop.py``, ``adam.py``, ``adamw.py``), all its versions side by side: the reference written
+against the array API standard, NumPy's in place, the compiled one (numba) and CuPy's fused CUDA
+kernel body. The optimizer picks one by the backend's ``fast_path`` (then its
+``fallback_paths``); a rule without a version for any of them runs the reference.
 """
 
 from __future__ import annotations
