@@ -17,6 +17,7 @@ from .losses import (
 from .metrics import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .model import Model
 from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
+from .parts import register, unregister
 from .training import NonFiniteLossError
 
 __version__ = "0.1.0"
@@ -54,5 +55,7 @@ __all__ = [
     "distributed",
     "get_backend",
     "idx",
+    "register",
     "to_numpy",
+    "unregister",
 ]

@@ -39,9 +39,6 @@ class Accuracy(HasSettings, Part):
         xp = self.backend.xp
         return xp.mean(xp.astype(self.compare(predictions, y), self.backend.dtype))
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
 
 class CategoricalAccuracy(Accuracy):
     """Predicted class against sparse labels or the argmax of one-hot labels.
@@ -96,9 +93,6 @@ class CategoricalAccuracy(Accuracy):
         if y.ndim == 2:
             y = self.backend.xp.argmax(y, axis=1)
         return predictions == y
-
-    def __repr__(self) -> str:
-        return f"CategoricalAccuracy(binary={self.binary})"
 
 
 class RegressionAccuracy(Accuracy):
@@ -159,6 +153,3 @@ class RegressionAccuracy(Accuracy):
             raise RuntimeError("RegressionAccuracy has no precision yet: call init(y) first")
         y = self.backend.ensure(y, "y")
         return self.backend.xp.abs(predictions - y) < self.precision
-
-    def __repr__(self) -> str:
-        return f"RegressionAccuracy(precision={self.precision})"
