@@ -702,11 +702,17 @@ def test_error_parameters_file_to_load_model(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "words"),
     [
-        (lambda d: d["layers"][1].update({"class": "Evil"}), ["layer 1", "unknown class 'Evil'"]),
-        (lambda d: d["layers"][1].update({"class": "os.system"}), ["unknown class"]),
-        (lambda d: d["loss"].update({"class": "Pickle"}), ["loss", "unknown class"]),
-        (lambda d: d["optimizer"].update({"class": "Adamax"}), ["optimizer", "unknown class"]),
-        (lambda d: d["accuracy"].update({"class": "F1"}), ["accuracy", "unknown class"]),
+        (
+            lambda d: d["layers"][1].update({"class": "Evil"}),
+            ["layer 1", "names the class 'Evil', which is neither xpnn's own nor registered"],
+        ),
+        (
+            lambda d: d["layers"][1].update({"class": "os.system"}),
+            ["neither xpnn's own nor registered"],
+        ),
+        (lambda d: d["loss"].update({"class": "Pickle"}), ["loss", "xpnn.register"]),
+        (lambda d: d["optimizer"].update({"class": "Adamax"}), ["optimizer", "xpnn.register"]),
+        (lambda d: d["accuracy"].update({"class": "F1"}), ["accuracy", "xpnn.register"]),
         (lambda d: layer(d, 2).update(rate=-0.5), ["layer 2 Dropout", "invalid settings", "rate"]),
         (lambda d: layer(d, 2).update(rate="0.1"), ["invalid settings", "rate"]),
         (lambda d: layer(d, 2).update(rate=[0.1]), ["rate must be a number"]),
@@ -931,7 +937,7 @@ def test_save_errors(tmp_path):
 
     model = small_model()
     model.layers[1] = Custom()
-    with pytest.raises(TypeError, match="only xpnn's own classes"):
+    with pytest.raises(TypeError, match="neither xpnn's own nor registered"):
         save_model(model, tmp_path / "m")
     model = small_model()
     with pytest.raises(TypeError, match="JSON"):
