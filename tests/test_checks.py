@@ -138,21 +138,16 @@ def test_a_loss_that_overflows_before_any_update_does_not_blame_the_learning_rat
         assert model.optimizer.iterations == 0
 
 
+#: What a message calls the weights of the first layer of a model of Dense(2, 8).
+DENSE_2_8 = r"parameters\[0\] weights of Dense\(n_inputs=2, n_neurons=8[^)]*\)"
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        (
-            BIG,
-            r"parameters\[0\] weights of Dense\(n_inputs=2, n_neurons=8[^)]*\) holds values beyond float32's range",
-        ),
-        (
-            np.nan,
-            r"parameters\[0\] weights of Dense\(n_inputs=2, n_neurons=8[^)]*\) holds NaN or infinity",
-        ),
-        (
-            -np.inf,
-            r"parameters\[0\] weights of Dense\(n_inputs=2, n_neurons=8[^)]*\) holds NaN or infinity",
-        ),
+        (BIG, rf"{DENSE_2_8} holds values beyond float32's range"),
+        (np.nan, rf"{DENSE_2_8} holds NaN or infinity"),
+        (-np.inf, rf"{DENSE_2_8} holds NaN or infinity"),
     ],
 )
 def test_set_parameters_checks_values_in_the_model_dtype(backend, values, message):

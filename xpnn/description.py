@@ -2,8 +2,9 @@
 
 The description names each part (layer, loss, optimizer, metric) by its class and constructor
 settings (``config()``). Only classes of the registry (``parts``: xpnn's own and those given to
-``xpnn.register``) are named, and only values a file can hold and load back are written: a seed below ``MAX_SEED``, counts below ``MAX_COUNT``. ``check_savable``
-runs the same checks before training starts, so that a checkpoint never fails epochs later.
+``xpnn.register``) are named, and only values a file can hold and load back are written: a
+seed below ``MAX_SEED``, counts below ``MAX_COUNT``. ``check_savable`` runs the same checks
+before training starts, so that a checkpoint never fails epochs later.
 """
 
 from __future__ import annotations
@@ -169,8 +170,9 @@ def checkpoint_info(checkpoint: Any) -> dict[str, Any]:
 
 def check_savable(model: Model, argument: str) -> None:
     """Raise as a save would, with ``argument`` first in the message, if ``model`` could not be
-    saved (its seed, a part that is neither xpnn's own nor registered, a setting or a count a file cannot store):
-    ``train`` with a checkpoint calls it before the first step, not at the first checkpoint."""
+    saved (its seed, a part neither xpnn's own nor registered, a setting or a count a file
+    cannot store): ``train`` with a checkpoint calls it before the first step, not at the first
+    checkpoint."""
     try:
         describe_model(model)
         if model.rng.bit_generator.state.get("bit_generator") != "PCG64":
