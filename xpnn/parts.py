@@ -85,7 +85,8 @@ def register(cls: P) -> P:
             f"xpnn.Accuracy; got {cls!r:.80}"
         )
     name = cls.__name__
-    if kind == "layer" and cls.parameter_names and "parameter_shapes" not in _defined(cls):
+    trainable = kind == "layer" and bool(getattr(cls, "parameter_names", ()))
+    if trainable and "parameter_shapes" not in _defined(cls):
         raise TypeError(
             f"register: layer {name} has parameters (parameter_names) but no classmethod "
             f"parameter_shapes(**settings), which loading needs to check a file's arrays"
@@ -116,10 +117,11 @@ def _defined(cls: type) -> set[str]:
 
 def unregister(cls: type) -> None:
     """Withdraw a class that ``register`` admitted (a no-op for one it did not)."""
+    name = getattr(cls, "__name__", None)
     with _lock:
         for taken in _registered.values():
-            if taken.get(getattr(cls, "__name__", None)) is cls:
-                del taken[cls.__name__]
+            if isinstance(name, str) and taken.get(name) is cls:
+                del taken[name]
 
 
 class _Classes(Mapping[str, type]):
