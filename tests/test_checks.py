@@ -14,6 +14,7 @@ import weakref
 import numpy as np
 import pytest
 from helpers import load_model, seed_model, spiral
+from parts import own
 
 import xpnn
 from xpnn.io import XpnnFileError, load_parameters, save_model, save_parameters
@@ -626,6 +627,13 @@ def _targets(output: str, loss: str):
 
 COMBINATIONS = list(itertools.product(OUTPUTS, LOSSES, METRICS))
 EPOCHS = 40
+
+
+def test_the_combinations_cover_every_registered_output_loss_and_metric():
+    """Each of xpnn's layers but Dropout ends a model below, with each loss and each metric."""
+    assert set(OUTPUTS) | {"Dropout"} == set(own("layer"))
+    assert set(LOSSES) == set(own("loss"))
+    assert {type(make()).__name__ for make in METRICS.values()} - {"NoneType"} == set(own("metric"))
 
 
 def _figures(loss: str, metric: str, model, y) -> dict[str, float]:

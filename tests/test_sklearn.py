@@ -355,7 +355,10 @@ def test_pickle_holds_xpnn_file_bytes(backend, tmp_path):
 
 def test_pickle_round_trips_every_layer_and_optimizer(backend):
     X, y = _blobs(3)
-    for optimizer, activation in zip(["adam", "sgd", "rmsprop", "adagrad"], list(ACTIVATIONS)):
+    optimizers, activations = list(OPTIMIZERS), list(ACTIVATIONS)
+    pairs = max(len(optimizers), len(activations))  # each of both, the shorter list repeated
+    for i in range(pairs):
+        optimizer, activation = optimizers[i % len(optimizers)], activations[i % len(activations)]
         clf = MLPClassifier(
             (8, 8),
             activation=activation,
