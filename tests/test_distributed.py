@@ -176,6 +176,34 @@ def test_regression_equals_one_process(backend, size):
         assert history["accuracy"] == expected["accuracy"]
 
 
+def test_shard_regression_takes_each_ranks_precision_and_compares_the_rest(backend):
+    """A precision left to the data is each rank's own in shard mode (from its own part), not a
+    difference; the metric's class, and a precision differing without shard, still are."""
+    X, y = xpnn.datasets.sine_data(100)
+
+    def work(rank, group, shard, precision=None):
+        model = xpnn.Model(backend=backend, seed=2, dtype="float64")
+        model.add(xpnn.Dense(1, 1))
+        model.add(xpnn.Linear())
+        model.set(loss=xpnn.MeanSquaredError(), optimizer=xpnn.Adam(),
+                  accuracy=xpnn.RegressionAccuracy(precision))  # fmt: skip
+        model.finalize()
+        part = slice(50 * rank, 50 * rank + 50) if shard else slice(None)
+        try:
+            model.train(X[part], y[part], epochs=1, batch_size=20, verbose=False, shard=shard,
+                        comm=comm_of(group, rank, model))  # fmt: skip
+        except ValueError as error:
+            return error
+        return model.accuracy.precision
+
+    precisions = together(2, lambda rank, group: work(rank, group, True))
+    assert all(isinstance(p, float) for p in precisions), precisions
+    assert precisions[0] != precisions[1]
+    errors = together(2, lambda rank, group: work(rank, group, False, 0.01 * (rank + 1)))
+    for error in errors:
+        assert "differ in accuracy RegressionAccuracy precision: rank 0 has 0.01" in str(error)
+
+
 def test_weights_by_share_not_by_rank_count(backend):
     # The last batch splits 1 / 0 / 0: dividing each gradient by the number of ranks would
     # shrink that step's gradient threefold; the result would be far from one process's.

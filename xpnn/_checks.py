@@ -149,6 +149,9 @@ class Part:
     """
 
     _model_ref: weakref.ref | None = None
+    #: Settings a part takes from the training data when none is given (the regression
+    #: metric's precision): in shard mode each rank has its own, so the ranks compare the rest.
+    from_data: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def arguments(cls) -> dict[str, bool]:

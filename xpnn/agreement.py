@@ -83,7 +83,7 @@ def settings(model: Any, X: Any, y: Any, shard: bool = False, **given: Any) -> d
         **given,
         "parameter count": model._parameters.params.shape[0],
         "dtype": model.backend.dtype_name,
-        **part_settings(model),
+        **part_settings(model, shard),
         "epochs trained": model.epochs_trained,
         "optimizer step": None if optimizer is None else optimizer.iterations,
         "optimizer state": states,
@@ -94,16 +94,18 @@ def settings(model: Any, X: Any, y: Any, shard: bool = False, **given: Any) -> d
     }
 
 
-def part_settings(model: Any) -> dict[str, Any]:
+def part_settings(model: Any, shard: bool) -> dict[str, Any]:
     """Every part's class and each of its constructor settings (``config()``), one entry each,
-    a class before its settings: a difference names the part, the setting and both values."""
+    a class before its settings: a difference names the part, the setting and both values. In
+    shard mode, without the settings a part takes from each rank's own data (``from_data``)."""
     parts = [(f"layer {i}", layer) for i, layer in enumerate(model.layers)]
     parts += [("loss", model.loss), ("optimizer", model.optimizer), ("accuracy", model.accuracy)]
     entries: dict[str, Any] = {"layers": [type(layer).__name__ for layer in model.layers]}
     for what, part in parts:
         entries[what] = None if part is None else type(part).__name__
         for setting, value in ({} if part is None else part.config()).items():
-            entries[f"{what} {type(part).__name__} {setting}"] = value
+            if not (shard and setting in part.from_data):
+                entries[f"{what} {type(part).__name__} {setting}"] = value
     return entries
 
 

@@ -102,6 +102,7 @@ class RegressionAccuracy(Accuracy):
     """
 
     settings: ClassVar[Settings] = {"precision": POSITIVE}
+    from_data: ClassVar[tuple[str, ...]] = ("precision",)
 
     def __init__(
         self,
