@@ -72,6 +72,7 @@ def disagreements(backend: str) -> dict:
         "dtype": dict(dtype="float32") if other else {},
         "epochs trained": dict(before=1) if other else {},
         "an argument": dict(epochs=0) if other else {},
+        "optimizer Adam beta_1": dict(beta_1=0.5) if other else {},
     }
     seen = {}
     for name, change in cases.items():
@@ -79,6 +80,8 @@ def disagreements(backend: str) -> dict:
         model = build(
             backend, hidden=change.get("hidden", 16), dtype=change.get("dtype", "float64")
         )
+        model.set(optimizer=xpnn.Adam(beta_1=change.get("beta_1", 0.9)))
+        model.finalize()
         if change.get("before"):
             model.train(*data, epochs=1, verbose=False)
         try:
@@ -223,10 +226,10 @@ def no_metric(backend: str) -> dict:
 
 def optimizer_state(backend: str) -> dict:
     X, y = spiral(10, 3)
-    model = build(backend, "adam")
+    model = build(backend, "Adam")
     if RANK == SIZE - 1:  # Adam's state arrays made, everything else back as it was
         model.train(X, y, epochs=1, verbose=False)
-        model.set_parameters(build(backend, "adam").get_parameters())
+        model.set_parameters(build(backend, "Adam").get_parameters())
         model.optimizer.iterations, model.epochs_trained = 0, 0
         model.optimizer.current_learning_rate = model.optimizer.learning_rate
     try:

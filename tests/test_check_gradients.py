@@ -113,7 +113,7 @@ def test_a_wrong_backward_is_named(backend, rng, cls, named, index):
     assert "1e-08 + 1e-06 *" in lines[0], message
     if index is not None:
         assert f"worst at index {index}" in lines[0], message
-    assert "Dense(4, 3)" in message and "float64" in message
+    assert f"{cls.__name__}(n_inputs=4, n_neurons=3" in message and "float64" in message
 
 
 def test_the_values_in_the_message_are_the_gradients(rng):

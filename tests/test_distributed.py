@@ -118,12 +118,12 @@ def test_early_stopping_stops_every_rank_alike(backend):
     X_val, y_val = spiral(10, 3, seed=2)
     options = dict(epochs=30, batch_size=32, verbose=False, validation_data=(X_val, y_val),
                    early_stopping=2)  # fmt: skip
-    alone = build(backend, "sgd")
+    alone = build(backend, "SGD")
     expected = alone.train(X, y, **options)
     assert len(expected["epoch"]) < 30  # it did stop early
 
     def work(rank, group):
-        model = build(backend, "sgd")
+        model = build(backend, "SGD")
         history = model.train(X, y, comm=comm_of(group, rank, model), **options)
         return flat(model), history["epoch"]
 
@@ -176,15 +176,43 @@ def test_regression_equals_one_process(backend, size):
         assert history["accuracy"] == expected["accuracy"]
 
 
+def test_shard_regression_takes_each_ranks_precision_and_compares_the_rest(backend):
+    """A precision left to the data is each rank's own in shard mode (from its own part), not a
+    difference; the metric's class, and a precision differing without shard, still are."""
+    X, y = xpnn.datasets.sine_data(100)
+
+    def work(rank, group, shard, precision=None):
+        model = xpnn.Model(backend=backend, seed=2, dtype="float64")
+        model.add(xpnn.Dense(1, 1))
+        model.add(xpnn.Linear())
+        model.set(loss=xpnn.MeanSquaredError(), optimizer=xpnn.Adam(),
+                  accuracy=xpnn.RegressionAccuracy(precision))  # fmt: skip
+        model.finalize()
+        part = slice(50 * rank, 50 * rank + 50) if shard else slice(None)
+        try:
+            model.train(X[part], y[part], epochs=1, batch_size=20, verbose=False, shard=shard,
+                        comm=comm_of(group, rank, model))  # fmt: skip
+        except ValueError as error:
+            return error
+        return model.accuracy.precision
+
+    precisions = together(2, lambda rank, group: work(rank, group, True))
+    assert all(isinstance(p, float) for p in precisions), precisions
+    assert precisions[0] != precisions[1]
+    errors = together(2, lambda rank, group: work(rank, group, False, 0.01 * (rank + 1)))
+    for error in errors:
+        assert "differ in accuracy RegressionAccuracy precision: rank 0 has 0.01" in str(error)
+
+
 def test_weights_by_share_not_by_rank_count(backend):
     # The last batch splits 1 / 0 / 0: dividing each gradient by the number of ranks would
     # shrink that step's gradient threefold; the result would be far from one process's.
     X, y = spiral(43, 3)
-    alone = build(backend, "sgd", regularize=False)
+    alone = build(backend, "SGD", regularize=False)
     alone.train(X, y, epochs=1, batch_size=32, shuffle=False, verbose=False)
 
     def work(rank, group):
-        model = build(backend, "sgd", regularize=False)
+        model = build(backend, "SGD", regularize=False)
         model.train(X, y, epochs=1, batch_size=32, shuffle=False, verbose=False,
                     comm=comm_of(group, rank, model))  # fmt: skip
         return flat(model)
@@ -198,7 +226,7 @@ def test_one_allreduce_per_step_and_one_broadcast_per_state(backend):
     comms = {}
 
     def work(rank, group):
-        model = build(backend, "adam")
+        model = build(backend, "Adam")
         comms[rank] = comm_of(group, rank, model)
         model.train(X, y, epochs=2, batch_size=16, verbose=False, comm=comms[rank])
         model.train(X, y, epochs=1, batch_size=16, verbose=False, comm=comms[rank])
@@ -234,6 +262,18 @@ DIFFERENCES = {
     "parameters": lambda rank: ({"hidden": 16 + rank}, "parameter count"),
     "dtype": lambda rank: ({"dtype": "float64" if rank else "float32"}, "dtype"),
     "epochs trained": lambda rank: ({"before": rank}, "epochs trained"),
+    "an optimizer setting": lambda rank: (
+        {"optimizer": xpnn.Adam(beta_1=0.5 if rank else 0.9)},
+        "optimizer Adam beta_1",
+    ),
+    "an optimizer": lambda rank: (
+        {"optimizer": xpnn.RMSprop() if rank else xpnn.Adam()},
+        "optimizer",
+    ),
+    "a layer setting": lambda rank: (
+        {"regularize": not rank},
+        "layer 0 Dense weight_regularizer_l1",
+    ),
 }
 
 
@@ -243,8 +283,14 @@ def test_differing_settings_raise_on_every_rank(backend, difference):
         changes, _ = DIFFERENCES[difference](rank if rank == 1 else 0)
         X, y = changes.get("X", spiral(20, 3))
         model = build(
-            backend, hidden=changes.get("hidden", 16), dtype=changes.get("dtype", "float64")
+            backend,
+            hidden=changes.get("hidden", 16),
+            dtype=changes.get("dtype", "float64"),
+            regularize=changes.get("regularize", True),
         )
+        if "optimizer" in changes:
+            model.set(optimizer=changes["optimizer"])
+            model.finalize()
         if changes.get("before"):
             model.train(X, y, epochs=changes["before"], verbose=False)
         before = flat(model)
@@ -733,10 +779,10 @@ def test_ranks_holding_other_optimizer_state_arrays_are_refused(backend):
     X, y = spiral(10, 3)
 
     def work(rank, group):
-        model = build(backend, "adam")
+        model = build(backend, "Adam")
         if rank == 1:
             model.train(X, y, epochs=1, verbose=False)  # makes the arrays; then back to none
-            model.set_parameters(build(backend, "adam").get_parameters())
+            model.set_parameters(build(backend, "Adam").get_parameters())
             model.optimizer.iterations, model.epochs_trained = 0, 0
             model.optimizer.current_learning_rate = model.optimizer.learning_rate
         states = distributed.optimizer_states(model._parameters, model.optimizer)

@@ -117,7 +117,10 @@ def test_model_state_errors():
         model.train(X_GOOD, Y_GOOD)
     model.add(xpnn.Dense(5, 3))
     model.set(loss=xpnn.CategoricalCrossentropy())
-    with pytest.raises(ValueError, match=r"layer 1 \(Dense\(5, 3\)\) takes 5 inputs but layer 0"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer 1 \(Dense\(n_inputs=5, n_neurons=3[^)]*\)\) takes 5 inputs but layer 0",
+    ):
         model.finalize()
     with pytest.raises(TypeError, match="layer must be an xpnn layer"):
         model.add("Dense")

@@ -862,7 +862,11 @@ def test_train_refuses_a_model_it_could_not_save_before_the_first_step(tmp_path)
         "a SeedSequence": (dict(seed=np.random.SeedSequence(5)), TypeError, "SeedSequence"),
         "a seed of 2**512": (dict(seed=2**512), ValueError, "below 2\\*\\*512"),
         "2**63 epochs": (dict(epochs_trained=2**63), ValueError, "epochs_trained=9223372036854"),
-        "a layer of the user's": (dict(layer=Custom()), TypeError, "only xpnn's own classes"),
+        "a layer of the user's": (
+            dict(layer=Custom()),
+            TypeError,
+            "Custom is neither xpnn's own nor registered",
+        ),
         "an MT19937 model.rng": (dict(rng="MT19937"), TypeError, "model.rng must be .* PCG64"),
     }
     for case, (change, error, words) in cases.items():

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 from helpers import seed_model, spiral, tolerance
+from parts import own
 from test_optimizers import RULES, UPDATES
 
 import xpnn
@@ -126,7 +127,7 @@ def test_combined_loss_gradient_checks_on_compiled_path():
     assert len(calls) > 2 * logits.size  # the compiled pass ran, in every forward
 
 
-@pytest.mark.parametrize("update", [*UPDATES.keys(), "sgd-plain"])
+@pytest.mark.parametrize("update", [*UPDATES.keys(), "SGD-plain"])
 @pytest.mark.parametrize("size", [50, 2 * jit.PARALLEL_FROM + 7, (70, 30), "strided"])
 def test_compiled_updates_equal_reference_bit_for_bit(dtype, update, size, monkeypatch):
     """Each rule's numba version, in one pass and in parts on several threads (large buffers),
@@ -134,9 +135,9 @@ def test_compiled_updates_equal_reference_bit_for_bit(dtype, update, size, monke
     step."""
     monkeypatch.setenv("XPNN_JIT_THREADS", "3")  # a large buffer goes in 3 uneven parts
     be = JitBackend(dtype)
-    plain = update == "sgd-plain"
-    arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
-    rule, _ = RULES["sgd" if plain else update]
+    plain = update == "SGD-plain"
+    arrays, settings = (1, UPDATES["SGD"][1]) if plain else UPDATES[update]
+    rule, _ = RULES["SGD" if plain else update]
     shape = (40, 20) if size == "strided" else size
     layout = {(70, 30): lambda a: a.T, "strided": lambda a: a[:, ::2]}.get(size, lambda a: a)
     rng = np.random.default_rng(3)
@@ -156,7 +157,7 @@ def _large_update():
     rng = np.random.default_rng(0)
     arrays = [rng.random(2 * jit.PARALLEL_FROM, dtype=np.float32) for _ in range(4)]
     expected = [a.copy() for a in arrays]
-    settings = UPDATES["adam"][1]
+    settings = UPDATES["Adam"][1]
     xpnn.optimizers.adam.numba_update(JitBackend("float32"), {}, *arrays, **settings)
     xpnn.optimizers.adam.reference_update(JitBackend("float32"), {}, *expected, **settings)
     return all(np.array_equal(a, b) for a, b in zip(arrays, expected))
@@ -360,7 +361,14 @@ OPTIMIZER_KERNELS = {
     "adagrad": (xpnn.Adagrad, xpnn.optimizers.adagrad.NUMBA_KERNEL),
     "rmsprop": (xpnn.RMSprop, xpnn.optimizers.rmsprop.NUMBA_KERNEL),
     "adam": (xpnn.Adam, xpnn.optimizers.adam.NUMBA_KERNEL),
+    "adamw": (xpnn.AdamW, xpnn.optimizers.adamw.NUMBA_KERNEL),
 }
+
+
+def test_every_optimizer_has_its_compiled_kernel_counted():
+    """Each of xpnn's registered optimizers has its kernel in the list the test below runs."""
+    counted = {type(make()).__name__ for make, _ in OPTIMIZER_KERNELS.values()}
+    assert counted == set(own("optimizer"))
 
 
 @pytest.mark.parametrize("setting", ["default", "1", "0"])

@@ -84,13 +84,13 @@ class HostCupy:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("update", [*UPDATES, "sgd-plain"])
+@pytest.mark.parametrize("update", [*UPDATES, "SGD-plain"])
 def test_cupy_updates_compute_the_reference(backend, host_kernels, update, dtype):
     """Each update's CuPy version, its kernel run on the host, against the reference."""
     be = xpnn.get_backend(backend, dtype)
-    plain = update == "sgd-plain"
-    arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
-    rule, _ = RULES["sgd" if plain else update]
+    plain = update == "SGD-plain"
+    arrays, settings = (1, UPDATES["SGD"][1]) if plain else UPDATES[update]
+    rule, _ = RULES["SGD" if plain else update]
     extra = (None,) if plain else ()
     cupy_like = object.__new__(CupyBackend)  # no device needed: only its kernel() runs
     cupy_like.xp = HostCupy(host_kernels)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
 from helpers import assert_on_backend
+from parts import OPTIMIZERS
 
 import xpnn
-from xpnn.optimizers import FLUSH_EVERY, adagrad, adam, rmsprop, sgd
+from xpnn.optimizers import FLUSH_EVERY
 
 
 def _layer_with_gradients(be, weights, dweights, biases, dbiases):
@@ -61,54 +63,41 @@ def test_adam_two_steps_with_decay_by_hand(backend):
     assert_on_backend(layer.weight_momentums, be)
 
 
-UPDATES = {
-    "adam": (
-        3,
-        {
-            "learning_rate": 0.01,
-            "beta_1": 0.9,
-            "beta_2": 0.999,
-            "epsilon": 1e-7,
-            "correction_1": 1 - 0.9**3,
-            "correction_2": 1 - 0.999**3,
-        },
-    ),
-    "sgd": (2, {"learning_rate": 0.1, "momentum": 0.9}),
-    "adagrad": (2, {"learning_rate": 0.1, "epsilon": 1e-7}),
-    "rmsprop": (2, {"learning_rate": 0.01, "epsilon": 1e-7, "rho": 0.9}),
-}
+def _rule(name):
+    """The module of an optimizer's update (its versions side by side), and the optimizer."""
+    cls = type(OPTIMIZERS[name].make())
+    return sys.modules[cls.__module__], cls
+
+
+#: Each optimizer's update: the arrays it takes and its scalars for a step (tests/parts.py).
+UPDATES = {name: (rule.arrays, rule.scalars) for name, rule in OPTIMIZERS.items()}
 #: Each update's module (its versions) and optimizer (which picks one for a backend).
-RULES = {
-    "adam": (adam, xpnn.Adam),
-    "sgd": (sgd, xpnn.SGD),
-    "adagrad": (adagrad, xpnn.Adagrad),
-    "rmsprop": (rmsprop, xpnn.RMSprop),
-}
+RULES = {name: _rule(name) for name in OPTIMIZERS}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("update", [*UPDATES.keys(), "sgd-plain"])
+@pytest.mark.parametrize("update", [*UPDATES, "SGD-plain"])
 @pytest.mark.parametrize("size", [50, 300_007, (70, 30)], ids=["small", "large", "transposed"])
 def test_fast_paths_match_reference(backend, dtype, update, size):
     """The version an optimizer picks for the backend gives what the array-API reference
     gives, step after step through the same scratch, also on arrays it cannot view as flat
     (transposed)."""
     be = xpnn.get_backend(backend, dtype)
-    plain = update == "sgd-plain"
-    arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
+    plain = update == "SGD-plain"
+    arrays, settings = (1, UPDATES["SGD"][1]) if plain else UPDATES[update]
     rng = np.random.default_rng(3)
     state = [rng.standard_normal(size)] + [rng.random(size) for _ in range(arrays - 1)]
     layout = (lambda a: a.T) if isinstance(size, tuple) else (lambda a: a)
     fast = [layout(be.asarray(a)) for a in state]
     reference = [layout(be.asarray(np.array(a))) for a in state]
-    rule, optimizer = RULES["sgd" if plain else update]
-    fast_update = optimizer.versions.get(be.fast_path, rule.reference_update)
+    module, optimizer = RULES["SGD" if plain else update]
+    fast_update = optimizer.versions.get(be.fast_path, module.reference_update)
     extra = (None,) if plain else ()
     scratch = {}
     for _ in range(3):
         grad = layout(be.asarray(rng.standard_normal(size)))
         fast_update(be, scratch, fast[0], grad, *fast[1:], *extra, **settings)
-        rule.reference_update(be, {}, reference[0], grad, *reference[1:], *extra, **settings)
+        module.reference_update(be, {}, reference[0], grad, *reference[1:], *extra, **settings)
     for a, b in zip(fast, reference):
         assert_on_backend(a, be)
         # Same operations in the same order: identical on the CPU; a fused GPU kernel may
@@ -292,18 +281,14 @@ def test_subnormal_states_are_flushed_every_flush_every_steps(backend, dtype, ma
         assert 0 < after[1] < before, name  # the normal value decays as before
 
 
-@pytest.mark.parametrize(
-    "make",
-    [xpnn.Adam, lambda: xpnn.SGD(momentum=0.9), xpnn.Adagrad, xpnn.RMSprop],
-    ids=["adam", "sgd-momentum", "adagrad", "rmsprop"],
-)
-def test_optimizers_keep_the_state_they_declare(make):
+@pytest.mark.parametrize("which", OPTIMIZERS)
+def test_optimizers_keep_the_state_they_declare(which):
     """What an optimizer keeps on a layer is what its ``state_names`` declare, which saving and
     the model's snapshot read."""
     be = xpnn.get_backend("numpy", "float64")
     layer = _layer_with_gradients(be, [[1.0, -2.0]], [[0.5, 0.1]], [[0.0, 0.0]], [[0.2, 0.3]])
     before = set(vars(layer))
-    optimizer = make()
+    optimizer = OPTIMIZERS[which].make()
     optimizer.pre_update_params()
     optimizer.update_params(layer)
     optimizer.post_update_params()

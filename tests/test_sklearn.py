@@ -24,6 +24,7 @@ pytest.importorskip(
 
 from conftest import _backend_params
 from helpers import tolerance
+from parts import own
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_blobs
 from sklearn.model_selection import (
@@ -38,6 +39,7 @@ from sklearn.utils.estimator_checks import check_estimator, parametrize_with_che
 
 import xpnn
 from xpnn.sklearn import ACTIVATIONS, MLPClassifier, MLPRegressor, expected_failed_checks
+from xpnn.sklearn_params import OPTIMIZERS
 
 # -- scikit-learn's estimator checks, on every backend under test ------------------------------
 
@@ -248,27 +250,35 @@ def test_early_stopping_holds_out_data_and_stops(backend):
     assert clf.score(X, y) > 0.5  # chance is 1/3; 0.59 to 0.66 over random states 0 to 3
 
 
-def test_dropout_and_optimizers_build_the_network(backend):
+def test_every_optimizer_of_xpnn_is_offered():
+    """The estimators' ``optimizer`` names each of xpnn's registered optimizers."""
+    offered = {type(make(0.01, 0.0)).__name__ for make in OPTIMIZERS.values()}
+    assert offered == set(own("optimizer"))
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_dropout_and_optimizers_build_the_network(backend, optimizer):
     X, y = _blobs(3)
-    for optimizer, kind in [("adam", xpnn.Adam), ("sgd", xpnn.SGD), ("rmsprop", xpnn.RMSprop)]:
-        clf = MLPClassifier(
-            (16, 16),
-            activation="tanh",
-            dropout=0.2,
-            optimizer=optimizer,
-            learning_rate_init=0.01,
-            decay=1e-3,
-            max_iter=40,
-            random_state=0,
-            backend=backend,
-        ).fit(X, y)
-        layers = [type(layer).__name__ for layer in clf.model_.layers]
-        hidden = ["Dense", "Tanh", "Dropout"]
-        assert layers == [*hidden, *hidden, "Dense", "Softmax"]
-        assert isinstance(clf.model_.optimizer, kind) and clf.model_.optimizer.decay == 1e-3
-        assert clf.score(X, y) > 0.9, optimizer
-        if optimizer == "sgd":
-            assert clf.model_.optimizer.momentum == 0.9
+    kind = type(OPTIMIZERS[optimizer](0.01, 0.0))
+    clf = MLPClassifier(
+        (16, 16),
+        activation="tanh",
+        dropout=0.2,
+        optimizer=optimizer,
+        learning_rate_init=0.01,
+        decay=1e-3,
+        max_iter=40,
+        random_state=0,
+        backend=backend,
+    ).fit(X, y)
+    layers = [type(layer).__name__ for layer in clf.model_.layers]
+    hidden = ["Dense", "Tanh", "Dropout"]
+    assert layers == [*hidden, *hidden, "Dense", "Softmax"]
+    assert kind.__name__.lower() == optimizer  # each named after its class
+    assert type(clf.model_.optimizer) is kind and clf.model_.optimizer.decay == 1e-3
+    assert clf.score(X, y) > 0.9, optimizer
+    if optimizer == "sgd":
+        assert clf.model_.optimizer.momentum == 0.9
 
 
 def test_alpha_is_scikit_learns_penalty(backend):
@@ -345,7 +355,10 @@ def test_pickle_holds_xpnn_file_bytes(backend, tmp_path):
 
 def test_pickle_round_trips_every_layer_and_optimizer(backend):
     X, y = _blobs(3)
-    for optimizer, activation in zip(["adam", "sgd", "rmsprop", "adagrad"], list(ACTIVATIONS)):
+    optimizers, activations = list(OPTIMIZERS), list(ACTIVATIONS)
+    pairs = max(len(optimizers), len(activations))  # each of both, the shorter list repeated
+    for i in range(pairs):
+        optimizer, activation = optimizers[i % len(optimizers)], activations[i % len(activations)]
         clf = MLPClassifier(
             (8, 8),
             activation=activation,

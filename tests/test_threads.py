@@ -15,15 +15,10 @@ import threading
 import numpy as np
 import pytest
 from helpers import book_step, spiral
+from parts import OPTIMIZERS
 from threadpoolctl import threadpool_limits
 
 import xpnn
-
-OPTIMIZERS = {
-    "adam": lambda: xpnn.Adam(learning_rate=0.01, decay=1e-3),
-    "rmsprop": lambda: xpnn.RMSprop(learning_rate=0.01, decay=1e-3),
-    "sgd-momentum": lambda: xpnn.SGD(learning_rate=0.5, decay=1e-3, momentum=0.9),
-}
 
 # (layer widths, samples): the batch example's network, and one of 160k parameters.
 SIZES = {"small": ((2, 64, 3), 300), "large": ((100, 400, 300, 10), 256)}
@@ -55,7 +50,7 @@ def _model(backend, widths, optimizer, seed):
         model.add(xpnn.ReLU() if index < len(widths) - 2 else xpnn.Softmax())
     model.set(
         loss=xpnn.CategoricalCrossentropy(),
-        optimizer=OPTIMIZERS[optimizer](),
+        optimizer=OPTIMIZERS[optimizer].make(),
         accuracy=xpnn.CategoricalAccuracy(),
     )
     model.finalize()
@@ -116,7 +111,7 @@ def test_two_hand_written_loops_in_threads_end_as_each_alone(backend, optimizer)
         relu = xpnn.ReLU(backend=backend)
         dense2 = xpnn.Dense(64, 3, backend=backend, seed=seed + 10)
         head = xpnn.SoftmaxCategoricalCrossentropy(backend=backend)
-        opt = OPTIMIZERS[optimizer]()
+        opt = OPTIMIZERS[optimizer].make()
         for _ in range(30):
             book_step(dense1, relu, dense2, head, opt, X, y)
         return [xpnn.to_numpy(a) for a in (dense1.weights, dense1.biases, dense2.weights)]

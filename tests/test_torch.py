@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed (the torch e
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("update", [*UPDATES.keys(), "sgd-plain"])
+@pytest.mark.parametrize("update", [*UPDATES.keys(), "SGD-plain"])
 @pytest.mark.parametrize("size", [50, 300_007, (70, 30)], ids=["small", "large", "transposed"])
 def test_updates_equal_the_reference_bit_for_bit(dtype, update, size):
     """Each rule's torch version on torch's CPU gives the reference's numbers exactly, step
@@ -26,9 +26,9 @@ def test_updates_equal_the_reference_bit_for_bit(dtype, update, size):
     reference on NumPy where the rule takes no square root (torch's CPU square root, MKL's,
     is not correctly rounded: 1 ulp off in about 1% of values, which NumPy's never is)."""
     be = xpnn.get_backend("torch:cpu", dtype)
-    plain = update == "sgd-plain"
-    arrays, settings = (1, UPDATES["sgd"][1]) if plain else UPDATES[update]
-    rule, optimizer = RULES["sgd" if plain else update]
+    plain = update == "SGD-plain"
+    arrays, settings = (1, UPDATES["SGD"][1]) if plain else UPDATES[update]
+    rule, optimizer = RULES["SGD" if plain else update]
     assert optimizer.versions[be.fast_path] is rule.torch_update
     rng = np.random.default_rng(5)
     state = [rng.standard_normal(size)] + [rng.random(size) for _ in range(arrays - 1)]
@@ -49,7 +49,7 @@ def test_updates_equal_the_reference_bit_for_bit(dtype, update, size):
     for a, b, c in zip(fast, on_torch, on_numpy):
         assert type(a) is torch.Tensor
         assert torch.equal(a, b)
-        if update.startswith("sgd"):
+        if update.startswith("SGD"):
             np.testing.assert_array_equal(xpnn.to_numpy(a), c)
         else:
             rtol = 1e-6 if dtype == "float32" else 1e-14

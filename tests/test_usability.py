@@ -34,11 +34,13 @@ def test_summary_prints_and_returns_the_table(backend, capsys):
     assert capsys.readouterr().out == text + "\n"
     assert text.splitlines()[0] == "Model: 5 layers, 2 inputs"
     rows = [line.split() for line in text.splitlines() if re.match(r"\d+ ", line)]
+    dense = "weight_regularizer_l1=0.0, weight_regularizer_l2=0.0, bias_regularizer_l1=0.0, "
+    dense += "bias_regularizer_l2=0.0, weight_scale=0.01)"
     assert rows == [
-        ["1", "Dense(2,", "64)", "64", "192"],
+        ["1", *f"Dense(n_inputs=2, n_neurons=64, {dense}".split(), "64", "192"],
         ["2", "ReLU()", "64", "0"],
-        ["3", "Dropout(0.1)", "64", "0"],
-        ["4", "Dense(64,", "3)", "3", "195"],
+        ["3", "Dropout(rate=0.1)", "64", "0"],
+        ["4", *f"Dense(n_inputs=64, n_neurons=3, {dense}".split(), "3", "195"],
         ["5", "Softmax()", "3", "0"],
     ]
     assert "Total parameters: 387 (3.02 KiB)" in text  # 387 float64 values

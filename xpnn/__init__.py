@@ -18,6 +18,7 @@ from .losses import (
 from .metrics import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .model import Model
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .parts import register, unregister
 from .training import NonFiniteLossError
 
 __version__ = "0.1.0"
@@ -58,5 +59,7 @@ __all__ = [
     "distributed",
     "get_backend",
     "idx",
+    "register",
     "to_numpy",
+    "unregister",
 ]

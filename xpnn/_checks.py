@@ -149,6 +149,9 @@ class Part:
     """
 
     _model_ref: weakref.ref | None = None
+    #: Settings a part takes from the training data when none is given (the regression
+    #: metric's precision): in shard mode each rank has its own, so the ranks compare the rest.
+    from_data: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def arguments(cls) -> dict[str, bool]:
@@ -160,6 +163,15 @@ class Part:
         """This part's settings by name, as its constructor takes them: what a saved model
         records of it (``type(part)(**part.config())`` builds its like)."""
         return {name: getattr(self, name, None) for name in self.arguments()}
+
+    def __repr__(self) -> str:
+        """The class and every constructor setting, as scikit-learn shows an estimator:
+        ``Adam(learning_rate=0.001, decay=0.0, epsilon=1e-07, beta_1=0.9, beta_2=0.999)``."""
+        settings = ", ".join(
+            f"{name}={value.item() if isinstance(value, np.generic) else value!r}"
+            for name, value in self.config().items()
+        )
+        return f"{type(self).__name__}({settings})"
 
     def claim(self, model: Any, argument: str) -> None:
         """Make ``model`` this part's model; ValueError naming ``argument`` if it is already in

@@ -146,6 +146,3 @@ class LeakyReLU(Layer):
     def output_range(self) -> tuple[float, float]:
         """Non-negative with ``alpha`` 0 (a ReLU), else any real number."""
         return (0.0 if self.alpha == 0 else -math.inf, math.inf)
-
-    def __repr__(self) -> str:
-        return f"LeakyReLU(alpha={self.alpha})"

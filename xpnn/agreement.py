@@ -83,10 +83,7 @@ def settings(model: Any, X: Any, y: Any, shard: bool = False, **given: Any) -> d
         **given,
         "parameter count": model._parameters.params.shape[0],
         "dtype": model.backend.dtype_name,
-        "layers": [repr(layer) for layer in model.layers],
-        "loss": type(model.loss).__name__,
-        "accuracy": type(model.accuracy).__name__,
-        "optimizer": repr(optimizer),
+        **part_settings(model, shard),
         "epochs trained": model.epochs_trained,
         "optimizer step": None if optimizer is None else optimizer.iterations,
         "optimizer state": states,
@@ -95,6 +92,21 @@ def settings(model: Any, X: Any, y: Any, shard: bool = False, **given: Any) -> d
         else (unfinished.samples, unfinished.done, unfinished.steps, digest(order)),
         **({} if shard else {"data": data_digest(X, y)}),
     }
+
+
+def part_settings(model: Any, shard: bool) -> dict[str, Any]:
+    """Every part's class and each of its constructor settings (``config()``), one entry each,
+    a class before its settings: a difference names the part, the setting and both values. In
+    shard mode, without the settings a part takes from each rank's own data (``from_data``)."""
+    parts = [(f"layer {i}", layer) for i, layer in enumerate(model.layers)]
+    parts += [("loss", model.loss), ("optimizer", model.optimizer), ("accuracy", model.accuracy)]
+    entries: dict[str, Any] = {"layers": [type(layer).__name__ for layer in model.layers]}
+    for what, part in parts:
+        entries[what] = None if part is None else type(part).__name__
+        for setting, value in ({} if part is None else part.config()).items():
+            if not (shard and setting in part.from_data):
+                entries[f"{what} {type(part).__name__} {setting}"] = value
+    return entries
 
 
 def data_digest(X: Any, y: Any) -> str:

@@ -1,9 +1,10 @@
 """A model's description as a file stores it, and the limits of what a file can store.
 
 The description names each part (layer, loss, optimizer, metric) by its class and constructor
-settings (``config()``). Only xpnn's own classes are named, and only values a file can hold and
-load back are written: a seed below ``MAX_SEED``, counts below ``MAX_COUNT``. ``check_savable``
-runs the same checks before training starts, so that a checkpoint never fails epochs later.
+settings (``config()``). Only classes of the registry (``parts``: xpnn's own and those given to
+``xpnn.register``) are named, and only values a file can hold and load back are written: a
+seed below ``MAX_SEED``, counts below ``MAX_COUNT``. ``check_savable`` runs the same checks
+before training starts, so that a checkpoint never fails epochs later.
 """
 
 from __future__ import annotations
@@ -16,11 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import activations, layers, losses, metrics, optimizers
-from .layers import Layer
-from .losses import Loss
-from .metrics import Accuracy
-from .optimizers import Optimizer
+from . import parts
+from ._checks import Part
 
 if TYPE_CHECKING:
     from .model import Model
@@ -38,6 +36,7 @@ __all__ = [
     "checkpoint_info",
     "describe",
     "describe_model",
+    "unknown_class",
 ]
 
 #: A saved seed is below this (NumPy takes larger ones; a file holds 512 bits of it).
@@ -48,23 +47,13 @@ MAX_COUNT = 2**63
 MAX_DEPTH = 100
 
 
-def _exported(module: Any, base: type, *, but: tuple[type, ...] = ()) -> dict[str, type]:
-    """The classes ``module`` exports that derive from ``base`` (not ``base`` itself), by name."""
-    classes = (getattr(module, name) for name in module.__all__)
-    return {
-        c.__name__: c
-        for c in classes
-        if isinstance(c, type) and issubclass(c, base) and c is not base and c not in but
-    }
-
-
-# The only classes a file may name, xpnn's own: nothing else is ever looked up or called. A new
-# layer, loss, optimizer or metric that its module exports is among them.
-LAYERS = {**_exported(layers, Layer), **_exported(activations, Layer)}
-# The model combines Softmax with CategoricalCrossentropy itself; a file names the two.
-LOSSES = _exported(losses, Loss, but=(losses.SoftmaxCategoricalCrossentropy,))
-OPTIMIZERS = _exported(optimizers, Optimizer)
-METRICS = _exported(metrics, Accuracy)
+# The only classes a file may name, each kind's own and registered ones, by name: live views
+# of the registry, so that a class registered later is among them. Nothing else is ever looked
+# up or called.
+LAYERS = parts.classes("layer")
+LOSSES = parts.classes("loss")
+OPTIMIZERS = parts.classes("optimizer")
+METRICS = parts.classes("metric")
 
 
 def describe_model(model: Model) -> dict[str, Any]:
@@ -96,25 +85,48 @@ def describe_model(model: Model) -> dict[str, Any]:
     }
 
 
-def describe(obj: Any, kinds: dict[str, type], what: str) -> dict[str, Any] | None:
+def describe(obj: Any, kinds: Mapping[str, type], what: str) -> dict[str, Any] | None:
     """``{"class": name, "settings": {argument: value}}`` from the constructor's arguments."""
     if obj is None:
         return None
     name = type(obj).__name__
     if kinds.get(name) is not type(obj):
+        known = kinds.get(name)
+        other = "" if known is None else f" (that name is {known.__module__}.{known.__qualname__})"
         raise TypeError(
-            f"cannot save {what} {obj!r}: only xpnn's own classes can be saved "
-            f"({', '.join(sorted(kinds))})"
+            f"cannot save {what} {obj!r:.200}: {name} is neither xpnn's own nor registered"
+            f"{other}; call xpnn.register({name}) on your class to save and load it"
         )
+    if type(obj).config is Part.config:
+        unkept = [argument for argument in obj.arguments() if not hasattr(obj, argument)]
+        if unkept:
+            raise TypeError(
+                f"cannot save {what} {name}: it keeps no attribute for its constructor's "
+                f"argument {unkept[0]}; keep each as self.{unkept[0]} (config() reads them)"
+            )
     settings = obj.config()
     for argument, value in settings.items():
         if isinstance(value, np.generic):
             value = settings[argument] = value.item()
         if value is not None and not isinstance(value, (bool, int, float, str)):
-            raise TypeError(f"cannot save {what} {name}: {argument}={value!r} is not a number")
+            raise TypeError(
+                f"cannot save {what} {name}: {argument}={value!r:.80} is not a number, string, "
+                f"boolean or None"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"cannot save {what} {name}: {argument}={value!r} is not finite")
     return {"class": name, "settings": settings}
+
+
+def unknown_class(name: Any, kinds: Mapping[str, type], what: str) -> str:
+    """Why a file's ``name`` for a part of ``what`` is refused: not a class of the registry."""
+    if not isinstance(name, str):
+        return f"{what} has class {name!r:.80}, which is not a name"
+    return (
+        f"{what} names the class {name!r:.80}, which is neither xpnn's own nor registered: call "
+        f"xpnn.register on your class {name:.80} before loading (xpnn's own and the registered: "
+        f"{', '.join(sorted(kinds))})"
+    )
 
 
 def check_count(value: Any, name: str) -> int:
@@ -158,8 +170,9 @@ def checkpoint_info(checkpoint: Any) -> dict[str, Any]:
 
 def check_savable(model: Model, argument: str) -> None:
     """Raise as a save would, with ``argument`` first in the message, if ``model`` could not be
-    saved (its seed, a part that is not xpnn's own, a setting or a count a file cannot store):
-    ``train`` with a checkpoint calls it before the first step, not at the first checkpoint."""
+    saved (its seed, a part neither xpnn's own nor registered, a setting or a count a file
+    cannot store): ``train`` with a checkpoint calls it before the first step, not at the first
+    checkpoint."""
     try:
         describe_model(model)
         if model.rng.bit_generator.state.get("bit_generator") != "PCG64":

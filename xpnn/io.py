@@ -61,6 +61,7 @@ from .description import (
     check_count,
     checkpoint_info,
     describe_model,
+    unknown_class,
 )
 from .files import file_kind, file_name, save_target, shown, write_atomic
 from .training import EpochInProgress
@@ -726,14 +727,11 @@ def _keys(value: Any, keys: set[str], what: str) -> dict[str, Any]:
     return value
 
 
-def _entry(value: Any, kinds: dict[str, type], what: str) -> tuple[type, dict[str, Any]]:
+def _entry(value: Any, kinds: Mapping[str, type], what: str) -> tuple[type, dict[str, Any]]:
     """The whitelisted class and checked settings of one ``{"class", "settings"}`` entry."""
     value = _keys(value, {"class", "settings"}, what)
     name, settings = value["class"], value["settings"]
-    _expect(
-        isinstance(name, str) and name in kinds,
-        f"{what} has unknown class {name!r:.80}; expected one of {', '.join(sorted(kinds))}",
-    )
+    _expect(isinstance(name, str) and name in kinds, unknown_class(name, kinds, what))
     cls = kinds[name]
     _expect(isinstance(settings, dict), f"{what} {name}: settings must be a JSON object")
     arguments = cls.arguments()

@@ -98,9 +98,6 @@ class Layer(HasSettings, Part):
             (prefix, getattr(self, p), getattr(self, g)) for prefix, p, g in self.parameter_names
         ]
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
 
 class Dense(Layer):
     """A fully connected layer: ``output = inputs @ weights + biases``.
@@ -242,15 +239,6 @@ class Dense(Layer):
                 total = total + l2 * xp.sum(values * values)
         return total
 
-    def __repr__(self) -> str:
-        settings = "".join(
-            f", {kind}_regularizer_{norm}={value}"
-            for kind in ("weight", "bias")
-            for norm in ("l1", "l2")
-            if (value := getattr(self, f"{kind}_regularizer_{norm}"))
-        )
-        return f"Dense({self.n_inputs}, {self.n_neurons}{settings})"
-
 
 class Dropout(Layer):
     """Zeroes a fraction ``rate`` of its inputs while training and scales the rest by
@@ -327,6 +315,3 @@ class Dropout(Layer):
         dvalues = self._gradient(dvalues)
         self.dinputs = dvalues if self.binary_mask is None else dvalues * self.binary_mask
         return self.dinputs
-
-    def __repr__(self) -> str:
-        return f"Dropout({self.rate})"

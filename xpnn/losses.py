@@ -127,9 +127,6 @@ class Loss(Part):
             same_shape(y_true, y_pred.shape, "y_true", argument)
         return y_pred, y_true
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
 
 class CategoricalCrossentropy(Loss):
     """``-log`` of the probability given to the true class; labels sparse (1-D) or one-hot (2-D).

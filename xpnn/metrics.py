@@ -39,9 +39,6 @@ class Accuracy(HasSettings, Part):
         xp = self.backend.xp
         return xp.mean(xp.astype(self.compare(predictions, y), self.backend.dtype))
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
 
 class CategoricalAccuracy(Accuracy):
     """Predicted class against sparse labels or the argmax of one-hot labels.
@@ -97,9 +94,6 @@ class CategoricalAccuracy(Accuracy):
             y = self.backend.xp.argmax(y, axis=1)
         return predictions == y
 
-    def __repr__(self) -> str:
-        return f"CategoricalAccuracy(binary={self.binary})"
-
 
 class RegressionAccuracy(Accuracy):
     """A prediction is right when within ``precision`` of its target.
@@ -108,6 +102,7 @@ class RegressionAccuracy(Accuracy):
     """
 
     settings: ClassVar[Settings] = {"precision": POSITIVE}
+    from_data: ClassVar[tuple[str, ...]] = ("precision",)
 
     def __init__(
         self,
@@ -159,6 +154,3 @@ class RegressionAccuracy(Accuracy):
             raise RuntimeError("RegressionAccuracy has no precision yet: call init(y) first")
         y = self.backend.ensure(y, "y")
         return self.backend.xp.abs(predictions - y) < self.precision
-
-    def __repr__(self) -> str:
-        return f"RegressionAccuracy(precision={self.precision})"

@@ -41,3 +41,13 @@ xpnn.Adam(learning_rate="0.02")  # type: ignore[arg-type]
 history.plot(3)  # type: ignore[arg-type]
 spiral_data(samples="100", classes=3)  # type: ignore[arg-type]
 model.predict(X, batch_size="all")  # type: ignore[arg-type]
+
+
+@xpnn.register
+class Identity(xpnn.Layer):
+    """A layer of the user's, registered for saving: the decorator keeps its class."""
+
+
+kept: Identity = Identity()
+xpnn.unregister(Identity)
+xpnn.register(Identity())  # type: ignore[type-var]

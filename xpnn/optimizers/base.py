@@ -101,9 +101,6 @@ class Optimizer(HasSettings, Part):
             setattr(layer, name, value)
         return value
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(learning_rate={self.learning_rate}, decay={self.decay})"
-
 
 def scratch_pair(scratch: dict[Any, Any], like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two NumPy arrays shaped as ``like`` to compute in, kept in ``scratch`` for the next step."""
