@@ -49,9 +49,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 import numpy as np
 import safetensors.numpy
 
-from .backends import Backend, get_backend, to_numpy
-from .building import size_problem
-from .description import (
+from ..backends import Backend, get_backend, to_numpy
+from ..building import size_problem
+from ..description import (
     LAYERS,
     LOSSES,
     MAX_COUNT,
@@ -62,8 +62,8 @@ from .description import (
     checkpoint_info,
     describe_model,
 )
-from .files import file_kind, file_name, save_target, shown, write_atomic
-from .training import EpochInProgress
+from ..files import file_kind, file_name, save_target, shown, write_atomic
+from ..training import EpochInProgress
 
 if TYPE_CHECKING:
     from .model import Model
