@@ -243,7 +243,7 @@ def _resigned(path, target, edit_state=None, edit_tensors=None):
     if edit_tensors is not None:
         edit_tensors(tensors)
     metadata.pop("sha256")
-    metadata["sha256"] = xpnn.io._digest(metadata, tensors)
+    metadata["sha256"] = xpnn.io.format.digest(metadata, tensors)
     target.write_bytes(safetensors.numpy.save(tensors, metadata=metadata))
     return target
 
@@ -331,7 +331,7 @@ def test_training_state_beyond_the_model_dtype_is_refused(tmp_path):
     metadata["model"] = json.dumps(spec)
     tensors["optimizer.param_momentums"][0] = 1e300
     metadata.pop("sha256")
-    metadata["sha256"] = xpnn.io._digest(metadata, tensors)
+    metadata["sha256"] = xpnn.io.format.digest(metadata, tensors)
     wide = tmp_path / "wide.xpnn"
     wide.write_bytes(safetensors.numpy.save(tensors, metadata=metadata))
     assert xpnn.Model.load(wide)._parameters.param_momentums[0] == 1e300
