@@ -27,17 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import blas_threads, data, progress
-from ._checks import positive_int
-from .backends import Backend, to_numpy
-from .building import check_settings
-from .description import check_savable
-from .early_stopping import Best
-from .files import check_writable
-from .history import History
+from .. import blas_threads, data, progress
+from .._checks import positive_int
+from ..backends import Backend, to_numpy
+from ..building import check_settings
+from ..description import check_savable
+from ..early_stopping import Best
+from ..files import check_writable
+from ..history import History
 
 if TYPE_CHECKING:
-    from .model import Model
+    from ..model import Model
 
 __all__ = ["NonFiniteLossError", "Trainer", "train"]
 
