@@ -483,7 +483,7 @@ def test_loading_work_grows_linearly_with_the_layers(tmp_path, monkeypatch):
 
     def add(self, layer):
         self.layers.append(layer)
-        self._parameters = None
+        self._network = None
 
     monkeypatch.setattr(xpnn.Model, "add", add)
 
@@ -523,7 +523,7 @@ def test_format_1_checkpoint_of_the_previous_version_loads():
     model, info = load_checkpoint(path)
     assert info == {"epoch": 2}
     assert model.epochs_trained == 2 and model.optimizer.iterations == 8
-    assert model._epoch_in_progress is None
+    assert model.network.epoch_in_progress is None
     np.testing.assert_array_equal(flat(model)[0], tensors["params.0.weights"])
     X, y = spiral(20, 3)
     history = model.train(X, y, epochs=1, batch_size=16, verbose=False)

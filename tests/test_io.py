@@ -1137,13 +1137,16 @@ def stopped_inside_an_epoch(tmp_path, monkeypatch) -> tuple[Path, int]:
     press_ctrl_c_at_step(model, 6, monkeypatch)
     path = tmp_path / "stopped"
     model.train(X, y, epochs=3, batch_size=64, checkpoint=path, verbose=False)
-    assert model._epoch_in_progress is not None and model._epoch_in_progress.order is not None
+    assert (
+        model.network.epoch_in_progress is not None
+        and model.network.epoch_in_progress.order is not None
+    )
     return path, X.shape[0]
 
 
 def test_an_order_with_one_sample_out_of_range_is_refused(tmp_path, monkeypatch):
     path, samples = stopped_inside_an_epoch(tmp_path, monkeypatch)
-    assert load_model(path)._epoch_in_progress.done == 64
+    assert load_model(path).network.epoch_in_progress.done == 64
     metadata, tensors = read_file(path)
     order = tensors["state.epoch_order"]
     assert sorted(order) == list(range(samples))

@@ -190,7 +190,7 @@ def test_parameters_round_trip(backend, data):
 
 def test_layer_arrays_are_views_of_the_flat_buffer(backend):
     model = seed_model(backend, seed=0, dtype="float64")
-    buffer = model._parameters
+    buffer = model.network.parameters
     assert buffer.params.shape == (2 * 64 + 64 + 64 * 3 + 3,)
     buffer.params[...] = model.backend.asarray(np.arange(buffer.params.shape[0], dtype=np.float64))
     weights, biases = model.get_parameters()[1]
@@ -209,7 +209,7 @@ def test_arrays_handed_out_are_never_overwritten(backend, data):
     def record():
         layers = model.layers
         arrays = [layer.output for layer in layers]
-        arrays += [layers[1].dinputs, layers[2].dinputs, model._combined.dinputs]
+        arrays += [layers[1].dinputs, layers[2].dinputs, model.network.combined.dinputs]
         seen.append([(a, xpnn.to_numpy(a).copy()) for a in arrays])
         count_step()
 

@@ -3,6 +3,7 @@
 from . import datasets, distributed, idx
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backends import Backend, get_backend, to_numpy
+from .building import Network
 from .history import History
 from .io import XpnnFileError
 from .layers import Dense, Dropout, Layer
@@ -40,6 +41,7 @@ __all__ = [
     "MeanAbsoluteError",
     "MeanSquaredError",
     "Model",
+    "Network",
     "NonFiniteLossError",
     "Optimizer",
     "RMSprop",

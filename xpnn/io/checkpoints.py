@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..backends import to_numpy
+from ..building import EpochInProgress
 from ..description import MAX_COUNT, MAX_SEED, check_count, checkpoint_info
-from ..training import EpochInProgress
 from .format import Invalid, expect
 from .reader import Want, check_keys
 
@@ -39,9 +39,11 @@ _BIG = 2**128  # bound of PCG64's state words
 def training_state(
     model: Model, checkpoint: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The JSON state and the state tensors that make training resume exactly."""
+    """The JSON state and the state tensors that make training resume exactly: ``model``'s
+    optimizer, generators and network (``Model.network``, its training state)."""
+    network = model.network
     # What a file could not load back is refused before anything.
-    epochs = check_count(getattr(model, "epochs_trained", 0), "epochs_trained")
+    epochs = check_count(network.epochs_trained, "epochs_trained")
     info = checkpoint_info(checkpoint)
     if "epoch" in info:
         check_epoch(info["epoch"], TypeError, ValueError)
@@ -53,7 +55,7 @@ def training_state(
             "iterations": iterations,
             "current_learning_rate": float(model.optimizer.current_learning_rate),
         }
-        buffer = model._parameters
+        buffer = network.parameters
         for prefix, params, _ in buffer.trainable_parameters():
             for suffix in model.optimizer.state_names:
                 value = getattr(buffer, f"{prefix}_{suffix}", None)
@@ -72,7 +74,7 @@ def training_state(
             dropout[str(index)] = layer.random_state()
     state = {"checkpoint": info, "optimizer": optimizer, "rng": rng_state, "dropout": dropout}
     state["epochs_trained"] = epochs  # numbers the epochs (History, reports) of later runs
-    progress = getattr(model, "_epoch_in_progress", None)
+    progress = network.epoch_in_progress
     if progress is not None:  # stopped inside an epoch: where, in which order, its sums so far
         loss_sum = float(to_numpy(progress.loss_sum))
         if not math.isfinite(loss_sum):
@@ -158,7 +160,9 @@ def _check_progress(progress: Any, has_accuracy: bool) -> dict[str, Any]:
 def restore_state(
     model: Model, state: dict[str, Any], tensors: dict[str, np.ndarray]
 ) -> dict[str, Any]:
-    """Put the checkpoint's training state (keys checked) into the freshly finalized ``model``."""
+    """Put the checkpoint's training state (keys checked) into the freshly finalized ``model``
+    (its optimizer, generators and network)."""
+    network = model.network
     epochs = state.get("epochs_trained", 0)
     expect(
         type(epochs) is int and 0 <= epochs < MAX_COUNT,
@@ -200,7 +204,7 @@ def restore_state(
                 f"the optimizer's current_learning_rate {rate!r:.80} is beyond {dtype}",
             )
         allowed = {}
-        for prefix, params, _ in model._parameters.trainable_parameters():
+        for prefix, params, _ in network.parameters.trainable_parameters():
             for suffix in optimizer.state_names:
                 allowed[f"optimizer.{prefix}_{suffix}"] = (f"{prefix}_{suffix}", params.shape)
         for name in sorted(n for n in tensors if n.startswith("optimizer.")):
@@ -271,12 +275,12 @@ def restore_state(
         optimizer.iterations = saved["iterations"]
         optimizer.current_learning_rate = float(saved["current_learning_rate"])
         for attribute, array in buffers.items():
-            setattr(model._parameters, attribute, model.backend.asarray(array))
-    if "epochs_trained" in state and hasattr(model, "epochs_trained"):
-        model.epochs_trained = epochs
+            setattr(network.parameters, attribute, model.backend.asarray(array))
+    if "epochs_trained" in state:
+        network.epochs_trained = epochs
     if progress is not None:
         backend = model.backend
-        model._epoch_in_progress = EpochInProgress(
+        network.epoch_in_progress = EpochInProgress(
             samples=progress["samples"],
             done=progress["done"],
             steps=progress["steps"],

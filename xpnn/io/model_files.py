@@ -86,7 +86,7 @@ def save_parameters(model: Model, path: PathLike) -> None:
 def _require_model(model: Any, what: str) -> None:
     if not all(hasattr(model, a) for a in ("layers", "get_parameters", "set_parameters")):
         raise TypeError(f"{what} takes an xpnn Model; got {type(model).__name__}")
-    if getattr(model, "_parameters", None) is None:
+    if getattr(model, "network", None) is None:
         raise ValueError(f"call finalize() before {what}()")
 
 

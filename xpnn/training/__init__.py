@@ -5,7 +5,7 @@
 - ``evaluation``: the figures (``Sums``, on the device until a report reads them all in one
   transfer), ``evaluate`` and ``predict``;
 - ``stopping``: a non-finite loss (``NonFiniteLossError``, the ``Snapshot`` it goes back to)
-  and Ctrl-C (``StopOnInterrupt``, ``EpochInProgress``);
+  and Ctrl-C (``StopOnInterrupt``);
 - ``early_stopping``: the best validation loss of a run, and its parameters.
 """
 
@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from .evaluation import Sums, count_correct, evaluate, predict, read, read_sums, slices, sums
 from .loop import Trainer, train
-from .stopping import EpochInProgress, NonFiniteLossError, Snapshot, StopOnInterrupt
+from .stopping import NonFiniteLossError, Snapshot, StopOnInterrupt
 
 __all__ = [
-    "EpochInProgress",
     "NonFiniteLossError",
     "Snapshot",
     "StopOnInterrupt",

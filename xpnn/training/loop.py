@@ -22,15 +22,16 @@ import numpy as np
 
 from .. import blas_threads, data, progress
 from .._checks import positive_int
-from ..building import check_settings
+from ..building import EpochInProgress, check_settings, finalized
 from ..description import check_savable
 from ..files import check_writable
 from ..history import History
 from .early_stopping import Best
 from .evaluation import Sums, count_correct, read_sums, sums
-from .stopping import EpochInProgress, NonFiniteLossError, Snapshot, StopOnInterrupt
+from .stopping import NonFiniteLossError, Snapshot, StopOnInterrupt
 
 if TYPE_CHECKING:
+    from ..building import Network
     from ..model import Model
 
 __all__ = ["Trainer", "train"]
@@ -48,17 +49,20 @@ class Epoch:
     validation: Sums | None = None
 
 
-def loss_and_backward(model: Model, output: Any, y: Any, counting: bool) -> tuple[Any, Any, int]:
+def loss_and_backward(
+    model: Model, network: Network, output: Any, y: Any, counting: bool
+) -> tuple[Any, Any, int]:
     """A step's summed data loss, right predictions (None unless ``counting``) and predictions
-    compared, with every layer's gradients (``model.backward``). A softmax output with
+    compared, with every layer's gradients (``network.backward``). A softmax output with
     cross-entropy gets all of them from one pass over the outputs."""
-    if model._combined is not None:
-        batch_loss, right = model._combined.backward_with_sums(output, y)
-        model._backward_layers(model._combined.dinputs)
+    combined = network.combined
+    if combined is not None:
+        batch_loss, right = combined.backward_with_sums(output, y)
+        network.backward_from(combined.dinputs)
         return batch_loss, right if counting else None, output.shape[0] if counting else 0
-    batch_loss = model.backend.xp.sum(model.loss.forward(output, y))
+    batch_loss = network.backend.xp.sum(network.loss.forward(output, y))
     right, count = count_correct(model, output, y) if counting else (None, 0)
-    model.backward(output, y)
+    network.backward(output, y)
     return batch_loss, right, count
 
 
@@ -76,11 +80,13 @@ def train(
     checkpoint_every: int,
     print_every: int,
     verbose: bool | str,
+    note: progress.Note | None = None,
     trainer: Callable[..., Trainer] | None = None,
 ) -> History:
     """``Model.train``: its arguments checked (before any step), then a ``Trainer``'s run
-    (``trainer`` makes it; ``distributed.train`` passes one that trains across processes)."""
-    model._require_finalized("train")
+    (``trainer`` makes it; ``distributed.train`` passes one that trains across processes).
+    ``note``: why ``backend="auto"`` chose as it did, said with the progress if shown."""
+    finalized(model, "train")
     blas = blas_threads.setting()  # XPNN_BLAS_THREADS, checked before anything changes
     if model.optimizer is None:
         raise ValueError("the model has no optimizer: call set(optimizer=...) before train()")
@@ -122,6 +128,7 @@ def train(
         checkpoint_every=checkpoint_every,
         print_every=print_every,
         display=display,
+        note=note,
     )
     with blas_threads.limited(model, trainer.batch_size, blas):
         return trainer.run(epochs)
@@ -130,8 +137,10 @@ def train(
 class Trainer:
     """One run of training over prepared ``(X, y)``: epochs of steps, reports, checkpoints.
 
-    A data-parallel trainer overrides ``batches`` (to cut each replica's share) and
-    ``combine`` (to sum gradients and figures over replicas); the rest stays as it is.
+    It trains ``model``'s network (``Model.network``: its passes, parameters and training
+    state) with the model's optimizer, loss and metric. A data-parallel trainer overrides
+    ``batches`` (to cut each replica's share) and ``combine`` (to sum gradients and figures
+    over replicas); the rest stays as it is.
     """
 
     def __init__(
@@ -148,22 +157,24 @@ class Trainer:
         checkpoint_every: int,
         print_every: int,
         display: str | None,
+        note: progress.Note | None = None,
     ) -> None:
         samples = X.shape[0]
         self.model, self.X, self.y = model, X, y
+        self.network = network = finalized(model, "train")
         self.samples = samples  # an epoch's (with data-parallel parts: every rank's together)
         self.batch_size = samples if batch_size is None else min(batch_size, samples)
         self.shuffle, self.validation, self.early_stopping = shuffle, validation, early_stopping
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
-        self.print_every, self.display = print_every, display
+        self.print_every, self.display, self.note = print_every, display, note
         # Off the host a non-finite loss is seen at a report; the state of the last good
         # report is kept to go back to.
-        self.snapshot = None if model.backend.on_host else Snapshot(model)
+        self.snapshot = None if model.backend.on_host else Snapshot(network, model.optimizer)
         self.check_epoch_in_progress()
 
     def check_epoch_in_progress(self) -> None:
         """Refuse (before any step) to finish an epoch Ctrl-C stopped on other data."""
-        unfinished, samples = self.model._epoch_in_progress, self.X.shape[0]
+        unfinished, samples = self.network.epoch_in_progress, self.X.shape[0]
         if unfinished is not None and samples != unfinished.samples:
             raise ValueError(
                 f"X has {samples} samples, but epoch {self.model.epochs_trained + 1} stopped "
@@ -173,16 +184,17 @@ class Trainer:
 
     def run(self, epochs: int) -> History:
         """Train ``epochs`` more epochs (the first may finish one Ctrl-C stopped); the History."""
-        model, backend = self.model, self.model.backend
+        model, network, backend = self.model, self.network, self.model.backend
         samples, checkpoint = self.samples, self.checkpoint
         history = History()
         pending: list[Epoch] = []
-        regularized = any(getattr(layer, "regularized", False) for layer in model._trainable)
-        first, final = model.epochs_trained + 1, model.epochs_trained + epochs
+        regularized = any(getattr(layer, "regularized", False) for layer in network.trainable)
+        first, final = network.epochs_trained + 1, network.epochs_trained + epochs
         steps = -(-samples // self.batch_size)
         chosen = ""
-        if self.display is not None and model._auto_note is not None:  # said once, when shown
-            chosen, model._auto_note = f"; backend='auto' chose it: {model._auto_note}", None
+        if self.display is not None and self.note is not None:  # said once, when shown
+            why = self.note.take()
+            chosen = "" if why is None else f"; backend='auto' chose it: {why}"
         shown = progress.Progress(
             self.display,
             first,
@@ -196,7 +208,7 @@ class Trainer:
             with self.interruption() as interrupt:
                 for epoch in range(first, final + 1):
                     figures = self.epoch(epoch, interrupt)
-                    unfinished = model._epoch_in_progress
+                    unfinished = network.epoch_in_progress
                     if unfinished is not None:  # stopped inside the epoch: next train ends it
                         self.record(history, pending)
                         if checkpoint is not None:
@@ -207,7 +219,7 @@ class Trainer:
                             f"finishes the epoch"
                         )
                         break
-                    model.epochs_trained = epoch
+                    network.epochs_trained = epoch
                     validated = None  # every epoch, as its figures: on the device until a report
                     if self.validation is not None:
                         validated = self.validate()
@@ -225,7 +237,7 @@ class Trainer:
                             shown.report(history, regularized)
                     stop = best is not None and self.stop_early(best, history)
                     if best is not None and (stop or epoch == final) and best.epoch != epoch:
-                        best.restore(model)  # the run ends: the best epoch's parameters
+                        best.restore(network)  # the run ends: the best epoch's parameters
                         why = (
                             f"early stop at epoch {epoch}: no better validation loss for "
                             f"{self.early_stopping} epochs"
@@ -260,8 +272,8 @@ class Trainer:
         validation_data."""
         model, loss, epoch = self.model, history["val_loss"][-1], history["epoch"][-1]
         if math.isfinite(loss):
-            return best.stop(model, loss, epoch)
-        if best.restore(model):
+            return best.stop(self.network, loss, epoch)
+        if best.restore(self.network):
             kept = f"the parameters are those of the best epoch, {best.epoch}, restored"
         else:
             kept = f"the parameters are those of epoch {epoch}, on which it ran"
@@ -272,7 +284,7 @@ class Trainer:
     def draw_order(self) -> np.ndarray | None:
         """A new epoch's sample order (a host int64 array), drawn on the host from the model's
         generator so every backend shuffles alike; None without shuffling."""
-        return self.model.rng.permutation(self.samples) if self.shuffle else None
+        return self.network.rng.permutation(self.samples) if self.shuffle else None
 
     def validate(self) -> Sums:
         """The validation data's figures after an epoch, left on the device."""
@@ -284,7 +296,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint (with the training state) to the ``checkpoint`` path."""
-        self.model._checkpoint(self.checkpoint)
+        self.model.save(self.checkpoint)
 
     def batches(self, X: Any, y: Any, order: Any, begin: int) -> Iterator[tuple[int, Any, Any]]:
         """Where a batch is cut: ``(stop, batch_X, batch_y)`` for each step from sample
@@ -309,13 +321,14 @@ class Trainer:
 
     def epoch(self, number: int, interrupt: StopOnInterrupt) -> Sums:
         """One pass over the data, or the rest of the one Ctrl-C stopped; its sums stay on the
-        device. Stopped inside it, it leaves the model's ``_epoch_in_progress`` to go on from."""
+        device. Stopped inside it, it leaves the network's ``epoch_in_progress`` to go on from."""
         model = self.model
         backend = model.backend
-        optimizer, parameters = model.optimizer, model._parameters
+        network = self.network
+        optimizer, parameters = model.optimizer, network.parameters
         samples = self.samples
         counting = model.accuracy is not None
-        unfinished, model._epoch_in_progress = model._epoch_in_progress, None
+        unfinished, network.epoch_in_progress = network.epoch_in_progress, None
         if unfinished is None:
             host_order = self.draw_order()
             begin, steps, compared = 0, 0, 0
@@ -328,7 +341,7 @@ class Trainer:
         cut = self.batches(self.X, self.y, order, begin)
         for step, (stop, batch_X, batch_y) in enumerate(cut, steps + 1):
             output = model.forward(batch_X, training=True)
-            batch_loss, right, count = loss_and_backward(model, output, batch_y, counting)
+            batch_loss, right, count = loss_and_backward(model, network, output, batch_y, counting)
             batch_loss, right, count = self.combine(batch_loss, right, count)
             if backend.on_host and not math.isfinite(batch_loss):
                 # Host memory: reading the loss costs nothing, so stop before the update (after
@@ -344,7 +357,7 @@ class Trainer:
             optimizer.post_update_params()
             if interrupt.stopped:
                 if stop < samples:
-                    model._epoch_in_progress = EpochInProgress(
+                    network.epoch_in_progress = EpochInProgress(
                         samples, stop, step, host_order, loss_sum, correct, compared
                     )
                 break

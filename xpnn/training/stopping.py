@@ -2,8 +2,9 @@
 
 A NaN or infinite loss raises ``NonFiniteLossError``; off the host it is seen at a report, and
 the ``Snapshot`` of the last good report is put back first. Ctrl-C (``StopOnInterrupt``) stops
-after the current step; an epoch it stops inside is kept as an ``EpochInProgress``, which the
-next ``train`` finishes (and a checkpoint saves). Early stopping is ``early_stopping.py``'s.
+after the current step; an epoch it stops inside is kept as the network's
+``epoch_in_progress`` (``building.EpochInProgress``), which the next ``train`` finishes (and a
+checkpoint saves). Early stopping is ``early_stopping.py``'s.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
-    from ..model import Model
+    from ..building import Network
+    from ..optimizers import Optimizer
 
-__all__ = ["EpochInProgress", "NonFiniteLossError", "Snapshot", "StopOnInterrupt"]
+__all__ = ["NonFiniteLossError", "Snapshot", "StopOnInterrupt"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -56,68 +56,42 @@ class NonFiniteLossError(FloatingPointError):
         )
 
 
-class EpochInProgress:
-    """Where an epoch stopped by Ctrl-C stands, so that ``train`` finishes it exactly.
-
-    ``order`` is the epoch's sample order (a host int64 array; None without shuffling),
-    ``done`` the samples its first ``steps`` steps took, ``loss_sum`` (a 0-d float array) and
-    ``correct`` (a 0-d integer array) its sums so far, on the device, over ``compared``
-    predictions.
-    """
-
-    def __init__(
-        self,
-        samples: int,
-        done: int,
-        steps: int,
-        order: np.ndarray | None,
-        loss_sum: Any,
-        correct: Any,
-        compared: int,
-    ) -> None:
-        self.samples, self.done, self.steps, self.order = samples, done, steps, order
-        self.loss_sum, self.correct, self.compared = loss_sum, correct, compared
-
-
 class Snapshot:
-    """A copy of what training changes (parameters, optimizer state, step and epoch counts),
-    to go back to when a report finds a non-finite loss."""
+    """A copy of what training changes (parameters, optimizer state, step and epoch counts, an
+    epoch in progress), to go back to when a report finds a non-finite loss."""
 
-    def __init__(self, model: Model) -> None:
-        self.model = model
+    def __init__(self, network: Network, optimizer: Optimizer) -> None:
+        self.network, self.optimizer = network, optimizer
         self.take()
 
     def _arrays(self) -> dict[str, Any]:
-        buffer = self.model._parameters
-        states = tuple(f"_{name}" for name in self.model.optimizer.state_names)
+        states = tuple(f"_{name}" for name in self.optimizer.state_names)
         return {
             name: value
-            for name, value in vars(buffer).items()
+            for name, value in vars(self.network.parameters).items()
             if name == "params" or name.endswith(states)
         }
 
     def take(self) -> None:
-        """Copy the model's training state as it is now."""
-        xp = self.model.backend.xp
+        """Copy the network's training state as it is now."""
+        xp = self.network.backend.xp
         self.arrays = {k: xp.asarray(v, copy=True) for k, v in self._arrays().items()}
-        optimizer = self.model.optimizer
+        optimizer, network = self.optimizer, self.network
         self.counts = (
             optimizer.iterations,
             optimizer.current_learning_rate,
-            self.model.epochs_trained,
+            network.epochs_trained,
         )
-        self.epoch_in_progress = self.model._epoch_in_progress  # never changed, only replaced
+        self.epoch_in_progress = network.epoch_in_progress  # never changed, only replaced
 
     def restore(self) -> None:
         """Put the copied state back."""
         current = self._arrays()
         for name, saved in self.arrays.items():
             current[name][...] = saved
-        optimizer = self.model.optimizer
-        optimizer.iterations, optimizer.current_learning_rate, self.model.epochs_trained = (
-            self.counts
-        )
-        self.model._epoch_in_progress = self.epoch_in_progress
+        optimizer, network = self.optimizer, self.network
+        optimizer.iterations, optimizer.current_learning_rate, network.epochs_trained = self.counts
+        network.epoch_in_progress = self.epoch_in_progress
 
 
 class StopOnInterrupt:
