@@ -75,7 +75,7 @@ def child(epochs: int, distributed: bool) -> None:
     if timed is not None:
         result["allreduce_ms_in_step"] = 1e3 * statistics.median(timed.seconds)
         result["allreduce_share"] = sum(timed.seconds) / seconds
-        result["allreduce_ms_alone"] = timed.alone(model._parameters.summed)
+        result["allreduce_ms_alone"] = timed.alone(model.network.parameters.summed)
     if timed is None or timed.rank == 0:
         print(MARK + json.dumps(result), flush=True)
 

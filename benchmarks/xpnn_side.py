@@ -19,8 +19,8 @@ def build(
 
     Loss and accuracy are those of the last epoch; ``train`` reads them from the device once per
     report (every 100 epochs and the last), so every call ends synchronised with the device.
-    Host reads are counted where the model makes them, through ``xpnn.training.to_numpy``: on a
-    GPU each one is a device synchronisation.
+    Host reads are counted where the model makes them, through the ``to_numpy`` of
+    ``xpnn.training.evaluation``: on a GPU each one is a device synchronisation.
     """
     reads = _count_host_reads()
     model = _model(workload, backend, seed)
@@ -59,13 +59,13 @@ def initial_parameters(workload: Workload, seed: int = 0) -> list[tuple[np.ndarr
 def _count_host_reads() -> dict[str, int]:
     """Count the model's transfers to the host from now on (this process only)."""
     reads = {"count": 0}
-    original = xpnn.training.to_numpy
+    original = xpnn.training.evaluation.to_numpy
 
     def counting(a):
         reads["count"] += 1
         return original(a)
 
-    xpnn.training.to_numpy = counting
+    xpnn.training.evaluation.to_numpy = counting
     return reads
 
 

@@ -200,7 +200,7 @@ def checkpoint_fault(backend: str, out: str) -> dict:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     model = build(backend)
     if RANK == 0:
-        checkpoint = model._checkpoint
+        checkpoint = model.save
 
         def replaced(given):
             checkpoint(given)
@@ -208,7 +208,7 @@ def checkpoint_fault(backend: str, out: str) -> dict:
                 os.remove(path)
                 os.mkdir(path)
 
-        model._checkpoint = replaced
+        model.save = replaced
     try:
         model.train(X, y, epochs=4, batch_size=16, checkpoint=path, verbose=False, comm=COMM)
         raised = None

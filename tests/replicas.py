@@ -74,14 +74,14 @@ def inject_nan(model, at_call):
         calls.append(1)
         return loss * math.nan if len(calls) == at_call else loss
 
-    if model._combined is not None:
-        with_sums = model._combined.backward_with_sums
+    if model.network.combined is not None:
+        with_sums = model.network.combined.backward_with_sums
 
         def poisoned_sums(dvalues, y):
             loss_sum, right = with_sums(dvalues, y)
             return poison(loss_sum), right
 
-        model._combined.backward_with_sums = poisoned_sums
+        model.network.combined.backward_with_sums = poisoned_sums
         return
     forward = model.loss.forward
     model.loss.forward = lambda output, y: poison(forward(output, y))

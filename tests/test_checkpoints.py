@@ -61,7 +61,7 @@ def test_checkpoint_every_writes_on_schedule(tmp_path, monkeypatch):
     X, y = spiral(30, 3)
     saved = []
     model = _model("numpy")
-    monkeypatch.setattr(model, "_checkpoint", lambda path: saved.append(model.epochs_trained))
+    monkeypatch.setattr(model, "save", lambda path: saved.append(model.epochs_trained))
     model.train(X, y, epochs=7, checkpoint=tmp_path / "c", checkpoint_every=3, verbose=False)
     assert saved == [3, 6, 7]
 
@@ -171,7 +171,7 @@ def test_ctrl_c_inside_an_epoch_resumes_exactly(backend, tmp_path, monkeypatch, 
     first = stopped.train(X, y, epochs=4, checkpoint=path, checkpoint_every=100, **settings)
     done = stopped.epochs_trained
     assert done == step // 4 and stopped.optimizer.iterations == step
-    assert (stopped._epoch_in_progress is None) == (step % 4 == 0)
+    assert (stopped.network.epoch_in_progress is None) == (step % 4 == 0)
     for figure in FIGURES:
         assert first[figure] == expected[figure][:done]
 
@@ -211,10 +211,10 @@ def test_the_checkpoint_records_the_epoch_in_progress(tmp_path, monkeypatch):
     assert progress["samples"] == 210 and progress["done"] == 128 and progress["steps"] == 2
     assert progress["shuffled"] is True and progress["compared"] == 128
     assert order.dtype == np.int64 and sorted(order) == list(range(210))
-    np.testing.assert_array_equal(order, model._epoch_in_progress.order)
+    np.testing.assert_array_equal(order, model.network.epoch_in_progress.order)
     loaded = xpnn.Model.load(path)
-    assert float(xpnn.to_numpy(loaded._epoch_in_progress.loss_sum)) == float(
-        xpnn.to_numpy(model._epoch_in_progress.loss_sum)
+    assert float(xpnn.to_numpy(loaded.network.epoch_in_progress.loss_sum)) == float(
+        xpnn.to_numpy(model.network.epoch_in_progress.loss_sum)
     )
 
 
@@ -223,7 +223,7 @@ def test_other_data_cannot_finish_an_epoch_in_progress(tmp_path, monkeypatch):
     before = _params(model)
     with pytest.raises(ValueError, match=r"X has 207 samples, but epoch 2 stopped after 128 of"):
         model.train(X[:-3], y[:-3], verbose=False)
-    assert model.optimizer.iterations == 6 and model._epoch_in_progress is not None
+    assert model.optimizer.iterations == 6 and model.network.epoch_in_progress is not None
     for a, b in zip(before, _params(model)):
         np.testing.assert_array_equal(a, b)
     model.discard_epoch_in_progress()
@@ -243,7 +243,7 @@ def _resigned(path, target, edit_state=None, edit_tensors=None):
     if edit_tensors is not None:
         edit_tensors(tensors)
     metadata.pop("sha256")
-    metadata["sha256"] = xpnn.io._digest(metadata, tensors)
+    metadata["sha256"] = xpnn.io.format.digest(metadata, tensors)
     target.write_bytes(safetensors.numpy.save(tensors, metadata=metadata))
     return target
 
@@ -331,10 +331,10 @@ def test_training_state_beyond_the_model_dtype_is_refused(tmp_path):
     metadata["model"] = json.dumps(spec)
     tensors["optimizer.param_momentums"][0] = 1e300
     metadata.pop("sha256")
-    metadata["sha256"] = xpnn.io._digest(metadata, tensors)
+    metadata["sha256"] = xpnn.io.format.digest(metadata, tensors)
     wide = tmp_path / "wide.xpnn"
     wide.write_bytes(safetensors.numpy.save(tensors, metadata=metadata))
-    assert xpnn.Model.load(wide)._parameters.param_momentums[0] == 1e300
+    assert xpnn.Model.load(wide).network.parameters.param_momentums[0] == 1e300
     with pytest.raises(
         xpnn.XpnnFileError, match=r"'optimizer\.param_momentums' holds values beyond float32"
     ):

@@ -200,7 +200,7 @@ def test_loading_values_beyond_the_dtype_is_refused(backend, float64_files):
 def test_loading_optimizer_state_beyond_the_dtype_is_refused(backend, tmp_path):
     model = _model("numpy", dtype="float64", optimizer=xpnn.Adam())
     model.train(X_GOOD, Y_GOOD, verbose=False)
-    model._parameters.param_cache[0] = BIG  # Adam's cache: non-negative, here huge
+    model.network.parameters.param_cache[0] = BIG  # Adam's cache: non-negative, here huge
     save_model(model, tmp_path / "checkpoint", checkpoint={})
     with pytest.raises(XpnnFileError, match=r"'optimizer\.param_cache' holds values beyond"):
         load_model(tmp_path / "checkpoint", backend=backend, dtype="float32")
@@ -679,7 +679,7 @@ def test_output_layer_loss_and_metric_fit_together(backend, output, loss, metric
     if problem is not None:
         with pytest.raises(ValueError, match=problem):
             model.finalize()
-        assert model._parameters is None
+        assert model.network is None
         return
     model.finalize()
     y = _targets(output, loss)

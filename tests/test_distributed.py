@@ -689,7 +689,7 @@ def test_shard_ctrl_c_resumes_in_process_and_from_rank_0s_checkpoint(
 
                 model.optimizer.post_update_params = post_update_params
             model.train(*mine, checkpoint=path, comm=comm, **options)
-            stopped = model._epoch_in_progress is not None
+            stopped = model.network.epoch_in_progress is not None
             comm.allgather(None)  # rank 0 has written the checkpoint
             other = [50, 40, 38]  # one sample fewer: refused on every rank
             with pytest.raises(ValueError, match="train on the same parts on the same ranks"):
@@ -709,7 +709,7 @@ def test_shard_ctrl_c_resumes_in_process_and_from_rank_0s_checkpoint(
     # One process given the parts together finishes the epoch from the file with each sample
     # taken once: its epoch in progress lists the samples taken first.
     alone = xpnn.Model.load(path, backend=backend, dtype="float64")
-    unfinished = alone._epoch_in_progress
+    unfinished = alone.network.epoch_in_progress
     assert np.array_equal(np.sort(unfinished.order), np.arange(129))
     taken = unfinished.order[: unfinished.done]
     assert [int(np.sum((taken >= low) & (taken < low + n))) for low, n in
@@ -719,7 +719,7 @@ def test_shard_ctrl_c_resumes_in_process_and_from_rank_0s_checkpoint(
 def unwritable_after_first_save(model, path):
     """After the model's first checkpoint, a directory where the file was: every later write
     of ``path`` fails (a real error from ``save``, at a known point, not a timed one)."""
-    checkpoint = model._checkpoint
+    checkpoint = model.save
 
     def replaced(given):
         checkpoint(given)
@@ -727,7 +727,7 @@ def unwritable_after_first_save(model, path):
             path.unlink()
             path.mkdir()
 
-    model._checkpoint = replaced
+    model.save = replaced
 
 
 def test_a_checkpoint_failure_on_rank_0_raises_on_every_rank(backend, tmp_path):
@@ -785,7 +785,7 @@ def test_ranks_holding_other_optimizer_state_arrays_are_refused(backend):
             model.set_parameters(build(backend, "Adam").get_parameters())
             model.optimizer.iterations, model.epochs_trained = 0, 0
             model.optimizer.current_learning_rate = model.optimizer.learning_rate
-        states = distributed.optimizer_states(model._parameters, model.optimizer)
+        states = distributed.optimizer_states(model.network.parameters, model.optimizer)
         try:
             model.train(X, y, epochs=1, verbose=False, comm=comm_of(group, rank, model))
         except ValueError as error:

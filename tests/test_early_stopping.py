@@ -151,7 +151,7 @@ def test_ctrl_c_keeps_the_latest_parameters_and_the_checkpoint_agrees(
         checkpoint=path, checkpoint_every=100, **SETTINGS,
     )  # fmt: skip
     assert model.optimizer.iterations == step
-    assert (model._epoch_in_progress is None) == (step == 21)
+    assert (model.network.epoch_in_progress is None) == (step == 21)
     _assert_same(model, xpnn.Model.load(path, backend=backend))
     unstopped = _model(backend)
     press_ctrl_c_at_step(unstopped, step, monkeypatch)

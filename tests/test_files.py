@@ -73,7 +73,7 @@ def join(header: dict, data: bytes = b"") -> bytes:
 
 def resigned(metadata: dict, tensors: dict) -> bytes:
     metadata = {k: v for k, v in metadata.items() if k != "sha256"}
-    metadata["sha256"] = xpnn.io._digest(metadata, tensors)
+    metadata["sha256"] = xpnn.io.format.digest(metadata, tensors)
     return safetensors.numpy.save(tensors, metadata=metadata)
 
 
@@ -100,7 +100,7 @@ def no_tensor_read(monkeypatch):
     def read_tensors(*args, **kwargs):
         raise AssertionError("tensor data was read")
 
-    monkeypatch.setattr(xpnn.io, "_read_tensors", read_tensors)
+    monkeypatch.setattr(xpnn.io.reader, "read_tensors", read_tensors)
 
 
 def sparse(path: Path, prefix: bytes, size: int) -> Path:
@@ -259,7 +259,7 @@ def test_a_model_whose_header_would_pass_the_bound_is_not_saved(tmp_path, monkey
     path = tmp_path / "m"
     save_model(model, path)
     before = path.read_bytes()
-    monkeypatch.setattr(xpnn.io, "MAX_HEADER_BYTES", 1000)
+    monkeypatch.setattr(xpnn.io.format, "MAX_HEADER_BYTES", 1000)
     with pytest.raises(ValueError, match="more than the 1000 an xpnn file may have"):
         save_model(model, path, checkpoint={"epoch": 0})
     assert path.read_bytes() == before
@@ -426,7 +426,7 @@ def test_load_parameters_checks_declared_tensors_before_reading(tmp_path, no_ten
 def test_tensors_a_load_does_not_keep_are_hashed_in_chunks(tmp_path, monkeypatch):
     """load_parameters keeps the parameters only; the optimizer state, checked and hashed, is
     read a chunk at a time, so the checksum still covers it."""
-    monkeypatch.setattr(xpnn.io, "_CHUNK", 64)  # several chunks per buffer
+    monkeypatch.setattr(xpnn.io.reader, "_CHUNK", 64)  # several chunks per buffer
     path = tmp_path / "m"
     path.write_bytes(checkpoint_bytes(tmp_path))
     model = small_model(seed=5)
@@ -452,18 +452,18 @@ def test_read_failures_are_xpnn_file_errors(tmp_path, monkeypatch):
         raise MemoryError
 
     with monkeypatch.context() as patch:
-        patch.setattr(xpnn.io, "_read_tensors", out_of_memory)
+        patch.setattr(xpnn.io.reader, "read_tensors", out_of_memory)
         refused(path, "not enough memory")
 
     def broken_disk(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error")
 
     with monkeypatch.context() as patch:
-        patch.setattr(xpnn.io, "_read_into", broken_disk)
+        patch.setattr(xpnn.io.reader, "_read_into", broken_disk)
         refused(path, "cannot be read", "Input/output error")
 
     # The file shrinks between reading its header and reading its tensors.
-    read_header = xpnn.io._read_header
+    read_header = xpnn.io.reader._read_header
 
     def then_shrink(file, size):
         opened = read_header(file, size)
@@ -471,7 +471,7 @@ def test_read_failures_are_xpnn_file_errors(tmp_path, monkeypatch):
         return opened
 
     with monkeypatch.context() as patch:
-        patch.setattr(xpnn.io, "_read_header", then_shrink)
+        patch.setattr(xpnn.io.reader, "_read_header", then_shrink)
         refused(path, "truncated", "became shorter")
 
     refused(os.fsencode(tmp_path / "nul\0byte"), "not a file name")
@@ -483,7 +483,7 @@ def test_loading_work_grows_linearly_with_the_layers(tmp_path, monkeypatch):
 
     def add(self, layer):
         self.layers.append(layer)
-        self._parameters = None
+        self._network = None
 
     monkeypatch.setattr(xpnn.Model, "add", add)
 
@@ -523,7 +523,7 @@ def test_format_1_checkpoint_of_the_previous_version_loads():
     model, info = load_checkpoint(path)
     assert info == {"epoch": 2}
     assert model.epochs_trained == 2 and model.optimizer.iterations == 8
-    assert model._epoch_in_progress is None
+    assert model.network.epoch_in_progress is None
     np.testing.assert_array_equal(flat(model)[0], tensors["params.0.weights"])
     X, y = spiral(20, 3)
     history = model.train(X, y, epochs=1, batch_size=16, verbose=False)
@@ -600,7 +600,7 @@ def test_a_refused_save_changes_nothing_in_the_model(tmp_path, monkeypatch):
     Dropout generators): a refused save leaves them alone."""
     model = small_model()
     gathered = []
-    monkeypatch.setattr(xpnn.io, "_training_state", lambda *a: gathered.append(a))
+    monkeypatch.setattr(xpnn.io.checkpoints, "training_state", lambda *a: gathered.append(a))
     with pytest.raises(ValueError, match="a directory"):
         save_model(model, tmp_path, checkpoint={"epoch": 0})
     assert gathered == []

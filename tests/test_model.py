@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import assert_on_backend, book_step, seed_model, spiral, tolerance
@@ -190,12 +193,49 @@ def test_parameters_round_trip(backend, data):
 
 def test_layer_arrays_are_views_of_the_flat_buffer(backend):
     model = seed_model(backend, seed=0, dtype="float64")
-    buffer = model._parameters
+    buffer = model.network.parameters
     assert buffer.params.shape == (2 * 64 + 64 + 64 * 3 + 3,)
     buffer.params[...] = model.backend.asarray(np.arange(buffer.params.shape[0], dtype=np.float64))
     weights, biases = model.get_parameters()[1]
     np.testing.assert_array_equal(weights.ravel(), np.arange(192, 384))
     np.testing.assert_array_equal(biases.ravel(), np.arange(384, 387))
+
+
+def test_finalize_lays_out_the_network_and_a_change_drops_it(backend, data):
+    """``Model.network`` is what finalize laid out: its paths and buffer, a fresh training
+    state; ``set`` and ``add`` drop it until the next finalize."""
+    model = seed_model(backend, seed=0)
+    network = model.network
+    dense_1, relu, dense_2, _ = model.layers
+    assert isinstance(network, xpnn.Network) and network.layers is model.layers
+    assert network.trainable == [dense_1, dense_2]
+    assert isinstance(network.combined, xpnn.SoftmaxCategoricalCrossentropy)
+    assert network.first_trainable is dense_1 and network.backward_chain == [dense_2, relu]
+    assert network.rng is model.rng and network.epoch_in_progress is None
+    X, y = data
+    model.train(X[::10], y[::10], epochs=2, verbose=False)
+    assert network.epochs_trained == model.epochs_trained == 2
+    model.set(optimizer=xpnn.SGD())
+    assert model.network is None and model.epochs_trained == 0
+    with pytest.raises(ValueError, match=r"call finalize\(\) before setting epochs_trained"):
+        model.epochs_trained = 3
+    with pytest.raises(ValueError, match=r"call finalize\(\) before train\(\)"):
+        model.train(X, y, verbose=False)
+    model.finalize()
+    assert model.network is not network and model.network.epochs_trained == 0
+
+
+def test_no_module_reads_a_private_attribute_of_model():
+    """Model's neighbours read its network and its public API, never ``model._...``."""
+    package = Path(xpnn.__file__).parent
+    reaches = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        if path != package / "model.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bmodel\._[a-z]", line)
+    ]
+    assert not reaches, reaches
 
 
 def test_arrays_handed_out_are_never_overwritten(backend, data):
@@ -209,7 +249,7 @@ def test_arrays_handed_out_are_never_overwritten(backend, data):
     def record():
         layers = model.layers
         arrays = [layer.output for layer in layers]
-        arrays += [layers[1].dinputs, layers[2].dinputs, model._combined.dinputs]
+        arrays += [layers[1].dinputs, layers[2].dinputs, model.network.combined.dinputs]
         seen.append([(a, xpnn.to_numpy(a).copy()) for a in arrays])
         count_step()
 

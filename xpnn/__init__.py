@@ -3,6 +3,7 @@
 from . import datasets, distributed, idx
 from .activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .backends import Backend, get_backend, to_numpy
+from .building import Network
 from .gradcheck import GradientCheckError, check_gradients
 from .history import History
 from .io import XpnnFileError
@@ -44,6 +45,7 @@ __all__ = [
     "MeanAbsoluteError",
     "MeanSquaredError",
     "Model",
+    "Network",
     "NonFiniteLossError",
     "Optimizer",
     "RMSprop",

@@ -70,10 +70,11 @@ def settings(model: Any, X: Any, y: Any, shard: bool = False, **given: Any) -> d
     """What must be equal on every rank before training or evaluating together: with the same
     data on every rank, its size and a digest of it (``data_digest``); in shard mode, each
     rank's ``part samples`` instead (gathered, not compared)."""
-    unfinished = model._epoch_in_progress
+    network = model.network
+    unfinished = network.epoch_in_progress
     order = None if unfinished is None else unfinished.order
     optimizer = model.optimizer
-    buffer = model._parameters
+    buffer = network.parameters
     states = () if optimizer is None else optimizer_states(buffer, optimizer)
     return {
         "shard": shard,
@@ -81,7 +82,7 @@ def settings(model: Any, X: Any, y: Any, shard: bool = False, **given: Any) -> d
         "input shape": tuple(X.shape[1:]),
         "target shape": tuple(y.shape[1:]),
         **given,
-        "parameter count": model._parameters.params.shape[0],
+        "parameter count": buffer.params.shape[0],
         "dtype": model.backend.dtype_name,
         **part_settings(model, shard),
         "epochs trained": model.epochs_trained,

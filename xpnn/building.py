@@ -1,8 +1,9 @@
-"""What ``Model.finalize`` checks and builds, and ``set_parameters``' check of a value.
+"""What ``Model.finalize`` checks and lays out, and ``set_parameters``' check of a value.
 
 The checks say what to change: layer sizes that do not chain, an output layer, loss and metric
 that do not fit together, a part that is not the model's own, a setting its dtype cannot hold.
-``ParameterBuffer`` puts every parameter in one flat buffer for the optimizer.
+What a checked model lays out is its ``Network``: the paths of the passes, the flat
+``ParameterBuffer`` the optimizer updates, and the training state (``EpochInProgress``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,113 @@ class ParameterBuffer:
         return [("param", self.params, self.dparams)]
 
 
+class EpochInProgress:
+    """Where an epoch stopped by Ctrl-C stands, so that ``train`` finishes it exactly.
+
+    ``order`` is the epoch's sample order (a host int64 array; None without shuffling),
+    ``done`` the samples its first ``steps`` steps took, ``loss_sum`` (a 0-d float array) and
+    ``correct`` (a 0-d integer array) its sums so far, on the device, over ``compared``
+    predictions.
+    """
+
+    def __init__(
+        self,
+        samples: int,
+        done: int,
+        steps: int,
+        order: np.ndarray | None,
+        loss_sum: Any,
+        correct: Any,
+        compared: int,
+    ) -> None:
+        self.samples, self.done, self.steps, self.order = samples, done, steps, order
+        self.loss_sum, self.correct, self.compared = loss_sum, correct, compared
+
+
+class Network:
+    """What ``Model.finalize`` lays out from a checked model: the network that trains, with its
+    training state. The model owns it (``Model.network``); training, saving, loading,
+    data-parallel training and the summary receive it and read only what is listed here.
+
+    Attributes:
+        backend: the backend every array lives on.
+        layers: the model's layers, in order (its own list).
+        loss: the model's loss.
+        combined: a Softmax output with categorical cross-entropy, trained through their
+            combined gradient (``SoftmaxCategoricalCrossentropy``); None otherwise.
+        trainable: the layers with parameters, in order.
+        backward_chain: the layers ``backward`` runs in order, from the output back to the
+            layer after ``first_trainable``.
+        first_trainable: the first layer with parameters (None if none), which ``backward``
+            runs last and which computes only its own gradients: nothing needs the gradient of
+            the data.
+        parameters: the ``ParameterBuffer`` that holds every parameter and gradient (and the
+            optimizer's state buffers, once it has stepped) in flat arrays.
+        rng: the model's generator (``Model.rng``): it drew the initial weights and draws
+            each epoch's order.
+        epochs_trained: epochs finished since ``finalize`` (or in the run a checkpoint holds).
+        epoch_in_progress: the ``EpochInProgress`` that Ctrl-C stopped, or None.
+    """
+
+    def __init__(
+        self, backend: Backend, layers: list[Layer], loss: Loss, rng: np.random.Generator
+    ) -> None:
+        self.backend, self.layers, self.loss, self.rng = backend, layers, loss, rng
+        self.combined: SoftmaxCategoricalCrossentropy | None = None
+        if isinstance(layers[-1], Softmax) and isinstance(loss, CategoricalCrossentropy):
+            self.combined = SoftmaxCategoricalCrossentropy(backend=backend)
+        self.trainable = [layer for layer in layers if layer.parameter_names]
+        through = layers[:-1] if self.combined is not None else layers
+        first = next((i for i, layer in enumerate(through) if layer.parameter_names), None)
+        self.first_trainable = None if first is None else through[first]
+        self.backward_chain = through[::-1] if first is None else through[:first:-1]
+        self.parameters = ParameterBuffer(backend, self.trainable)
+        self.epochs_trained = 0
+        self.epoch_in_progress: EpochInProgress | None = None
+
+    def forward(self, X: Any, training: bool = False) -> Any:
+        """Run ``X`` through every layer and return the last layer's output."""
+        for layer in self.layers:
+            X = layer.forward(X, training)
+        return X
+
+    def backward(self, output: Any, y: Any) -> None:
+        """Gradients of the loss for every layer with parameters, from the output back."""
+        if self.combined is not None:
+            dvalues = self.combined.backward(output, y)
+        else:
+            dvalues = self.loss.backward(output, y)
+        self.backward_from(dvalues)
+
+    def backward_from(self, dvalues: Any) -> None:
+        """``backward`` from ``dvalues``, the gradient of the loss for the last layer it runs."""
+        for layer in self.backward_chain:
+            dvalues = layer.backward(dvalues)
+        if self.first_trainable is not None:
+            self.first_trainable.backward(dvalues, need_dinputs=False)
+
+    def regularization_loss(self) -> Any:
+        """The regularizers' penalty summed over the layers, a 0-d array on the device."""
+        total = self.backend.zeros(())
+        for layer in self.trainable:
+            total = total + self.loss.regularization_loss(layer)
+        return total
+
+
+def wire(model: Model) -> Network:
+    """The network of a checked, built model: its paths, its parameter buffer, a fresh
+    training state."""
+    return Network(model.backend, model.layers, model.loss, model.rng)
+
+
+def finalized(model: Model, what: str) -> Network:
+    """``model``'s network; ValueError if ``finalize`` has not laid it out."""
+    network = model.network
+    if network is None:
+        raise ValueError(f"call finalize() before {what}()")
+    return network
+
+
 def take_parts(model: Model, **parts: Any) -> None:
     """``Model.set``: each part given (loss, optimizer, accuracy) checked, claimed for the
     model, and set; a part it replaces released. Every check comes before any change."""
@@ -99,22 +207,6 @@ def check_model(model: Model) -> None:
     check_coherence(model)
     check_parts(model)
     check_settings(model)
-
-
-def wire(model: Model) -> None:
-    """The paths of the passes through a checked model: a Softmax output with categorical
-    cross-entropy trains through their combined gradient, and the backward pass stops at the
-    first layer with parameters (nothing needs the gradient of the data)."""
-    model._combined = None
-    if isinstance(model.layers[-1], Softmax) and isinstance(model.loss, CategoricalCrossentropy):
-        model._combined = SoftmaxCategoricalCrossentropy(backend=model.backend)
-    # With the combined softmax and loss too, the last layer is the Softmax that predicts.
-    model.output_layer_activation = model.layers[-1]
-    model._trainable = [layer for layer in model.layers if layer.parameter_names]
-    through = model.layers[:-1] if model._combined is not None else model.layers
-    first = next((i for i, layer in enumerate(through) if layer.parameter_names), None)
-    model._first_trainable = None if first is None else through[first]
-    model._backward_chain = through[::-1] if first is None else through[:first:-1]
 
 
 def check_sizes(model: Model) -> None:
@@ -191,7 +283,7 @@ def check_settings(model: Model) -> None:
 def parameter_moves(model: Model, parameters: list[tuple[Any, ...]]) -> list[tuple[Any, Any]]:
     """``set_parameters``: (target view, checked host value) pairs, every count, shape and value
     checked before anything is written."""
-    trainable = model._trainable
+    trainable = finalized(model, "set_parameters").trainable
     parameters = list(parameters)
     if len(parameters) != len(trainable):
         raise ValueError(

@@ -39,6 +39,7 @@ from .agreement import (
     settings,
 )
 from .backends import to_numpy
+from .building import finalized
 from .history import History
 from .layers import Dropout
 from .training import StopOnInterrupt, Sums, Trainer, count_correct, read, slices
@@ -245,7 +246,7 @@ class ReplicaTrainer(Trainer):
         """``Trainer.combine``: gradients weighted by ``n_local / n_global`` and the figures,
         summed over the ranks in one call; the stop flag read every ``check_every`` steps."""
         backend, xp = self.model.backend, self.model.backend.xp
-        buffer = self.model._parameters
+        buffer = self.network.parameters
         local, total = self.share
         if local != total:
             dparams = buffer.dparams
@@ -268,7 +269,7 @@ def start_alike(model: Any, group: Communicator) -> None:
     """Rank 0's parameters, optimizer state, step count, shuffling generator and Dropout mask
     seeds and counts on every rank; each rank draws its masks from its own stream (its rank),
     so that masks differ between ranks and rank 0's are those one process would draw."""
-    buffer = model._parameters
+    buffer = model.network.parameters
     for name in ("params", *optimizer_states(buffer, model.optimizer)):
         group.broadcast(getattr(buffer, name))
     optimizer = model.optimizer
@@ -290,7 +291,7 @@ def train(model: Any, X: Any, y: Any, *, comm: Any, shard: bool = False, **optio
     """``Model.train(..., comm=comm)``: every rank checks its arguments, all agree on them (or
     every rank raises), then each trains on its share; only rank 0 shows progress and writes
     checkpoints. ``shard=True``: each rank passes its own part of the data (``sharding``)."""
-    model._require_finalized("train")
+    finalized(model, "train")
     group = group_of(model, comm)
     checked(group, shard)
     checkpoint = options["checkpoint"]
@@ -351,7 +352,7 @@ def evaluate(
     contiguous share of ``(X, y)`` (``shard=True``: over all of its own part), summed over the
     ranks; every rank returns the same figures. The ranks' parameters must agree (compared by
     a digest; nothing is broadcast), and so must their data unless ``shard``."""
-    model._require_finalized("evaluate")
+    network = finalized(model, "evaluate")
     group = group_of(model, comm)
     checked(group, shard)
     backend = model.backend
@@ -364,7 +365,7 @@ def evaluate(
     except Exception as error:
         agree(group, None, error)
         raise
-    parameters = digest(np.ascontiguousarray(to_numpy(model._parameters.params)))
+    parameters = digest(np.ascontiguousarray(to_numpy(network.parameters.params)))
     given = {"batch size": batch_size, "parameters": parameters}
     every = agree(group, settings(model, X, y, shard, **given), None)
     samples = sum(entry["part samples"] for entry in every) if shard else X.shape[0]

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from . import building, data, distributed, io, summary, training
+from . import building, data, distributed, io, progress, summary, training
 from .backends import Backend, get_backend, to_numpy
 from .backends.base import auto_choice
 from .history import History
 from .layers import Layer
-from .losses import Loss, SoftmaxCategoricalCrossentropy
+from .losses import Loss
 from .metrics import Accuracy
 from .optimizers import Optimizer
 from .training import NonFiniteLossError
@@ -55,20 +55,13 @@ class Model:
         (300, 3)
     """
 
-    # Set by ``finalize`` (``building.wire``): the layers with parameters, the combined softmax
-    # and loss (or None), the layers ``backward`` runs in order, and the first trainable layer.
-    _trainable: list[Layer]
-    _combined: SoftmaxCategoricalCrossentropy | None
-    _backward_chain: list[Layer]
-    _first_trainable: Layer | None
-
     def __init__(
         self, backend: str | Backend = "numpy", *, seed: int | None = None, dtype: Any = None
     ) -> None:
-        #: Why ``backend="auto"`` chose as it did, shown with the first progress that is shown.
-        self._auto_note: str | None = None
+        #: Why ``backend="auto"`` chose as it did, shown with the first progress or summary shown.
+        self._auto_note = progress.Note()
         if isinstance(backend, str) and backend == "auto":
-            backend, self._auto_note = auto_choice()
+            backend, self._auto_note.text = auto_choice()
         self.backend = get_backend(backend, dtype)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -79,9 +72,7 @@ class Model:
         #: The book's name for the output layer (set by ``finalize``): its ``predictions``
         #: turns outputs into classes (Softmax, Sigmoid) or values.
         self.output_layer_activation: Layer | None = None
-        self._parameters: building.ParameterBuffer | None = None
-        self.epochs_trained = 0
-        self._epoch_in_progress: training.EpochInProgress | None = None
+        self._network: building.Network | None = None
 
     def __repr__(self) -> str:
         layers = ", ".join(map(repr, self.layers))
@@ -101,7 +92,7 @@ class Model:
             raise TypeError(f"layer must be an xpnn layer (Dense, ReLU, ...); got {layer!r}")
         layer.claim(self, "layer")  # the layer knows its model: no search through the list
         self.layers.append(layer)
-        self._parameters = None
+        self._network = None
 
     def set(
         self,
@@ -112,7 +103,7 @@ class Model:
     ) -> None:
         """Choose the loss, the optimizer and the accuracy metric (any of them, by keyword)."""
         building.take_parts(self, loss=loss, optimizer=optimizer, accuracy=accuracy)
-        self._parameters = None
+        self._network = None
 
     def finalize(self) -> None:
         """Check the model, move everything onto its backend and draw initial weights from its seed.
@@ -120,20 +111,33 @@ class Model:
         A softmax output with categorical cross-entropy trains through their combined gradient.
         """
         building.check_model(self)
-        self._parameters = None  # a failure below leaves the model to be finalized again
+        self._network = None  # a failure below leaves the model to be finalized again
         for layer in self.layers:
             layer.build(self.backend, self.rng)
         self.loss.build(self.backend)
         if self.accuracy is not None:
             self.accuracy.build(self.backend)
-        building.wire(self)
-        self._parameters = building.ParameterBuffer(self.backend, self._trainable)
-        self.epochs_trained = 0
-        self._epoch_in_progress = None
+        # With the combined softmax and loss too, the last layer is the Softmax that predicts.
+        self.output_layer_activation = self.layers[-1]
+        self._network = building.wire(self)
 
-    def _require_finalized(self, what: str) -> None:
-        if self._parameters is None:
-            raise ValueError(f"call finalize() before {what}()")
+    @property
+    def network(self) -> building.Network | None:
+        """What ``finalize`` laid out (an ``xpnn.Network``): the paths of the passes, the
+        parameter buffer and the training state; None before ``finalize``."""
+        return self._network
+
+    @property
+    def epochs_trained(self) -> int:
+        """Epochs trained since ``finalize`` (or in the run a loaded checkpoint saved): the
+        next ``train`` numbers its epochs from here."""
+        return 0 if self._network is None else self._network.epochs_trained
+
+    @epochs_trained.setter
+    def epochs_trained(self, value: int) -> None:
+        if self._network is None:
+            raise ValueError("call finalize() before setting epochs_trained")
+        self._network.epochs_trained = value
 
     @property
     def n_inputs(self) -> int | None:
@@ -160,18 +164,7 @@ class Model:
         Nothing needs the gradient of the data, so the first layer with parameters computes
         only its own gradients, and layers before it none.
         """
-        if self._combined is not None:
-            dvalues = self._combined.backward(output, y)
-        else:
-            dvalues = self.loss.backward(output, y)
-        self._backward_layers(dvalues)
-
-    def _backward_layers(self, dvalues: Any) -> None:
-        """``backward`` from ``dvalues``, the gradient of the loss for the last layer it runs."""
-        for layer in self._backward_chain:
-            dvalues = layer.backward(dvalues)
-        if self._first_trainable is not None:
-            self._first_trainable.backward(dvalues, need_dinputs=False)
+        building.finalized(self, "backward").backward(output, y)
 
     # -- training and inference -----------------------------------------------------------------
 
@@ -222,22 +215,18 @@ class Model:
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             validation_data=validation_data, early_stopping=early_stopping, checkpoint=checkpoint,
             checkpoint_every=checkpoint_every, print_every=print_every, verbose=verbose,
+            note=self._auto_note,
         )  # fmt: skip
-
-    def _checkpoint(self, path: str | os.PathLike[str]) -> None:
-        self.save(path)
 
     def discard_epoch_in_progress(self) -> None:
         """Forget the rest of an epoch that Ctrl-C stopped, so the next ``train`` starts a new
         one (with the next order the seed draws): to train on other data, for instance."""
-        self._epoch_in_progress = None
+        if self._network is not None:
+            self._network.epoch_in_progress = None
 
     def regularization_loss(self) -> Any:
         """The regularizers' penalty summed over the layers, a 0-d array on the device."""
-        total = self.backend.zeros(())
-        for layer in self._trainable:
-            total = total + self.loss.regularization_loss(layer)
-        return total
+        return building.finalized(self, "regularization_loss").regularization_loss()
 
     def evaluate(
         self,
@@ -262,7 +251,7 @@ class Model:
             return distributed.evaluate(self, X, y, comm, batch_size, verbose=verbose, shard=shard)
         if shard is not False:
             raise ValueError(f"shard={shard!r} shares the data among processes: it needs comm")
-        self._require_finalized("evaluate")
+        building.finalized(self, "evaluate")
         X, y = data.prepare(self, X, y)
         return training.evaluate(self, X, y, batch_size, verbose=verbose)
 
@@ -273,13 +262,13 @@ class Model:
         The text returned is a ``str`` that a notebook does not show again as the cell's value,
         so ``model.summary()`` on a cell's last line shows the table once.
         """
-        text = summary.SummaryText(summary.table(self))
+        text = summary.SummaryText(summary.table(self, self._auto_note))
         print(text)
         return text
 
     def predict(self, X: Any, *, batch_size: int | None = None) -> Any:
         """The model's outputs for ``X``, as an array of the model's backend."""
-        self._require_finalized("predict")
+        building.finalized(self, "predict")
         X = data.prepare_inputs(self.backend, X, self.n_inputs)
         return training.predict(self, X, batch_size)
 
@@ -318,10 +307,10 @@ class Model:
 
     def get_parameters(self) -> list[tuple[np.ndarray, ...]]:
         """Each trainable layer's parameters, ``(weights, biases)``, as NumPy copies."""
-        self._require_finalized("get_parameters")
+        network = building.finalized(self, "get_parameters")
         return [
             tuple(np.array(to_numpy(getattr(layer, p))) for _, p, _ in layer.parameter_names)
-            for layer in self._trainable
+            for layer in network.trainable
         ]
 
     def set_parameters(self, parameters: list[tuple[Any, ...]]) -> None:
@@ -329,7 +318,7 @@ class Model:
 
         Every shape is checked before anything is written.
         """
-        self._require_finalized("set_parameters")
+        building.finalized(self, "set_parameters")
         moves = building.parameter_moves(self, parameters)
         for target, value in moves:
             target[...] = self.backend.asarray(value)

@@ -11,6 +11,19 @@ from .history import History
 MODES = ("bar", "lines")
 
 
+class Note:
+    """A line said once, with the first progress or summary shown: why ``backend="auto"``
+    chose as it did. ``text`` is None once taken (or if there is nothing to say)."""
+
+    def __init__(self, text: str | None = None) -> None:
+        self.text = text
+
+    def take(self) -> str | None:
+        """The text, and None from then on."""
+        text, self.text = self.text, None
+        return text
+
+
 def in_notebook() -> bool:
     """True inside a Jupyter kernel (IPython's ZMQ shell), where tqdm's notebook bar shows."""
     ipython = sys.modules.get("IPython")

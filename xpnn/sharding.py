@@ -136,7 +136,7 @@ class ShardTrainer(ReplicaTrainer):
             )
         self.samples, self.batch_size = samples, batch
         self.validation_samples = sum(entry["validation part samples"] for entry in every)
-        unfinished = model._epoch_in_progress
+        unfinished = self.network.epoch_in_progress
         self.own = None
         if unfinished is None:
             return

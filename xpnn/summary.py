@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .model import Model
+    from .progress import Note
 
 __all__ = ["SummaryText", "table"]
 
@@ -20,9 +21,10 @@ class SummaryText(str):
         """Show nothing: the table was printed when made."""
 
 
-def table(model: Model) -> str:
+def table(model: Model, note: Note | None = None) -> str:
     """The table ``Model.summary`` prints: one row per layer (its number and repr, output width,
-    parameter count), then the totals, the backend and the dtype, and the parts set."""
+    parameter count), then the totals, the backend and the dtype (with ``note``, why
+    ``backend="auto"`` chose it, if not said yet), and the parts set."""
     rows = [("#", "Layer", "Output width", "Parameters")]
     width = model.n_inputs
     total = 0
@@ -43,9 +45,9 @@ def table(model: Model) -> str:
     backend = model.backend
     itemsize = 8 if backend.dtype_name == "float64" else 4
     where = f"{backend.name} ({backend.device})"
-    if model._auto_note is not None:  # said once: here, or with the first progress shown
-        where += f", chosen by backend='auto': {model._auto_note}"
-        model._auto_note = None
+    chosen = None if note is None else note.take()  # here, or with the first progress shown
+    if chosen is not None:
+        where += f", chosen by backend='auto': {chosen}"
     lines = [
         f"Model: {_count(len(model.layers), 'layer')}, {_count(model.n_inputs, 'input')}",
         rule,
@@ -62,7 +64,7 @@ def table(model: Model) -> str:
             lines.append(f"{name}: {part!r}")
     if model.accuracy is not None:
         lines.append(f"Accuracy: {model.accuracy!r}")
-    if model._parameters is None:
+    if model.network is None:
         lines.append("Not finalized yet: the parameters are drawn again by finalize()")
     return "\n".join(lines)
 

@@ -1,11 +1,6 @@
-"""Training: the loop over epochs and batches, and what surrounds it.
-
-``train`` checks ``Model.train``'s arguments and runs a ``Trainer``. Around the loop sit the
-snapshot a non-finite loss goes back to (``Snapshot``), early stopping (``early_stopping.Best``;
-a non-finite validation loss is refused here), Ctrl-C (``StopOnInterrupt``, with
-``EpochInProgress`` for an epoch it stops inside), checkpoints, the progress display, and the
-figures: each epoch's ``Sums`` stay on the device until a report reads them all in one
-transfer (``read_sums``) into the History.
+"""The loop: ``train`` checks ``Model.train``'s arguments and runs a ``Trainer``, whose
+``run`` goes over epochs (reports, validation, early stopping, checkpoints, Ctrl-C) and whose
+``epoch`` is the step loop.
 
 The loop has two named places for data-parallel training to override: ``Trainer.batches``,
 where a batch is cut, and ``Trainer.combine``, where a step's gradients and figures come
@@ -19,86 +14,27 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import blas_threads, data, progress
-from ._checks import positive_int
-from .backends import Backend, to_numpy
-from .building import check_settings
-from .description import check_savable
+from .. import blas_threads, data, progress
+from .._checks import positive_int
+from ..building import EpochInProgress, check_settings, finalized
+from ..description import check_savable
+from ..files import check_writable
+from ..history import History
 from .early_stopping import Best
-from .files import check_writable
-from .history import History
+from .evaluation import Sums, count_correct, read_sums, sums
+from .stopping import NonFiniteLossError, Snapshot, StopOnInterrupt
 
 if TYPE_CHECKING:
-    from .model import Model
+    from ..building import Network
+    from ..model import Model
 
-__all__ = ["NonFiniteLossError", "Trainer", "train"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss, or the validation loss early stopping reads (``validation`` True),
-    became NaN or infinite; training stopped."""
-
-    def __init__(
-        self, epoch: int, step: int | None, dtype: str | None = None, *, kept: str | None = None
-    ) -> None:
-        self.epoch, self.step = epoch, step
-        self.validation = kept is not None  # the validation loss, which early stopping reads
-        if kept is not None:  # finite parameters on checked, finite data: an overflow
-            super().__init__(
-                f"validation_data: the validation loss became NaN or infinite at epoch {epoch}: "
-                f"the model's computation on these data overflows {dtype}, so early stopping "
-                f"cannot compare it; {kept}. Validation inputs scaled to a smaller range "
-                "usually help"
-            )
-            return
-        where = f"epoch {epoch}, step {step}" if step is not None else f"epoch {epoch}"
-        if dtype is not None:  # before any update: the learning rate cannot be the cause
-            super().__init__(
-                f"the loss became NaN or infinite at {where}, before any update: the model's "
-                f"computation on this data overflows {dtype}. Inputs scaled to a smaller range "
-                "usually help"
-            )
-            return
-        kept = (
-            "the parameters are those after the last finite step"
-            if step is not None
-            else "the parameters are those of the last report before it"
-        )
-        super().__init__(
-            f"the loss became NaN or infinite at {where}; {kept}. A smaller learning rate, "
-            "or inputs scaled to a smaller range, usually helps"
-        )
-
-
-# -- figures ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Sums:
-    """Loss and accuracy figures over some data: 0-d device arrays until ``read_sums`` makes
-    them Python floats.
-
-    ``data_loss`` is the mean data loss, ``correct`` the right predictions among ``compared``
-    (a host int), ``regularization`` the penalty (None for validation data, which takes the
-    epoch's).
-    """
-
-    data_loss: Any
-    correct: Any
-    compared: int
-    regularization: Any = None
-
-
-#: The fields of ``Sums`` that live on the device, in the order they are read.
-_ON_DEVICE = ("data_loss", "correct", "regularization")
+__all__ = ["Trainer", "train"]
 
 
 @dataclasses.dataclass
@@ -113,195 +49,21 @@ class Epoch:
     validation: Sums | None = None
 
 
-def read(backend: Backend, arrays: list[Any]) -> list[float]:
-    """0-d device arrays as Python floats, in one transfer to the host."""
-    xp = backend.xp
-    return to_numpy(xp.stack([xp.astype(a, xp.float64) for a in arrays])).tolist()
-
-
-def read_sums(backend: Backend, sums: list[Sums]) -> list[Sums]:
-    """``sums`` with their device figures read as Python floats, all in one transfer."""
-    fields = [[name for name in _ON_DEVICE if getattr(s, name) is not None] for s in sums]
-    values = iter(read(backend, [getattr(s, n) for s, names in zip(sums, fields) for n in names]))
-    return [
-        dataclasses.replace(s, **{name: next(values) for name in names})
-        for s, names in zip(sums, fields)
-    ]
-
-
-def count_correct(model: Model, output: Any, y: Any) -> tuple[Any, int]:
-    """Right predictions in a batch (an integer, on the device) and how many were compared."""
-    comparisons = model.accuracy.compare(model.layers[-1].predictions(output), y)
-    return model.backend.xp.count_nonzero(comparisons), math.prod(comparisons.shape)
-
-
-def loss_and_backward(model: Model, output: Any, y: Any, counting: bool) -> tuple[Any, Any, int]:
+def loss_and_backward(
+    model: Model, network: Network, output: Any, y: Any, counting: bool
+) -> tuple[Any, Any, int]:
     """A step's summed data loss, right predictions (None unless ``counting``) and predictions
-    compared, with every layer's gradients (``model.backward``). A softmax output with
+    compared, with every layer's gradients (``network.backward``). A softmax output with
     cross-entropy gets all of them from one pass over the outputs."""
-    if model._combined is not None:
-        batch_loss, right = model._combined.backward_with_sums(output, y)
-        model._backward_layers(model._combined.dinputs)
+    combined = network.combined
+    if combined is not None:
+        batch_loss, right = combined.backward_with_sums(output, y)
+        network.backward_from(combined.dinputs)
         return batch_loss, right if counting else None, output.shape[0] if counting else 0
-    batch_loss = model.backend.xp.sum(model.loss.forward(output, y))
+    batch_loss = network.backend.xp.sum(network.loss.forward(output, y))
     right, count = count_correct(model, output, y) if counting else (None, 0)
-    model.backward(output, y)
+    network.backward(output, y)
     return batch_loss, right, count
-
-
-def slices(X: Any, y: Any, batch_size: int | None) -> Iterator[tuple[Any, Any]]:
-    """``(X, y)`` in order, in batches of ``batch_size`` (None: all at once); y may be None."""
-    samples = X.shape[0]
-    size = samples if batch_size is None else positive_int(batch_size, "batch_size")
-    for start in range(0, samples, size):
-        stop = min(start + size, samples)
-        yield X[start:stop, ...], None if y is None else y[start:stop, ...]
-
-
-def sums(model: Model, X: Any, y: Any, batch_size: int | None) -> Sums:
-    """Mean data loss and right predictions over ``(X, y)``, left on the device."""
-    backend, xp = model.backend, model.backend.xp
-    loss_sum = backend.zeros(())
-    correct, compared = backend.zeros((), backend.index_dtype), 0
-    for batch_X, batch_y in slices(X, y, batch_size):
-        output = model.forward(batch_X)
-        loss_sum = loss_sum + xp.sum(model.loss.forward(output, batch_y))
-        if model.accuracy is not None:
-            right, count = count_correct(model, output, batch_y)
-            correct, compared = correct + right, compared + count
-    return Sums(loss_sum / X.shape[0], correct, compared)
-
-
-def evaluate(
-    model: Model, X: Any, y: Any, batch_size: int | None, *, verbose: bool = False
-) -> dict[str, float]:
-    """``Model.evaluate`` over prepared ``(X, y)``: the figures, read in one transfer; with
-    ``verbose``, the book's validation line too."""
-    with blas_threads.limited(model, blas_threads.rows(X, batch_size)):
-        figures = sums(model, X, y, batch_size)
-        figures.regularization = model.regularization_loss()
-        (figures,) = read_sums(model.backend, [figures])
-    if not math.isfinite(figures.data_loss):
-        raise ValueError(
-            f"X, y: the loss over these data is {figures.data_loss}: the model's computation "
-            f"overflows {model.backend.dtype_name} on them; scale X (and y) to a smaller range"
-        )
-    result = {
-        "loss": figures.data_loss + figures.regularization,
-        "data_loss": figures.data_loss,
-        "regularization_loss": figures.regularization,
-    }
-    if model.accuracy is not None:
-        result["accuracy"] = figures.correct / figures.compared
-    if verbose:
-        print(progress.validation_line(result))
-    return result
-
-
-def predict(model: Model, X: Any, batch_size: int | None) -> Any:
-    """``Model.predict`` over prepared ``X``: the outputs, checked finite in one read."""
-    xp = model.backend.xp
-    with blas_threads.limited(model, blas_threads.rows(X, batch_size)):
-        outputs = [model.forward(batch_X) for batch_X, _ in slices(X, None, batch_size)]
-    outputs = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
-    if not read(model.backend, [xp.all(xp.isfinite(outputs))])[0]:  # one read per call
-        raise ValueError(
-            f"X: the model's outputs for it hold NaN or infinity: its computation overflows "
-            f"{model.backend.dtype_name} on these inputs; scale X to a smaller range"
-        )
-    return outputs
-
-
-# -- what surrounds the loop --------------------------------------------------------------------
-
-
-class EpochInProgress:
-    """Where an epoch stopped by Ctrl-C stands, so that ``train`` finishes it exactly.
-
-    ``order`` is the epoch's sample order (a host int64 array; None without shuffling),
-    ``done`` the samples its first ``steps`` steps took, ``loss_sum`` (a 0-d float array) and
-    ``correct`` (a 0-d integer array) its sums so far, on the device, over ``compared``
-    predictions.
-    """
-
-    def __init__(
-        self,
-        samples: int,
-        done: int,
-        steps: int,
-        order: np.ndarray | None,
-        loss_sum: Any,
-        correct: Any,
-        compared: int,
-    ) -> None:
-        self.samples, self.done, self.steps, self.order = samples, done, steps, order
-        self.loss_sum, self.correct, self.compared = loss_sum, correct, compared
-
-
-class Snapshot:
-    """A copy of what training changes (parameters, optimizer state, step and epoch counts),
-    to go back to when a report finds a non-finite loss."""
-
-    def __init__(self, model: Model) -> None:
-        self.model = model
-        self.take()
-
-    def _arrays(self) -> dict[str, Any]:
-        buffer = self.model._parameters
-        states = tuple(f"_{name}" for name in self.model.optimizer.state_names)
-        return {
-            name: value
-            for name, value in vars(buffer).items()
-            if name == "params" or name.endswith(states)
-        }
-
-    def take(self) -> None:
-        """Copy the model's training state as it is now."""
-        xp = self.model.backend.xp
-        self.arrays = {k: xp.asarray(v, copy=True) for k, v in self._arrays().items()}
-        optimizer = self.model.optimizer
-        self.counts = (
-            optimizer.iterations,
-            optimizer.current_learning_rate,
-            self.model.epochs_trained,
-        )
-        self.epoch_in_progress = self.model._epoch_in_progress  # never changed, only replaced
-
-    def restore(self) -> None:
-        """Put the copied state back."""
-        current = self._arrays()
-        for name, saved in self.arrays.items():
-            current[name][...] = saved
-        optimizer = self.model.optimizer
-        optimizer.iterations, optimizer.current_learning_rate, self.model.epochs_trained = (
-            self.counts
-        )
-        self.model._epoch_in_progress = self.epoch_in_progress
-
-
-class StopOnInterrupt:
-    """While training, Ctrl-C asks to stop after the current step; a second one stops at once."""
-
-    stopped = False
-
-    def __enter__(self) -> StopOnInterrupt:
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.stopped:
-            raise KeyboardInterrupt
-        self.stopped = True
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-# -- the loop -----------------------------------------------------------------------------------
 
 
 def train(
@@ -318,11 +80,13 @@ def train(
     checkpoint_every: int,
     print_every: int,
     verbose: bool | str,
+    note: progress.Note | None = None,
     trainer: Callable[..., Trainer] | None = None,
 ) -> History:
     """``Model.train``: its arguments checked (before any step), then a ``Trainer``'s run
-    (``trainer`` makes it; ``distributed.train`` passes one that trains across processes)."""
-    model._require_finalized("train")
+    (``trainer`` makes it; ``distributed.train`` passes one that trains across processes).
+    ``note``: why ``backend="auto"`` chose as it did, said with the progress if shown."""
+    finalized(model, "train")
     blas = blas_threads.setting()  # XPNN_BLAS_THREADS, checked before anything changes
     if model.optimizer is None:
         raise ValueError("the model has no optimizer: call set(optimizer=...) before train()")
@@ -364,6 +128,7 @@ def train(
         checkpoint_every=checkpoint_every,
         print_every=print_every,
         display=display,
+        note=note,
     )
     with blas_threads.limited(model, trainer.batch_size, blas):
         return trainer.run(epochs)
@@ -372,8 +137,10 @@ def train(
 class Trainer:
     """One run of training over prepared ``(X, y)``: epochs of steps, reports, checkpoints.
 
-    A data-parallel trainer overrides ``batches`` (to cut each replica's share) and
-    ``combine`` (to sum gradients and figures over replicas); the rest stays as it is.
+    It trains ``model``'s network (``Model.network``: its passes, parameters and training
+    state) with the model's optimizer, loss and metric. A data-parallel trainer overrides
+    ``batches`` (to cut each replica's share) and ``combine`` (to sum gradients and figures
+    over replicas); the rest stays as it is.
     """
 
     def __init__(
@@ -390,22 +157,24 @@ class Trainer:
         checkpoint_every: int,
         print_every: int,
         display: str | None,
+        note: progress.Note | None = None,
     ) -> None:
         samples = X.shape[0]
         self.model, self.X, self.y = model, X, y
+        self.network = network = finalized(model, "train")
         self.samples = samples  # an epoch's (with data-parallel parts: every rank's together)
         self.batch_size = samples if batch_size is None else min(batch_size, samples)
         self.shuffle, self.validation, self.early_stopping = shuffle, validation, early_stopping
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
-        self.print_every, self.display = print_every, display
+        self.print_every, self.display, self.note = print_every, display, note
         # Off the host a non-finite loss is seen at a report; the state of the last good
         # report is kept to go back to.
-        self.snapshot = None if model.backend.on_host else Snapshot(model)
+        self.snapshot = None if model.backend.on_host else Snapshot(network, model.optimizer)
         self.check_epoch_in_progress()
 
     def check_epoch_in_progress(self) -> None:
         """Refuse (before any step) to finish an epoch Ctrl-C stopped on other data."""
-        unfinished, samples = self.model._epoch_in_progress, self.X.shape[0]
+        unfinished, samples = self.network.epoch_in_progress, self.X.shape[0]
         if unfinished is not None and samples != unfinished.samples:
             raise ValueError(
                 f"X has {samples} samples, but epoch {self.model.epochs_trained + 1} stopped "
@@ -415,16 +184,17 @@ class Trainer:
 
     def run(self, epochs: int) -> History:
         """Train ``epochs`` more epochs (the first may finish one Ctrl-C stopped); the History."""
-        model, backend = self.model, self.model.backend
+        model, network, backend = self.model, self.network, self.model.backend
         samples, checkpoint = self.samples, self.checkpoint
         history = History()
         pending: list[Epoch] = []
-        regularized = any(getattr(layer, "regularized", False) for layer in model._trainable)
-        first, final = model.epochs_trained + 1, model.epochs_trained + epochs
+        regularized = any(getattr(layer, "regularized", False) for layer in network.trainable)
+        first, final = network.epochs_trained + 1, network.epochs_trained + epochs
         steps = -(-samples // self.batch_size)
         chosen = ""
-        if self.display is not None and model._auto_note is not None:  # said once, when shown
-            chosen, model._auto_note = f"; backend='auto' chose it: {model._auto_note}", None
+        if self.display is not None and self.note is not None:  # said once, when shown
+            why = self.note.take()
+            chosen = "" if why is None else f"; backend='auto' chose it: {why}"
         shown = progress.Progress(
             self.display,
             first,
@@ -438,7 +208,7 @@ class Trainer:
             with self.interruption() as interrupt:
                 for epoch in range(first, final + 1):
                     figures = self.epoch(epoch, interrupt)
-                    unfinished = model._epoch_in_progress
+                    unfinished = network.epoch_in_progress
                     if unfinished is not None:  # stopped inside the epoch: next train ends it
                         self.record(history, pending)
                         if checkpoint is not None:
@@ -449,7 +219,7 @@ class Trainer:
                             f"finishes the epoch"
                         )
                         break
-                    model.epochs_trained = epoch
+                    network.epochs_trained = epoch
                     validated = None  # every epoch, as its figures: on the device until a report
                     if self.validation is not None:
                         validated = self.validate()
@@ -467,7 +237,7 @@ class Trainer:
                             shown.report(history, regularized)
                     stop = best is not None and self.stop_early(best, history)
                     if best is not None and (stop or epoch == final) and best.epoch != epoch:
-                        best.restore(model)  # the run ends: the best epoch's parameters
+                        best.restore(network)  # the run ends: the best epoch's parameters
                         why = (
                             f"early stop at epoch {epoch}: no better validation loss for "
                             f"{self.early_stopping} epochs"
@@ -502,8 +272,8 @@ class Trainer:
         validation_data."""
         model, loss, epoch = self.model, history["val_loss"][-1], history["epoch"][-1]
         if math.isfinite(loss):
-            return best.stop(model, loss, epoch)
-        if best.restore(model):
+            return best.stop(self.network, loss, epoch)
+        if best.restore(self.network):
             kept = f"the parameters are those of the best epoch, {best.epoch}, restored"
         else:
             kept = f"the parameters are those of epoch {epoch}, on which it ran"
@@ -514,7 +284,7 @@ class Trainer:
     def draw_order(self) -> np.ndarray | None:
         """A new epoch's sample order (a host int64 array), drawn on the host from the model's
         generator so every backend shuffles alike; None without shuffling."""
-        return self.model.rng.permutation(self.samples) if self.shuffle else None
+        return self.network.rng.permutation(self.samples) if self.shuffle else None
 
     def validate(self) -> Sums:
         """The validation data's figures after an epoch, left on the device."""
@@ -526,7 +296,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint (with the training state) to the ``checkpoint`` path."""
-        self.model._checkpoint(self.checkpoint)
+        self.model.save(self.checkpoint)
 
     def batches(self, X: Any, y: Any, order: Any, begin: int) -> Iterator[tuple[int, Any, Any]]:
         """Where a batch is cut: ``(stop, batch_X, batch_y)`` for each step from sample
@@ -551,13 +321,14 @@ class Trainer:
 
     def epoch(self, number: int, interrupt: StopOnInterrupt) -> Sums:
         """One pass over the data, or the rest of the one Ctrl-C stopped; its sums stay on the
-        device. Stopped inside it, it leaves the model's ``_epoch_in_progress`` to go on from."""
+        device. Stopped inside it, it leaves the network's ``epoch_in_progress`` to go on from."""
         model = self.model
         backend = model.backend
-        optimizer, parameters = model.optimizer, model._parameters
+        network = self.network
+        optimizer, parameters = model.optimizer, network.parameters
         samples = self.samples
         counting = model.accuracy is not None
-        unfinished, model._epoch_in_progress = model._epoch_in_progress, None
+        unfinished, network.epoch_in_progress = network.epoch_in_progress, None
         if unfinished is None:
             host_order = self.draw_order()
             begin, steps, compared = 0, 0, 0
@@ -570,7 +341,7 @@ class Trainer:
         cut = self.batches(self.X, self.y, order, begin)
         for step, (stop, batch_X, batch_y) in enumerate(cut, steps + 1):
             output = model.forward(batch_X, training=True)
-            batch_loss, right, count = loss_and_backward(model, output, batch_y, counting)
+            batch_loss, right, count = loss_and_backward(model, network, output, batch_y, counting)
             batch_loss, right, count = self.combine(batch_loss, right, count)
             if backend.on_host and not math.isfinite(batch_loss):
                 # Host memory: reading the loss costs nothing, so stop before the update (after
@@ -586,7 +357,7 @@ class Trainer:
             optimizer.post_update_params()
             if interrupt.stopped:
                 if stop < samples:
-                    model._epoch_in_progress = EpochInProgress(
+                    network.epoch_in_progress = EpochInProgress(
                         samples, stop, step, host_order, loss_sum, correct, compared
                     )
                 break

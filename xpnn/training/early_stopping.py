@@ -11,7 +11,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .model import Model
+    from ..building import Network
 
 __all__ = ["Best"]
 
@@ -27,20 +27,20 @@ class Best:
         self.patience = patience
         self.loss, self.epoch, self.params, self.waited = math.inf, 0, None, 0
 
-    def stop(self, model: Model, loss: float, epoch: int) -> bool:
+    def stop(self, network: Network, loss: float, epoch: int) -> bool:
         """Note epoch ``epoch``'s finite validation ``loss``; True once ``patience`` epochs
         passed without a lower one (an equal one is no better)."""
         if loss < self.loss:
             self.loss, self.epoch, self.waited = loss, epoch, 0
-            self.params = model.backend.xp.asarray(model._parameters.params, copy=True)
+            self.params = network.backend.xp.asarray(network.parameters.params, copy=True)
             return False
         self.waited += 1
         return self.waited >= self.patience
 
-    def restore(self, model: Model) -> bool:
+    def restore(self, network: Network) -> bool:
         """Put the best epoch's parameters back (the optimizer state and epoch count stay);
         False where there is none yet."""
         if self.params is None:
             return False
-        model._parameters.params[...] = self.params
+        network.parameters.params[...] = self.params
         return True
