@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from . import devices
 from .base import Backend
 
 __all__ = ["CupyBackend", "cuda_available"]
@@ -22,6 +23,15 @@ class CupyBackend(Backend):
     def __init__(self, dtype: str = "float32") -> None:
         cupy = _import_cupy()
         Backend.__init__(self, cupy, cupy.cuda.Device(), dtype, pass_device=False)
+
+    @property
+    def device(self) -> Any:
+        """The current CUDA device, on which CuPy makes arrays (``devices`` chooses it)."""
+        return self.xp.cuda.Device()
+
+    @device.setter
+    def device(self, value: Any) -> None:
+        """Nothing to keep: ``Backend.__init__`` passes the current device."""
 
     @staticmethod
     def unusable() -> str | None:
@@ -99,6 +109,7 @@ def _cupy() -> tuple[Any, str | None]:
     except ImportError as error:
         raise ImportError(f'backend="cupy" needs CuPy: {CUPY_EXTRAS}') from error
     if _cupy_probed is None or _cupy_probed[0] is not cupy:
+        devices.choose(cupy)  # before the probe's allocation makes a context on a device
         _cupy_probed = (cupy, _probe_cupy(cupy))
     return _cupy_probed
 
