@@ -79,6 +79,8 @@ class CupyBackend(Backend):
         if name not in compiled:
             inputs, outputs, body = kernels[name]
             # No fused multiply-add: each operation rounds as the reference's separate ones do.
+            # CuPy adds -ftz=true to every compilation: float32 subnormals flush to zero, so a
+            # value that passes through one can differ from the CPU's (docs: compiled path).
             compiled[name] = self.xp.ElementwiseKernel(
                 inputs, outputs, body, f"xpnn_{name}", options=("--fmad=false",)
             )
