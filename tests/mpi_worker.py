@@ -281,6 +281,11 @@ def place(backend: str) -> dict:
         "logged": [line for line in lines if line.startswith("ranks on devices:")],
         "node": MPI.Get_processor_name(),
     }
+    if SIZE == 3:  # ranks 0 and 2 share device 0: NCCL asked for is refused on every rank
+        try:
+            xpnn.distributed.communicator(COMM, model.backend, "nccl")
+        except ValueError as error:
+            placement["nccl refused"] = str(error)
     if RANK == SIZE - 1:
         cupy.cuda.Device((own + 1) % 2).use()
     misplaced = build(backend)

@@ -274,6 +274,11 @@ def test_each_rank_computes_on_a_device_of_its_node_without_asking(ranks, backen
     assert "transport='auto' chose 'host'" in line
     if len(ranks) == 3:
         assert "ranks 0 and 2 share CUDA device 0" in line
+        for place in places:
+            assert place["nccl refused"].startswith(
+                f"transport='nccl' needs a CUDA device per rank, but ranks 0 and 2 share CUDA "
+                f"device 0 on {node}"
+            )
     assert all(p["logged"] == [] for p in places[1:])  # rank 0 alone says it
 
 

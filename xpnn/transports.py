@@ -257,14 +257,16 @@ def use_device(comm: Any, device: int | None = None) -> int:
     count = cupy.cuda.runtime.getDeviceCount()
     if count < 1:
         raise RuntimeError("use_device: CuPy sees no CUDA device on this node")
+    named = device is not None
     if device is None:
-        device, why = local % count, f"use_device: node-local rank {local} modulo {count}"
+        device = local % count
     elif isinstance(device, bool) or not isinstance(device, int) or not 0 <= device < count:
         raise ValueError(f"device must be an int in [0, {count}) on this node; got {device!r}")
-    else:
-        why = f"use_device(comm, device={device})"
     cupy.cuda.Device(device).use()
-    devices.record(device, why, by_user=why.startswith("use_device("))
+    if named:
+        devices.record(device, f"use_device(comm, device={device})", by_user=True)
+    else:
+        devices.record(device, f"use_device: node-local rank {local} modulo {count}", False)
     return device
 
 

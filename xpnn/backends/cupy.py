@@ -150,6 +150,6 @@ def cuda_available() -> bool:
     """True where CuPy is installed and a small computation ran on a CUDA device; never raises."""
     try:
         _import_cupy()
-    except (ImportError, RuntimeError):
+    except (ImportError, RuntimeError, ValueError):  # ValueError: a bad XPNN_DEVICE
         return False
     return True
