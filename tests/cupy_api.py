@@ -208,6 +208,7 @@ def _wrap(result: Any, given: tuple = ()) -> Any:
 def _new(a: np.ndarray) -> ndarray:
     array = object.__new__(ndarray)
     array._a = a
+    array._device = getattr(_current, "id", 0)
     return array
 
 
@@ -346,14 +347,16 @@ class ndarray:
     """
 
     __module__ = "cupy"
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "_device")
     _a: np.ndarray
+    _device: int  # the device current when it was made, as CuPy's arrays keep theirs
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
         counts["ndarray"] += 1
         if memptr is not None or strides is not None:
             raise StandInGap("cupy.ndarray(memptr=..., strides=...) is not modelled")
         self._a = np.empty(shape, dtype=dtype, order=order)
+        self._device = getattr(_current, "id", 0)
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError(
@@ -606,7 +609,9 @@ def _method(name: str, real: Any):
 
 def _property(name: str):
     if name == "device":
-        return property(lambda self: Device(), doc="The current device (arrays follow it).")
+        return property(
+            lambda self: Device(self._device), doc="The device current when it was made."
+        )
     if name == "__cuda_array_interface__":
         return property(
             lambda self: {

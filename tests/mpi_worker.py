@@ -22,7 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if os.environ.get("XPNN_CUPY_API") == "1":  # the CuPy API stand-in, as tests/conftest.py puts it
     import cupy_api
 
-    cupy_api.install()
+    cupy = cupy_api.install()
+    # Two devices per node, and no NCCL: the stand-in's NCCL sums within one process only.
+    cupy_api.DEVICE_COUNT = 2
+    cupy.cuda.nccl.available = False
 
 from helpers import spiral
 from replicas import (
@@ -254,16 +257,60 @@ def crash(backend: str) -> None:
     model.train(X, y, epochs=1000, batch_size=16, verbose=False, comm=COMM)
 
 
+def place(backend: str) -> dict:
+    """Where the first model landed, the transport, the line rank 0 logs; then a model built
+    on another device than its rank's on the last rank, which every rank must refuse."""
+    import logging
+
+    import cupy
+
+    lines: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Lines()
+    logging.getLogger("xpnn").addHandler(handler)
+    logging.getLogger("xpnn").setLevel(logging.INFO)
+    model = build(backend)
+    group = xpnn.distributed.group_of(model, COMM)
+    logging.getLogger("xpnn").removeHandler(handler)
+    own = cupy.cuda.Device().id
+    placement = {
+        "device": own,
+        "arrays": model.layers[0].weights.device.id,
+        "transport": type(group).__name__,
+        "logged": [line for line in lines if line.startswith("ranks on devices:")],
+        "node": MPI.Get_processor_name(),
+    }
+    if SIZE == 3:  # ranks 0 and 2 share device 0: NCCL asked for is refused on every rank
+        try:
+            xpnn.distributed.communicator(COMM, model.backend, "nccl")
+        except ValueError as error:
+            placement["nccl refused"] = str(error)
+    if RANK == SIZE - 1:
+        cupy.cuda.Device((own + 1) % 2).use()
+    misplaced = build(backend)
+    cupy.cuda.Device(own).use()
+    X, y = spiral(20, 3)
+    before = flat(misplaced)
+    try:
+        misplaced.train(X, y, epochs=1, batch_size=8, verbose=False, comm=COMM)
+    except ValueError as error:
+        placement["refused"] = str(error)
+    placement["unchanged"] = bool(np.array_equal(flat(misplaced), before))
+    return placement
+
+
 def main() -> None:
     mode, backend, out = sys.argv[1:4]
     if mode == "crash":
         crash(backend)
         return
     placement = None
-    if backend == "cupy":  # a device per rank, before any model is built
-        device = xpnn.distributed.use_device(COMM)
-        group = xpnn.distributed.group_of(build(backend), COMM)
-        placement = {"device": device, "transport": type(group).__name__}
+    if backend == "cupy":  # the device each rank takes without being asked
+        placement = place(backend)
     seen = {
         "size": SIZE,
         "placement": placement,

@@ -98,6 +98,18 @@ def test_calls_are_checked_against_cupys_signatures(cp, host):
     assert cupy_api.counts["maximum"] == before + 1
 
 
+def test_arrays_keep_the_device_they_were_made_on(cp, host, monkeypatch):
+    monkeypatch.setattr(cupy_api, "DEVICE_COUNT", 2)
+    monkeypatch.setattr(cupy_api._current, "id", 0, raising=False)
+    a = cp.asarray(host)
+    cp.cuda.Device(1).use()
+    b, c = cp.zeros(2), a + 1.0  # results land on the current device, as CuPy's
+    assert (a.device.id, b.device.id, c.device.id) == (0, 1, 1)
+    assert cp.cuda.Device().id == 1 and a.device == cp.cuda.Device(0)
+    with pytest.raises(cupy_api._real.cuda.runtime.CUDARuntimeError):
+        cp.cuda.Device(2).use()  # past the devices played
+
+
 def test_arrays_behave_as_cupys(cp, host):
     a = cp.asarray(host)
     assert type(a).__module__.partition(".")[0] == "cupy"

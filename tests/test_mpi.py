@@ -257,15 +257,44 @@ def test_readme_runs_under_python_m_mpi4py():
 
 
 @by_size
-def test_each_rank_computes_on_a_device_of_its_node(ranks, backend):
+def test_each_rank_computes_on_a_device_of_its_node_without_asking(ranks, backend):
+    """The workers call no use_device: the launcher's node-local rank (MPICH's MPI_LOCALRANKID,
+    Open MPI's OMPI_COMM_WORLD_LOCAL_RANK) picks the device when CuPy is first used; the
+    stand-in plays two devices and no NCCL (tests/mpi_worker.py)."""
     if backend != "cupy":
         pytest.skip("devices are CuPy's")
-    import cupy
-
-    count = cupy.cuda.runtime.getDeviceCount()
+    places = [seen["placement"] for seen in ranks]
     # All ranks of these launches are on one node: node-local rank = rank.
-    assert [seen["placement"]["device"] for seen in ranks] == [r % count for r in range(len(ranks))]
-    expected = "NcclMPI" if count >= len(ranks) else "HostMPI"  # NCCL only with a device each
-    if expected == "NcclMPI" and not getattr(cupy.cuda.nccl, "available", False):
-        expected = "HostMPI"
-    assert {seen["placement"]["transport"] for seen in ranks} == {expected}
+    devices = [r % 2 for r in range(len(ranks))]
+    assert [p["device"] for p in places] == devices
+    assert [p["arrays"] for p in places] == devices
+    assert {p["transport"] for p in places} == {"HostMPI"}
+    node = places[0]["node"]
+    (line,) = places[0]["logged"]
+    assert line.startswith(f"ranks on devices: {node}:{','.join(map(str, devices))}; ")
+    assert "transport='auto' chose 'host'" in line
+    if len(ranks) == 3:
+        assert "ranks 0 and 2 share CUDA device 0" in line
+        for place in places:
+            assert place["nccl refused"].startswith(
+                f"transport='nccl' needs a CUDA device per rank, but ranks 0 and 2 share CUDA "
+                f"device 0 on {node}"
+            )
+    assert all(p["logged"] == [] for p in places[1:])  # rank 0 alone says it
+
+
+@by_size
+def test_a_model_on_another_device_than_its_ranks_is_refused_on_every_rank(ranks, backend):
+    if backend != "cupy":
+        pytest.skip("devices are CuPy's")
+    last = len(ranks) - 1
+    places = [seen["placement"] for seen in ranks]
+    own = last % 2
+    said = (
+        f"rank {last} on {places[0]['node']}: its model is on CUDA device {(own + 1) % 2}, "
+        f"but its device is {own} (node-local rank {last} "
+    )
+    for place in places:
+        assert place["refused"].startswith(said)
+        assert "use_device(comm)" in place["refused"]
+        assert place["unchanged"]

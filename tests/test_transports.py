@@ -16,6 +16,7 @@ from thread_ranks import ThreadCommunicator, ThreadGroup, run_ranks
 
 import xpnn
 from xpnn import distributed, transports
+from xpnn.backends import devices
 
 pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install xpnn[mpi])")
 
@@ -29,6 +30,8 @@ def standin(backend, monkeypatch):
     if cupy_api is None or sys.modules.get("cupy") is not cupy_api._standin:
         pytest.skip("needs the CuPy stand-in: these ranks are threads of one process")
     monkeypatch.setattr(cupy_api, "DEVICE_COUNT", 2)
+    monkeypatch.setattr(devices, "_choice", None)  # what use_device records, per test
+    monkeypatch.setattr(cupy_api._current, "id", 0, raising=False)  # device 0, restored after
     return cupy_api
 
 
@@ -264,7 +267,7 @@ class Counted(transports.HostMPI):
 def test_a_model_makes_its_communicator_once_and_closes_it(backend, monkeypatch, caplog):
     from mpi4py import MPI
 
-    monkeypatch.setattr(distributed, "communicator", lambda comm, be: Counted(comm, be))
+    monkeypatch.setattr(distributed, "communicator", lambda comm, be, **_: Counted(comm, be))
     Counted.made = Counted.closed = 0
     X, y = spiral(20, 3)
     model = seed_model(backend, seed=0)
@@ -290,7 +293,109 @@ def test_auto_logs_its_choice_once(standin, caplog):
         model.train(X, y, epochs=1, batch_size=8, verbose=False, comm=MPI.COMM_SELF)
         model.train(X, y, epochs=1, batch_size=8, verbose=False, comm=MPI.COMM_SELF)
     chosen = [r.getMessage() for r in caplog.records if "transport='auto' chose" in r.getMessage()]
-    assert len(chosen) == 1 and "'nccl'" in chosen[0]
+    node = MPI.Get_processor_name()
+    assert chosen == [
+        f"ranks on devices: {node}:0; transport='auto' chose 'nccl': every rank has a device "
+        f"of its own"
+    ]
+    distributed.close(model)
+
+
+def test_a_transport_asked_for_is_logged_with_the_devices(standin, caplog):
+    from mpi4py import MPI
+
+    distributed.use_device(MPI.COMM_SELF, 1)
+    with caplog.at_level(logging.INFO, logger="xpnn"):
+        transports.communicator(MPI.COMM_SELF, xpnn.get_backend("cupy"), "host", arrays=1)
+    node = MPI.Get_processor_name()
+    assert caplog.messages == [f"ranks on devices: {node}:1; transport='host' as asked"]
+
+
+def test_the_devices_line_groups_ranks_by_node():
+    where = [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("a", 2)]
+    assert transports.devices_line(where) == "a:0,1,2 b:0,1"
+    assert transports.devices_line([("n", 0)]) == "n:0"
+
+
+def _choose(standin, environ, current=0):
+    import cupy
+
+    devices._choice = None
+    standin.Device(current).use()
+    choice = devices.choose(cupy, environ)
+    return choice, cupy.cuda.Device().id
+
+
+def test_the_launchers_node_local_rank_chooses_the_device(standin):
+    choice, current = _choose(standin, {"MPI_LOCALRANKID": "3"})
+    assert (choice.device, choice.by_user, current) == (1, False, 1)  # 3 modulo 2 devices
+    assert choice.why == "node-local rank 3 (MPI_LOCALRANKID) modulo 2 devices"
+    # mpiexec in a Slurm batch script: the MPI launcher's variable, not the inherited SLURM_LOCALID
+    choice, current = _choose(standin, {"SLURM_LOCALID": "0", "OMPI_COMM_WORLD_LOCAL_RANK": "1"})
+    assert (choice.device, current) == (1, 1)
+    assert devices.chosen() is choice
+    assert _choose(standin, {"SLURM_LOCALID": "2"})[1] == 0
+    assert _choose(standin, {}) == (None, 0)  # no launcher: CuPy's device 0, nothing chosen
+    assert devices.chosen() is None
+    standin.DEVICE_COUNT = 0  # no device: nothing chosen, the backend's probe says why
+    assert devices.choose(sys.modules["cupy"], {"MPI_LOCALRANKID": "1"}) is None
+
+
+def test_the_user_overrides_the_device(standin):
+    import cupy
+    from mpi4py import MPI
+
+    choice, current = _choose(standin, {"XPNN_DEVICE": "0", "MPI_LOCALRANKID": "1"})
+    assert (choice.device, choice.by_user, choice.why, current) == (0, True, "XPNN_DEVICE=0", 0)
+    for wrong in ("2", "-1", "one", "1.0"):
+        with pytest.raises(ValueError, match=f"XPNN_DEVICE must be .* got '{wrong}'"):
+            _choose(standin, {"XPNN_DEVICE": wrong}, current=1)
+        assert cupy.cuda.Device().id == 1 and devices.chosen() is None  # nothing changed
+    # A device made current before xpnn first uses CuPy is the user's choice: kept.
+    choice, current = _choose(standin, {"MPI_LOCALRANKID": "0"}, current=1)
+    assert (choice.device, choice.by_user, current) == (1, True, 1)
+    # use_device first: it stands.
+    devices._choice = None
+    distributed.use_device(MPI.COMM_SELF, 1)
+    standin.Device(0).use()
+    assert devices.choose(cupy, {"XPNN_DEVICE": "0"}).device == 1
+    assert devices.chosen().why == "use_device(comm, device=1)"
+
+
+@pytest.mark.parametrize(
+    ("built_on", "named", "current", "said"),
+    [
+        (0, 1, 1, "on CUDA device 0, but its device is 1 (use_device(comm, device=1))"),
+        (1, None, 0, "on CUDA device 1, but its device is 0 (node-local rank 0 modulo 2"),
+        (0, None, 1, "on CUDA device 0, but device 1 is current"),
+    ],
+    ids=["named-device", "node-rank", "current"],
+)
+def test_a_model_built_on_another_device_is_refused_before_training(
+    standin, built_on, named, current, said
+):
+    from mpi4py import MPI
+
+    X, y = spiral(20, 3)
+    standin.Device(built_on).use()
+    model = seed_model("cupy", seed=0)
+    before = model.get_parameters()
+    if named is not None:
+        distributed.use_device(MPI.COMM_SELF, named)
+    standin.Device(current).use()
+    with pytest.raises(ValueError, match="use_device") as refused:
+        model.train(X, y, epochs=1, batch_size=8, verbose=False, comm=MPI.COMM_SELF)
+    node = MPI.Get_processor_name()
+    assert str(refused.value).startswith(f"rank 0 on {node}: its model is {said}")
+    assert model.epochs_trained == 0 and model.optimizer.iterations == 0
+    for layer_before, layer_after in zip(before, model.get_parameters()):
+        for a, b in zip(layer_before, layer_after):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="its model is on CUDA device"):
+        model.evaluate(X, y, comm=MPI.COMM_SELF)
+    distributed.use_device(MPI.COMM_SELF, built_on)  # naming the model's device: it may train
+    model.train(X, y, epochs=1, batch_size=8, verbose=False, comm=MPI.COMM_SELF)  # now it may
+    assert model.epochs_trained == 1
     distributed.close(model)
 
 

@@ -48,6 +48,7 @@ from .transports import (
     CudaAwareMPI,
     HostMPI,
     NcclMPI,
+    arrays_device,
     communicator,
     mpi_cuda_support,
     use_device,
@@ -94,7 +95,7 @@ def group_of(model: Any, comm: Any) -> Communicator:
             weakref.finalize(model, _close_all, groups)
         if key in groups:
             return groups[key][1]
-    group = communicator(comm, model.backend)
+    group = communicator(comm, model.backend, arrays=arrays_device(model))
     with _GROUPS_LOCK:
         groups[key] = (comm, group)  # the comm kept alive, so that its id stays its own
     return group

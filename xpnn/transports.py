@@ -4,7 +4,9 @@ CUDA device each rank computes on.
 ``communicator(comm, backend, transport)`` makes the ``Communicator``; ``"auto"`` picks NCCL on
 CuPy only where every rank of a node has a device of its own, a CUDA-aware MPI only where the
 MPI library says it is one, and host staging otherwise, logging why (logger ``xpnn``).
-``use_device(comm)`` gives each rank a device from its node-local rank, before the model is built.
+Each rank computes on a device of its own (``backends.devices`` chooses it when CuPy is first
+used, ``use_device(comm)`` where the launcher does not say the node-local rank); a model on
+another device than its rank's is refused before training starts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend, to_numpy
+from .backends import Backend, devices, to_numpy
 
 __all__ = [
     "Communicator",
@@ -230,38 +232,81 @@ def _mpi_symbol(name: str) -> Any:
 # -- devices ----------------------------------------------------------------------------------
 
 
+def node_rank(comm: Any) -> int:
+    """This rank's rank among the ranks of its node (``comm.Split_type(MPI.COMM_TYPE_SHARED)``);
+    a collective call."""
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return int(node.Get_rank())
+    finally:
+        node.Free()
+
+
 def use_device(comm: Any, device: int | None = None) -> int:
     """Make this rank's CUDA device CuPy's current one and return its number: ``device`` where
     given (the user's choice), else the rank's node-local rank (``comm.Split_type(
     MPI.COMM_TYPE_SHARED)``) modulo the node's device count. A collective call: every rank of
     ``comm`` makes it (with or without ``device``), before it builds its model (whose arrays
-    live on the device current then)."""
+    live on the device current then). Under a launcher that names the node-local rank, xpnn
+    makes the same choice without this call (``xpnn.backends.devices``)."""
     import cupy
-    from mpi4py import MPI
 
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED)  # on every rank, whatever it chose
-    try:
-        local = node.Get_rank()
-    finally:
-        node.Free()
+    local = node_rank(comm)  # on every rank, whatever it chose
     count = cupy.cuda.runtime.getDeviceCount()
     if count < 1:
         raise RuntimeError("use_device: CuPy sees no CUDA device on this node")
+    named = device is not None
     if device is None:
         device = local % count
     elif isinstance(device, bool) or not isinstance(device, int) or not 0 <= device < count:
         raise ValueError(f"device must be an int in [0, {count}) on this node; got {device!r}")
     cupy.cuda.Device(device).use()
+    if named:
+        devices.record(device, f"use_device(comm, device={device})", by_user=True)
+    else:
+        devices.record(device, f"use_device: node-local rank {local} modulo {count}", False)
     return device
 
 
-def placement(group: Communicator, backend: Backend) -> list[tuple[str, int]]:
-    """Every rank's (node name, current CUDA device, where its arrays are made), in rank order
-    (one allgather)."""
-    from mpi4py import MPI
+def arrays_device(model: Any) -> int | None:
+    """The CUDA device of ``model``'s parameters (its first layer's that has some), or None
+    where it has none or is not on CuPy."""
+    if model.backend.name != "cupy":
+        return None
+    for layer in model.layers:
+        for _, name, _ in layer.parameter_names:
+            return int(getattr(layer, name).device.id)
+    return None
 
-    mine = (MPI.Get_processor_name(), backend.xp.cuda.Device().id)
-    return [tuple(p) for p in group.allgather(mine)]
+
+def misplaced(comm: Any, backend: Backend, arrays: int | None) -> str | None:
+    """Why this rank's arrays (on device ``arrays``; None: the current one) are not where this
+    rank computes, or None where they are: on the user's device where one was named, else on
+    the node-local rank's modulo the node's devices. A collective call (``node_rank``)."""
+    local = node_rank(comm)
+    choice = devices.chosen()
+    if choice is not None and choice.by_user:
+        expected, why = choice.device, choice.why
+    else:
+        count = backend.xp.cuda.runtime.getDeviceCount()
+        expected, why = local % count, f"node-local rank {local} modulo {count} devices"
+    current = backend.xp.cuda.Device().id
+    arrays = current if arrays is None else arrays
+    if arrays != expected:
+        return f"its model is on CUDA device {arrays}, but its device is {expected} ({why})"
+    if current != arrays:
+        return f"its model is on CUDA device {arrays}, but device {current} is current"
+    return None
+
+
+def devices_line(where: list[tuple[str, int]]) -> str:
+    """Every rank's device by node, in rank order: ``"host1:0,1 host2:0,1"``."""
+    nodes: dict[str, list[str]] = {}
+    for node, device in where:
+        nodes.setdefault(node, []).append(str(device))
+    return " ".join(f"{node}:{','.join(found)}" for node, found in nodes.items())
 
 
 def shared_devices(where: list[tuple[str, int]]) -> str | None:
@@ -275,21 +320,31 @@ def shared_devices(where: list[tuple[str, int]]) -> str | None:
     return None
 
 
-def choose(group: Communicator, backend: Backend) -> tuple[str, str]:
-    """The transport ``"auto"`` takes on CuPy over the ranks of ``group`` (host MPI), and why:
-    every rank's facts gathered in one allgather, so that every rank takes the same one."""
+def facts(
+    group: Communicator, backend: Backend, comm: Any = None, arrays: int | None = None
+) -> list[tuple[Any, ...]]:
+    """Every rank's (node, current device, NCCL available, CUDA-aware MPI, why, misplaced),
+    in rank order, in one allgather; ``misplaced`` is checked where ``comm`` (mpi4py) is
+    given, ``arrays`` being the device of the model's arrays."""
     from mpi4py import MPI
 
     nccl = getattr(_nccl(backend), "available", False)
     aware, why = mpi_cuda_support()
-    mine = (MPI.Get_processor_name(), backend.xp.cuda.Device().id, bool(nccl), aware, why)
-    every = group.allgather(mine)
+    problem = None if comm is None else misplaced(comm, backend, arrays)
+    device = backend.xp.cuda.Device().id
+    return group.allgather((MPI.Get_processor_name(), device, bool(nccl), aware, why, problem))
+
+
+def decide(every: list[tuple[Any, ...]]) -> tuple[str, str]:
+    """The transport ``"auto"`` takes given every rank's ``facts``, and why."""
     shared = shared_devices([(node, device) for node, device, *_ in every])
     if shared is not None:
-        return "host", f"{shared} (call xpnn.distributed.use_device(comm) before building it)"
-    devices = ", ".join(f"rank {r}: device {e[1]} on {e[0]}" for r, e in enumerate(every))
+        return "host", (
+            f"{shared} (more ranks than devices on the node; use_device, XPNN_DEVICE or "
+            f"CUDA_VISIBLE_DEVICES choose others)"
+        )
     if all(entry[2] for entry in every):
-        return "nccl", f"every rank has a device of its own ({devices})"
+        return "nccl", "every rank has a device of its own"
     lacking = [rank for rank, entry in enumerate(every) if not entry[2]]
     if all(entry[3] for entry in every):
         return "cuda-mpi", f"NCCL is not available on ranks {lacking}; {every[0][4]}"
@@ -300,7 +355,29 @@ def choose(group: Communicator, backend: Backend) -> tuple[str, str]:
     )
 
 
-def communicator(comm: Any, backend: Backend, transport: str = "auto") -> Communicator:
+def choose(group: Communicator, backend: Backend) -> tuple[str, str]:
+    """The transport ``"auto"`` takes on CuPy over the ranks of ``group`` (host MPI), and why:
+    every rank's facts gathered in one allgather, so that every rank takes the same one."""
+    return decide(facts(group, backend))
+
+
+def check_placement(every: list[tuple[Any, ...]]) -> None:
+    """ValueError on every rank where a rank's model is not on its device (``facts``)."""
+    wrong = [(rank, entry) for rank, entry in enumerate(every) if entry[5] is not None]
+    if wrong:
+        rank, entry = wrong[0]
+        raise ValueError(
+            f"rank {rank} on {entry[0]}: {entry[5]}. Build each rank's model on its own device: "
+            f"xpnn makes it current when the process first uses CuPy, from the node-local rank "
+            f"its launcher sets ({', '.join(devices.LOCAL_RANK_VARIABLES)}); where it sets none, "
+            f"call xpnn.distributed.use_device(comm) on every rank before building the model. "
+            f"use_device(comm, device=k) or XPNN_DEVICE=k names a device"
+        )
+
+
+def communicator(
+    comm: Any, backend: Backend, transport: str = "auto", *, arrays: int | None = None
+) -> Communicator:
     """A ``Communicator`` over the mpi4py communicator ``comm`` for ``backend``'s arrays.
 
     ``transport``: "host" (MPI on host memory, staging device arrays), "nccl", "cuda-mpi" (the
@@ -309,6 +386,11 @@ def communicator(comm: Any, backend: Backend, transport: str = "auto") -> Commun
     MPI where the library says it is one (``mpi_cuda_support``), else host MPI, with one log
     line that says why; host MPI on every other backend. A ``Communicator`` passed as ``comm``
     is returned as it is. A collective call: every rank makes it.
+
+    On CuPy, every rank's arrays must be on its device (``misplaced``; ``arrays``: the device
+    of the model's, by default the current one), or every rank raises a ValueError; rank 0
+    logs (logger ``xpnn``, INFO) every rank's device and the transport in one line:
+    ``ranks on devices: host1:0,1 host2:0,1; transport='auto' chose 'nccl': ...``.
     """
     if isinstance(comm, Communicator):
         return comm
@@ -332,17 +414,23 @@ def communicator(comm: Any, backend: Backend, transport: str = "auto") -> Commun
         if transport != "host" and transport != "auto":
             raise ValueError(f"transport={transport!r} needs the cupy backend; this is {backend}")
         return host
+    every = facts(host, backend, comm, arrays)
+    check_placement(every)
     if transport == "auto":
-        transport, why = choose(host, backend)
-        if host.rank == 0:
-            log.info("transport='auto' chose %r: %s", transport, why)
-    elif transport == "nccl":
-        shared = shared_devices(placement(host, backend))
-        if shared is not None:
-            raise ValueError(
-                f"transport='nccl' needs a CUDA device per rank, but {shared} (NCCL refuses "
-                f"that); call xpnn.distributed.use_device(comm) before building the model"
-            )
+        transport, why = decide(every)
+        said = f"transport='auto' chose {transport!r}: {why}"
+    else:
+        said = f"transport={transport!r} as asked"
+    shared = shared_devices([(node, device) for node, device, *_ in every])
+    if transport == "nccl" and shared is not None:
+        raise ValueError(
+            f"transport='nccl' needs a CUDA device per rank, but {shared} (NCCL refuses "
+            f"that); give each rank its own device (use_device, XPNN_DEVICE, "
+            f"CUDA_VISIBLE_DEVICES) before building the model"
+        )
+    if host.rank == 0:
+        where = devices_line([(node, device) for node, device, *_ in every])
+        log.info("ranks on devices: %s; %s", where, said)
     if transport == "nccl":
         return NcclMPI(host, backend)
     return TRANSPORTS[transport](comm, backend)

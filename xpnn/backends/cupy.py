@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from . import devices
 from .base import Backend
 
 __all__ = ["CupyBackend", "cuda_available"]
@@ -22,6 +23,15 @@ class CupyBackend(Backend):
     def __init__(self, dtype: str = "float32") -> None:
         cupy = _import_cupy()
         Backend.__init__(self, cupy, cupy.cuda.Device(), dtype, pass_device=False)
+
+    @property
+    def device(self) -> Any:
+        """The current CUDA device, on which CuPy makes arrays (``devices`` chooses it)."""
+        return self.xp.cuda.Device()
+
+    @device.setter
+    def device(self, value: Any) -> None:
+        """Nothing to keep: ``Backend.__init__`` passes the current device."""
 
     @staticmethod
     def unusable() -> str | None:
@@ -69,6 +79,8 @@ class CupyBackend(Backend):
         if name not in compiled:
             inputs, outputs, body = kernels[name]
             # No fused multiply-add: each operation rounds as the reference's separate ones do.
+            # CuPy adds -ftz=true to every compilation: float32 subnormals flush to zero, so a
+            # value that passes through one can differ from the CPU's (docs: compiled path).
             compiled[name] = self.xp.ElementwiseKernel(
                 inputs, outputs, body, f"xpnn_{name}", options=("--fmad=false",)
             )
@@ -99,6 +111,7 @@ def _cupy() -> tuple[Any, str | None]:
     except ImportError as error:
         raise ImportError(f'backend="cupy" needs CuPy: {CUPY_EXTRAS}') from error
     if _cupy_probed is None or _cupy_probed[0] is not cupy:
+        devices.choose(cupy)  # before the probe's allocation makes a context on a device
         _cupy_probed = (cupy, _probe_cupy(cupy))
     return _cupy_probed
 
@@ -137,6 +150,6 @@ def cuda_available() -> bool:
     """True where CuPy is installed and a small computation ran on a CUDA device; never raises."""
     try:
         _import_cupy()
-    except (ImportError, RuntimeError):
+    except (ImportError, RuntimeError, ValueError):  # ValueError: a bad XPNN_DEVICE
         return False
     return True
