@@ -150,9 +150,7 @@ def run(
     path = out / "custom_layer.xpnn"
     model.save(path)  # names "LayerNorm" and its settings; gamma and beta as tensors
     loaded = xpnn.Model.load(path, backend=backend)  # LayerNorm is registered: it loads
-    same = bool(
-        np.array_equal(xpnn.to_numpy(loaded.predict(X)), xpnn.to_numpy(model.predict(X)))
-    )
+    same = bool(np.array_equal(xpnn.to_numpy(loaded.predict(X)), xpnn.to_numpy(model.predict(X))))
     print(f"accuracy {accuracy:.3f}; saved to {path}; loaded, predicts the same: {same}")
     return {"accuracy": accuracy, "path": path, "same_predictions": same, "loaded": loaded}
 

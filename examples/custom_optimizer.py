@@ -195,9 +195,7 @@ def run(
     path = out / "custom_optimizer.xpnn"
     model.save(path)  # names "Nesterov", its settings, step count and momentums
     loaded = xpnn.Model.load(path, backend=backend)  # Nesterov is registered: it loads
-    same = bool(
-        np.array_equal(xpnn.to_numpy(loaded.predict(X)), xpnn.to_numpy(model.predict(X)))
-    )
+    same = bool(np.array_equal(xpnn.to_numpy(loaded.predict(X)), xpnn.to_numpy(model.predict(X))))
     # One more epoch each, without shuffling: the state saved makes them step alike.
     for m in (model, loaded):
         m.train(X, y, epochs=1, batch_size=128, shuffle=False, verbose=False)
