@@ -8,12 +8,12 @@ against the formula written out, trained on the spiral, saved, loaded and run ag
 
 Nesterov's momentum takes the step the momentum is about to take, then corrects it by the
 gradient: v = momentum * v - lr * g, then param += momentum * v - lr * g (the form Keras
-writes; torch.optim.SGD(nesterov=True) is the same rule). The script checks two steps on a
-small layer against that formula, and the backend's version of the update against the
-reference; then it trains the spiral's model, saves it into --out (custom_optimizer.xpnn)
-with the optimizer's state, loads it and checks that the loaded model predicts exactly what
-the trained one does and trains on exactly as it would have. The page "Write your own
-optimizer" in the docs walks through it.
+writes; at a constant rate it takes torch.optim.SGD(nesterov=True)'s steps, whose buffer holds
+v / -lr). The script checks two steps on a small layer against that formula, and the backend's
+version of the update against the reference; then it trains the spiral's model, saves it into
+--out (custom_optimizer.xpnn) with the optimizer's state, loads it and checks that the loaded
+model predicts exactly what the trained one does and trains on exactly as it would have. The
+page "Write your own optimizer" in the docs walks through it.
 """
 
 from __future__ import annotations

@@ -135,3 +135,24 @@ def test_the_script_runs_as_the_docs_say(script, tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert "predicts the same: True" in shown.stdout
     assert (tmp_path / script.replace(".py", ".xpnn")).stat().st_size > 0
+
+
+def test_nesterov_takes_torchs_steps_at_a_constant_rate(optimizer_example):
+    """What the page says of the rule: torch.optim.SGD(nesterov=True)'s steps, in float64."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    start, grads = rng.standard_normal((4, 2)), rng.standard_normal((5, 4, 2))
+    be = xpnn.get_backend("numpy", "float64")
+    layer = xpnn.Dense(4, 2, backend=be)
+    layer.weights, layer.biases = be.asarray(start.copy()), be.zeros((1, 2))
+    ours = optimizer_example.Nesterov(learning_rate=0.1, momentum=0.9)
+    theirs = torch.tensor(start.copy(), requires_grad=True)
+    step = torch.optim.SGD([theirs], lr=0.1, momentum=0.9, nesterov=True)
+    for grad in grads:
+        layer.dweights, layer.dbiases = be.asarray(grad.copy()), be.zeros((1, 2))
+        ours.pre_update_params()
+        ours.update_params(layer)
+        ours.post_update_params()
+        theirs.grad = torch.tensor(grad)
+        step.step()
+    np.testing.assert_allclose(layer.weights, theirs.detach().numpy(), rtol=0, atol=1e-15)
