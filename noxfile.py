@@ -142,6 +142,8 @@ def examples(session: nox.Session) -> None:
     for script in ("spiral.py", "digits.py", "regression_sine.py"):
         session.run("python", f"examples/{script}", "--epochs", "20", "--out", out)
     session.run("python", "examples/manual_loop.py", "--epochs", "20")
+    for script in ("custom_layer.py", "custom_optimizer.py"):
+        session.run("python", f"examples/{script}", "--epochs", "20", "--out", out)
     # No network here: a small stand-in written as the four IDX files, read as the real ones.
     session.run("python", "examples/fashion_mnist.py", "--synthetic", "--epochs", "2", "--out", out)
     session.run("python", "examples/sklearn_digits.py", "--epochs", "5")

@@ -32,7 +32,8 @@ class Gradient(NamedTuple):
     targets: str | None = None
 
 
-#: Every layer, activation and loss (the combined softmax and loss too).
+#: Every layer, activation and loss (the combined softmax and loss too): tests/test_gradients.py
+#: checks the gradients of each entry, so a new part needs no test of its own for them.
 GRADIENTS: dict[str, Gradient] = {
     "Dense": Gradient(lambda be: xpnn.Dense(4, 3, 0.3, 0.2, 0.1, 0.05, backend=be, seed=1), (5, 4)),
     "Dropout": Gradient(lambda be: xpnn.Dropout(0.3, backend=be), (6, 4)),

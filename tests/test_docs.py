@@ -69,3 +69,22 @@ def test_readme_is_a_landing_page_whose_links_lead_into_the_docs():
     nav = re.findall(r": (\S+\.md)$", (root / "mkdocs.yml").read_text(), flags=re.M)
     unlinked = [p for p in nav if p.startswith("guides/") and f"docs/{p}" not in links]
     assert not unlinked, f"README links to no {unlinked}"
+
+
+def test_the_snippets_a_page_includes_are_marked_in_their_files():
+    """A page that shows an example's code includes it from the script (pymdownx.snippets,
+    ``--8<-- "examples/x.py:section"``), which the tests run: no copy that can drift. Each
+    names a file that exists and a section marked in it once."""
+    root = REFERENCE.parent.parent
+    included = [
+        found
+        for page in sorted((root / "docs").rglob("*.md"))
+        for found in re.findall(r'^--8<-- "([^"]+)"$', page.read_text(), flags=re.M)
+    ]
+    assert len(included) >= 8  # the custom layer's three and the custom optimizer's five
+    for entry in included:
+        path, _, section = entry.partition(":")
+        text = (root / path).read_text()
+        assert section, entry
+        for end in ("start", "end"):
+            assert text.count(f"# --8<-- [{end}:{section}]\n") == 1, (entry, end)

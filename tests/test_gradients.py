@@ -1,11 +1,14 @@
 """Every backward pass against central differences (``xpnn.check_gradients``), in float64, on
-every backend."""
+every backend: each layer, activation and loss of tests/parts.py's ``GRADIENTS`` table (so a
+part added to the registry and the table is checked here without a line more), and the cases
+beyond the table (regularization penalties, the combined softmax and loss, loss values)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from helpers import assert_on_backend
+from parts import GRADIENTS
 
 import xpnn
 
@@ -17,43 +20,71 @@ def rng():
     return np.random.default_rng(42)
 
 
-def test_dense_gradients(backend, rng):
+def _inputs(rng, entry):
+    """The inputs a table entry asks for (a loss's predictions)."""
+    shape = entry.inputs
+    if entry.values == "normal":
+        return rng.standard_normal(shape)
+    if entry.values == "away from 0":  # a kink at 0 (ReLU's), where the derivative jumps
+        return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.1, 2.0, shape)
+    if entry.values == "in (0, 1)":
+        return rng.uniform(0.05, 0.95, shape)
+    assert entry.values == "probabilities", entry.values
+    return _probabilities(rng, *shape)
+
+
+def _table_targets(rng, entry, predictions, one_hot):
+    """A loss's targets as the entry asks: class labels (or their one-hot rows), 0 or 1 per
+    output, or real values kept away from the predictions (the absolute error's kink)."""
+    shape = predictions.shape
+    if entry.targets == "classes":
+        labels = rng.integers(0, shape[1], size=shape[0])
+        return np.eye(shape[1])[labels] if one_hot else labels
+    if entry.targets == "binary":
+        return rng.integers(0, 2, size=shape).astype(np.float64)
+    assert entry.targets == "real", entry.targets
+    return predictions + rng.choice([-1.0, 1.0], shape) * rng.uniform(0.1, 1.0, shape)
+
+
+#: Each table entry, and both forms of class targets for the losses that take them.
+CASES = [
+    pytest.param(name, one_hot, id=f"{name}-one-hot" if one_hot else name)
+    for name, entry in GRADIENTS.items()
+    for one_hot in ((False, True) if entry.targets == "classes" else (False,))
+]
+
+
+@pytest.mark.parametrize(("name", "one_hot"), CASES)
+def test_gradients(backend, rng, name, one_hot):
+    """Every layer, activation and loss of tests/parts.py's table: its passes stay on the
+    backend, and ``check_gradients`` agrees with them. A layer's parameters are set to
+    random values first (away from 0, where L1's derivative jumps; not their first values,
+    zero biases or unit scales, which can hide a wrong term)."""
+    entry = GRADIENTS[name]
     be = xpnn.get_backend(backend, "float64")
-    layer = xpnn.Dense(4, 3, backend=be, seed=1)
-    layer.biases[...] = be.asarray(rng.standard_normal((1, 3)))
-    inputs = rng.standard_normal((5, 4))
-
-    layer.forward(be.asarray(inputs))
-    layer.backward(be.asarray(rng.standard_normal((5, 3))))
-    for array in (layer.dweights, layer.dbiases, layer.dinputs):
-        assert_on_backend(array, be)
-    xpnn.check_gradients(layer, inputs)
-
-
-ACTIVATIONS = {
-    "ReLU": xpnn.ReLU,
-    "Softmax": xpnn.Softmax,
-    "Sigmoid": xpnn.Sigmoid,
-    "Linear": xpnn.Linear,
-    "Tanh": xpnn.Tanh,
-    "LeakyReLU": lambda backend: xpnn.LeakyReLU(0.1, backend=backend),
-    "Dropout": lambda backend: xpnn.Dropout(0.3, backend=backend, seed=4),
-}
-
-
-@pytest.mark.parametrize("activation", ACTIVATIONS.values(), ids=ACTIVATIONS.keys())
-def test_activation_gradients(backend, rng, activation):
-    be = xpnn.get_backend(backend, "float64")
-    layer = activation(backend=be)
-    # Keep ReLU inputs away from the kink at 0, where the derivative is undefined.
-    inputs = rng.standard_normal((6, 4))
-    inputs = np.where(np.abs(inputs) < 1e-3, 0.5, inputs)
-
-    output = layer.forward(be.asarray(inputs))
-    dinputs = layer.backward(be.asarray(rng.standard_normal((6, 4))))
-    assert_on_backend(output, be)
-    assert_on_backend(dinputs, be)
-    xpnn.check_gradients(layer, inputs)
+    part = entry.make(be)
+    inputs = _inputs(rng, entry)
+    if entry.targets is None:
+        for _, parameter, _ in part.parameter_names:
+            shape = tuple(getattr(part, parameter).shape)
+            values = rng.choice([-1.0, 1.0], shape) * rng.uniform(0.1, 1.0, shape)
+            setattr(part, parameter, be.asarray(values))
+        assert_on_backend(part.forward(be.asarray(inputs), training=True), be)
+        upstream = rng.standard_normal(tuple(part.output.shape))
+        assert_on_backend(part.backward(be.asarray(upstream)), be)
+        for _, _, gradient in part.parameter_names:
+            assert_on_backend(getattr(part, gradient), be)
+        xpnn.check_gradients(part, inputs)
+        return
+    targets = _table_targets(rng, entry, inputs, one_hot)
+    if isinstance(part, xpnn.SoftmaxCategoricalCrossentropy):
+        assert_on_backend(part.forward(be.asarray(inputs), targets), be)
+        part.backward(part.output, targets)
+    else:
+        assert_on_backend(part.calculate(be.asarray(inputs), targets), be)
+        part.backward(be.asarray(inputs), targets)
+    assert_on_backend(part.dinputs, be)
+    xpnn.check_gradients(part, inputs, targets=targets)
 
 
 def _probabilities(rng, samples, classes):
@@ -63,7 +94,8 @@ def _probabilities(rng, samples, classes):
 
 
 @pytest.mark.parametrize("one_hot", [False, True], ids=["sparse", "one-hot"])
-def test_crossentropy_gradient(backend, rng, one_hot):
+def test_crossentropy_value(backend, rng, one_hot):
+    """The mean of -log(the probability of the right class), on the device."""
     be = xpnn.get_backend(backend, "float64")
     loss = xpnn.CategoricalCrossentropy(backend=be)
     y_pred = _probabilities(rng, 7, 3)
@@ -74,9 +106,6 @@ def test_crossentropy_gradient(backend, rng, one_hot):
     assert_on_backend(mean_loss, be)
     expected_loss = -np.mean(np.log(y_pred[np.arange(7), labels]))
     np.testing.assert_allclose(float(xpnn.to_numpy(mean_loss)), expected_loss, RTOL)
-
-    assert_on_backend(loss.backward(be.asarray(y_pred), y_true), be)
-    xpnn.check_gradients(loss, y_pred, targets=y_true)
 
 
 def test_crossentropy_clips_predictions(backend):
@@ -135,36 +164,6 @@ def test_l1_gradient_is_one_at_zero(backend):
     layer.forward(be.asarray([[0.0]]))
     layer.backward(be.asarray([[0.0, 0.0, 0.0]]))
     np.testing.assert_array_equal(xpnn.to_numpy(layer.dweights), [[0.5, -0.5, 0.5]])
-
-
-def _targets(rng, kind, shape):
-    if kind == "binary":
-        return rng.integers(0, 2, size=shape).astype(np.float64)
-    return rng.standard_normal(shape)
-
-
-LOSSES = {
-    "BinaryCrossentropy": (xpnn.BinaryCrossentropy, "binary"),
-    "MeanSquaredError": (xpnn.MeanSquaredError, "real"),
-    "MeanAbsoluteError": (xpnn.MeanAbsoluteError, "real"),
-}
-
-
-@pytest.mark.parametrize(("loss_class", "kind"), LOSSES.values(), ids=LOSSES.keys())
-def test_loss_gradients(backend, rng, loss_class, kind):
-    be = xpnn.get_backend(backend, "float64")
-    loss = loss_class(backend=be)
-    y_true = _targets(rng, kind, (6, 2))
-    # Probabilities for cross-entropy; elsewhere values kept away from the targets, where
-    # the absolute error has its kink.
-    y_pred = (
-        rng.uniform(0.05, 0.95, (6, 2))
-        if kind == "binary"
-        else y_true + rng.choice([-1, 1], (6, 2)) * rng.uniform(0.1, 1, (6, 2))
-    )
-
-    assert_on_backend(loss.backward(be.asarray(y_pred), y_true), be)
-    xpnn.check_gradients(loss, y_pred, targets=y_true)
 
 
 def test_loss_values_follow_the_book(backend):

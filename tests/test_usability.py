@@ -34,19 +34,63 @@ def test_summary_prints_and_returns_the_table(backend, capsys):
     assert capsys.readouterr().out == text + "\n"
     assert text.splitlines()[0] == "Model: 5 layers, 2 inputs"
     rows = [line.split() for line in text.splitlines() if re.match(r"\d+ ", line)]
-    dense = "weight_regularizer_l1=0.0, weight_regularizer_l2=0.0, bias_regularizer_l1=0.0, "
-    dense += "bias_regularizer_l2=0.0, weight_scale=0.01)"
     assert rows == [
-        ["1", *f"Dense(n_inputs=2, n_neurons=64, {dense}".split(), "64", "192"],
+        ["1", "Dense(2,", "64)", "64", "192"],
         ["2", "ReLU()", "64", "0"],
-        ["3", "Dropout(rate=0.1)", "64", "0"],
-        ["4", *f"Dense(n_inputs=64, n_neurons=3, {dense}".split(), "3", "195"],
+        ["3", "Dropout(0.1)", "64", "0"],
+        ["4", "Dense(64,", "3)", "3", "195"],
         ["5", "Softmax()", "3", "0"],
     ]
     assert "Total parameters: 387 (3.02 KiB)" in text  # 387 float64 values
     assert f"Backend: {backend} (" in text and "Dtype: float64" in text
     assert "Loss: CategoricalCrossentropy()" in text and "Accuracy" not in text
     assert "Not finalized" not in text
+
+
+def test_summary_labels_show_the_changed_settings_and_repr_shows_all(capsys):
+    """A row names each layer by its class and the settings that differ from their defaults
+    (the required ones by value, as the book writes them), so the table stays readable now
+    that ``repr`` shows every setting; the parts set below it show every setting."""
+    dense = xpnn.Dense(2, 16, 0.0, 5e-4, bias_regularizer_l2=5e-4, weight_scale=0.1)
+    leaky = xpnn.LeakyReLU(0.2)
+    model = xpnn.Model(seed=0)
+    for layer in (dense, leaky, Project(16, 5, 2), xpnn.Dense(5, 1), xpnn.Sigmoid()):
+        model.add(layer)
+    model.set(loss=xpnn.BinaryCrossentropy(), optimizer=xpnn.Adam(learning_rate=0.02))
+    text = model.summary()
+    rows = [line.split("  ")[1].strip() for line in text.splitlines() if re.match(r"\d ", line)]
+    assert rows == [
+        "Dense(2, 16, weight_regularizer_l2=0.0005, bias_regularizer_l2=0.0005, weight_scale=0.1)",
+        "LeakyReLU(alpha=0.2)",
+        "Project(16, 5, scale=2)",
+        "Dense(5, 1)",
+        "Sigmoid()",
+    ]
+    widths = [line.split()[-2] for line in text.splitlines() if re.match(r"\d ", line)]
+    assert widths == ["16", "16", "5", "1", "1"]  # the user's layer's widths() says 5
+    assert repr(dense).startswith("Dense(n_inputs=2, n_neurons=16, weight_regularizer_l1=0.0,")
+    assert repr(leaky) == "LeakyReLU(alpha=0.2)"
+    keyword = type("Keyword", (Project,), {"__init__": _keyword_init})(3, mode="fast")
+    assert xpnn.summary.label(keyword) == "Keyword(3, mode='fast')"
+    assert "Optimizer: Adam(learning_rate=0.02, decay=0.0, epsilon=1e-07, beta_1=0.9, " in text
+
+
+def _keyword_init(self, n, *, mode, backend="numpy", dtype=None):
+    """A required setting that is keyword-only: named in the label."""
+    xpnn.Layer.__init__(self, backend=backend, dtype=dtype)
+    self.n, self.mode = n, mode
+
+
+class Project(xpnn.Layer):
+    """A user's layer of fixed widths (no ``n_neurons``), with a setting that is an int."""
+
+    def __init__(self, n_inputs, n_outputs, scale=1, *, backend="numpy", dtype=None):
+        super().__init__(backend=backend, dtype=dtype)
+        self.n_inputs, self.n_outputs, self.scale = n_inputs, n_outputs, scale
+
+    @classmethod
+    def widths(cls, **settings):
+        return settings["n_inputs"], settings["n_outputs"]
 
 
 def test_summary_before_finalize_and_large_counts(capsys):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from .model import Model
     from .progress import Note
 
-__all__ = ["SummaryText", "table"]
+__all__ = ["SummaryText", "label", "table"]
 
 
 class SummaryText(str):
@@ -22,17 +25,18 @@ class SummaryText(str):
 
 
 def table(model: Model, note: Note | None = None) -> str:
-    """The table ``Model.summary`` prints: one row per layer (its number and repr, output width,
-    parameter count), then the totals, the backend and the dtype (with ``note``, why
-    ``backend="auto"`` chose it, if not said yet), and the parts set."""
+    """The table ``Model.summary`` prints: one row per layer (its number and ``label``, output
+    width, parameter count), then the totals, the backend and the dtype (with ``note``, why
+    ``backend="auto"`` chose it, if not said yet), and the parts set (each ``repr``, every
+    setting)."""
     rows = [("#", "Layer", "Output width", "Parameters")]
     width = model.n_inputs
     total = 0
     for number, layer in enumerate(model.layers, 1):
-        width = getattr(layer, "n_neurons", width)
+        width = _output_width(layer, width)
         count = sum(math.prod(getattr(layer, p).shape) for _, p, _ in layer.parameter_names)
         total += count
-        rows.append((str(number), repr(layer), "?" if width is None else str(width), f"{count:,}"))
+        rows.append((str(number), label(layer), "?" if width is None else str(width), f"{count:,}"))
     sizes = [max(len(row[i]) for row in rows) for i in range(4)]
     aligned = [
         "  ".join(
@@ -67,6 +71,44 @@ def table(model: Model, note: Note | None = None) -> str:
     if model.network is None:
         lines.append("Not finalized yet: the parameters are drawn again by finalize()")
     return "\n".join(lines)
+
+
+def label(part: Any) -> str:
+    """``part``'s class and the settings that differ from their defaults, as scikit-learn's
+    ``print_changed_only`` shows an estimator; required settings by value while they come
+    first, as the book writes them: ``Dense(2, 64, weight_regularizer_l2=0.0005)``. A row of
+    the summary stays readable; ``repr(part)`` shows every setting."""
+    parameters = inspect.signature(type(part).__init__).parameters
+    shown, in_order = [], True
+    for name, value in part.config().items():
+        value = value.item() if isinstance(value, np.generic) else value
+        parameter = parameters[name]
+        if parameter.default is inspect.Parameter.empty:
+            in_order = in_order and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+            shown.append(repr(value) if in_order else f"{name}={value!r}")
+            continue
+        in_order = False
+        if not _is_default(value, parameter.default):
+            shown.append(f"{name}={value!r}")
+    return f"{type(part).__name__}({', '.join(shown)})"
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if isinstance(value, bool) != isinstance(default, bool):  # True == 1, yet not the same
+        return False
+    try:
+        return bool(value == default)
+    except (TypeError, ValueError):  # a setting without a plain comparison: shown
+        return False
+
+
+def _output_width(layer: Any, width: int | None) -> int | None:
+    """How many outputs ``layer`` gives, as its ``widths`` says, else as many as it takes."""
+    try:
+        given = type(layer).widths(**layer.config())[1]
+    except (KeyError, TypeError, ValueError):  # a layer of one's own may not say
+        return width
+    return given if isinstance(given, int) else width
 
 
 def _size(nbytes: int) -> str:
