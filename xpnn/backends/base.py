@@ -67,7 +67,9 @@ class Backend:
         return type(a) is self.array_type and a.device == self.device
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
-        """``a`` on the device in ``dtype`` (the float dtype by default); host arrays are copied."""
+        """``a`` on the device in ``dtype`` (the float dtype by default). Host arrays move to
+        the device; an array already on it in that dtype (a NumPy array on the numpy backend
+        included) is returned as it is, not copied: copy it first to change one side only."""
         dtype = self.dtype if dtype is None else dtype
         if self.is_own(a):
             return a if a.dtype == dtype else self.xp.astype(a, dtype)
