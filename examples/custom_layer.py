@@ -77,7 +77,7 @@ class LayerNorm(xpnn.Layer):
     def backward(self, dvalues, *, need_dinputs=True):
         xp = self.backend.xp
         dvalues = self._gradient(dvalues)  # checked against the output's shape
-        # Written into the gradient arrays, not bound anew: the optimizer reads those.
+        # Written into the gradient arrays the model gave (bound anew, they would be copied).
         self.dgamma[...] = xp.sum(dvalues * self.normalized, axis=0, keepdims=True)
         self.dbeta[...] = xp.sum(dvalues, axis=0, keepdims=True)
         self.dinputs = None

@@ -8,6 +8,7 @@ What a checked model lays out is its ``Network``: the paths of the passes, the f
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from .layers import Dropout, Layer
 from .losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
 from .metrics import Accuracy
 from .optimizers import Optimizer
+from .parts import OWN
 
 if TYPE_CHECKING:
     from .model import Model
@@ -125,6 +127,18 @@ class Network:
         self.first_trainable = None if first is None else through[first]
         self.backward_chain = through[::-1] if first is None else through[:first:-1]
         self.parameters = ParameterBuffer(backend, self.trainable)
+        # A layer of the user's may bind a new gradient array, as the book writes
+        # (``self.dweights = ...``), where xpnn's own layers write into the buffer's views: its
+        # gradients are copied into the views after each backward pass (see ``backward_from``).
+        self._rebound = [
+            (layer, g, getattr(layer, g))
+            for layer in self.trainable
+            if type(layer) not in OWN["layer"]
+            for _, _, g in layer.parameter_names
+        ]
+        self._first_takes_flag = self.first_trainable is not None and takes_keyword(
+            self.first_trainable.backward, "need_dinputs"
+        )
         self.epochs_trained = 0
         self.epoch_in_progress: EpochInProgress | None = None
 
@@ -146,8 +160,21 @@ class Network:
         """``backward`` from ``dvalues``, the gradient of the loss for the last layer it runs."""
         for layer in self.backward_chain:
             dvalues = layer.backward(dvalues)
-        if self.first_trainable is not None:
+        if self._first_takes_flag:
             self.first_trainable.backward(dvalues, need_dinputs=False)
+        elif self.first_trainable is not None:  # a layer written as the book writes backward
+            self.first_trainable.backward(dvalues)
+        for layer, name, view in self._rebound:
+            gradient = getattr(layer, name)
+            if gradient is not view:
+                if getattr(gradient, "shape", None) != view.shape:
+                    raise ValueError(
+                        f"{type(layer).__name__}.backward set {name} to "
+                        f"{_shape(gradient)}; expected an array of shape {tuple(view.shape)}, "
+                        "the shape of the parameter it is the gradient of"
+                    )
+                view[...] = gradient
+                setattr(layer, name, view)
 
     def regularization_loss(self) -> Any:
         """The regularizers' penalty summed over the layers, a 0-d array on the device."""
@@ -155,6 +182,24 @@ class Network:
         for layer in self.trainable:
             total = total + self.loss.regularization_loss(layer)
         return total
+
+
+def takes_keyword(function: Any, name: str) -> bool:
+    """Whether ``function`` accepts the keyword argument ``name`` (or any keyword)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: call it as it is declared to be
+        return True
+    return any(
+        (p.name == name and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        or p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in parameters
+    )
+
+
+def _shape(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return f"an array of shape {tuple(shape)}" if shape is not None else type(value).__name__
 
 
 def wire(model: Model) -> Network:
