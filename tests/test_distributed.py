@@ -15,7 +15,7 @@ from replicas import CASES, build, build_dropout, build_without_metric, flat, in
 from thread_ranks import Raised, ThreadCommunicator, ThreadGroup, run_ranks
 
 import xpnn
-from xpnn import distributed, sharding
+from xpnn import agreement, distributed, sharding
 
 
 def together(size, work):
@@ -785,7 +785,7 @@ def test_ranks_holding_other_optimizer_state_arrays_are_refused(backend):
             model.set_parameters(build(backend, "Adam").get_parameters())
             model.optimizer.iterations, model.epochs_trained = 0, 0
             model.optimizer.current_learning_rate = model.optimizer.learning_rate
-        states = distributed.optimizer_states(model.network.parameters, model.optimizer)
+        states = agreement.optimizer_states(model.network.parameters, model.optimizer)
         try:
             model.train(X, y, epochs=1, verbose=False, comm=comm_of(group, rank, model))
         except ValueError as error:

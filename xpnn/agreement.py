@@ -13,7 +13,7 @@ import numpy as np
 from .backends import to_numpy
 
 if TYPE_CHECKING:
-    from .distributed import Communicator
+    from .transports import Communicator
 
 
 class Disagreement(ValueError):

@@ -34,7 +34,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .building import ModelFace
 
 __all__ = ["ENV", "MACS_PER_THREAD", "choose", "limited", "rows", "setting"]
 
@@ -81,7 +81,7 @@ def rows(X: Any, batch_size: int | None) -> int:
     return samples if batch_size is None else min(int(batch_size), samples)
 
 
-def choose(model: Model, rows: int) -> int:
+def choose(model: ModelFace, rows: int) -> int:
     """Threads for ``model``'s products on batches of ``rows``: one per ``MACS_PER_THREAD``
     multiply-adds of the largest product, at least one (before the cap by the prior limit)."""
     largest = 0
@@ -141,7 +141,7 @@ def _apply() -> None:
 
 
 @contextlib.contextmanager
-def limited(model: Model, rows: int, threads: int | str | None = None) -> Iterator[None]:
+def limited(model: ModelFace, rows: int, threads: int | str | None = None) -> Iterator[None]:
     """Hold BLAS to the thread count chosen for ``model`` on batches of ``rows`` while the
     block runs, and put the previous limits back after the last overlapping run (see the
     module's docstring). ``threads``: ``setting()``'s value, read here where not given."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import TYPE_CHECKING, Any
+import os
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,8 +25,64 @@ from .metrics import Accuracy
 from .optimizers import Optimizer
 from .parts import OWN
 
-if TYPE_CHECKING:
-    from .model import Model
+
+class ModelFace(Protocol):
+    """What the modules below ``Model`` (training, io, distributed, the summary...) read of a
+    model: its public attributes and the book's methods. They name this, not ``Model``, so
+    that none of them depends on the module that depends on them, not even for a type checker.
+    """
+
+    backend: Backend
+    seed: int | None
+    rng: np.random.Generator
+    layers: list[Layer]
+    loss: Loss | None
+    optimizer: Optimizer | None
+    accuracy: Accuracy | None
+    epochs_trained: int
+
+    @property
+    def network(self) -> Network | None:
+        """The ``Network`` that ``finalize`` laid out; None before."""
+
+    @property
+    def n_inputs(self) -> int | None:
+        """How many features a sample has (None where no layer says)."""
+
+    @property
+    def n_outputs(self) -> int | None:
+        """How many values the model gives per sample (None where no layer says)."""
+
+    def add(self, layer: Layer) -> None:
+        """Append a layer."""
+
+    def set(
+        self,
+        *,
+        loss: Loss | None = None,
+        optimizer: Optimizer | None = None,
+        accuracy: Accuracy | None = None,
+    ) -> None:
+        """Choose the loss, the optimizer and the accuracy metric."""
+
+    def finalize(self) -> None:
+        """Check the model and lay out its network."""
+
+    def forward(self, X: Any, training: bool = False) -> Any:
+        """The last layer's output for ``X``."""
+
+    def regularization_loss(self) -> Any:
+        """The regularizers' penalty, a 0-d array on the device."""
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the model (and its training state) to ``path``."""
+
+    def get_parameters(self) -> list[tuple[np.ndarray, ...]]:
+        """Each trainable layer's parameters, as host arrays."""
+
+    def set_parameters(self, parameters: list[tuple[Any, ...]]) -> None:
+        """Replace every trainable layer's parameters (checked first)."""
+
 
 #: What each of ``Model.set``'s arguments must be.
 _KINDS = {"loss": Loss, "optimizer": Optimizer, "accuracy": Accuracy}
@@ -202,13 +259,13 @@ def _shape(value: Any) -> str:
     return f"an array of shape {tuple(shape)}" if shape is not None else type(value).__name__
 
 
-def wire(model: Model) -> Network:
+def wire(model: ModelFace) -> Network:
     """The network of a checked, built model: its paths, its parameter buffer, a fresh
     training state."""
     return Network(model.backend, model.layers, model.loss, model.rng)
 
 
-def finalized(model: Model, what: str) -> Network:
+def finalized(model: ModelFace, what: str) -> Network:
     """``model``'s network; ValueError if ``finalize`` has not laid it out."""
     network = model.network
     if network is None:
@@ -216,7 +273,7 @@ def finalized(model: Model, what: str) -> Network:
     return network
 
 
-def take_parts(model: Model, **parts: Any) -> None:
+def take_parts(model: ModelFace, **parts: Any) -> None:
     """``Model.set``: each part given (loss, optimizer, accuracy) checked, claimed for the
     model, and set; a part it replaces released. Every check comes before any change."""
     for argument, value in parts.items():
@@ -237,7 +294,7 @@ def take_parts(model: Model, **parts: Any) -> None:
         setattr(model, argument, value)
 
 
-def check_model(model: Model) -> None:
+def check_model(model: ModelFace) -> None:
     """Everything ``finalize`` checks before it builds: parts, sizes, fit, ownership, settings."""
     if not model.layers:
         raise ValueError("the model has no layers: add() some before finalize()")
@@ -254,7 +311,7 @@ def check_model(model: Model) -> None:
     check_settings(model)
 
 
-def check_sizes(model: Model) -> None:
+def check_sizes(model: ModelFace) -> None:
     """Each layer takes as many inputs as the layer with a fixed width before it gives."""
     layers = [(repr(layer), type(layer), layer.config()) for layer in model.layers]
     problem = size_problem(layers)
@@ -278,7 +335,7 @@ def size_problem(layers: list[tuple[str, type[Layer], dict[str, Any]]]) -> str |
     return None
 
 
-def check_coherence(model: Model) -> None:
+def check_coherence(model: ModelFace) -> None:
     """The output layer, the loss and the metric fit together; else say what to change."""
     output = model.layers[-1]
     if isinstance(output, Dropout):
@@ -298,7 +355,7 @@ def check_coherence(model: Model) -> None:
         raise ValueError(problem)
 
 
-def check_parts(model: Model) -> None:
+def check_parts(model: ModelFace) -> None:
     """Every layer once, and every part the model's own (the list may have been edited)."""
     seen: set[int] = set()
     for index, layer in enumerate(model.layers):
@@ -317,7 +374,7 @@ def check_parts(model: Model) -> None:
             part.claim(model, argument)
 
 
-def check_settings(model: Model) -> None:
+def check_settings(model: ModelFace) -> None:
     """Every float setting as the model's dtype holds it (see ``HasSettings``)."""
     dtype = model.backend.dtype_name
     for part in (*model.layers, model.optimizer, model.accuracy):
@@ -325,7 +382,7 @@ def check_settings(model: Model) -> None:
             part.check_settings(dtype)
 
 
-def parameter_moves(model: Model, parameters: list[tuple[Any, ...]]) -> list[tuple[Any, Any]]:
+def parameter_moves(model: ModelFace, parameters: list[tuple[Any, ...]]) -> list[tuple[Any, Any]]:
     """``set_parameters``: (target view, checked host value) pairs, every count, shape and value
     checked before anything is written."""
     trainable = finalized(model, "set_parameters").trainable

@@ -15,10 +15,10 @@ import numpy as np
 from .backends import Backend, to_numpy
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .building import ModelFace
 
 
-def prepare(model: Model, X: Any, y: Any, argument: str = "") -> tuple[Any, Any]:
+def prepare(model: ModelFace, X: Any, y: Any, argument: str = "") -> tuple[Any, Any]:
     """``(X, y)`` checked against ``model`` (its input width, its outputs, its loss and metric)
     and on its device; errors name ``argument[0]``/``argument[1]``, or ``X``/``y``."""
     names = (f"{argument}[0]", f"{argument}[1]") if argument else ("X", "y")

@@ -21,7 +21,7 @@ from . import parts
 from ._checks import Part
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .building import ModelFace
 
 __all__ = [
     "LAYERS",
@@ -56,7 +56,7 @@ OPTIMIZERS = parts.classes("optimizer")
 METRICS = parts.classes("metric")
 
 
-def describe_model(model: Model) -> dict[str, Any]:
+def describe_model(model: ModelFace) -> dict[str, Any]:
     """The architecture as a file stores it: dtype, seed and each part by class and settings.
 
     TypeError or ValueError naming the setting if something cannot be stored and loaded back.
@@ -168,7 +168,7 @@ def checkpoint_info(checkpoint: Any) -> dict[str, Any]:
     return info
 
 
-def check_savable(model: Model, argument: str) -> None:
+def check_savable(model: ModelFace, argument: str) -> None:
     """Raise as a save would, with ``argument`` first in the message, if ``model`` could not be
     saved (its seed, a part neither xpnn's own nor registered, a setting or a count a file
     cannot store): ``train`` with a checkpoint calls it before the first step, not at the first

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .distributed import ReplicaTrainer, Sums, shared_sums
+from .replicas import ReplicaTrainer, shared_sums
+from .training import Sums
 
 __all__ = ["ShardTrainer", "cuts", "one_process_batches", "own_order", "part_orders"]
 

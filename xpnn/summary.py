@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .building import ModelFace
     from .progress import Note
 
 __all__ = ["SummaryText", "label", "table"]
@@ -24,7 +24,7 @@ class SummaryText(str):
         """Show nothing: the table was printed when made."""
 
 
-def table(model: Model, note: Note | None = None) -> str:
+def table(model: ModelFace, note: Note | None = None) -> str:
     """The table ``Model.summary`` prints: one row per layer (its number and ``label``, output
     width, parameter count), then the totals, the backend and the dtype (with ``note``, why
     ``backend="auto"`` chose it, if not said yet), and the parts set (each ``repr``, every

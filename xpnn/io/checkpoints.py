@@ -26,7 +26,7 @@ from .format import Invalid, expect
 from .reader import Want, check_keys
 
 if TYPE_CHECKING:
-    from ..model import Model
+    from ..building import ModelFace
 
 __all__ = ["check_epoch", "plan_state", "restore_state", "training_state"]
 
@@ -37,7 +37,7 @@ _BIG = 2**128  # bound of PCG64's state words
 
 
 def training_state(
-    model: Model, checkpoint: Mapping[str, Any]
+    model: ModelFace, checkpoint: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The JSON state and the state tensors that make training resume exactly: ``model``'s
     optimizer, generators and network (``Model.network``, its training state)."""
@@ -158,7 +158,7 @@ def _check_progress(progress: Any, has_accuracy: bool) -> dict[str, Any]:
 
 
 def restore_state(
-    model: Model, state: dict[str, Any], tensors: dict[str, np.ndarray]
+    model: ModelFace, state: dict[str, Any], tensors: dict[str, np.ndarray]
 ) -> dict[str, Any]:
     """Put the checkpoint's training state (keys checked) into the freshly finalized ``model``
     (its optimizer, generators and network)."""

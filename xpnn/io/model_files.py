@@ -16,7 +16,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -37,17 +37,18 @@ from .format import DTYPES, Invalid, dumps, expect, serialize
 from .reader import Tensor, Want, check_declared, check_finite, check_keys, loads, reading
 
 if TYPE_CHECKING:
-    from ..model import Model
+    from ..building import ModelFace
 
 __all__ = ["load_checkpoint", "load_model", "load_parameters", "save_model", "save_parameters"]
 
 PathLike = str | os.PathLike
+M = TypeVar("M", bound="ModelFace")  # the class Model.load passes: it gets its own kind back
 
 _PARAM_NAME = re.compile(r"params\.(0|[1-9][0-9]{0,8})\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def save_model(
-    model: Model, path: PathLike, *, checkpoint: Mapping[str, Any] | None = None
+    model: ModelFace, path: PathLike, *, checkpoint: Mapping[str, Any] | None = None
 ) -> None:
     """Save ``model`` (architecture and parameters) to ``path``, atomically.
 
@@ -80,7 +81,7 @@ def save_model(
     write_atomic(path, serialize(tensors, metadata))
 
 
-def save_parameters(model: Model, path: PathLike) -> None:
+def save_parameters(model: ModelFace, path: PathLike) -> None:
     """Save the parameters alone to ``path``, atomically (the book's ``save_parameters``).
 
     Load them into a model of the same shapes with ``load_parameters``. ``path`` and errors as
@@ -98,7 +99,7 @@ def _require_model(model: Any, what: str) -> None:
         raise ValueError(f"call finalize() before {what}()")
 
 
-def _parameter_tensors(model: Model) -> dict[str, np.ndarray]:
+def _parameter_tensors(model: ModelFace) -> dict[str, np.ndarray]:
     trainable = [layer for layer in model.layers if layer.parameter_names]
     tensors = {}
     for k, (layer, values) in enumerate(zip(trainable, model.get_parameters())):
@@ -120,11 +121,11 @@ class _Plan(NamedTuple):
 
 
 def load_model(
-    model_class: type[Model],
+    model_class: type[M],
     path: PathLike,
     backend: str | Backend | None = None,
     dtype: Any = None,
-) -> Model:
+) -> M:
     """The model saved at ``path``, built by ``model_class`` (``Model.load`` passes itself),
     finalized, on ``backend`` (None: NumPy) in ``dtype`` (None: the saved one).
 
@@ -137,11 +138,11 @@ def load_model(
 
 
 def load_checkpoint(
-    model_class: type[Model],
+    model_class: type[M],
     path: PathLike,
     backend: str | Backend | None = None,
     dtype: Any = None,
-) -> tuple[Model, dict[str, Any] | None]:
+) -> tuple[M, dict[str, Any] | None]:
     """Like ``load_model``, and also the ``checkpoint`` dict saved with it (None if none was).
 
     Training the returned model N more epochs ends exactly where the saved model would have
@@ -163,7 +164,7 @@ def load_checkpoint(
     return loaded
 
 
-def load_parameters(model: Model, path: PathLike) -> None:
+def load_parameters(model: ModelFace, path: PathLike) -> None:
     """Replace ``model``'s parameters with those saved at ``path`` (the book's name).
 
     ``path`` is a ``save_parameters`` or a ``save_model`` file. The count and every shape are
@@ -305,12 +306,12 @@ def _plan_model(metadata: dict[str, str], declared: Mapping[str, Tensor]) -> _Pl
 
 
 def _build_model(
-    model_class: type[Model],
+    model_class: type[M],
     plan: _Plan,
     tensors: dict[str, np.ndarray],
     backend: str | Backend | None,
     dtype: Any,
-) -> tuple[Model, dict[str, Any] | None]:
+) -> tuple[M, dict[str, Any] | None]:
     """The model ``plan`` describes, with the parameters and state ``tensors`` hold."""
     model = model_class(
         backend="numpy" if backend is None else backend,

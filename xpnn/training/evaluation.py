@@ -17,7 +17,7 @@ from .._checks import positive_int
 from ..backends import Backend, to_numpy
 
 if TYPE_CHECKING:
-    from ..model import Model
+    from ..building import ModelFace
 
 __all__ = ["Sums", "count_correct", "evaluate", "predict", "read", "read_sums", "slices", "sums"]
 
@@ -58,7 +58,7 @@ def read_sums(backend: Backend, sums: list[Sums]) -> list[Sums]:
     ]
 
 
-def count_correct(model: Model, output: Any, y: Any) -> tuple[Any, int]:
+def count_correct(model: ModelFace, output: Any, y: Any) -> tuple[Any, int]:
     """Right predictions in a batch (an integer, on the device) and how many were compared."""
     comparisons = model.accuracy.compare(model.layers[-1].predictions(output), y)
     return model.backend.xp.count_nonzero(comparisons), math.prod(comparisons.shape)
@@ -73,7 +73,7 @@ def slices(X: Any, y: Any, batch_size: int | None) -> Iterator[tuple[Any, Any]]:
         yield X[start:stop, ...], None if y is None else y[start:stop, ...]
 
 
-def sums(model: Model, X: Any, y: Any, batch_size: int | None) -> Sums:
+def sums(model: ModelFace, X: Any, y: Any, batch_size: int | None) -> Sums:
     """Mean data loss and right predictions over ``(X, y)``, left on the device."""
     backend, xp = model.backend, model.backend.xp
     loss_sum = backend.zeros(())
@@ -88,7 +88,7 @@ def sums(model: Model, X: Any, y: Any, batch_size: int | None) -> Sums:
 
 
 def evaluate(
-    model: Model, X: Any, y: Any, batch_size: int | None, *, verbose: bool = False
+    model: ModelFace, X: Any, y: Any, batch_size: int | None, *, verbose: bool = False
 ) -> dict[str, float]:
     """``Model.evaluate`` over prepared ``(X, y)``: the figures, read in one transfer; with
     ``verbose``, the book's validation line too."""
@@ -113,7 +113,7 @@ def evaluate(
     return result
 
 
-def predict(model: Model, X: Any, batch_size: int | None) -> Any:
+def predict(model: ModelFace, X: Any, batch_size: int | None) -> Any:
     """``Model.predict`` over prepared ``X``: the outputs, checked finite in one read."""
     xp = model.backend.xp
     with blas_threads.limited(model, blas_threads.rows(X, batch_size)):

@@ -31,8 +31,7 @@ from .evaluation import Sums, count_correct, read_sums, sums
 from .stopping import NonFiniteLossError, Snapshot, StopOnInterrupt
 
 if TYPE_CHECKING:
-    from ..building import Network
-    from ..model import Model
+    from ..building import ModelFace, Network
 
 __all__ = ["Trainer", "train"]
 
@@ -50,7 +49,7 @@ class Epoch:
 
 
 def loss_and_backward(
-    model: Model, network: Network, output: Any, y: Any, counting: bool
+    model: ModelFace, network: Network, output: Any, y: Any, counting: bool
 ) -> tuple[Any, Any, int]:
     """A step's summed data loss, right predictions (None unless ``counting``) and predictions
     compared, with every layer's gradients (``network.backward``). A softmax output with
@@ -67,7 +66,7 @@ def loss_and_backward(
 
 
 def train(
-    model: Model,
+    model: ModelFace,
     X: Any,
     y: Any,
     *,
@@ -145,7 +144,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: Model,
+        model: ModelFace,
         X: Any,
         y: Any,
         *,
