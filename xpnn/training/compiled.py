@@ -17,7 +17,7 @@ path's bit for bit (tested):
 - the scalars of each step (decayed learning rate, bias corrections) are the optimizer's,
   computed on the host in Python as the step path computes them.
 
-What it expresses: ``Dense`` layers (no regularizer), each but the last optionally followed by
+What it expresses: ``Dense`` layers (with their regularizers), each optionally followed by
 ``ReLU``, a ``Softmax`` output with ``CategoricalCrossentropy`` (class indices or one-hot
 rows), and ``Adam`` or ``SGD`` (with or without momentum), batches of 2 rows or more and
 layers of 2 units or more (NumPy's ``dot`` takes another BLAS routine for a single row or
@@ -138,12 +138,26 @@ def _flush(a, tiny, zero, one):  # pragma: no cover - compiled by numba
         a[i] = a[i] * (one if abs(a[i]) >= tiny else zero)
 
 
+def _penalize(gradient, values, s, l1, l2):  # pragma: no cover - compiled by numba
+    """``Dense``'s penalty gradients added to ``gradient``, as its ``_add_penalty_gradient``
+    adds them: ``s[0]`` times 1 or -1 (where the value is negative) where ``l1``, then
+    ``s[1]`` (twice the L2 factor) times the value where ``l2``; ``s[2]`` is 1."""
+    rows, columns = gradient.shape
+    for i in range(rows):
+        for j in range(columns):
+            if l1:
+                gradient[i, j] += s[0] * (-s[2] if values[i, j] < 0 else s[2])
+            if l2:
+                gradient[i, j] += s[1] * values[i, j]
+
+
 def _numba(function: Any) -> Any:
     """``function`` compiled as the backend's kernels are (NumPy's error model)."""
     return numba.njit(function, error_model="numpy", nogil=True)
 
 
 _product, _column_sums, _flush = _numba(_product), _numba(_column_sums), _numba(_flush)
+_penalize = _numba(_penalize)
 _add_row, _relu = _numba(jit._add_row), _numba(jit._relu)
 _relu_backward = _numba(jit._relu_backward)
 _shift_rows, _normalize_rows = _numba(jit._shift_rows), _numba(jit._normalize_rows)
@@ -168,20 +182,21 @@ def _crossentropy_kernel(probs, targets, s, dinputs):
 _ADAM, _SGD, _SGD_MOMENTUM = 0, 1, 2
 
 
-def _steps(X, y, order, begin, batch, steps, weights, biases, dweights, dbiases, relu, outs,
-           acts, douts, dacts, ones, xb, yb, params, dparams, states, rule, table, first,
-           scalars, sums, counts):  # fmt: skip  # pragma: no cover - compiled by numba
+def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, batch,
+           weights, biases, dweights, dbiases, relu, penalty, penalized, outs, acts, douts,
+           dacts, ones, xb, yb, params, dparams, scalars):  # fmt: skip  # pragma: no cover
     """``steps`` training steps from sample ``begin``: forward, loss, backward and update, as
     ``Trainer.epoch`` runs them. Returns the steps done: fewer where a batch's loss is not
     finite (that step's update is not made).
 
-    ``order`` is the epoch's sample order (empty: as given); ``weights``... are the Dense
-    layers' views of the flat ``params``/``dparams``; ``relu[k]`` says whether a ReLU follows
-    layer ``k``; ``outs``, ``acts``, ``douts``, ``dacts`` are kept buffers of ``batch`` rows;
-    ``table[i]`` holds step ``i``'s optimizer scalars and ``first`` counts the steps before
-    (for the flush); ``scalars``: the clip bounds, n (set here), 1, 0, 1 again and the
-    smallest normal number, in the dtype; ``sums[0]`` the
-    loss sum and ``counts`` the right predictions and predictions compared, updated in place.
+    ``order`` is the epoch's sample order (empty: as given); ``table[i]`` holds step ``i``'s
+    optimizer scalars and ``first`` counts the steps before (for the flush); ``sums[0]``, the
+    loss sum, and ``counts``, the right predictions and predictions compared, are updated in
+    place. ``weights``... are the Dense layers' views of the flat ``params`` and ``dparams``;
+    ``relu[k]`` says whether a ReLU follows layer ``k``, ``penalty[k]`` holds its regularizers'
+    factors (the weights' L1, twice L2 and 1, then the biases' alike) and ``penalized[k]``
+    which are set; ``outs``, ``acts``, ``douts``, ``dacts`` are kept buffers of ``batch`` rows;
+    ``scalars``: the clip bounds, n (set here), 1, 0, 1 again, the smallest normal number.
     """
     samples, layers = X.shape[0], len(weights)
     loss_scalars, zero_one = scalars[:4].copy(), scalars[4:6]
@@ -227,6 +242,10 @@ def _steps(X, y, order, begin, batch, steps, weights, biases, dweights, dbiases,
             layer_input = inputs if k == 0 else acts[k - 1][:rows]
             _product(layer_input, gradient, dweights[k], True, False)
             _column_sums(ones[:, :rows], gradient, dbiases[k])
+            if penalized[k, 0] or penalized[k, 1]:
+                _penalize(dweights[k], weights[k], penalty[k, :3], penalized[k, 0], penalized[k, 1])
+            if penalized[k, 2] or penalized[k, 3]:
+                _penalize(dbiases[k], biases[k], penalty[k, 3:], penalized[k, 2], penalized[k, 3])
             if k > 0:
                 _product(gradient, weights[k], dacts[k - 1][:rows], False, True)
                 gradient = dacts[k - 1][:rows]
@@ -277,8 +296,6 @@ def refusal(trainer: Trainer) -> str | None:
     ):
         return "layers other than Dense, each optionally followed by ReLU, before the Softmax"
     dense = [layer for layer in layers if type(layer) is Dense]
-    if any(layer.regularized for layer in dense):
-        return "a regularizer"
     if min(min(layer.n_inputs, layer.n_neurons) for layer in dense) < 2:
         return "a layer of 1 unit"
     X, y, batch = trainer.X, trainer.y, trainer.batch_size
@@ -306,6 +323,15 @@ class CompiledEpoch:
         self.dweights = tuple(layer.dweights for layer in dense)
         self.dbiases = tuple(layer.dbiases for layer in dense)
         self.relu = np.array(relu, dtype=np.bool_)
+        factors = [
+            [getattr(layer, f"{kind}_regularizer_{norm}") for kind in ("weight", "bias")
+             for norm in ("l1", "l2")]
+            for layer in dense
+        ]  # fmt: skip
+        self.penalized = np.array(factors, dtype=np.bool_)
+        self.penalty = np.array(
+            [(w1, 2 * w2, 1, b1, 2 * b2, 1) for w1, w2, b1, b2 in factors], dtype
+        )
         self.outs = tuple(np.empty((rows, layer.n_neurons), dtype) for layer in dense)
         # Where no ReLU follows, a layer's output is the next one's input.
         acts = [np.empty_like(out) if r else out for out, r in zip(self.outs, relu)]
@@ -318,8 +344,12 @@ class CompiledEpoch:
         self.yb = np.empty((rows, *trainer.y.shape[1:]), trainer.y.dtype)
         tiny = np.finfo(dtype).smallest_normal
         self.scalars = jit.scalars(dtype, 1e-7, 1 - 1e-7, 0.0, 1.0, 0.0, 1.0, tiny)
-        self.parameters = network.parameters
-        self.backend = backend
+        self.parameters, self.backend = network.parameters, backend
+        #: What every call of ``_steps`` takes after the step's own arguments.
+        self.arguments = (rows, self.weights, self.biases, self.dweights, self.dbiases, self.relu,
+                          self.penalty, self.penalized, self.outs, self.acts, self.douts,
+                          self.dacts, self.ones, self.xb, self.yb, network.parameters.params,
+                          network.parameters.dparams, self.scalars)  # fmt: skip
 
     def optimizer_table(self, steps: int) -> tuple[int, np.ndarray, list[float]]:
         """Run the optimizer's bookkeeping for ``steps`` steps ahead (as the step path's
@@ -379,11 +409,8 @@ class CompiledEpoch:
             steps = min(CHUNK_STEPS, -(-(samples - begin) // batch))
             first = optimizer.iterations
             rule, table, rates = self.optimizer_table(steps)
-            ran = KERNEL(trainer.X, trainer.y, order, begin, batch, steps, self.weights,
-                         self.biases, self.dweights, self.dbiases, self.relu, self.outs, self.acts,
-                         self.douts, self.dacts, self.ones, self.xb, self.yb,
-                         self.parameters.params, self.parameters.dparams, states, rule, table,
-                         first, self.scalars, sums, counts)  # fmt: skip
+            ran = KERNEL(trainer.X, trainer.y, order, begin, steps, table, first, sums, counts,
+                         states, rule, *self.arguments)  # fmt: skip
             if ran < steps:  # a loss that is not finite: the step path stops before its update
                 optimizer.iterations, optimizer.current_learning_rate = first + ran, rates[ran]
                 if not updated and ran == 0:  # no update made: no new state, as on the step path
