@@ -32,10 +32,12 @@ import numpy as np
 from .numpy import NumpyBackend
 
 __all__ = [
+    "EPOCH_SWITCH",
     "PARALLEL_FROM",
     "JitBackend",
     "Kernel",
     "enabled",
+    "epochs_compiled",
     "flat",
     "numpy_backend",
     "scalars",
@@ -61,9 +63,14 @@ SWITCH_VALUES = {
 }
 
 
-def switch(name: str, default: bool) -> bool:
+#: The environment variable that turns the compiled epoch (``xpnn.training.compiled``) off.
+EPOCH_SWITCH = "XPNN_JIT_EPOCH"
+
+
+def switch(name: str, default: bool, on: str = "compiled path", off: str = "plain NumPy") -> bool:
     """The yes/no environment variable ``name``: ``default`` where it is unset or blank, and a
-    ValueError naming it and the accepted spellings where it is none of them."""
+    ValueError naming it, the accepted spellings and what they choose (``on``, ``off``) where
+    it is none of them."""
     value = os.environ.get(name, "")
     if not value.strip():
         return default
@@ -71,9 +78,15 @@ def switch(name: str, default: bool) -> bool:
         return SWITCH_VALUES[value.strip().lower()]
     except KeyError:
         raise ValueError(
-            f"{name} must be one of 1, true, yes, on (compiled path) or 0, false, no, off "
-            f"(plain NumPy), in any case; got {value!r}"
+            f"{name} must be one of 1, true, yes, on ({on}) or 0, false, no, off ({off}), in "
+            f"any case; got {value!r}"
         ) from None
+
+
+def epochs_compiled() -> bool:
+    """``XPNN_JIT_EPOCH`` (see :func:`switch`): whether a model the compiled epoch expresses
+    trains through it (the default), or step by step."""
+    return switch(EPOCH_SWITCH, True, "compiled epochs", "one step at a time")
 
 
 def enabled() -> bool:

@@ -56,7 +56,7 @@ __all__ = ["CHUNK_STEPS", "ENV", "KERNEL", "CompiledEpoch", "refusal"]
 
 #: The environment variable that turns the compiled epoch off (``0``, ``false``, ``no``,
 #: ``off``); read when ``train`` starts.
-ENV = "XPNN_JIT_EPOCH"
+ENV = jit.EPOCH_SWITCH
 
 #: Steps per compiled call: Ctrl-C is seen between calls.
 CHUNK_STEPS = 64
@@ -232,11 +232,6 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
         gradient = douts[layers - 1][:rows]
         loss, right = _crossentropy(probs, targets, loss_scalars, gradient)
         batch_loss[0] = loss  # rounded to the dtype, as the step path's loss is
-        if not np.isfinite(batch_loss[0]):
-            return i
-        sums[0] = sums[0] + batch_loss[0]
-        counts[0] += right
-        counts[1] += rows
         # backward: each Dense layer's gradients, through the ReLUs
         for k in range(layers - 1, -1, -1):
             layer_input = inputs if k == 0 else acts[k - 1][:rows]
@@ -252,6 +247,11 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
                 if relu[k - 1]:
                     _relu_backward(gradient, outs[k - 1][:rows], zero_one, douts[k - 1][:rows])
                     gradient = douts[k - 1][:rows]
+        if not np.isfinite(batch_loss[0]):
+            return i  # with this step's gradients, as on the step path, but no update
+        sums[0] = sums[0] + batch_loss[0]
+        counts[0] += right
+        counts[1] += rows
         # the optimizer's update of the flat buffer
         if rule == _ADAM:
             _adam(params, dparams, states[0], states[1], table[i])
@@ -274,10 +274,15 @@ KERNEL = jit.Kernel(
 )
 
 
+#: What the step path calls that the compiled loop does in its own way: replaced on an instance
+#: (a test, a user's hook), the step path runs.
+_STEP_METHODS = ("forward", "backward", "backward_with_sums", "update", "update_params")
+
+
 def refusal(trainer: Trainer) -> str | None:
     """Why ``trainer``'s epochs cannot run compiled, or None where they can."""
     model, network, optimizer = trainer.model, trainer.network, trainer.model.optimizer
-    if not jit.switch(ENV, True):
+    if not jit.epochs_compiled():
         return f"{ENV} turns it off"
     if model.backend.fast_path != "numba" or model.backend.dtype_name not in ("float32", "float64"):
         return "the backend is not numpy with numba"
@@ -303,6 +308,9 @@ def refusal(trainer: Trainer) -> str | None:
     begins = (0,) if unfinished is None else (0, unfinished.done)
     if batch < 2 or any((trainer.samples - begin) % batch == 1 for begin in begins):
         return "a batch of 1 row"
+    parts = [*layers, optimizer, model, network.combined]
+    if any(name in vars(part) for part in parts for name in _STEP_METHODS):
+        return "a method of the model replaced"  # the compiled loop would not call it
     if not (X.flags.c_contiguous and y.flags.c_contiguous):
         return "X or y not C-ordered"
     return _load_blas()
@@ -351,13 +359,17 @@ class CompiledEpoch:
                           self.dacts, self.ones, self.xb, self.yb, network.parameters.params,
                           network.parameters.dparams, self.scalars)  # fmt: skip
 
-    def optimizer_table(self, steps: int) -> tuple[int, np.ndarray, list[float]]:
-        """Run the optimizer's bookkeeping for ``steps`` steps ahead (as the step path's
-        ``pre_update_params`` and ``post_update_params`` do) and return its rule, the scalars
-        of each step, and the learning rate before each step (to go back to)."""
+    def optimizer_table(
+        self, steps: int, interrupt: StopOnInterrupt
+    ) -> tuple[int, np.ndarray, list[float]]:
+        """Run the optimizer's bookkeeping for up to ``steps`` steps ahead (its
+        ``pre_update_params`` and ``post_update_params``, as the step path runs them) and
+        return its rule, the scalars of each step, and the learning rate before each step (to
+        go back to). It stops after the step at which Ctrl-C is seen, as the step path does."""
         optimizer = self.trainer.model.optimizer
-        rows, rates = [], []
-        for _ in range(steps):
+        rows: list[tuple[float, ...]] = []
+        rates: list[float] = []
+        while len(rows) < steps and not interrupt.stopped:
             rates.append(optimizer.current_learning_rate)
             optimizer.pre_update_params()
             lr, t = optimizer.current_learning_rate, optimizer.iterations + 1
@@ -408,7 +420,8 @@ class CompiledEpoch:
         while begin < samples:
             steps = min(CHUNK_STEPS, -(-(samples - begin) // batch))
             first = optimizer.iterations
-            rule, table, rates = self.optimizer_table(steps)
+            rule, table, rates = self.optimizer_table(steps, interrupt)
+            steps = len(table)
             ran = KERNEL(trainer.X, trainer.y, order, begin, steps, table, first, sums, counts,
                          states, rule, *self.arguments)  # fmt: skip
             if ran < steps:  # a loss that is not finite: the step path stops before its update

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import blas_threads, data, progress
 from .._checks import positive_int
+from ..backends.jit import epochs_compiled
 from ..building import EpochInProgress, check_settings, finalized
 from ..description import check_savable
 from ..files import check_writable
@@ -88,6 +89,7 @@ def train(
     ``note``: why ``backend="auto"`` chose as it did, said with the progress if shown."""
     finalized(model, "train")
     blas = blas_threads.setting()  # XPNN_BLAS_THREADS, checked before anything changes
+    epochs_compiled()  # and XPNN_JIT_EPOCH
     if model.optimizer is None:
         raise ValueError("the model has no optimizer: call set(optimizer=...) before train()")
     epochs = positive_int(epochs, "epochs")

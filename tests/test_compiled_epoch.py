@@ -1,0 +1,294 @@
+"""The compiled epoch (xpnn.training.compiled) against the step path, and when it runs.
+
+On the numpy backend with numba, a model the compiled epoch expresses trains through it unless
+XPNN_JIT_EPOCH=0; every test here trains the same model both ways and asserts the same numbers
+bit for bit (parameters, optimizer state, step count, learning rate, loss and accuracy), and
+which path ran. On the other backends both runs take the step path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import press_ctrl_c_at_step, spiral
+
+import xpnn
+
+pytest.importorskip("numba", reason="the compiled epoch needs numba (the jit extra)")
+
+from xpnn.training import compiled
+
+X, Y = spiral(100, 3)
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """Counts the compiled loop's calls."""
+    calls = []
+    kernel = compiled.KERNEL
+
+    def counting(*args):
+        calls.append(args[4])  # its steps
+        return kernel(*args)
+
+    monkeypatch.setattr(compiled, "KERNEL", counting)
+    return calls
+
+
+def _model(backend, dtype="float32", optimizer=None, layers=None, seed=0):
+    model = xpnn.Model(backend=backend, dtype=dtype, seed=seed)
+    for layer in layers or [xpnn.Dense(2, 32), xpnn.ReLU(), xpnn.Dense(32, 3)]:
+        model.add(layer)
+    model.add(xpnn.Softmax())
+    model.set(
+        loss=xpnn.CategoricalCrossentropy(),
+        optimizer=optimizer or xpnn.Adam(learning_rate=0.05, decay=1e-3),
+        accuracy=xpnn.CategoricalAccuracy(),
+    )
+    model.finalize()
+    return model
+
+
+def _state(model, history):
+    """Everything both paths must agree on, on the host."""
+    optimizer, buffer = model.optimizer, model.network.parameters
+    states = {
+        name: xpnn.backends.to_numpy(getattr(buffer, f"param_{name}"))
+        for name in optimizer.kept_states()
+    }
+    return {
+        "params": xpnn.backends.to_numpy(buffer.params),
+        "dparams": xpnn.backends.to_numpy(buffer.dparams),
+        "states": states,
+        "iterations": optimizer.iterations,
+        "learning_rate": optimizer.current_learning_rate,
+        "history": {key: history[key] for key in ("loss", "data_loss", "accuracy")},
+    }
+
+
+def _assert_same(a, b):
+    np.testing.assert_array_equal(a["params"], b["params"], strict=True)
+    np.testing.assert_array_equal(a["dparams"], b["dparams"], strict=True)
+    assert a["states"].keys() == b["states"].keys()
+    for name in a["states"]:
+        np.testing.assert_array_equal(a["states"][name], b["states"][name], strict=True)
+    assert a["iterations"] == b["iterations"]
+    assert a["learning_rate"] == b["learning_rate"]
+    assert a["history"] == b["history"]
+
+
+def _both_ways(backend, monkeypatch, runs, make, train):
+    """``train(make())`` with the compiled epoch on, then off: the two end states, and the
+    steps of each compiled call of the first (none where it ran step by step)."""
+    ends, calls = [], []
+    for setting in ("1", "0"):
+        monkeypatch.setenv(compiled.ENV, setting)
+        runs.clear()
+        model = make()
+        ends.append(_state(model, train(model)))
+        calls.append(list(runs))
+    assert not calls[1]
+    return ends[0], ends[1], calls[0]
+
+
+def _compiles(backend):
+    return xpnn.get_backend(backend).fast_path == "numba"
+
+
+OPTIMIZERS = {
+    "Adam": lambda: xpnn.Adam(learning_rate=0.05, decay=1e-3),
+    "SGD": lambda: xpnn.SGD(learning_rate=0.5, decay=1e-2),
+    "SGD-momentum": lambda: xpnn.SGD(learning_rate=0.2, decay=1e-2, momentum=0.9),
+}
+CHAINS = {
+    "Dense-ReLU-Dense": lambda: [xpnn.Dense(2, 32), xpnn.ReLU(), xpnn.Dense(32, 3)],
+    "three Dense, one ReLU": lambda: [
+        xpnn.Dense(2, 16),
+        xpnn.Dense(16, 24),
+        xpnn.ReLU(),
+        xpnn.Dense(24, 3),
+    ],
+    "regularized": lambda: [
+        xpnn.Dense(2, 32, 1e-4, 5e-4, 2e-4, 1e-3),
+        xpnn.ReLU(),
+        xpnn.Dense(32, 3, weight_regularizer_l2=1e-3),
+    ],
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("chain", CHAINS)
+def test_compiled_epochs_equal_the_step_path(backend, dtype, optimizer, chain, monkeypatch, runs):
+    """Three shuffled epochs, a partial last batch (300 samples, batch 64)."""
+
+    def make():
+        return _model(backend, dtype, OPTIMIZERS[optimizer](), CHAINS[chain]())
+
+    def train(model):
+        return model.train(X, Y, epochs=3, batch_size=64, verbose=False)
+
+    on, off, ran = _both_ways(backend, monkeypatch, runs, make, train)
+    assert bool(ran) == _compiles(backend)
+    _assert_same(on, off)
+    assert on["iterations"] == 15
+
+
+@pytest.mark.parametrize("targets", ["one-hot", "unshuffled"])
+def test_one_hot_targets_and_data_in_order(backend, targets, monkeypatch, runs):
+    y = np.eye(3)[Y] if targets == "one-hot" else Y
+
+    def train(model):
+        return model.train(X, y, epochs=2, batch_size=50, shuffle=targets != "unshuffled",
+                           verbose=False)  # fmt: skip
+
+    on, off, ran = _both_ways(backend, monkeypatch, runs, lambda: _model(backend), train)
+    assert bool(ran) == _compiles(backend)
+    _assert_same(on, off)
+
+
+def test_chunks_and_the_flush_of_subnormal_states(backend, monkeypatch, runs):
+    """Epochs longer than a compiled call (in chunks of 4 steps here), over a flush of the
+    optimizer's states (every 100 steps)."""
+    monkeypatch.setattr(compiled, "CHUNK_STEPS", 4)
+
+    def train(model):
+        return model.train(X, Y, epochs=12, batch_size=32, verbose=False)
+
+    on, off, ran = _both_ways(backend, monkeypatch, runs, lambda: _model(backend), train)
+    assert bool(ran) == _compiles(backend)
+    if ran:
+        assert set(ran) == {4, 2}  # 10 steps an epoch: 4, 4, 2
+    _assert_same(on, off)
+    assert on["iterations"] == 120
+
+
+def test_ctrl_c_inside_an_epoch_then_finishing_it(backend, monkeypatch, runs):
+    """Ctrl-C after step 7 of 10-step epochs stops there on both paths; the next train call
+    finishes the epoch."""
+    monkeypatch.setattr(compiled, "CHUNK_STEPS", 4)
+
+    def train(model):
+        press_ctrl_c_at_step(model, 7, monkeypatch)
+        model.train(X, Y, epochs=3, batch_size=32, verbose=False)
+        assert model.optimizer.iterations == 7 and model.epochs_trained == 0
+        assert model.network.epoch_in_progress.done == 7 * 32
+        return model.train(X, Y, epochs=2, batch_size=32, verbose=False)
+
+    on, off, ran = _both_ways(backend, monkeypatch, runs, lambda: _model(backend), train)
+    assert bool(ran) == _compiles(backend)
+    _assert_same(on, off)
+    assert on["iterations"] == 20
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("when", ["step 3", "step 1"])
+def test_a_non_finite_loss_stops_before_its_update(backend, when, monkeypatch, runs):
+    """A learning rate far too large, or inputs that overflow: the same error, at the same
+    step, from the same state (no optimizer state where no update was made)."""
+    errors = []
+    X_bad = X if when == "step 3" else X * np.float32(3e37)  # step 1: before any update
+
+    def make():
+        layers = [xpnn.Dense(2, 32, weight_scale=5.0), xpnn.ReLU(), xpnn.Dense(32, 3)]
+        return _model(backend, optimizer=xpnn.SGD(1e20, momentum=0.5), layers=layers)
+
+    def train(model):
+        on_host = model.backend.on_host  # elsewhere seen at the report, without a step
+        with pytest.raises(xpnn.NonFiniteLossError, match="epoch 1" + f", {when}" * on_host) as e:
+            model.train(X_bad, Y, epochs=5, batch_size=32, verbose=False)
+        errors.append(str(e.value))
+        if when == "step 1" and on_host:
+            assert getattr(model.network.parameters, "param_momentums", None) is None
+            model.optimizer.momentum = 0.0  # nothing to compare: no state yet
+        return {"loss": [], "data_loss": [], "accuracy": []}
+
+    on, off, ran = _both_ways(backend, monkeypatch, runs, make, train)
+    assert bool(ran) == _compiles(backend)
+    _assert_same(on, off)
+    assert errors[0] == errors[1]
+
+
+def test_which_models_run_compiled(backend, monkeypatch, runs):
+    """The compiled epoch runs only what it expresses; the rest takes the step path."""
+    d = xpnn.Dense
+    refused = {
+        "Dropout": dict(layers=[d(2, 32), xpnn.ReLU(), xpnn.Dropout(0.1), d(32, 3)]),
+        "another activation": dict(layers=[d(2, 32), xpnn.Tanh(), d(32, 3)]),
+        "two ReLUs": dict(layers=[d(2, 32), xpnn.ReLU(), xpnn.ReLU(), d(32, 3)]),
+        "1 unit": dict(layers=[d(2, 1), xpnn.ReLU(), d(1, 3)]),
+        "RMSprop": dict(optimizer=xpnn.RMSprop()),
+        "AdamW": dict(optimizer=xpnn.AdamW()),
+    }
+    for name, settings in refused.items():
+        runs.clear()
+        model = _model(backend, **settings)
+        model.train(X, Y, epochs=1, batch_size=32, verbose=False)
+        assert not runs, name
+    # Batches of 1 row (NumPy's dot takes another BLAS routine for them).
+    for samples, batch in ((300, 1), (289, 32)):
+        runs.clear()
+        _model(backend).train(X[:samples], Y[:samples], epochs=1, batch_size=batch, verbose=False)
+        assert not runs, (samples, batch)
+    # A method replaced on the instance is called by the step path alone.
+    runs.clear()
+    model = _model(backend)
+    monkeypatch.setattr(model.layers[0], "forward", model.layers[0].forward)
+    model.train(X, Y, epochs=1, batch_size=32, verbose=False)
+    assert not runs
+    # ... and this model, as it is, runs compiled on numpy with numba.
+    runs.clear()
+    _model(backend).train(X, Y, epochs=1, batch_size=32, verbose=False)
+    assert bool(runs) == _compiles(backend)
+
+
+def test_other_loss_and_output_take_the_step_path(backend, runs):
+    model = xpnn.Model(backend=backend, seed=0)
+    model.add(xpnn.Dense(2, 16))
+    model.add(xpnn.ReLU())
+    model.add(xpnn.Dense(16, 1))
+    model.add(xpnn.Sigmoid())
+    model.set(loss=xpnn.BinaryCrossentropy(), optimizer=xpnn.Adam())
+    model.finalize()
+    model.train(X, (Y == 1).astype(float)[:, None], epochs=1, batch_size=32, verbose=False)
+    assert not runs
+
+
+def test_a_data_parallel_trainer_takes_the_step_path(backend, runs):
+    """A trainer that cuts or combines batches its own way (as data-parallel training does)
+    runs its own steps."""
+    from xpnn import distributed
+    from xpnn.training import loop
+
+    assert distributed.ReplicaTrainer.combine is not loop.Trainer.combine
+
+    class Combining(loop.Trainer):
+        def combine(self, batch_loss, right, count):
+            return batch_loss, right, count
+
+    model = _model(backend)
+    loop.train(model, X, Y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
+               early_stopping=None, checkpoint=None, checkpoint_every=1, print_every=1,
+               verbose=False, trainer=Combining)  # fmt: skip
+    assert not runs and model.optimizer.iterations == 10
+
+
+def test_the_header_says_which_path_runs(backend, monkeypatch, capsys):
+    for setting in ("1", "0"):
+        monkeypatch.setenv(compiled.ENV, setting)
+        _model(backend).train(X, Y, epochs=1, batch_size=32, verbose="lines")
+        header = capsys.readouterr().out.splitlines()[0]
+        assert ("epochs compiled" in header) == (setting == "1" and _compiles(backend))
+
+
+@pytest.mark.parametrize("setting", ["2", "maybe"])
+def test_a_bad_switch_is_refused_by_name_before_training(backend, monkeypatch, setting):
+    monkeypatch.setenv(compiled.ENV, setting)
+    model = _model(backend)
+    before = model.get_parameters()
+    with pytest.raises(ValueError, match=compiled.ENV):
+        model.train(X, Y, epochs=1, batch_size=32, verbose=False)
+    assert model.optimizer.iterations == 0
+    for (w1, b1), (w2, b2) in zip(before, model.get_parameters()):
+        np.testing.assert_array_equal(w1, w2)
+        np.testing.assert_array_equal(b1, b2)
