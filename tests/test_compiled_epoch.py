@@ -8,6 +8,9 @@ which path ran. On the other backends both runs take the step path.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 from helpers import press_ctrl_c_at_step, spiral
@@ -149,34 +152,59 @@ def test_one_hot_targets_and_data_in_order(backend, targets, monkeypatch, runs):
 
 def test_chunks_and_the_flush_of_subnormal_states(backend, monkeypatch, runs):
     """Epochs longer than a compiled call (in chunks of 4 steps here), over a flush of the
-    optimizer's states (every 100 steps)."""
+    optimizer's states (every 100 steps): a feature that is always 0 leaves its weights'
+    gradients at 0, so their states, made subnormal, only decay until the flush zeroes them."""
     monkeypatch.setattr(compiled, "CHUNK_STEPS", 4)
+    X3 = np.c_[X, np.zeros(len(X))]
+
+    def make():
+        return _model(backend, layers=[xpnn.Dense(3, 32), xpnn.ReLU(), xpnn.Dense(32, 3)])
 
     def train(model):
-        return model.train(X, Y, epochs=12, batch_size=32, verbose=False)
+        model.train(X3, Y, epochs=1, batch_size=32, verbose=False)
+        buffer, dtype = model.network.parameters, model.backend.dtype_name
+        subnormal = np.finfo(dtype).smallest_normal / 4
+        for name in ("momentums", "cache"):
+            state = xpnn.to_numpy(getattr(buffer, f"param_{name}")).copy()
+            state[64:96] = subnormal  # the third row of the first weights: the zero feature
+            setattr(buffer, f"param_{name}", model.backend.asarray(state))
+        return model.train(X3, Y, epochs=11, batch_size=32, verbose=False)
 
-    on, off, ran = _both_ways(backend, monkeypatch, runs, lambda: _model(backend), train)
+    on, off, ran = _both_ways(backend, monkeypatch, runs, make, train)
     assert bool(ran) == _compiles(backend)
     if ran:
         assert set(ran) == {4, 2}  # 10 steps an epoch: 4, 4, 2
     _assert_same(on, off)
     assert on["iterations"] == 120
+    assert not np.any(on["states"]["momentums"][64:96])  # flushed
 
 
 def test_ctrl_c_inside_an_epoch_then_finishing_it(backend, monkeypatch, runs):
-    """Ctrl-C after step 7 of 10-step epochs stops there on both paths; the next train call
-    finishes the epoch."""
-    monkeypatch.setattr(compiled, "CHUNK_STEPS", 4)
+    """Ctrl-C after step 7 of 10-step epochs (on the compiled path: in its first call, of 7
+    steps) stops there on both paths; the next train call finishes the epoch."""
+    monkeypatch.setattr(compiled, "CHUNK_STEPS", 7)
+    kernel = compiled.KERNEL  # the fixture's, counting
+
+    def interrupting(*args):
+        done = kernel(*args)
+        os.kill(os.getpid(), signal.SIGINT)
+        return done
 
     def train(model):
-        press_ctrl_c_at_step(model, 7, monkeypatch)
+        if os.environ[compiled.ENV] == "1" and _compiles(backend):
+            monkeypatch.setattr(compiled, "KERNEL", interrupting)
+        else:
+            press_ctrl_c_at_step(model, 7, monkeypatch)
         model.train(X, Y, epochs=3, batch_size=32, verbose=False)
+        monkeypatch.setattr(compiled, "KERNEL", kernel)
         assert model.optimizer.iterations == 7 and model.epochs_trained == 0
         assert model.network.epoch_in_progress.done == 7 * 32
         return model.train(X, Y, epochs=2, batch_size=32, verbose=False)
 
     on, off, ran = _both_ways(backend, monkeypatch, runs, lambda: _model(backend), train)
     assert bool(ran) == _compiles(backend)
+    if ran:
+        assert ran == [7, 3, 7, 3]
     _assert_same(on, off)
     assert on["iterations"] == 20
 
@@ -230,12 +258,14 @@ def test_which_models_run_compiled(backend, monkeypatch, runs):
         runs.clear()
         _model(backend).train(X[:samples], Y[:samples], epochs=1, batch_size=batch, verbose=False)
         assert not runs, (samples, batch)
-    # A method replaced on the instance is called by the step path alone.
-    runs.clear()
-    model = _model(backend)
-    monkeypatch.setattr(model.layers[0], "forward", model.layers[0].forward)
-    model.train(X, Y, epochs=1, batch_size=32, verbose=False)
-    assert not runs
+    # A method replaced on the instance (a hook) is called by the step path alone, each step.
+    for part, name in [(0, "forward"), (2, "backward"), (None, "post_update_params")]:
+        runs.clear()
+        model = _model(backend)
+        owner = model.optimizer if part is None else model.layers[part]
+        monkeypatch.setattr(owner, name, getattr(owner, name))
+        model.train(X, Y, epochs=1, batch_size=32, verbose=False)
+        assert not runs, name
     # ... and this model, as it is, runs compiled on numpy with numba.
     runs.clear()
     _model(backend).train(X, Y, epochs=1, batch_size=32, verbose=False)

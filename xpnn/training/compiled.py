@@ -276,7 +276,10 @@ KERNEL = jit.Kernel(
 
 #: What the step path calls that the compiled loop does in its own way: replaced on an instance
 #: (a test, a user's hook), the step path runs.
-_STEP_METHODS = ("forward", "backward", "backward_with_sums", "update", "update_params")
+_STEP_METHODS = (
+    *("forward", "backward", "backward_with_sums"),
+    *("update", "update_params", "pre_update_params", "post_update_params"),
+)
 
 
 def refusal(trainer: Trainer) -> str | None:
@@ -359,17 +362,14 @@ class CompiledEpoch:
                           self.dacts, self.ones, self.xb, self.yb, network.parameters.params,
                           network.parameters.dparams, self.scalars)  # fmt: skip
 
-    def optimizer_table(
-        self, steps: int, interrupt: StopOnInterrupt
-    ) -> tuple[int, np.ndarray, list[float]]:
-        """Run the optimizer's bookkeeping for up to ``steps`` steps ahead (its
-        ``pre_update_params`` and ``post_update_params``, as the step path runs them) and
-        return its rule, the scalars of each step, and the learning rate before each step (to
-        go back to). It stops after the step at which Ctrl-C is seen, as the step path does."""
+    def optimizer_table(self, steps: int) -> tuple[int, np.ndarray, list[float]]:
+        """Run the optimizer's bookkeeping for ``steps`` steps ahead (its ``pre_update_params``
+        and ``post_update_params``, as the step path runs them) and return its rule, the
+        scalars of each step, and the learning rate before each step (to go back to)."""
         optimizer = self.trainer.model.optimizer
         rows: list[tuple[float, ...]] = []
         rates: list[float] = []
-        while len(rows) < steps and not interrupt.stopped:
+        for _ in range(steps):
             rates.append(optimizer.current_learning_rate)
             optimizer.pre_update_params()
             lr, t = optimizer.current_learning_rate, optimizer.iterations + 1
@@ -420,8 +420,7 @@ class CompiledEpoch:
         while begin < samples:
             steps = min(CHUNK_STEPS, -(-(samples - begin) // batch))
             first = optimizer.iterations
-            rule, table, rates = self.optimizer_table(steps, interrupt)
-            steps = len(table)
+            rule, table, rates = self.optimizer_table(steps)
             ran = KERNEL(trainer.X, trainer.y, order, begin, steps, table, first, sums, counts,
                          states, rule, *self.arguments)  # fmt: skip
             if ran < steps:  # a loss that is not finite: the step path stops before its update
