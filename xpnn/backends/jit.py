@@ -123,17 +123,14 @@ def numpy_backend(dtype: str = "float32") -> NumpyBackend:
 
 class Kernel:
     """A Python function compiled by numba on its first call and kept: compiled code, shared
-    by every computation, holding no state of one. It releases the GIL while it runs, unless
-    ``nogil`` is False (a function that calls back into Python holds it anyway).
+    by every computation, holding no state of one. It releases the GIL while it runs.
 
     ``sources`` are the files of other modules whose compiled functions it calls: its disk
     cache is stale when any of them changes, as when its own file does.
     """
 
-    def __init__(
-        self, function: Callable[..., Any], *, nogil: bool = True, sources: tuple[str, ...] = ()
-    ) -> None:
-        self.function, self.nogil, self.sources = function, nogil, sources
+    def __init__(self, function: Callable[..., Any], *, sources: tuple[str, ...] = ()) -> None:
+        self.function, self.sources = function, sources
         self._compiled: Any = None
 
     def _compile(self) -> Any:
@@ -142,7 +139,7 @@ class Kernel:
         # NumPy's arithmetic (division by zero gives infinity, not an exception): the check
         # for zero that Python's rules would put in every division also keeps the loops from
         # being vectorised.
-        options = {"error_model": "numpy", "nogil": self.nogil}
+        options = {"error_model": "numpy", "nogil": True}
         # numba's disk cache is named after the function and records no options, so a copy
         # whose name carries them is compiled.
         source = self.function

@@ -30,6 +30,7 @@ from __future__ import annotations
 import glob
 import itertools
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import llvmlite.binding
@@ -266,10 +267,15 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
     return steps
 
 
+# numba warns that object mode (NumPy's exp, above) takes the GIL back, which it does for
+# that call alone; the loop releases it otherwise, for other threads (even other trainings).
+warnings.filterwarnings(
+    "ignore", "Code running in object mode won't allow parallel", numba.NumbaWarning
+)
+
 #: The compiled loop, compiled on first use; its disk cache goes stale with the kernels it runs.
 KERNEL = jit.Kernel(
     _steps,
-    nogil=False,
     sources=tuple(module.__file__ or "" for module in (jit, adam_module, sgd_module)),
 )
 
