@@ -209,8 +209,10 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
         rows = stop - start
         if order.size:
             for r in range(rows):
-                xb[r] = X[order[start + r]]
-                yb[r] = y[order[start + r]]
+                sample = order[start + r]
+                for c in range(X.shape[1]):
+                    xb[r, c] = X[sample, c]
+                yb[r] = y[sample]
             inputs, targets = xb[:rows], yb[:rows]
         else:
             inputs, targets = X[start:stop], y[start:stop]
