@@ -22,25 +22,22 @@ What it expresses: ``Dense`` layers (with their regularizers), each optionally f
 rows), and ``Adam`` or ``SGD`` (with or without momentum), batches of 2 rows or more and
 layers of 2 units or more (NumPy's ``dot`` takes another BLAS routine for a single row or
 column). Any other model, data-parallel training, or ``XPNN_JIT_EPOCH=0`` runs the step path.
-Only imported where numba is, and only for NumPy wheels' OpenBLAS (ILP64 ``scipy_`` names).
+Only imported where numba is, and only for NumPy wheels' OpenBLAS (``numpy_blas``).
 """
 
 from __future__ import annotations
 
-import glob
 import itertools
-import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
-import llvmlite.binding
 import numba
 import numba.extending
 import numpy as np
-from numba import types
 
 from ..activations import ReLU, Softmax
-from ..backends import jit
+from ..backends import jit, numpy_blas
+from ..backends import numpy as numpy_backend
 from ..building import EpochInProgress
 from ..layers import Dense
 from ..optimizers import SGD, Adam
@@ -61,75 +58,6 @@ ENV = jit.EPOCH_SWITCH
 
 #: Steps per compiled call: Ctrl-C is seen between calls.
 CHUNK_STEPS = 64
-
-# -- NumPy's BLAS, called from compiled code --------------------------------------------------
-
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-_i32, _i64, _ptr = types.int32, types.int64, types.voidptr
-#: The CBLAS routines of NumPy wheels' OpenBLAS (64-bit integers), by the name they export.
-_SYMBOLS = {
-    name: types.ExternalFunction(f"scipy_cblas_{name}64_", signature)
-    for name, signature in {
-        "sgemm": types.void(_i32, _i32, _i32, _i64, _i64, _i64, types.float32, _ptr, _i64, _ptr,
-                            _i64, types.float32, _ptr, _i64),
-        "dgemm": types.void(_i32, _i32, _i32, _i64, _i64, _i64, types.float64, _ptr, _i64, _ptr,
-                            _i64, types.float64, _ptr, _i64),
-        "sgemv": types.void(_i32, _i32, _i64, _i64, types.float32, _ptr, _i64, _ptr, _i64,
-                            types.float32, _ptr, _i64),
-        "dgemv": types.void(_i32, _i32, _i64, _i64, types.float64, _ptr, _i64, _ptr, _i64,
-                            types.float64, _ptr, _i64),
-    }.items()
-}  # fmt: skip
-_sgemm, _dgemm = _SYMBOLS["sgemm"], _SYMBOLS["dgemm"]
-_sgemv, _dgemv = _SYMBOLS["sgemv"], _SYMBOLS["dgemv"]
-_blas_problem: str | None = None  # why NumPy's BLAS cannot be called, once known
-_blas_loaded = False
-
-
-def _load_blas() -> str | None:
-    """Make NumPy's OpenBLAS routines callable from compiled code; None, or why they cannot."""
-    global _blas_loaded, _blas_problem
-    if not _blas_loaded and _blas_problem is None:
-        import ctypes
-
-        folder = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-        libraries = glob.glob(os.path.join(glob.escape(folder), "libscipy_openblas64_*"))
-        names = [symbol.symbol for symbol in _SYMBOLS.values()]
-        found = [path for path in libraries if all(hasattr(ctypes.CDLL(path), n) for n in names)]
-        if not found:
-            _blas_problem = "NumPy's BLAS is not the OpenBLAS that NumPy's wheels ship"
-        else:
-            llvmlite.binding.load_library_permanently(found[0])
-            _blas_loaded = True
-    return _blas_problem
-
-
-def _product(a, b, out, trans_a, trans_b):  # pragma: no cover - compiled by numba
-    """``out = op(a) @ op(b)`` as NumPy's ``dot`` calls BLAS for 2-D operands of 2 rows and 2
-    columns or more; ``op`` transposes a C-ordered array where ``trans_`` says so."""
-    m = a.shape[1] if trans_a else a.shape[0]
-    k = a.shape[0] if trans_a else a.shape[1]
-    n = b.shape[0] if trans_b else b.shape[1]
-    ta, tb = (_TRANS if trans_a else _NO_TRANS), (_TRANS if trans_b else _NO_TRANS)
-    lda, ldb, ldc = a.shape[1], b.shape[1], out.shape[1]
-    if a.itemsize == 4:
-        _sgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
-               out.ctypes.data, ldc)  # fmt: skip
-    else:
-        _dgemm(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
-               out.ctypes.data, ldc)  # fmt: skip
-
-
-def _column_sums(ones, a, out):  # pragma: no cover - compiled by numba
-    """``out = ones @ a`` (a row of ones times ``a``) as NumPy's ``dot`` calls BLAS for it:
-    the bias gradient of ``Backend.sum_rows``."""
-    rows, columns = a.shape
-    if a.itemsize == 4:
-        _sgemv(_ROW_MAJOR, _TRANS, rows, columns, 1.0, a.ctypes.data, columns, ones.ctypes.data,
-               1, 0.0, out.ctypes.data, 1)  # fmt: skip
-    else:
-        _dgemv(_ROW_MAJOR, _TRANS, rows, columns, 1.0, a.ctypes.data, columns, ones.ctypes.data,
-               1, 0.0, out.ctypes.data, 1)  # fmt: skip
 
 
 def _flush(a, tiny, zero, one):  # pragma: no cover - compiled by numba
@@ -157,8 +85,8 @@ def _numba(function: Any) -> Any:
     return numba.njit(function, error_model="numpy", nogil=True)
 
 
-_product, _column_sums, _flush = _numba(_product), _numba(_column_sums), _numba(_flush)
-_penalize = _numba(_penalize)
+_flush, _penalize = _numba(_flush), _numba(_penalize)
+_product, _column_sums = numpy_blas.product, numpy_blas.column_sums
 _add_row, _relu = _numba(jit._add_row), _numba(jit._relu)
 _relu_backward = _numba(jit._relu_backward)
 _shift_rows, _normalize_rows = _numba(jit._shift_rows), _numba(jit._normalize_rows)
@@ -324,7 +252,9 @@ def refusal(trainer: Trainer) -> str | None:
         return "a method of the model replaced"  # the compiled loop would not call it
     if not (X.flags.c_contiguous and y.flags.c_contiguous):
         return "X or y not C-ordered"
-    return _load_blas()
+    if numpy_backend._dot is not np.dot:  # the book's nnfs.init() replaced it: matmul runs
+        return "NumPy's dot replaced"
+    return numpy_blas.load()
 
 
 class CompiledEpoch:
