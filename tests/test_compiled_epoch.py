@@ -322,3 +322,26 @@ def test_a_bad_switch_is_refused_by_name_before_training(backend, monkeypatch, s
     for (w1, b1), (w2, b2) in zip(before, model.get_parameters()):
         np.testing.assert_array_equal(w1, w2)
         np.testing.assert_array_equal(b1, b2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(2, 2, 2), (7, 5, 3), (128, 64, 3), (256, 784, 96)])
+def test_products_through_numpys_blas_equal_numpys_dot(dtype, shape):
+    """The compiled epoch's products (xpnn.backends.numpy_blas) are NumPy's dot bit for bit:
+    ``a @ w``, ``a.T @ d``, ``d @ w.T`` and a row of ones times ``d``."""
+    from xpnn.backends import numpy_blas
+
+    assert numpy_blas.load() is None
+    rows, inner, columns = shape
+    rng = np.random.default_rng(0)
+    a, w, d = (rng.standard_normal(s).astype(dtype) for s in [(rows, inner), (inner, columns),
+                                                                (rows, columns)])  # fmt: skip
+    for left, right, transposed in [(a, w, (False, False)), (a, d, (True, False)),
+                                    (d, w, (False, True))]:  # fmt: skip
+        shown = (left.T if transposed[0] else left, right.T if transposed[1] else right)
+        out = np.empty((shown[0].shape[0], shown[1].shape[1]), dtype)
+        numpy_blas.product(left, right, out, *transposed)
+        np.testing.assert_array_equal(out, np.dot(*shown), strict=True)
+    ones, out = np.ones((1, rows), dtype), np.empty((1, columns), dtype)
+    numpy_blas.column_sums(ones, d, out)
+    np.testing.assert_array_equal(out, np.dot(ones, d), strict=True)
