@@ -40,6 +40,7 @@ from ..backends import jit, numpy_blas
 from ..backends import numpy as numpy_backend
 from ..building import EpochInProgress
 from ..layers import Dense
+from ..losses import EPSILON
 from ..optimizers import SGD, Adam
 from ..optimizers import adam as adam_module
 from ..optimizers import sgd as sgd_module
@@ -292,7 +293,7 @@ class CompiledEpoch:
         self.xb = np.empty((rows, *trainer.X.shape[1:]), dtype)
         self.yb = np.empty((rows, *trainer.y.shape[1:]), trainer.y.dtype)
         tiny = np.finfo(dtype).smallest_normal
-        self.scalars = jit.scalars(dtype, 1e-7, 1 - 1e-7, 0.0, 1.0, 0.0, 1.0, tiny)
+        self.scalars = jit.scalars(dtype, EPSILON, 1 - EPSILON, 0.0, 1.0, 0.0, 1.0, tiny)
         self.parameters, self.backend = network.parameters, backend
         #: What every call of ``_steps`` takes after the step's own arguments.
         self.arguments = (rows, self.weights, self.biases, self.dweights, self.dbiases, self.relu,
