@@ -348,3 +348,32 @@ def test_products_through_numpys_blas_equal_numpys_dot(dtype, shape):
     ones, out = np.ones((1, rows), dtype), np.empty((1, columns), dtype)
     numpy_blas.column_sums(ones, d, out)
     np.testing.assert_array_equal(out, np.dot(ones, d), strict=True)
+
+
+def _double(a):  # pragma: no cover - a function for the cache test below
+    return 2 * a
+
+
+def test_the_compiled_loops_cache_goes_stale_with_the_kernels_it_calls(tmp_path):
+    """numba judges a cache entry by its function's file alone; the compiled loop's also by the
+    files of the kernels it calls (``Kernel(..., sources=...)``): one changed, the stamp
+    differs and the entry is compiled again."""
+    from xpnn.backends import jit_cache
+
+    kernels = tmp_path / "kernels.py"
+    kernels.write_text("a = 1\n")
+
+    def stamp():
+        return jit_cache.CheckedCache(_double, (str(kernels),))._cache_file._source_stamp
+
+    before = stamp()
+    assert before != jit_cache.CheckedCache(_double)._cache_file._source_stamp
+    assert stamp() == before
+    kernels.write_text("a = 22\n")
+    assert stamp() != before
+    # The loop's sources: the modules of the kernels it calls.
+    assert {os.path.basename(path) for path in compiled.KERNEL.sources} == {
+        "jit.py",
+        "adam.py",
+        "sgd.py",
+    }
