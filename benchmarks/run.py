@@ -25,11 +25,15 @@ from workloads import WORKLOADS
 
 HERE = Path(__file__).resolve().parent
 MARK = "BENCH-RESULT "
-#: xpnn as installed (compiled kernels where numba is there), xpnn with XPNN_JIT=0 (plain NumPy),
-#: PyTorch eager, and JAX: one jitted call per step, or one per epoch (lax.scan over batches).
-IMPLS = ("xpnn", "xpnn-nojit", "torch", "jax-step", "jax-epoch")
-#: W3 (growth) runs the first three.
-GROWTH_IMPLS = IMPLS[:3]
+#: xpnn as installed (compiled kernels where numba is there, and the compiled epoch where the
+#: model allows it), xpnn with XPNN_JIT_EPOCH=0 (compiled kernels, one step at a time), xpnn with
+#: XPNN_JIT=0 (plain NumPy), PyTorch eager, and JAX: one jitted call per step, or one per epoch
+#: (lax.scan over batches).
+IMPLS = ("xpnn", "xpnn-steps", "xpnn-nojit", "torch", "jax-step", "jax-epoch")
+#: W3 (growth) runs these.
+GROWTH_IMPLS = ("xpnn", "xpnn-nojit", "torch")
+#: The environment each xpnn variant runs with.
+XPNN_ENV = {"xpnn": {}, "xpnn-steps": {"XPNN_JIT_EPOCH": "0"}, "xpnn-nojit": {"XPNN_JIT": "0"}}
 
 
 @dataclass(frozen=True)
@@ -53,17 +57,15 @@ PLANS = {  # (full, --quick)
 }
 
 
-def child(args: list[str], threads: int, jit: bool = True) -> dict[str, Any]:
-    """Run benchmarks/child.py with ``threads`` BLAS/OpenMP threads; its JSON result.
-    ``jit=False`` sets XPNN_JIT=0: xpnn's plain NumPy path."""
-    env = dict(os.environ)
+def child(args: list[str], threads: int, settings: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run benchmarks/child.py with ``threads`` BLAS/OpenMP threads and the environment
+    variables ``settings`` (see ``XPNN_ENV``); its JSON result."""
+    env = {**os.environ, **(settings or {})}
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
     if threads == 1:  # XLA's CPU backend runs its own thread pool: one thread
         flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
-    if not jit:
-        env["XPNN_JIT"] = "0"
     command = [sys.executable, str(HERE / "child.py"), *args, "--threads", str(threads)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
@@ -80,12 +82,13 @@ def measure(name: str, plan: Plan, size: int, epochs: int, backend: str) -> dict
     goes first as often, and each pair runs back to back)."""
     threads = WORKLOADS[name].threads or os.cpu_count() or 1
     peer = WORKLOADS[name].peer
-    impls = ("xpnn", peer, "jax-epoch") if peer != "torch" else IMPLS
+    impls = ("xpnn", "xpnn-steps", peer, "jax-epoch") if peer != "torch" else IMPLS
     impls = GROWTH_IMPLS if name == "W3" else impls
     if backend == "cupy":  # the JAX sides run on the CPU
         impls = tuple(impl for impl in impls if not impl.startswith("jax"))
     if backend == "torch":  # xpnn on torch's CPU beside PyTorch eager; no NumPy path to compare
-        impls = tuple(i for i in impls if i != "xpnn-nojit" and not i.startswith("jax"))
+        impls = tuple(i for i in impls if i not in XPNN_ENV or i == "xpnn")
+        impls = tuple(i for i in impls if not i.startswith("jax"))
     results: dict[str, list] = {impl: [] for impl in impls}
     for round_ in range(plan.rounds):
         turn = round_ % len(impls)
@@ -94,7 +97,7 @@ def measure(name: str, plan: Plan, size: int, epochs: int, backend: str) -> dict
             side = "xpnn" if impl.startswith("xpnn") else impl
             args = ["measure", "--impl", side, "--workload", name, "--backend", backend]
             args += ["--samples", str(size), "--epochs", str(epochs), "--warmup", str(plan.warmup)]
-            results[impl].append(child(args, threads, jit=impl != "xpnn-nojit"))
+            results[impl].append(child(args, threads, XPNN_ENV.get(impl)))
     return results
 
 
@@ -168,7 +171,8 @@ def report_speed(name: str, title: str, results: dict[str, list], unit: str) -> 
     # Each round's pair ran back to back, so its ratio is less swayed by a machine whose speed
     # drifts during the run than the ratio of medians is.
     pairs = [("torch", "xpnn"), ("jax-step", "xpnn"), ("jax-epoch", "xpnn")]
-    pairs += [("torch", "xpnn-nojit"), ("xpnn-nojit", "xpnn"), ("torch", "jax-epoch")]
+    pairs += [("torch", "xpnn-nojit"), ("xpnn-nojit", "xpnn"), ("xpnn-steps", "xpnn")]
+    pairs += [("torch", "jax-epoch")]
     for slow, fast in (pair for pair in pairs if set(pair) <= set(results)):
         print(ratio_text(medians[slow], medians[fast], slow, fast))
         paired = [per_step(t) / per_step(x) for x, t in zip(results[fast], results[slow])]

@@ -378,7 +378,9 @@ def test_training_steps_run_the_compiled_kernels(monkeypatch, fresh_backends, se
     optimizer's and the layers' (the bias add twice, ReLU forward and backward, softmax's two
     passes, the loss with its gradient, on labels and one-hot rows); with XPNN_JIT=0, none.
     Counted by kernel, not timed: a step that fell back to plain NumPy would pass every other
-    test and run slower."""
+    test and run slower. Step by step: the compiled epoch, which runs these kernels inside one
+    call, is tested in test_compiled_epoch.py."""
+    monkeypatch.setenv("XPNN_JIT_EPOCH", "0")
     if setting == "default":
         monkeypatch.delenv("XPNN_JIT", raising=False)
     else:

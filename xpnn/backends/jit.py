@@ -32,10 +32,12 @@ import numpy as np
 from .numpy import NumpyBackend
 
 __all__ = [
+    "EPOCH_SWITCH",
     "PARALLEL_FROM",
     "JitBackend",
     "Kernel",
     "enabled",
+    "epochs_compiled",
     "flat",
     "numpy_backend",
     "scalars",
@@ -61,9 +63,14 @@ SWITCH_VALUES = {
 }
 
 
-def switch(name: str, default: bool) -> bool:
+#: The environment variable that turns the compiled epoch (``xpnn.training.compiled``) off.
+EPOCH_SWITCH = "XPNN_JIT_EPOCH"
+
+
+def switch(name: str, default: bool, on: str = "compiled path", off: str = "plain NumPy") -> bool:
     """The yes/no environment variable ``name``: ``default`` where it is unset or blank, and a
-    ValueError naming it and the accepted spellings where it is none of them."""
+    ValueError naming it, the accepted spellings and what they choose (``on``, ``off``) where
+    it is none of them."""
     value = os.environ.get(name, "")
     if not value.strip():
         return default
@@ -71,9 +78,15 @@ def switch(name: str, default: bool) -> bool:
         return SWITCH_VALUES[value.strip().lower()]
     except KeyError:
         raise ValueError(
-            f"{name} must be one of 1, true, yes, on (compiled path) or 0, false, no, off "
-            f"(plain NumPy), in any case; got {value!r}"
+            f"{name} must be one of 1, true, yes, on ({on}) or 0, false, no, off ({off}), in "
+            f"any case; got {value!r}"
         ) from None
+
+
+def epochs_compiled() -> bool:
+    """``XPNN_JIT_EPOCH`` (see :func:`switch`): whether a model the compiled epoch expresses
+    trains through it (the default), or step by step."""
+    return switch(EPOCH_SWITCH, True, "compiled epochs", "one step at a time")
 
 
 def enabled() -> bool:
@@ -110,10 +123,14 @@ def numpy_backend(dtype: str = "float32") -> NumpyBackend:
 
 class Kernel:
     """A Python function compiled by numba on its first call and kept: compiled code, shared
-    by every computation, holding no state of one. It releases the GIL while it runs."""
+    by every computation, holding no state of one. It releases the GIL while it runs.
 
-    def __init__(self, function: Callable[..., Any]) -> None:
-        self.function = function
+    ``sources`` are the files of other modules whose compiled functions it calls: its disk
+    cache is stale when any of them changes, as when its own file does.
+    """
+
+    def __init__(self, function: Callable[..., Any], *, sources: tuple[str, ...] = ()) -> None:
+        self.function, self.sources = function, sources
         self._compiled: Any = None
 
     def _compile(self) -> Any:
@@ -141,7 +158,7 @@ class Kernel:
 
         try:
             # numba's own disk cache (``cache=True``), but checked before it is read.
-            compiled._cache = jit_cache.CheckedCache(compiled.py_func)
+            compiled._cache = jit_cache.CheckedCache(compiled.py_func, self.sources)
         except RuntimeError as error:  # no folder to cache in can be written: compile each run
             log.info("numba cannot cache %s (%s): it compiles in every process", source, error)
         self._compiled = compiled

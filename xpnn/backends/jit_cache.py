@@ -96,7 +96,18 @@ def unsafe(folder: str, files: list[str]) -> str | None:
 
 class CheckedCache(FunctionCache):
     """numba's cache of one compiled function, which refuses an unsafe folder and drops a
-    damaged entry instead of failing (see the module's docstring)."""
+    damaged entry instead of failing (see the module's docstring).
+
+    numba judges an entry fresh by its function's source file alone; ``sources`` adds the
+    files of the modules whose functions it calls (their size and time of change).
+    """
+
+    def __init__(self, py_func: Any, sources: tuple[str, ...] = ()) -> None:
+        super().__init__(py_func)
+        if sources:
+            stamps = tuple((os.stat(path).st_mtime, os.stat(path).st_size) for path in sources)
+            cache_file = self._cache_file
+            cache_file._source_stamp = (cache_file._source_stamp, stamps)
 
     def _files(self) -> list[str]:
         """The function's index and data files in the folder (numba's names for them)."""

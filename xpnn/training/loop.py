@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import blas_threads, data, progress
 from .._checks import positive_int
+from ..backends.jit import epochs_compiled
 from ..building import EpochInProgress, check_settings, finalized
 from ..description import check_savable
 from ..files import check_writable
@@ -87,6 +88,7 @@ def train(
     ``note``: why ``backend="auto"`` chose as it did, said with the progress if shown."""
     finalized(model, "train")
     blas = blas_threads.setting()  # XPNN_BLAS_THREADS, checked before anything changes
+    epochs_compiled()  # and XPNN_JIT_EPOCH
     if model.optimizer is None:
         raise ValueError("the model has no optimizer: call set(optimizer=...) before train()")
     epochs = positive_int(epochs, "epochs")
@@ -170,6 +172,7 @@ class Trainer:
         # report is kept to go back to.
         self.snapshot = None if model.backend.on_host else Snapshot(network, model.optimizer)
         self.check_epoch_in_progress()
+        self.compiled = self.compiled_epoch()
 
     def check_epoch_in_progress(self) -> None:
         """Refuse (before any step) to finish an epoch Ctrl-C stopped on other data."""
@@ -180,6 +183,20 @@ class Trainer:
                 f"after {unfinished.done} of {unfinished.samples} samples (Ctrl-C): train on "
                 f"the same X and y to finish it, or call discard_epoch_in_progress() first"
             )
+
+    def compiled_epoch(self) -> Any:
+        """What runs each epoch's steps in one compiled call (``training.compiled``) where it
+        can run this training: the numpy backend compiled by numba, this class's own batches
+        and steps (a data-parallel trainer cuts and combines its own), and a model it
+        expresses. None otherwise: ``epoch`` runs them one by one."""
+        if self.model.backend.fast_path != "numba" or any(
+            getattr(type(self), name) is not getattr(Trainer, name)
+            for name in ("batches", "combine", "epoch", "draw_order")
+        ):
+            return None
+        from . import compiled  # imports numba: only where the backend runs it
+
+        return None if compiled.refusal(self) else compiled.CompiledEpoch(self)
 
     def run(self, epochs: int) -> History:
         """Train ``epochs`` more epochs (the first may finish one Ctrl-C stopped); the History."""
@@ -199,7 +216,8 @@ class Trainer:
             first,
             final,
             f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}"
-            f"{chosen}): {samples} samples, {steps} step{'s' if steps > 1 else ''} per epoch",
+            f"{', epochs compiled' if self.compiled is not None else ''}{chosen}): {samples} "
+            f"samples, {steps} step{'s' if steps > 1 else ''} per epoch",
         )
         best = Best(self.early_stopping) if self.early_stopping else None
         started = time.perf_counter()
@@ -320,7 +338,10 @@ class Trainer:
 
     def epoch(self, number: int, interrupt: StopOnInterrupt) -> Sums:
         """One pass over the data, or the rest of the one Ctrl-C stopped; its sums stay on the
-        device. Stopped inside it, it leaves the network's ``epoch_in_progress`` to go on from."""
+        device. Stopped inside it, it leaves the network's ``epoch_in_progress`` to go on from.
+        Where ``compiled_epoch`` gave one, the compiled epoch runs the same steps."""
+        if self.compiled is not None:
+            return self.compiled.epoch(number, interrupt)
         model = self.model
         backend = model.backend
         network = self.network
