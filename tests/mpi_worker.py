@@ -282,6 +282,7 @@ def place(backend: str) -> dict:
         "arrays": model.layers[0].weights.device.id,
         "transport": type(group).__name__,
         "logged": [line for line in lines if line.startswith("ranks on devices:")],
+        "placement": group.placement,
         "node": MPI.Get_processor_name(),
     }
     if SIZE == 3:  # ranks 0 and 2 share device 0: NCCL asked for is refused on every rank

@@ -827,3 +827,22 @@ def test_an_epoch_in_progress_resumes_in_shard_mode_only_where_its_steps_took_th
     # One process's unshuffled order took rank 0's samples first: not shard mode's steps.
     assert not sharding.taken_by_steps(np.arange(129), sizes, batch_size, 3)
     assert not sharding.taken_by_steps(kept, [50, 40, 38], batch_size, 3)
+
+
+def test_the_first_report_says_where_the_ranks_compute(backend, capsys):
+    """Rank 0's header carries the communicator's placement (every rank's device and the
+    transport, as ``communicator`` lays them out on CuPy); nothing where it has none."""
+    X, y = spiral(10, 3)
+    said = "ranks on devices: node:0,1; transport='host' as asked"
+
+    def work(rank, group, placement):
+        model = build(backend, "SGD")
+        comm = comm_of(group, rank, model)
+        comm.placement = placement
+        model.train(X, y, epochs=1, batch_size=10, verbose=rank == 0, comm=comm)
+
+    together(2, lambda rank, group: work(rank, group, said))
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith("xpnn: training on ") and header.endswith(f"per epoch; {said}")
+    together(2, lambda rank, group: work(rank, group, None))
+    assert capsys.readouterr().out.splitlines()[0].endswith("per epoch")

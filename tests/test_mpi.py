@@ -281,6 +281,7 @@ def test_each_rank_computes_on_a_device_of_its_node_without_asking(ranks, backen
                 f"device 0 on {node}"
             )
     assert all(p["logged"] == [] for p in places[1:])  # rank 0 alone says it
+    assert all(p["placement"] == line for p in places)  # which the first report shows
 
 
 @by_size

@@ -116,6 +116,12 @@ class ReplicaTrainer(Trainer):
         backend, xp = self.model.backend, self.model.backend.xp
         return Sums(totals[0] / X.shape[0], xp.astype(totals[1], backend.index_dtype), compared)
 
+    def placement(self) -> str:
+        """``Trainer.placement``: every rank's device and the transport, where the communicator
+        placed them (CuPy)."""
+        said = self.group.placement
+        return "" if said is None else f"; {said}"
+
     def interruption(self) -> StopOnInterrupt:
         """``Trainer.interruption``: a request that the ranks agree on (``AgreedStop``)."""
         self.interrupt = AgreedStop()

@@ -46,6 +46,9 @@ class Communicator:
 
     rank: int
     size: int
+    #: Where the ranks compute and how they talk (``ranks on devices: host1:0,1; transport=...``),
+    #: which the first report's header shows; None where ``communicator`` did not place them.
+    placement: str | None = None
 
     def allgather(self, value: Any) -> list[Any]:
         """Every rank's ``value``, in rank order."""
@@ -390,7 +393,8 @@ def communicator(
     On CuPy, every rank's arrays must be on its device (``misplaced``; ``arrays``: the device
     of the model's, by default the current one), or every rank raises a ValueError; rank 0
     logs (logger ``xpnn``, INFO) every rank's device and the transport in one line:
-    ``ranks on devices: host1:0,1 host2:0,1; transport='auto' chose 'nccl': ...``.
+    ``ranks on devices: host1:0,1 host2:0,1; transport='auto' chose 'nccl': ...``, which the
+    communicator keeps as its ``placement`` and the first report's header shows.
     """
     if isinstance(comm, Communicator):
         return comm
@@ -428,9 +432,10 @@ def communicator(
             f"that); give each rank its own device (use_device, XPNN_DEVICE, "
             f"CUDA_VISIBLE_DEVICES) before building the model"
         )
+    where = devices_line([(node, device) for node, device, *_ in every])
+    placement = f"ranks on devices: {where}; {said}"
     if host.rank == 0:
-        where = devices_line([(node, device) for node, device, *_ in every])
-        log.info("ranks on devices: %s; %s", where, said)
-    if transport == "nccl":
-        return NcclMPI(host, backend)
-    return TRANSPORTS[transport](comm, backend)
+        log.info("%s", placement)
+    made = NcclMPI(host, backend) if transport == "nccl" else TRANSPORTS[transport](comm, backend)
+    made.placement = placement
+    return made

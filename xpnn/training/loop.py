@@ -217,7 +217,7 @@ class Trainer:
             final,
             f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}"
             f"{', epochs compiled' if self.compiled is not None else ''}{chosen}): {samples} "
-            f"samples, {steps} step{'s' if steps > 1 else ''} per epoch",
+            f"samples, {steps} step{'s' if steps > 1 else ''} per epoch{self.placement()}",
         )
         best = Best(self.early_stopping) if self.early_stopping else None
         started = time.perf_counter()
@@ -306,6 +306,11 @@ class Trainer:
     def validate(self) -> Sums:
         """The validation data's figures after an epoch, left on the device."""
         return sums(self.model, *self.validation, self.batch_size)
+
+    def placement(self) -> str:
+        """What the first report's header adds about where training runs (data-parallel
+        training: every rank's device and the transport); nothing for one process."""
+        return ""
 
     def interruption(self) -> StopOnInterrupt:
         """What Ctrl-C sets while the loop runs: its ``stopped`` ends training after a step."""
