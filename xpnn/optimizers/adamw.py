@@ -116,17 +116,13 @@ def numba_update(
 
 
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float
-#: type, every scalar worked out on the host.
+#: type, every scalar worked out on the host: the multiply, then Adam's body, in one kernel.
+_ADAM_INPUTS, _ADAM_OUTPUTS, _ADAM_BODY = adam.CUPY_KERNELS["adam"]
 CUPY_KERNELS = {
     "adamw": (
-        "T grad, T beta_1, T one_minus_beta_1, T beta_2, T one_minus_beta_2, T epsilon, "
-        "T correction_1, T correction_2, T neg_learning_rate, T shrink",
-        "T param, T momentum, T cache",
-        "param = param * shrink;\n"
-        "momentum = beta_1 * momentum + one_minus_beta_1 * grad;\n"
-        "cache = beta_2 * cache + one_minus_beta_2 * (grad * grad);\n"
-        "param += neg_learning_rate * (momentum / correction_1)"
-        " / (sqrt(cache / correction_2) + epsilon);",
+        f"{_ADAM_INPUTS}, T shrink",
+        _ADAM_OUTPUTS,
+        f"param = param * shrink;\n{_ADAM_BODY}",
     ),
 }
 
