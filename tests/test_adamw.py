@@ -210,12 +210,14 @@ def test_compiled_version_is_the_reference_bit_for_bit(monkeypatch, dtype, size)
 
 
 def test_training_on_numpy_runs_the_compiled_kernel(monkeypatch):
-    """Each step of ``train`` on the compiled numpy backend is one pass of AdamW's kernel over
-    the model's flat buffer (counted, not timed)."""
+    """Each step of ``train`` on the compiled numpy backend, step by step, is one pass of
+    AdamW's kernel over the model's flat buffer (counted, not timed); the compiled epoch runs
+    the same loop inside its own (tests/test_compiled_epoch.py)."""
     pytest.importorskip("numba", reason="the compiled path needs numba (the jit extra)")
     from xpnn.backends import JitBackend, jit
 
     monkeypatch.setenv("XPNN_JIT", "1")
+    monkeypatch.setenv(jit.EPOCH_SWITCH, "0")
     monkeypatch.setattr(xpnn.backends.base, "_cache", {})  # backends made afresh
     calls = []
     call = jit.Kernel.__call__

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
 from helpers import press_ctrl_c_at_step, spiral
+from parts import OPTIMIZERS as RULES
 
 import xpnn
 
 pytest.importorskip("numba", reason="the compiled epoch needs numba (the jit extra)")
 
-from xpnn.training import compiled
+from xpnn.training import compiled, compiled_rules
 
 X, Y = spiral(100, 3)
 
@@ -98,10 +100,10 @@ def _compiles(backend):
     return xpnn.get_backend(backend).fast_path == "numba"
 
 
+#: Every optimizer of xpnn's (tests/parts.py lists each, with decay), and SGD without momentum.
 OPTIMIZERS = {
-    "Adam": lambda: xpnn.Adam(learning_rate=0.05, decay=1e-3),
-    "SGD": lambda: xpnn.SGD(learning_rate=0.5, decay=1e-2),
-    "SGD-momentum": lambda: xpnn.SGD(learning_rate=0.2, decay=1e-2, momentum=0.9),
+    **{name: rule.make for name, rule in RULES.items()},
+    "SGD without momentum": lambda: xpnn.SGD(learning_rate=0.5, decay=1e-2),
 }
 CHAINS = {
     "Dense-ReLU-Dense": lambda: [xpnn.Dense(2, 32), xpnn.ReLU(), xpnn.Dense(32, 3)],
@@ -153,21 +155,26 @@ def test_one_hot_targets_data_in_order_and_no_metric(backend, targets, monkeypat
     _assert_same(on, off)
 
 
-def test_chunks_and_the_flush_of_subnormal_states(backend, monkeypatch, runs):
+@pytest.mark.parametrize(
+    "optimizer", [name for name in OPTIMIZERS if OPTIMIZERS[name]().kept_states()]
+)
+def test_chunks_and_the_flush_of_subnormal_states(backend, optimizer, monkeypatch, runs):
     """Epochs longer than a compiled call (in chunks of 4 steps here), over a flush of the
     optimizer's states (every 100 steps): a feature that is always 0 leaves its weights'
-    gradients at 0, so their states, made subnormal, only decay until the flush zeroes them."""
+    gradients at 0, so their states, made subnormal, only decay until the flush zeroes those
+    the optimizer flushes (``flushed_states``); Adagrad's sum keeps them."""
     monkeypatch.setattr(compiled, "CHUNK_STEPS", 4)
     X3 = np.c_[X, np.zeros(len(X))]
 
     def make():
-        return _model(backend, layers=[xpnn.Dense(3, 32), xpnn.ReLU(), xpnn.Dense(32, 3)])
+        layers = [xpnn.Dense(3, 32), xpnn.ReLU(), xpnn.Dense(32, 3)]
+        return _model(backend, optimizer=OPTIMIZERS[optimizer](), layers=layers)
 
     def train(model):
         model.train(X3, Y, epochs=1, batch_size=32, verbose=False)
         buffer, dtype = model.network.parameters, model.backend.dtype_name
         subnormal = np.finfo(dtype).smallest_normal / 4
-        for name in ("momentums", "cache"):
+        for name in model.optimizer.kept_states():
             state = xpnn.to_numpy(getattr(buffer, f"param_{name}")).copy()
             state[64:96] = subnormal  # the third row of the first weights: the zero feature
             setattr(buffer, f"param_{name}", model.backend.asarray(state))
@@ -179,7 +186,13 @@ def test_chunks_and_the_flush_of_subnormal_states(backend, monkeypatch, runs):
         assert set(ran) == {4, 2}  # 10 steps an epoch: 4, 4, 2
     _assert_same(on, off)
     assert on["iterations"] == 120
-    assert not np.any(on["states"]["momentums"][64:96])  # flushed
+    flushed = OPTIMIZERS[optimizer]().flushed_states
+    for name, state in on["states"].items():
+        zero_feature = state[64:96]
+        if name in flushed:
+            assert not np.any(zero_feature), name
+        else:
+            assert np.all(zero_feature == np.finfo(zero_feature.dtype).smallest_normal / 4), name
 
 
 def test_ctrl_c_inside_an_epoch_then_finishing_it(backend, monkeypatch, runs):
@@ -240,6 +253,42 @@ def test_a_non_finite_loss_stops_before_its_update(backend, when, monkeypatch, r
     assert errors[0] == errors[1]
 
 
+class _Halving(xpnn.optimizers.Optimizer):
+    """A user's optimizer: half the step of SGD, with no ``numba_step``."""
+
+    def update(self, layer, prefix, param, grad):
+        param -= (0.5 * self.current_learning_rate) * grad
+
+
+class _LoggedRMSprop(xpnn.RMSprop):
+    """RMSprop whose update does something more, which the compiled epoch would not."""
+
+    def update(self, layer, prefix, param, grad):
+        super().update(layer, prefix, param, grad)
+
+
+class _StepDecayRMSprop(xpnn.RMSprop):
+    """RMSprop with its own decay of the learning rate (halved every 4 steps): bookkeeping
+    the compiled epoch runs ahead on the host, as the step path runs it."""
+
+    def pre_update_params(self):
+        self.current_learning_rate = self.learning_rate * 0.5 ** (self.iterations // 4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_an_optimizers_own_bookkeeping_runs_compiled(backend, dtype, monkeypatch, runs):
+    def make():
+        return _model(backend, dtype, _StepDecayRMSprop(learning_rate=0.01))
+
+    def train(model):
+        return model.train(X, Y, epochs=2, batch_size=32, verbose=False)
+
+    on, off, ran = _both_ways(backend, monkeypatch, runs, make, train)
+    assert bool(ran) == _compiles(backend)
+    _assert_same(on, off)
+    assert on["learning_rate"] == 0.01 * 0.5**4  # before step 20: 19 // 4 halvings
+
+
 def test_which_models_run_compiled(backend, monkeypatch, runs):
     """The compiled epoch runs only what it expresses; the rest takes the step path."""
     d = xpnn.Dense
@@ -248,14 +297,16 @@ def test_which_models_run_compiled(backend, monkeypatch, runs):
         "another activation": dict(layers=[d(2, 32), xpnn.Tanh(), d(32, 3)]),
         "two ReLUs": dict(layers=[d(2, 32), xpnn.ReLU(), xpnn.ReLU(), d(32, 3)]),
         "1 unit": dict(layers=[d(2, 1), xpnn.ReLU(), d(1, 3)]),
-        "RMSprop": dict(optimizer=xpnn.RMSprop()),
-        "AdamW": dict(optimizer=xpnn.AdamW()),
+        "an optimizer with no compiled loop": dict(optimizer=_Halving(0.1, 0.0)),
+        "a subclass that replaces the update": dict(optimizer=_LoggedRMSprop()),
     }
     for name, settings in refused.items():
         runs.clear()
         model = _model(backend, **settings)
         model.train(X, Y, epochs=1, batch_size=32, verbose=False)
         assert not runs, name
+    assert compiled_rules.refusal(_Halving(0.1, 0.0)) == "_Halving has no compiled epoch"
+    assert compiled_rules.refusal(_LoggedRMSprop()) == "_LoggedRMSprop replaces its update"
     # Batches of 1 row (NumPy's dot takes another BLAS routine for them).
     for samples, batch in ((300, 1), (289, 32)):
         runs.clear()
@@ -372,8 +423,12 @@ def test_the_compiled_loops_cache_goes_stale_with_the_kernels_it_calls(tmp_path)
     kernels.write_text("a = 22\n")
     assert stamp() != before
     # The loop's sources: the modules of the kernels it calls.
-    assert {os.path.basename(path) for path in compiled.KERNEL.sources} == {
-        "jit.py",
-        "adam.py",
-        "sgd.py",
+    loops = {sys.modules[loop.__module__].__file__ for loop in compiled_rules.LOOPS}
+    assert {os.path.basename(path) for path in loops} == {
+        *("adam.py", "adamw.py", "adagrad.py", "rmsprop.py", "sgd.py")
+    }
+    assert set(compiled.KERNEL.sources) == {
+        *loops,
+        compiled_rules.__file__,
+        xpnn.backends.jit.__file__,
     }

@@ -281,6 +281,32 @@ def test_subnormal_states_are_flushed_every_flush_every_steps(backend, dtype, ma
         assert 0 < after[1] < before, name  # the normal value decays as before
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("which", OPTIMIZERS)
+def test_optimizers_flush_the_states_they_declare(backend, dtype, which):
+    """``flushed_states`` (which the compiled epoch reads) are the states ``update`` flushes:
+    a subnormal value whose gradient stays zero is zeroed at step FLUSH_EVERY in those, and
+    stays in the others (Adagrad's sum)."""
+    be = xpnn.get_backend(backend, dtype)
+    smallest = float(np.finfo(dtype).smallest_subnormal)
+    layer = _layer_with_gradients(be, [[1.0, -2.0]], [[0.0, 0.0]], [[0.5, 0.5]], [[0.0, 0.0]])
+    optimizer = OPTIMIZERS[which].make()
+    kept = optimizer.kept_states()
+    assert set(optimizer.flushed_states) <= set(optimizer.state_names)
+    for name in kept:
+        setattr(layer, f"weight_{name}", be.asarray([[smallest, smallest]]))
+    for _ in range(FLUSH_EVERY):
+        optimizer.pre_update_params()
+        optimizer.update_params(layer)
+        optimizer.post_update_params()
+    for name in kept:
+        state = xpnn.to_numpy(getattr(layer, f"weight_{name}"))
+        expected = {0.0} if name in optimizer.flushed_states else {smallest}
+        if backend == "cupy" and dtype == "float32":
+            expected.add(0.0)  # CuPy compiles its kernels with -ftz=true: flushed at once
+        assert state.shape == (1, 2) and set(state.ravel().tolist()) <= expected, name
+
+
 @pytest.mark.parametrize("which", OPTIMIZERS)
 def test_optimizers_keep_the_state_they_declare(which):
     """What an optimizer keeps on a layer is what its ``state_names`` declare, which saving and

@@ -91,6 +91,12 @@ def _numba_loop(p: Any, g: Any, c: Any, s: Any) -> None:  # pragma: no cover - n
 NUMBA_KERNEL = Kernel(_numba_loop)
 
 
+def numba_scalars(*, learning_rate: float, epsilon: float) -> tuple[float, ...]:
+    """The update's scalars as the loop reads them (``s``), for this step and the compiled
+    epoch alike."""
+    return (epsilon, -learning_rate)
+
+
 def numba_update(
     backend: Any,
     scratch: dict[Any, Any],
@@ -107,7 +113,8 @@ def numba_update(
     if views is None:
         numpy_update(backend, scratch, p, g, c, learning_rate=learning_rate, epsilon=epsilon)
         return
-    backend.elementwise(NUMBA_KERNEL, views, scalars(p.dtype, epsilon, -learning_rate))
+    s = numba_scalars(learning_rate=learning_rate, epsilon=epsilon)
+    backend.elementwise(NUMBA_KERNEL, views, scalars(p.dtype, *s))
 
 
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float
@@ -140,7 +147,7 @@ class Adagrad(Optimizer):
 
     settings: ClassVar[Settings] = {**Optimizer.settings, "epsilon": POSITIVE}
     state_names = ("cache",)
-    non_negative_states = ("cache",)
+    non_negative_states = ("cache",)  # a sum that only grows: never flushed
     versions: ClassVar[dict[str, Callable[..., None]]] = {
         "numpy": numpy_update,
         "numba": numba_update,
@@ -163,4 +170,10 @@ class Adagrad(Optimizer):
             self.state(layer, f"{prefix}_cache", param),
             learning_rate=self.current_learning_rate,
             epsilon=self.epsilon,
+        )
+
+    def numba_step(self) -> tuple[Callable[..., None], tuple[float, ...]]:
+        """The coming step as one pass of ``_numba_loop`` (see ``Optimizer.numba_step``)."""
+        return _numba_loop, numba_scalars(
+            learning_rate=self.current_learning_rate, epsilon=self.epsilon
         )

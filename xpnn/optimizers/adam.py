@@ -125,6 +125,21 @@ def _numba_loop(p: Any, g: Any, m: Any, c: Any, s: Any) -> None:  # pragma: no c
 NUMBA_KERNEL = Kernel(_numba_loop)
 
 
+def numba_scalars(
+    *,
+    learning_rate: float,
+    beta_1: float,
+    beta_2: float,
+    epsilon: float,
+    correction_1: float,
+    correction_2: float,
+) -> tuple[float, ...]:
+    """The update's scalars as the loop reads them (``s``), for this step and the compiled
+    epoch alike."""
+    return (beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, correction_1, correction_2,
+            -learning_rate)  # fmt: skip
+
+
 def numba_update(
     backend: Any,
     scratch: dict[Any, Any],
@@ -149,8 +164,11 @@ def numba_update(
             beta_2=beta_2, epsilon=epsilon, correction_1=correction_1, correction_2=correction_2,
         )  # fmt: skip
         return
-    settings = (beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, correction_1, correction_2)
-    backend.elementwise(NUMBA_KERNEL, views, scalars(p.dtype, *settings, -learning_rate))
+    settings = numba_scalars(
+        learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+        correction_1=correction_1, correction_2=correction_2,
+    )  # fmt: skip
+    backend.elementwise(NUMBA_KERNEL, views, scalars(p.dtype, *settings))
 
 
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float
@@ -201,6 +219,7 @@ class Adam(Optimizer):
     }
     state_names = ("momentums", "cache")
     non_negative_states = ("cache",)
+    flushed_states = ("momentums", "cache")
     versions: ClassVar[dict[str, Callable[..., None]]] = {
         "numpy": numpy_update,
         "numba": numba_update,
@@ -242,3 +261,12 @@ class Adam(Optimizer):
             correction_2=1 - self.beta_2**step,
         )
         self.flush(layer, momentums, cache)
+
+    def numba_step(self) -> tuple[Callable[..., None], tuple[float, ...]]:
+        """The coming step as one pass of ``_numba_loop`` (see ``Optimizer.numba_step``)."""
+        step = self.iterations + 1
+        return _numba_loop, numba_scalars(
+            learning_rate=self.current_learning_rate, beta_1=self.beta_1, beta_2=self.beta_2,
+            epsilon=self.epsilon, correction_1=1 - self.beta_1**step,
+            correction_2=1 - self.beta_2**step,
+        )  # fmt: skip

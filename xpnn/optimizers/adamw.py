@@ -85,6 +85,11 @@ def _numba_loop(p: Any, g: Any, m: Any, c: Any, s: Any) -> None:  # pragma: no c
 NUMBA_KERNEL = Kernel(_numba_loop)
 
 
+def numba_scalars(*, shrink: float, **adam_scalars: float) -> tuple[float, ...]:
+    """The update's scalars as the loop reads them (``s``): Adam's, then ``shrink``."""
+    return (*adam.numba_scalars(**adam_scalars), shrink)
+
+
 def numba_update(
     backend: Any,
     scratch: dict[Any, Any],
@@ -111,8 +116,11 @@ def numba_update(
             correction_2=correction_2,
         )  # fmt: skip
         return
-    settings = (beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, correction_1, correction_2)
-    backend.elementwise(NUMBA_KERNEL, views, scalars(p.dtype, *settings, -learning_rate, shrink))
+    settings = numba_scalars(
+        shrink=shrink, learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
+        epsilon=epsilon, correction_1=correction_1, correction_2=correction_2,
+    )  # fmt: skip
+    backend.elementwise(NUMBA_KERNEL, views, scalars(p.dtype, *settings))
 
 
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float
@@ -201,3 +209,9 @@ class AdamW(Adam):
             correction_2=1 - self.beta_2**step,
         )
         self.flush(layer, momentums, cache)
+
+    def numba_step(self) -> tuple[Callable[..., None], tuple[float, ...]]:
+        """The coming step as one pass of ``_numba_loop`` (see ``Optimizer.numba_step``): Adam's
+        scalars, then ``shrink``, as ``numba_scalars`` lays them out."""
+        _, adam_scalars = super().numba_step()
+        return _numba_loop, (*adam_scalars, 1 - self.current_learning_rate * self.weight_decay)

@@ -40,6 +40,9 @@ class Optimizer(HasSettings, Part):
     #: Those of ``state_names`` that can never be negative (sums or averages of squared
     #: gradients): a file holding negative values there is refused.
     non_negative_states: ClassVar[tuple[str, ...]] = ()
+    #: Those of ``state_names`` that decay (momentums, moving averages), whose subnormal values
+    #: ``flush`` zeroes every ``FLUSH_EVERY`` steps; a sum that only grows is not flushed.
+    flushed_states: ClassVar[tuple[str, ...]] = ()
     #: The update's versions by ``Backend.fast_path`` ("numpy", "numba", "cupy"); a backend with
     #: none of them runs the rule's reference. Each takes
     #: ``(backend, scratch, param, grad, *states, **scalars)``.
@@ -78,6 +81,14 @@ class Optimizer(HasSettings, Part):
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """Update ``param`` from ``grad``; the state lives on ``layer`` under ``prefix``."""
         raise NotImplementedError
+
+    def numba_step(self) -> tuple[Callable[..., None], tuple[float, ...]] | None:
+        """The coming step as one pass of the rule's numba loop, for the compiled epoch
+        (``xpnn.training.compiled``): the loop, which takes the flat parameters, gradients,
+        the states of ``kept_states`` in that order and the scalars, and those scalars as its
+        numba version passes them; None where the rule has no such loop. Called between
+        ``pre_update_params`` and ``post_update_params``, as ``update`` is."""
+        return None
 
     def version(self, backend: Any, reference: Callable[..., None]) -> Callable[..., None]:
         """The update to run on ``backend``: the version for its ``fast_path``, else for the

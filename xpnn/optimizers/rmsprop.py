@@ -98,6 +98,12 @@ def _numba_loop(p: Any, g: Any, c: Any, s: Any) -> None:  # pragma: no cover - n
 NUMBA_KERNEL = Kernel(_numba_loop)
 
 
+def numba_scalars(*, learning_rate: float, epsilon: float, rho: float) -> tuple[float, ...]:
+    """The update's scalars as the loop reads them (``s``), for this step and the compiled
+    epoch alike."""
+    return (rho, 1 - rho, epsilon, -learning_rate)
+
+
 def numba_update(
     backend: Any,
     scratch: dict[Any, Any],
@@ -117,8 +123,8 @@ def numba_update(
             backend, scratch, p, g, c, learning_rate=learning_rate, epsilon=epsilon, rho=rho
         )
         return
-    s = scalars(p.dtype, rho, 1 - rho, epsilon, -learning_rate)
-    backend.elementwise(NUMBA_KERNEL, views, s)
+    s = numba_scalars(learning_rate=learning_rate, epsilon=epsilon, rho=rho)
+    backend.elementwise(NUMBA_KERNEL, views, scalars(p.dtype, *s))
 
 
 #: The CUDA body of CuPy's fused update: ``(inputs, outputs, body)``, ``T`` the arrays' float
@@ -156,6 +162,7 @@ class RMSprop(Optimizer):
     settings: ClassVar[Settings] = {**Optimizer.settings, "epsilon": POSITIVE, "rho": FRACTION}
     state_names = ("cache",)
     non_negative_states = ("cache",)
+    flushed_states = ("cache",)
     versions: ClassVar[dict[str, Callable[..., None]]] = {
         "numpy": numpy_update,
         "numba": numba_update,
@@ -189,3 +196,9 @@ class RMSprop(Optimizer):
             rho=self.rho,
         )
         self.flush(layer, cache)
+
+    def numba_step(self) -> tuple[Callable[..., None], tuple[float, ...]]:
+        """The coming step as one pass of ``_numba_loop`` (see ``Optimizer.numba_step``)."""
+        return _numba_loop, numba_scalars(
+            learning_rate=self.current_learning_rate, epsilon=self.epsilon, rho=self.rho
+        )

@@ -102,6 +102,13 @@ def _numba_momentum(p: Any, g: Any, u: Any, s: Any) -> None:  # pragma: no cover
 NUMBA_KERNELS = {"plain": Kernel(_numba_plain), "momentum": Kernel(_numba_momentum)}
 
 
+def numba_scalars(*, learning_rate: float, momentum: float | None) -> tuple[float, ...]:
+    """The update's scalars as its loop reads them (``s``): the plain loop's where
+    ``momentum`` is None, else the loop with momentum's; for this step and the compiled epoch
+    alike."""
+    return (-learning_rate,) if momentum is None else (momentum, learning_rate)
+
+
 def numba_update(
     backend: Any,
     scratch: dict[Any, Any],
@@ -118,11 +125,11 @@ def numba_update(
     if views is None:
         numpy_update(backend, scratch, p, g, u, learning_rate=learning_rate, momentum=momentum)
     elif u is None:
-        backend.elementwise(NUMBA_KERNELS["plain"], views, scalars(p.dtype, -learning_rate))
+        s = numba_scalars(learning_rate=learning_rate, momentum=None)
+        backend.elementwise(NUMBA_KERNELS["plain"], views, scalars(p.dtype, *s))
     else:
-        backend.elementwise(
-            NUMBA_KERNELS["momentum"], views, scalars(p.dtype, momentum, learning_rate)
-        )
+        s = numba_scalars(learning_rate=learning_rate, momentum=momentum)
+        backend.elementwise(NUMBA_KERNELS["momentum"], views, scalars(p.dtype, *s))
 
 
 #: The CUDA bodies of CuPy's fused updates: ``(inputs, outputs, body)``, ``T`` the arrays' float
@@ -161,6 +168,7 @@ class SGD(Optimizer):
 
     settings: ClassVar[Settings] = {**Optimizer.settings, "momentum": FRACTION}
     state_names = ("momentums",)  # kept only with momentum
+    flushed_states = ("momentums",)
     versions: ClassVar[dict[str, Callable[..., None]]] = {
         "numpy": numpy_update,
         "numba": numba_update,
@@ -191,3 +199,10 @@ class SGD(Optimizer):
         )
         if momentums is not None:
             self.flush(layer, momentums)
+
+    def numba_step(self) -> tuple[Callable[..., None], tuple[float, ...]]:
+        """The coming step as one pass of ``_numba_momentum`` with momentum, else of
+        ``_numba_plain`` (see ``Optimizer.numba_step``)."""
+        momentum = self.momentum or None
+        loop = _numba_plain if momentum is None else _numba_momentum
+        return loop, numba_scalars(learning_rate=self.current_learning_rate, momentum=momentum)

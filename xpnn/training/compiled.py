@@ -12,16 +12,19 @@ path's bit for bit (tested):
 - the matrix products call NumPy's own BLAS (``cblas_?gemm`` and, for the bias gradients,
   ``cblas_?gemv``, with the arguments NumPy's ``dot`` passes), under the same thread limits;
 - the element-wise passes are the backend's own kernels (``xpnn.backends.jit``) and the
-  optimizers' compiled loops, and softmax's ``exp`` is NumPy's (a compiled ``exp`` rounds
-  differently), called back in object mode for about a microsecond per step;
+  optimizers' own compiled loops (``compiled_rules``, with their flush of subnormal states),
+  and softmax's ``exp`` is NumPy's (a compiled ``exp`` rounds differently), called back in
+  object mode for about a microsecond per step;
 - the scalars of each step (decayed learning rate, bias corrections) are the optimizer's,
   computed on the host in Python as the step path computes them.
 
 What it expresses: ``Dense`` layers (with their regularizers), each optionally followed by
 ``ReLU``, a ``Softmax`` output with ``CategoricalCrossentropy`` (class indices or one-hot
-rows), and ``Adam`` or ``SGD`` (with or without momentum), batches of 2 rows or more and
-layers of 2 units or more (NumPy's ``dot`` takes another BLAS routine for a single row or
-column). Any other model, data-parallel training, or ``XPNN_JIT_EPOCH=0`` runs the step path.
+rows), any of xpnn's optimizers (``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``, ``SGD`` with
+or without momentum: those whose ``Optimizer.numba_step`` says how they run compiled), batches
+of 2 rows or more and layers of 2 units or more (NumPy's ``dot`` takes another BLAS routine
+for a single row or column). Any other model, data-parallel training, or ``XPNN_JIT_EPOCH=0``
+runs the step path.
 Only imported where numba is, and only for NumPy wheels' OpenBLAS (``numpy_blas``).
 """
 
@@ -41,10 +44,9 @@ from ..backends import numpy as numpy_backend
 from ..building import EpochInProgress
 from ..layers import Dense
 from ..losses import EPSILON
-from ..optimizers import SGD, Adam
-from ..optimizers import adam as adam_module
-from ..optimizers import sgd as sgd_module
 from ..optimizers.base import FLUSH_EVERY
+from . import compiled_rules
+from .compiled_rules import flush_states, update
 from .evaluation import Sums
 from .stopping import NonFiniteLossError, StopOnInterrupt
 
@@ -59,13 +61,6 @@ ENV = jit.EPOCH_SWITCH
 
 #: Steps per compiled call: Ctrl-C is seen between calls.
 CHUNK_STEPS = 64
-
-
-def _flush(a, tiny, zero, one):  # pragma: no cover - compiled by numba
-    """``Backend.flush_subnormals`` on one flat array: each value times 1, or times 0 where
-    it is below ``tiny`` in magnitude."""
-    for i in range(a.size):
-        a[i] = a[i] * (one if abs(a[i]) >= tiny else zero)
 
 
 def _penalize(gradient, values, s, l1, l2):  # pragma: no cover - compiled by numba
@@ -86,14 +81,12 @@ def _numba(function: Any) -> Any:
     return numba.njit(function, error_model="numpy", nogil=True)
 
 
-_flush, _penalize = _numba(_flush), _numba(_penalize)
+_penalize = _numba(_penalize)
 _product, _column_sums = numpy_blas.product, numpy_blas.column_sums
 _add_row, _relu = _numba(jit._add_row), _numba(jit._relu)
 _relu_backward = _numba(jit._relu_backward)
 _shift_rows, _normalize_rows = _numba(jit._shift_rows), _numba(jit._normalize_rows)
 _labels_loss, _one_hot_loss = _numba(jit._crossentropy_labels), _numba(jit._crossentropy_one_hot)
-_adam, _sgd = _numba(adam_module._numba_loop), _numba(sgd_module._numba_plain)
-_sgd_momentum = _numba(sgd_module._numba_momentum)
 
 
 def _crossentropy(probs, targets, s, dinputs):
@@ -108,11 +101,7 @@ def _crossentropy_kernel(probs, targets, s, dinputs):
     return lambda probs, targets, s, dinputs: kernel(probs, targets, s, dinputs, True)
 
 
-#: The optimizer rules, as the compiled loop tells them apart.
-_ADAM, _SGD, _SGD_MOMENTUM = 0, 1, 2
-
-
-def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, batch,
+def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, flushed, batch,
            weights, biases, dweights, dbiases, relu, penalty, penalized, outs, acts, douts,
            dacts, ones, xb, yb, params, dparams, scalars):  # fmt: skip  # pragma: no cover
     """``steps`` training steps from sample ``begin``: forward, loss, backward and update, as
@@ -120,7 +109,9 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
     finite (that step's update is not made).
 
     ``order`` is the epoch's sample order (empty: as given); ``table[i]`` holds step ``i``'s
-    optimizer scalars and ``first`` counts the steps before (for the flush); ``sums[0]``, the
+    optimizer scalars, ``rule`` its loop, ``states`` and ``flushed`` its two state buffers and
+    whether each is flushed (see ``compiled_rules``), and ``first`` counts the steps before
+    (for the flush); ``sums[0]``, the
     loss sum, and ``counts``, the right predictions and predictions compared, are updated in
     place. ``weights``... are the Dense layers' views of the flat ``params`` and ``dparams``;
     ``relu[k]`` says whether a ReLU follows layer ``k``, ``penalty[k]`` holds its regularizers'
@@ -185,16 +176,9 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
         counts[0] += right
         counts[1] += rows
         # the optimizer's update of the flat buffer
-        if rule == _ADAM:
-            _adam(params, dparams, states[0], states[1], table[i])
-        elif rule == _SGD:
-            _sgd(params, dparams, table[i])
-        else:
-            _sgd_momentum(params, dparams, states[0], table[i])
-        if (first + i + 1) % FLUSH_EVERY == 0 and rule != _SGD:
-            _flush(states[0], tiny, zero, one)
-            if rule == _ADAM:
-                _flush(states[1], tiny, zero, one)
+        update(rule, params, dparams, states[0], states[1], table[i])
+        if (first + i + 1) % FLUSH_EVERY == 0:
+            flush_states(flushed, states[0], states[1], tiny, zero, one)
     return steps
 
 
@@ -207,7 +191,7 @@ warnings.filterwarnings(
 #: The compiled loop, compiled on first use; its disk cache goes stale with the kernels it runs.
 KERNEL = jit.Kernel(
     _steps,
-    sources=tuple(module.__file__ or "" for module in (jit, adam_module, sgd_module)),
+    sources=(jit.__file__ or "", compiled_rules.__file__ or "", *compiled_rules.SOURCES),
 )
 
 
@@ -226,8 +210,8 @@ def refusal(trainer: Trainer) -> str | None:
         return f"{ENV} turns it off"
     if model.backend.fast_path != "numba" or model.backend.dtype_name not in ("float32", "float64"):
         return "the backend is not numpy with numba"
-    if type(optimizer) not in (Adam, SGD):
-        return f"{type(optimizer).__name__} has no compiled epoch"
+    if (why := compiled_rules.refusal(optimizer)) is not None:
+        return why
     layers = model.layers
     if network.combined is None or type(layers[-1]) is not Softmax:
         return "the output is not Softmax with CategoricalCrossentropy"
@@ -302,38 +286,14 @@ class CompiledEpoch:
                           network.parameters.dparams, self.scalars)  # fmt: skip
 
     def optimizer_table(self, steps: int) -> tuple[int, np.ndarray, list[float]]:
-        """Run the optimizer's bookkeeping for ``steps`` steps ahead (its ``pre_update_params``
-        and ``post_update_params``, as the step path runs them) and return its rule, the
-        scalars of each step, and the learning rate before each step (to go back to)."""
-        optimizer = self.trainer.model.optimizer
-        rows: list[tuple[float, ...]] = []
-        rates: list[float] = []
-        for _ in range(steps):
-            rates.append(optimizer.current_learning_rate)
-            optimizer.pre_update_params()
-            lr, t = optimizer.current_learning_rate, optimizer.iterations + 1
-            if isinstance(optimizer, Adam):
-                b1, b2 = optimizer.beta_1, optimizer.beta_2
-                rows.append((b1, 1 - b1, b2, 1 - b2, optimizer.epsilon, 1 - b1**t, 1 - b2**t, -lr))
-            elif optimizer.momentum:
-                rows.append((optimizer.momentum, lr))
-            else:
-                rows.append((-lr,))
-            optimizer.post_update_params()
-        if isinstance(optimizer, Adam):
-            rule = 0
-        else:
-            rule = 2 if optimizer.momentum else 1
-        return rule, np.array(rows, dtype=self.backend.dtype), rates
+        """The optimizer's rule, the scalars of each of ``steps`` steps and the learning rate
+        before each, its bookkeeping run ahead (``compiled_rules.table``)."""
+        return compiled_rules.table(self.trainer.model.optimizer, steps, self.backend.dtype)
 
-    def states(self) -> tuple[np.ndarray, np.ndarray]:
-        """The optimizer's state buffers (made as its first update makes them), in the order
-        ``_steps`` takes them; the parameters stand in for a state a rule does not keep."""
-        optimizer, parameters = self.trainer.model.optimizer, self.parameters
-        kept = [optimizer.state(parameters, f"param_{name}", parameters.params)
-                for name in optimizer.kept_states()]  # fmt: skip
-        kept += [parameters.params] * (2 - len(kept))
-        return kept[0], kept[1]
+    def states(self) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """The optimizer's state buffers, in the order ``_steps`` takes them, and whether each
+        is flushed (``compiled_rules.states``)."""
+        return compiled_rules.states(self.trainer.model.optimizer, self.parameters)
 
     def epoch(self, number: int, interrupt: StopOnInterrupt) -> Sums:
         """``Trainer.epoch``, its steps run compiled."""
@@ -355,13 +315,13 @@ class CompiledEpoch:
         counts = np.array([correct, compared], np.int64)
         missing = [name for name in optimizer.kept_states()
                    if getattr(self.parameters, f"param_{name}", None) is None]  # fmt: skip
-        states, updated = self.states(), False
+        (states, flushed), updated = self.states(), False
         while begin < samples:
             steps = min(CHUNK_STEPS, -(-(samples - begin) // batch))
             first = optimizer.iterations
             rule, table, rates = self.optimizer_table(steps)
             ran = KERNEL(trainer.X, trainer.y, order, begin, steps, table, first, sums, counts,
-                         states, rule, *self.arguments)  # fmt: skip
+                         states, rule, flushed, *self.arguments)  # fmt: skip
             if ran < steps:  # a loss that is not finite: the step path stops before its update
                 optimizer.iterations, optimizer.current_learning_rate = first + ran, rates[ran]
                 if not updated and ran == 0:  # no update made: no new state, as on the step path
