@@ -289,6 +289,39 @@ def test_an_optimizers_own_bookkeeping_runs_compiled(backend, dtype, monkeypatch
     assert on["learning_rate"] == 0.01 * 0.5**4  # before step 20: 19 // 4 halvings
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", ["Adam", "SGD-momentum"])
+def test_a_non_finite_loss_after_updates_leaves_every_layer_alone(
+    backend, dtype, optimizer, monkeypatch, runs
+):
+    """Where a later step's loss is not finite (a learning rate near the square root of the
+    dtype's largest number), no layer of three is updated, as on the step path, and that
+    step's gradients are left, on float32 and float64."""
+    errors = []
+    rate = float(np.finfo(dtype).max) ** 0.5 / 10
+
+    def make():
+        rule = xpnn.Adam(rate) if optimizer == "Adam" else xpnn.SGD(rate, momentum=0.5)
+        layers = [xpnn.Dense(2, 16), xpnn.ReLU(), xpnn.Dense(16, 8), xpnn.ReLU(), xpnn.Dense(8, 3)]
+        return _model(backend, dtype, optimizer=rule, layers=layers)
+
+    def train(model):
+        with pytest.raises(xpnn.NonFiniteLossError) as e:
+            model.train(X, Y, epochs=5, batch_size=32, verbose=False)
+        errors.append(str(e.value))
+        if model.backend.on_host:  # elsewhere seen at the report, back at the last good one
+            assert model.optimizer.iterations >= 1  # a step updated the layers before
+        return {"loss": [], "data_loss": [], "accuracy": []}
+
+    on, off, ran = _both_ways(backend, monkeypatch, runs, make, train)
+    assert bool(ran) == _compiles(backend)
+    _assert_same(on, off)
+    assert np.all(np.isfinite(on["params"]))  # the last update made is a finite one
+    assert errors[0] == errors[1]
+
+
+
 def test_which_models_run_compiled(backend, monkeypatch, runs):
     """The compiled epoch runs only what it expresses; the rest takes the step path."""
     d = xpnn.Dense
