@@ -27,7 +27,6 @@ Only imported where numba is, and only for NumPy wheels' OpenBLAS (``numpy_blas`
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,6 @@ import numba
 import numba.extending
 import numpy as np
 
-from ..activations import ReLU, Softmax
 from ..backends import jit, numpy_blas
 from ..backends import numpy as numpy_backend
 from ..building import EpochInProgress
@@ -45,6 +43,7 @@ from ..optimizers import SGD, Adam
 from ..optimizers import adam as adam_module
 from ..optimizers import sgd as sgd_module
 from ..optimizers.base import FLUSH_EVERY
+from . import compiled_chain as chain
 from .evaluation import Sums
 from .stopping import NonFiniteLossError, StopOnInterrupt
 
@@ -68,53 +67,60 @@ def _flush(a, tiny, zero, one):  # pragma: no cover - compiled by numba
         a[i] = a[i] * (one if abs(a[i]) >= tiny else zero)
 
 
-def _penalize(gradient, values, s, l1, l2):  # pragma: no cover - compiled by numba
-    """``Dense``'s penalty gradients added to ``gradient``, as its ``_add_penalty_gradient``
-    adds them: ``s[0]`` times 1 or -1 (where the value is negative) where ``l1``, then
-    ``s[1]`` (twice the L2 factor) times the value where ``l2``; ``s[2]`` is 1."""
-    rows, columns = gradient.shape
-    for i in range(rows):
-        for j in range(columns):
-            if l1:
-                gradient[i, j] += s[0] * (-s[2] if values[i, j] < 0 else s[2])
-            if l2:
-                gradient[i, j] += s[1] * values[i, j]
-
-
 def _numba(function: Any) -> Any:
     """``function`` compiled as the backend's kernels are (NumPy's error model)."""
     return numba.njit(function, error_model="numpy", nogil=True)
 
 
-_flush, _penalize = _numba(_flush), _numba(_penalize)
-_product, _column_sums = numpy_blas.product, numpy_blas.column_sums
-_add_row, _relu = _numba(jit._add_row), _numba(jit._relu)
-_relu_backward = _numba(jit._relu_backward)
+_flush, _add_row = _numba(_flush), _numba(jit._add_row)
+_product = numpy_blas.product
 _shift_rows, _normalize_rows = _numba(jit._shift_rows), _numba(jit._normalize_rows)
 _labels_loss, _one_hot_loss = _numba(jit._crossentropy_labels), _numba(jit._crossentropy_one_hot)
 _adam, _sgd = _numba(adam_module._numba_loop), _numba(sgd_module._numba_plain)
 _sgd_momentum = _numba(sgd_module._numba_momentum)
 
 
-def _crossentropy(probs, targets, s, dinputs):
-    """``Backend.softmax_crossentropy`` with its gradient, for class indices or target rows:
-    the backend's kernel for them, chosen as numba compiles the call (below)."""
+def _loss(kind, metric, code, out, output, targets, alpha, s, t, losses, first, dacts, douts):
+    """The batch's summed loss, right predictions, predictions compared and the gradient of
+    the last Dense layer's output: ``Backend.softmax_crossentropy`` (the backend's kernel for
+    class indices or target rows, chosen as numba compiles the call, below) for a Softmax
+    output, else ``chain.output_loss``."""
     raise NotImplementedError("called only from compiled code")
 
 
-@numba.extending.overload(_crossentropy)
-def _crossentropy_kernel(probs, targets, s, dinputs):
-    kernel = _labels_loss if targets.ndim == 1 else _one_hot_loss
-    return lambda probs, targets, s, dinputs: kernel(probs, targets, s, dinputs, True)
+@numba.extending.overload(_loss)
+def _loss_kernel(kind, metric, code, out, output, targets, alpha, s, t, losses, first, dacts,
+                 douts):  # fmt: skip
+    if targets.ndim == 1:  # class indices: a Softmax output
+
+        def labels(kind, metric, code, out, output, targets, alpha, s, t, losses, first, dacts,
+                   douts):  # fmt: skip
+            loss, right = _labels_loss(output, targets, s, douts, True)
+            return loss, right, output.shape[0], douts
+
+        return labels
+
+    def rows(kind, metric, code, out, output, targets, alpha, s, t, losses, first, dacts,
+             douts):  # fmt: skip
+        if kind == chain.SOFTMAX:
+            loss, right = _one_hot_loss(output, targets, s, douts, True)
+            return loss, right, output.shape[0], douts
+        loss, right, compared, gradient = chain.output_loss(
+            kind, metric, code, out, output, targets, alpha, t, losses, first, dacts, douts
+        )
+        return np.float64(loss), right, compared, gradient
+
+    return rows
 
 
 #: The optimizer rules, as the compiled loop tells them apart.
 _ADAM, _SGD, _SGD_MOMENTUM = 0, 1, 2
 
 
-def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, batch,
-           weights, biases, dweights, dbiases, relu, penalty, penalized, outs, acts, douts,
-           dacts, ones, xb, yb, params, dparams, scalars):  # fmt: skip  # pragma: no cover
+def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, batch, masks,
+           weights, biases, dweights, dbiases, codes, alphas, dropped, penalty, penalized, outs,
+           acts, drops, douts, dacts, ones, xb, yb, params, dparams, scalars, kind, metric,
+           loss_scalars, losses, scratch):  # fmt: skip  # pragma: no cover
     """``steps`` training steps from sample ``begin``: forward, loss, backward and update, as
     ``Trainer.epoch`` runs them. Returns the steps done: fewer where a batch's loss is not
     finite (that step's update is not made).
@@ -122,16 +128,20 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
     ``order`` is the epoch's sample order (empty: as given); ``table[i]`` holds step ``i``'s
     optimizer scalars and ``first`` counts the steps before (for the flush); ``sums[0]``, the
     loss sum, and ``counts``, the right predictions and predictions compared, are updated in
-    place. ``weights``... are the Dense layers' views of the flat ``params`` and ``dparams``;
-    ``relu[k]`` says whether a ReLU follows layer ``k``, ``penalty[k]`` holds its regularizers'
-    factors (the weights' L1, twice L2 and 1, then the biases' alike) and ``penalized[k]``
-    which are set; ``outs``, ``acts``, ``douts``, ``dacts`` are kept buffers of ``batch`` rows;
+    place; ``masks[k][i]`` is step ``i``'s Dropout mask after layer ``k``. ``weights``... are
+    the Dense layers' views of the flat ``params`` and ``dparams``; ``codes``... describe the
+    chain and ``outs``... are its kept buffers of ``batch`` rows (``chain.Chain``);
     ``scalars``: the clip bounds, n (set here), 1, 0, 1 again, the smallest normal number.
+    ``kind`` is the loss (``chain.SOFTMAX``...), ``metric`` what an element-wise output's
+    metric counts, ``loss_scalars`` what ``chain.output_loss`` takes (the rows set here) and
+    ``losses`` and ``scratch`` its buffers.
     """
     samples, layers = X.shape[0], len(weights)
-    loss_scalars, zero_one = scalars[:4].copy(), scalars[4:6]
+    softmax_scalars, zero_one = scalars[:4].copy(), scalars[4:6]
+    output_scalars = loss_scalars.copy()
     zero, one, tiny = scalars[4], scalars[5], scalars[6]
     batch_loss = sums[:1].copy()
+    last = layers - 1
     for i in range(steps):
         start = begin + i * batch
         stop = min(start + batch, samples)
@@ -145,45 +155,40 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
             inputs, targets = xb[:rows], yb[:rows]
         else:
             inputs, targets = X[start:stop], y[start:stop]
-        # forward: Dense (and ReLU) layers, then softmax with NumPy's exp
+        # forward: Dense layers, their activations and Dropouts, then softmax with NumPy's exp
         layer_input = inputs
         for k in range(layers):
-            out = outs[k][:rows]
+            out, act = outs[k][:rows], acts[k][:rows]
             _product(layer_input, weights[k], out, False, False)
             _add_row(out, biases[k])
-            if relu[k]:
-                _relu(out, zero_one, acts[k][:rows])
-            layer_input = acts[k][:rows]
-        probs = acts[layers - 1][:rows]
-        _shift_rows(outs[layers - 1][:rows], probs)
-        with numba.objmode():
-            np.exp(probs, out=probs)
-        _normalize_rows(probs, zero_one)
-        # the loss, the right predictions and the gradient of the softmax's inputs
-        loss_scalars[2] = rows
-        gradient = douts[layers - 1][:rows]
-        loss, right = _crossentropy(probs, targets, loss_scalars, gradient)
+            chain.activate(codes[k], out, act, alphas[k], zero_one)
+            if dropped[k]:
+                chain.times(act, masks[k][i, :rows], drops[k][:rows])
+            layer_input = drops[k][:rows]
+        output = acts[last][:rows]
+        if kind == chain.SOFTMAX:
+            _shift_rows(outs[last][:rows], output)
+            with numba.objmode():
+                np.exp(output, out=output)
+            _normalize_rows(output, zero_one)
+        # the loss, the right predictions and the gradient of the last Dense layer's output
+        softmax_scalars[2] = rows
+        output_scalars[3] = rows
+        loss, right, compared, gradient = _loss(
+            kind, metric, codes[last], outs[last][:rows], output, targets, alphas[last],
+            softmax_scalars, output_scalars, losses, scratch[:rows], dacts[last][:rows],
+            douts[last][:rows],
+        )  # fmt: skip
         batch_loss[0] = loss  # rounded to the dtype, as the step path's loss is
-        # backward: each Dense layer's gradients, through the ReLUs
-        for k in range(layers - 1, -1, -1):
-            layer_input = inputs if k == 0 else acts[k - 1][:rows]
-            _product(layer_input, gradient, dweights[k], True, False)
-            _column_sums(ones[:, :rows], gradient, dbiases[k])
-            if penalized[k, 0] or penalized[k, 1]:
-                _penalize(dweights[k], weights[k], penalty[k, :3], penalized[k, 0], penalized[k, 1])
-            if penalized[k, 2] or penalized[k, 3]:
-                _penalize(dbiases[k], biases[k], penalty[k, 3:], penalized[k, 2], penalized[k, 3])
-            if k > 0:
-                _product(gradient, weights[k], dacts[k - 1][:rows], False, True)
-                gradient = dacts[k - 1][:rows]
-                if relu[k - 1]:
-                    _relu_backward(gradient, outs[k - 1][:rows], zero_one, douts[k - 1][:rows])
-                    gradient = douts[k - 1][:rows]
+        # backward: each Dense layer's gradients, through the Dropouts and activations
+        chain.backward(inputs, rows, i, gradient, weights, biases, dweights, dbiases, codes,
+                       alphas, dropped, masks, outs, acts, drops, douts, dacts, penalty,
+                       penalized, ones, zero_one)  # fmt: skip
         if not np.isfinite(batch_loss[0]):
             return i  # with this step's gradients, as on the step path, but no update
         sums[0] = sums[0] + batch_loss[0]
         counts[0] += right
-        counts[1] += rows
+        counts[1] += compared
         # the optimizer's update of the flat buffer
         if rule == _ADAM:
             _adam(params, dparams, states[0], states[1], table[i])
@@ -207,14 +212,14 @@ warnings.filterwarnings(
 #: The compiled loop, compiled on first use; its disk cache goes stale with the kernels it runs.
 KERNEL = jit.Kernel(
     _steps,
-    sources=tuple(module.__file__ or "" for module in (jit, adam_module, sgd_module)),
+    sources=tuple(module.__file__ or "" for module in (jit, chain, adam_module, sgd_module)),
 )
 
 
 #: What the step path calls that the compiled loop does in its own way: replaced on an instance
 #: (a test, a user's hook), the step path runs.
 _STEP_METHODS = (
-    *("forward", "backward", "backward_with_sums"),
+    *("forward", "backward", "backward_with_sums", "predictions", "compare", "draw_mask"),
     *("update", "update_params", "pre_update_params", "post_update_params"),
 )
 
@@ -229,17 +234,9 @@ def refusal(trainer: Trainer) -> str | None:
     if type(optimizer) not in (Adam, SGD):
         return f"{type(optimizer).__name__} has no compiled epoch"
     layers = model.layers
-    if network.combined is None or type(layers[-1]) is not Softmax:
-        return "the output is not Softmax with CategoricalCrossentropy"
-    kinds = [type(layer) for layer in layers[:-1]]
-    if (
-        not kinds
-        or kinds[0] is not Dense
-        or kinds[-1] is not Dense
-        or not set(kinds) <= {Dense, ReLU}
-        or any(a is ReLU and b is ReLU for a, b in itertools.pairwise(kinds))
-    ):
-        return "layers other than Dense, each optionally followed by ReLU, before the Softmax"
+    why = chain.refusal(model, network.combined is not None)
+    if why is not None:
+        return why
     dense = [layer for layer in layers if type(layer) is Dense]
     if min(min(layer.n_inputs, layer.n_neurons) for layer in dense) < 2:
         return "a layer of 1 unit"
@@ -248,8 +245,8 @@ def refusal(trainer: Trainer) -> str | None:
     begins = (0,) if unfinished is None else (0, unfinished.done)
     if batch < 2 or any((trainer.samples - begin) % batch == 1 for begin in begins):
         return "a batch of 1 row"
-    parts = [*layers, optimizer, model, network.combined]
-    if any(name in vars(part) for part in parts for name in _STEP_METHODS):
+    parts = [*layers, optimizer, model, network.combined or network.loss, model.accuracy]
+    if any(name in vars(part) for part in parts if part is not None for name in _STEP_METHODS):
         return "a method of the model replaced"  # the compiled loop would not call it
     if not (X.flags.c_contiguous and y.flags.c_contiguous):
         return "X or y not C-ordered"
@@ -266,13 +263,12 @@ class CompiledEpoch:
         self.trainer = trainer
         model, network = trainer.model, trainer.network
         backend, dtype, rows = model.backend, model.backend.dtype, trainer.batch_size
-        dense = [layer for layer in model.layers if type(layer) is Dense]
-        relu = [type(b) is ReLU for a, b in zip(model.layers, model.layers[1:]) if type(a) is Dense]
+        self.chain = layout = chain.Chain(model, rows, network.combined is not None)
+        dense = layout.dense
         self.weights = tuple(layer.weights for layer in dense)
         self.biases = tuple(layer.biases for layer in dense)
         self.dweights = tuple(layer.dweights for layer in dense)
         self.dbiases = tuple(layer.dbiases for layer in dense)
-        self.relu = np.array(relu, dtype=np.bool_)
         factors = [
             [getattr(layer, f"{kind}_regularizer_{norm}") for kind in ("weight", "bias")
              for norm in ("l1", "l2")]
@@ -282,24 +278,24 @@ class CompiledEpoch:
         self.penalty = np.array(
             [(w1, 2 * w2, 1, b1, 2 * b2, 1) for w1, w2, b1, b2 in factors], dtype
         )
-        self.outs = tuple(np.empty((rows, layer.n_neurons), dtype) for layer in dense)
-        # Where no ReLU follows, a layer's output is the next one's input.
-        acts = [np.empty_like(out) if r else out for out, r in zip(self.outs, relu)]
-        acts[-1] = np.empty_like(self.outs[-1])  # the softmax's probabilities
-        self.acts = tuple(acts)
-        self.douts = tuple(np.empty_like(out) for out in self.outs)
-        self.dacts = tuple(np.empty_like(out) for out in self.outs)
         self.ones = np.ones((1, rows), dtype)
         self.xb = np.empty((rows, *trainer.X.shape[1:]), dtype)
         self.yb = np.empty((rows, *trainer.y.shape[1:]), trainer.y.dtype)
         tiny = np.finfo(dtype).smallest_normal
         self.scalars = jit.scalars(dtype, EPSILON, 1 - EPSILON, 0.0, 1.0, 0.0, 1.0, tiny)
+        # An element-wise output's loss: 0, 1, the outputs, the rows (set per step), -2 and
+        # the metric's precision (rounded to the dtype, as NumPy does).
+        self.loss_scalars = jit.scalars(dtype, 0.0, 1.0, layout.outputs, 0.0, -2.0,
+                                        layout.precision)  # fmt: skip
         self.parameters, self.backend = network.parameters, backend
-        #: What every call of ``_steps`` takes after the step's own arguments.
-        self.arguments = (rows, self.weights, self.biases, self.dweights, self.dbiases, self.relu,
-                          self.penalty, self.penalized, self.outs, self.acts, self.douts,
-                          self.dacts, self.ones, self.xb, self.yb, network.parameters.params,
-                          network.parameters.dparams, self.scalars)  # fmt: skip
+        #: What every call of ``_steps`` takes after the step's own arguments and the masks.
+        self.arguments = (self.weights, self.biases, self.dweights, self.dbiases, layout.codes,
+                          layout.alphas, layout.dropped, self.penalty, self.penalized,
+                          layout.outs, layout.acts, layout.drops, layout.douts, layout.dacts,
+                          self.ones, self.xb, self.yb, network.parameters.params,
+                          network.parameters.dparams, self.scalars, layout.loss, layout.metric,
+                          self.loss_scalars, layout.losses,
+                          layout.first)  # fmt: skip
 
     def optimizer_table(self, steps: int) -> tuple[int, np.ndarray, list[float]]:
         """Run the optimizer's bookkeeping for ``steps`` steps ahead (its ``pre_update_params``
@@ -358,12 +354,15 @@ class CompiledEpoch:
         states, updated = self.states(), False
         while begin < samples:
             steps = min(CHUNK_STEPS, -(-(samples - begin) // batch))
-            first = optimizer.iterations
+            first, draws = optimizer.iterations, self.chain.draws()
             rule, table, rates = self.optimizer_table(steps)
+            stops = range(begin + batch, begin + (steps + 1) * batch, batch)
+            self.chain.draw_masks([min(stop, samples) - stop + batch for stop in stops])
             ran = KERNEL(trainer.X, trainer.y, order, begin, steps, table, first, sums, counts,
-                         states, rule, *self.arguments)  # fmt: skip
+                         states, rule, batch, self.chain.masks, *self.arguments)  # fmt: skip
             if ran < steps:  # a loss that is not finite: the step path stops before its update
                 optimizer.iterations, optimizer.current_learning_rate = first + ran, rates[ran]
+                self.chain.set_draws([count + ran + 1 for count in draws])  # up to its forward
                 if not updated and ran == 0:  # no update made: no new state, as on the step path
                     for name in missing:
                         delattr(self.parameters, f"param_{name}")
