@@ -11,17 +11,23 @@ path's bit for bit (tested):
 
 - the matrix products call NumPy's own BLAS (``cblas_?gemm`` and, for the bias gradients,
   ``cblas_?gemv``, with the arguments NumPy's ``dot`` passes), under the same thread limits;
-- the element-wise passes are the backend's own kernels (``xpnn.backends.jit``) and the
-  optimizers' compiled loops, and softmax's ``exp`` is NumPy's (a compiled ``exp`` rounds
-  differently), called back in object mode for about a microsecond per step;
+- the element-wise passes are the backend's own kernels (``xpnn.backends.jit``), the layers'
+  and losses' in ``compiled_chain`` and the optimizers' compiled loops, and NumPy's ``exp``,
+  ``tanh`` and ``log`` (softmax's, sigmoid's, tanh's, binary cross-entropy's: compiled ones
+  round differently) are NumPy's, called back in object mode for about a microsecond each;
 - the scalars of each step (decayed learning rate, bias corrections) are the optimizer's,
-  computed on the host in Python as the step path computes them.
+  computed on the host in Python as the step path computes them, and Dropout's masks are
+  drawn by the layers on the host before each chunk.
 
-What it expresses: ``Dense`` layers (with their regularizers), each optionally followed by
-``ReLU``, a ``Softmax`` output with ``CategoricalCrossentropy`` (class indices or one-hot
-rows), and ``Adam`` or ``SGD`` (with or without momentum), batches of 2 rows or more and
-layers of 2 units or more (NumPy's ``dot`` takes another BLAS routine for a single row or
-column). Any other model, data-parallel training, or ``XPNN_JIT_EPOCH=0`` runs the step path.
+What it expresses (``compiled_chain``): ``Dense`` layers (with their regularizers), each
+optionally followed by ``ReLU``, ``LeakyReLU``, ``Sigmoid``, ``Tanh`` or ``Linear`` and, but
+for the last, then by ``Dropout``; a ``Softmax`` output with ``CategoricalCrossentropy`` (class
+indices or one-hot rows), or an element-wise one (or none) with ``BinaryCrossentropy``,
+``MeanSquaredError`` or ``MeanAbsoluteError`` and their metrics; ``Adam`` or ``SGD`` (with or
+without momentum); batches of 2 rows or more and layers of 2 units or more (NumPy's ``dot``
+takes another BLAS routine for a single row or column, so a regression of one output runs step
+by step). Any other model, data-parallel training, or ``XPNN_JIT_EPOCH=0`` runs the step path,
+and ``refusal`` says why.
 Only imported where numba is, and only for NumPy wheels' OpenBLAS (``numpy_blas``).
 """
 
@@ -80,7 +86,8 @@ _adam, _sgd = _numba(adam_module._numba_loop), _numba(sgd_module._numba_plain)
 _sgd_momentum = _numba(sgd_module._numba_momentum)
 
 
-def _loss(kind, metric, code, out, output, targets, alpha, s, t, losses, first, dacts, douts):
+def _loss(kind, metric, code, out, output, targets, alpha, s, t, losses, first, second, dacts,
+          douts):  # fmt: skip
     """The batch's summed loss, right predictions, predictions compared and the gradient of
     the last Dense layer's output: ``Backend.softmax_crossentropy`` (the backend's kernel for
     class indices or target rows, chosen as numba compiles the call, below) for a Softmax
@@ -89,24 +96,24 @@ def _loss(kind, metric, code, out, output, targets, alpha, s, t, losses, first, 
 
 
 @numba.extending.overload(_loss)
-def _loss_kernel(kind, metric, code, out, output, targets, alpha, s, t, losses, first, dacts,
-                 douts):  # fmt: skip
+def _loss_kernel(kind, metric, code, out, output, targets, alpha, s, t, losses, first, second,
+                 dacts, douts):  # fmt: skip
     if targets.ndim == 1:  # class indices: a Softmax output
 
-        def labels(kind, metric, code, out, output, targets, alpha, s, t, losses, first, dacts,
-                   douts):  # fmt: skip
+        def labels(kind, metric, code, out, output, targets, alpha, s, t, losses, first, second,
+                   dacts, douts):  # fmt: skip
             loss, right = _labels_loss(output, targets, s, douts, True)
             return loss, right, output.shape[0], douts
 
         return labels
 
-    def rows(kind, metric, code, out, output, targets, alpha, s, t, losses, first, dacts,
-             douts):  # fmt: skip
+    def rows(kind, metric, code, out, output, targets, alpha, s, t, losses, first, second,
+             dacts, douts):  # fmt: skip
         if kind == chain.SOFTMAX:
             loss, right = _one_hot_loss(output, targets, s, douts, True)
             return loss, right, output.shape[0], douts
         loss, right, compared, gradient = chain.output_loss(
-            kind, metric, code, out, output, targets, alpha, t, losses, first, dacts, douts
+            kind, metric, code, out, output, targets, alpha, t, losses, first, second, dacts, douts
         )
         return np.float64(loss), right, compared, gradient
 
@@ -120,7 +127,7 @@ _ADAM, _SGD, _SGD_MOMENTUM = 0, 1, 2
 def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, batch, masks,
            weights, biases, dweights, dbiases, codes, alphas, dropped, penalty, penalized, outs,
            acts, drops, douts, dacts, ones, xb, yb, params, dparams, scalars, kind, metric,
-           loss_scalars, losses, scratch):  # fmt: skip  # pragma: no cover
+           loss_scalars, losses, scratch, more_scratch):  # fmt: skip  # pragma: no cover
     """``steps`` training steps from sample ``begin``: forward, loss, backward and update, as
     ``Trainer.epoch`` runs them. Returns the steps done: fewer where a batch's loss is not
     finite (that step's update is not made).
@@ -134,7 +141,7 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
     ``scalars``: the clip bounds, n (set here), 1, 0, 1 again, the smallest normal number.
     ``kind`` is the loss (``chain.SOFTMAX``...), ``metric`` what an element-wise output's
     metric counts, ``loss_scalars`` what ``chain.output_loss`` takes (the rows set here) and
-    ``losses`` and ``scratch`` its buffers.
+    ``losses``, ``scratch`` and ``more_scratch`` its buffers.
     """
     samples, layers = X.shape[0], len(weights)
     softmax_scalars, zero_one = scalars[:4].copy(), scalars[4:6]
@@ -176,8 +183,8 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
         output_scalars[3] = rows
         loss, right, compared, gradient = _loss(
             kind, metric, codes[last], outs[last][:rows], output, targets, alphas[last],
-            softmax_scalars, output_scalars, losses, scratch[:rows], dacts[last][:rows],
-            douts[last][:rows],
+            softmax_scalars, output_scalars, losses, scratch[:rows], more_scratch[:rows],
+            dacts[last][:rows], douts[last][:rows],
         )  # fmt: skip
         batch_loss[0] = loss  # rounded to the dtype, as the step path's loss is
         # backward: each Dense layer's gradients, through the Dropouts and activations
@@ -203,7 +210,7 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
     return steps
 
 
-# numba warns that object mode (NumPy's exp, above) takes the GIL back, which it does for
+# numba warns that object mode (NumPy's exp, tanh and log) takes the GIL back, which it does for
 # that call alone; the loop releases it otherwise, for other threads (even other trainings).
 warnings.filterwarnings(
     "ignore", "Code running in object mode won't allow parallel", numba.NumbaWarning
@@ -283,10 +290,11 @@ class CompiledEpoch:
         self.yb = np.empty((rows, *trainer.y.shape[1:]), trainer.y.dtype)
         tiny = np.finfo(dtype).smallest_normal
         self.scalars = jit.scalars(dtype, EPSILON, 1 - EPSILON, 0.0, 1.0, 0.0, 1.0, tiny)
-        # An element-wise output's loss: 0, 1, the outputs, the rows (set per step), -2 and
-        # the metric's precision (rounded to the dtype, as NumPy does).
+        # An element-wise output's loss: 0, 1, the outputs, the rows (set per step), -2, the
+        # metric's precision, the clip bounds and 0.5 (rounded to the dtype, as NumPy does).
         self.loss_scalars = jit.scalars(dtype, 0.0, 1.0, layout.outputs, 0.0, -2.0,
-                                        layout.precision)  # fmt: skip
+                                        layout.precision, EPSILON, 1 - EPSILON,
+                                        0.5)  # fmt: skip
         self.parameters, self.backend = network.parameters, backend
         #: What every call of ``_steps`` takes after the step's own arguments and the masks.
         self.arguments = (self.weights, self.biases, self.dweights, self.dbiases, layout.codes,
@@ -295,7 +303,7 @@ class CompiledEpoch:
                           self.ones, self.xb, self.yb, network.parameters.params,
                           network.parameters.dparams, self.scalars, layout.loss, layout.metric,
                           self.loss_scalars, layout.losses,
-                          layout.first)  # fmt: skip
+                          layout.first, layout.second)  # fmt: skip
 
     def optimizer_table(self, steps: int) -> tuple[int, np.ndarray, list[float]]:
         """Run the optimizer's bookkeeping for ``steps`` steps ahead (its ``pre_update_params``

@@ -1,22 +1,19 @@
 """The layers, output and loss of the compiled epoch (``training.compiled``): what a model is
 made of, as small integer codes, and the compiled passes that run it, forward and backward.
 
-A model the compiled epoch runs is a chain of ``Dense`` layers, each optionally followed by
-``ReLU``, ``LeakyReLU`` or ``Linear`` and then, but for the last, by a ``Dropout``; its output
-is ``Softmax`` with ``CategoricalCrossentropy`` (the fused kernel), or the last Dense layer's
-activation (or none) with ``MeanSquaredError`` or ``MeanAbsoluteError`` (and
-``RegressionAccuracy`` or no metric).
+A model the compiled epoch runs is a chain of ``Dense`` layers, each optionally followed by an
+element-wise activation (``ReLU``, ``LeakyReLU``, ``Sigmoid``, ``Tanh``, ``Linear``) and then,
+but for the last, by a ``Dropout``; its output is ``Softmax`` with ``CategoricalCrossentropy``
+(the fused kernel), or the last Dense layer's activation (or none) with
+``BinaryCrossentropy``, ``MeanSquaredError`` or ``MeanAbsoluteError`` (with
+``CategoricalAccuracy(binary=True)``, ``RegressionAccuracy`` or no metric).
 
 Every pass does what the step path's NumPy operations do, in the same order and in the same
 dtype, so the numbers are the same bit for bit (tested): the four arithmetic operations round
-alike wherever they run; a sum over a row or a batch follows NumPy's pairwise order
-(``_pairwise``); Dropout's masks are drawn on the host, by the layer itself, before each chunk
-of steps.
-
-``Sigmoid``, ``Tanh`` and ``BinaryCrossentropy`` stay on the step path: they need NumPy's own
-``exp``, ``tanh`` and ``log`` (its vectorised versions, which numba's do not match), called back
-in object mode, and numba 0.68 either fails to compile object-mode blocks inside the layer loop
-or, with them in a called function, crashes loading the loop from its disk cache.
+alike wherever they run; NumPy's ``exp``, ``tanh`` and ``log`` (its own vectorised versions,
+which numba's do not match) are called back in object mode, each from a small function of its
+own; a sum over a row or a batch follows NumPy's pairwise order (``_pairwise``); Dropout's
+masks are drawn on the host, by the layer itself, before each chunk of steps.
 """
 
 from __future__ import annotations
@@ -26,22 +23,22 @@ from typing import Any
 import numba
 import numpy as np
 
-from ..activations import LeakyReLU, Linear, ReLU, Softmax
+from ..activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from ..backends import jit, numpy_blas
 from ..layers import Dense, Dropout
-from ..losses import MeanAbsoluteError, MeanSquaredError
+from ..losses import BinaryCrossentropy, MeanAbsoluteError, MeanSquaredError
 from ..metrics import CategoricalAccuracy, RegressionAccuracy
 
 __all__ = ["ACTIVATIONS", "LOSSES", "Chain", "activate", "backward", "output_loss", "refusal"]
 
 #: The activation after each Dense layer, by code (none and ``Linear`` alike pass values on).
-NONE, RELU, LEAKY = range(3)
-ACTIVATIONS = {Linear: NONE, ReLU: RELU, LeakyReLU: LEAKY}
+NONE, RELU, LEAKY, SIGMOID, TANH = range(5)
+ACTIVATIONS = {Linear: NONE, ReLU: RELU, LeakyReLU: LEAKY, Sigmoid: SIGMOID, Tanh: TANH}
 #: The losses after an element-wise output (0: Softmax with cross-entropy, the fused kernel).
-SOFTMAX, SQUARED, ABSOLUTE = range(3)
-LOSSES = {MeanSquaredError: SQUARED, MeanAbsoluteError: ABSOLUTE}
-#: What the metric counts outside the fused kernel: nothing, or values near their targets.
-UNCOUNTED, REGRESSION = range(2)
+SOFTMAX, BINARY, SQUARED, ABSOLUTE = range(4)
+LOSSES = {BinaryCrossentropy: BINARY, MeanSquaredError: SQUARED, MeanAbsoluteError: ABSOLUTE}
+#: What the metric counts outside the fused kernel: nothing, 0/1 outputs, values near targets.
+UNCOUNTED, BINARY_CLASSES, REGRESSION = range(3)
 
 
 def _numba(function: Any) -> Any:
@@ -166,6 +163,61 @@ def _penalize(gradient, values, s, l1, l2):  # pragma: no cover - compiled by nu
 
 
 @_numba
+def _numpy_exp(values):  # pragma: no cover - compiled by numba
+    """NumPy's ``exp`` of ``values`` in place, called back in object mode (numba's rounds
+    differently). Object mode runs in a function of its own: numba 0.68 fails to compile it
+    inside the compiled loop's layer loop."""
+    with numba.objmode():
+        np.exp(values, out=values)
+
+
+@_numba
+def _numpy_tanh(inputs, output):  # pragma: no cover - compiled by numba
+    """NumPy's ``tanh`` of ``inputs`` into ``output``, in object mode (see ``_numpy_exp``)."""
+    with numba.objmode():
+        np.tanh(inputs, out=output)
+
+
+@_numba
+def _numpy_logs(first, second):  # pragma: no cover - compiled by numba
+    """NumPy's ``log`` of ``first`` and of ``second`` in place, in object mode."""
+    with numba.objmode():
+        np.log(first, out=first)
+        np.log(second, out=second)
+
+
+@_numba
+def _sigmoid(inputs, one, output):  # pragma: no cover - compiled by numba
+    """``1 / (1 + exp(-inputs))`` into ``output``, with NumPy's ``exp``."""
+    rows, columns = inputs.shape
+    for i in range(rows):
+        for j in range(columns):
+            output[i, j] = -inputs[i, j]
+    _numpy_exp(output)
+    for i in range(rows):
+        for j in range(columns):
+            output[i, j] = one / (one + output[i, j])
+
+
+@_numba
+def _sigmoid_backward(dvalues, output, one, dinputs):  # pragma: no cover
+    """``dvalues * (1 - output) * output``."""
+    rows, columns = dvalues.shape
+    for i in range(rows):
+        for j in range(columns):
+            dinputs[i, j] = dvalues[i, j] * (one - output[i, j]) * output[i, j]
+
+
+@_numba
+def _tanh_backward(dvalues, output, one, dinputs):  # pragma: no cover - compiled by numba
+    """``dvalues * (1 - output * output)``."""
+    rows, columns = dvalues.shape
+    for i in range(rows):
+        for j in range(columns):
+            dinputs[i, j] = dvalues[i, j] * (one - output[i, j] * output[i, j])
+
+
+@_numba
 def activate(code, out, act, alpha, s):  # pragma: no cover - compiled by numba
     """Activation ``code`` of the Dense output ``out`` into ``act`` (``out`` itself for
     none); ``s`` holds 0 and 1 in the dtype."""
@@ -173,16 +225,24 @@ def activate(code, out, act, alpha, s):  # pragma: no cover - compiled by numba
         _relu(out, s, act)
     elif code == LEAKY:
         _leaky(out, alpha, act)
+    elif code == SIGMOID:
+        _sigmoid(out, s[1], act)
+    elif code == TANH:
+        _numpy_tanh(out, act)
 
 
 @_numba
-def _activate_backward(code, gradient, out, alpha, s, dout):  # pragma: no cover
+def _activate_backward(code, gradient, out, act, alpha, s, dout):  # pragma: no cover
     """The gradient of activation ``code``'s inputs from ``gradient``, its outputs': in
     ``dout``, or ``gradient`` itself for none."""
     if code == RELU:
         _relu_backward(gradient, out, s, dout)
     elif code == LEAKY:
         _leaky_backward(gradient, out, alpha, dout)
+    elif code == SIGMOID:
+        _sigmoid_backward(gradient, act, s[1], dout)
+    elif code == TANH:
+        _tanh_backward(gradient, act, s[1], dout)
     else:
         return gradient
     return dout
@@ -211,30 +271,51 @@ def backward(inputs, rows, step, gradient, weights, biases, dweights, dbiases, c
             _product(gradient, weights[k], dact, False, True)
             if dropped[k - 1]:
                 times(dact, masks[k - 1][step, :rows], dact)
-            gradient = _activate_backward(codes[k - 1], dact, outs[k - 1][:rows], alphas[k - 1],
-                                          s, douts[k - 1][:rows])  # fmt: skip
+            gradient = _activate_backward(codes[k - 1], dact, outs[k - 1][:rows],
+                                          acts[k - 1][:rows], alphas[k - 1], s,
+                                          douts[k - 1][:rows])  # fmt: skip
 
 
 # -- the losses and metrics of an element-wise output ---------------------------------------
 
 
 @_numba
-def output_loss(loss, metric, code, out, output, targets, alpha, s, losses, first, gradient,
-                dout):  # fmt: skip  # pragma: no cover
+def _clip(x, low, high):  # pragma: no cover - compiled by numba
+    """NumPy's ``minimum(maximum(x, low), high)``: NaN stays NaN."""
+    if x != x:
+        return x
+    return min(max(x, low), high)
+
+
+@_numba
+def output_loss(loss, metric, code, out, output, targets, alpha, s, losses, first, second,
+                gradient, dout):  # fmt: skip  # pragma: no cover
     """The batch's summed loss of ``output`` (the last activation ``code``'s, of ``out``)
     against ``targets`` as the step path sums it (each sample's mean over the outputs, then
     ``sum``), the right predictions and predictions compared where ``metric``, and the gradient
     of the output's inputs (``gradient``, then ``dout``; the one returned).
 
-    ``s``: 0, 1, the outputs, the rows, -2 and the metric's precision in the dtype;
-    ``losses`` and ``first`` are scratch of the batch's rows and shape.
+    ``s``: 0, 1, the outputs, the rows, -2, the metric's precision, the clipping bounds and 0.5
+    in the dtype; ``losses``, ``first`` and ``second`` are scratch of the batch's rows and
+    shape.
     """
     zero, one, outputs, n, minus_two, precision = s[0], s[1], s[2], s[3], s[4], s[5]
+    low, high, half = s[6], s[7], s[8]
     rows, columns = output.shape
+    if loss == BINARY:  # clipped, then the logs of both sides, with NumPy's log
+        for i in range(rows):
+            for j in range(columns):
+                c = _clip(output[i, j], low, high)
+                first[i, j], second[i, j] = c, one - c
+        _numpy_logs(first, second)
     for i in range(rows):
         for j in range(columns):
             p, y = output[i, j], targets[i, j]
-            if loss == SQUARED:
+            if loss == BINARY:
+                c = _clip(p, low, high)
+                first[i, j] = -(y * first[i, j] + (one - y) * second[i, j])
+                gradient[i, j] = -(y / c - (one - y) / (one - c)) / outputs / n
+            elif loss == SQUARED:
                 d = y - p
                 first[i, j] = d * d
                 gradient[i, j] = minus_two * d / outputs / n
@@ -246,12 +327,16 @@ def output_loss(loss, metric, code, out, output, targets, alpha, s, losses, firs
     for i in range(rows):
         losses[i] = _sum(first[i], zero) / outputs
     right = 0
-    if metric == REGRESSION:
+    if metric == BINARY_CLASSES:
+        for i in range(rows):
+            for j in range(columns):
+                right += (one if output[i, j] > half else zero) == targets[i, j]
+    elif metric == REGRESSION:
         for i in range(rows):
             for j in range(columns):
                 right += abs(output[i, j] - targets[i, j]) < precision
     compared = rows * columns if metric != UNCOUNTED else 0
-    dinputs = _activate_backward(code, gradient, out, alpha, s[:2], dout)
+    dinputs = _activate_backward(code, gradient, out, output, alpha, s[:2], dout)
     return _sum(losses[:rows], zero), right, compared, dinputs
 
 
@@ -328,10 +413,14 @@ class Chain:
         #: Scratch for the losses of an element-wise output.
         outputs = self.outs[-1].shape[1]
         self.losses = np.empty(rows, dtype)
-        self.first = np.empty((rows, outputs), dtype)
+        self.first, self.second = np.empty((rows, outputs), dtype), np.empty((rows, outputs), dtype)
         self.loss = SOFTMAX if combined else LOSSES[type(model.loss)]
         metric = model.accuracy
-        self.metric = UNCOUNTED if combined or metric is None else REGRESSION
+        self.metric = (
+            UNCOUNTED
+            if combined or metric is None
+            else (REGRESSION if type(metric) is RegressionAccuracy else BINARY_CLASSES)
+        )
         self.precision = getattr(metric, "precision", None) or 0.0
         self.outputs = outputs
 
