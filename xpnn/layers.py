@@ -296,8 +296,14 @@ class Dropout(Layer):
             self.binary_mask = None
             self.output = self.inputs
             return self.output
+        self.binary_mask = self.draw_mask(tuple(self.inputs.shape))
+        self.output = self.inputs * self.binary_mask
+        return self.output
+
+    def draw_mask(self, shape: tuple[int, ...]) -> Any:
+        """The next mask of ``shape``, counted as drawn: 1 / (1 - rate) where a unit is kept,
+        0 where it is dropped (the compiled epoch draws each step's through it too)."""
         keep = 1.0 - self.rate
-        shape = tuple(self.inputs.shape)
         source = getattr(self, "_source", None)  # the host stream of (seed, stream), kept
         values, source = masks.uniform(
             self.backend, self.seed, self.stream, self.draws, shape, source
@@ -306,9 +312,7 @@ class Dropout(Layer):
             self._source = source
         self.draws += 1
         kept = values < keep
-        self.binary_mask = self.backend.xp.astype(kept, self.backend.dtype) / keep
-        self.output = self.inputs * self.binary_mask
-        return self.output
+        return self.backend.xp.astype(kept, self.backend.dtype) / keep
 
     def backward(self, dvalues: Any) -> Any:
         """The gradient through the same mask as the forward pass."""

@@ -11,26 +11,30 @@ path's bit for bit (tested):
 
 - the matrix products call NumPy's own BLAS (``cblas_?gemm`` and, for the bias gradients,
   ``cblas_?gemv``, with the arguments NumPy's ``dot`` passes), under the same thread limits;
-- the element-wise passes are the backend's own kernels (``xpnn.backends.jit``) and the
-  optimizers' own compiled loops (``compiled_rules``, with their flush of subnormal states),
-  and softmax's ``exp`` is NumPy's (a compiled ``exp`` rounds differently), called back in
-  object mode for about a microsecond per step;
+- the element-wise passes are the backend's own kernels (``xpnn.backends.jit``), the layers'
+  and losses' in ``compiled_chain``, and the optimizers' own compiled loops (``compiled_rules``,
+  with their flush of subnormal states); NumPy's ``exp``, ``tanh`` and ``log`` (softmax's,
+  sigmoid's, tanh's, binary cross-entropy's: compiled ones round differently) are NumPy's,
+  called back in object mode for about a microsecond each;
 - the scalars of each step (decayed learning rate, bias corrections) are the optimizer's,
-  computed on the host in Python as the step path computes them.
+  computed on the host in Python as the step path computes them, and Dropout's masks are
+  drawn by the layers on the host before each chunk.
 
-What it expresses: ``Dense`` layers (with their regularizers), each optionally followed by
-``ReLU``, a ``Softmax`` output with ``CategoricalCrossentropy`` (class indices or one-hot
-rows), any of xpnn's optimizers (``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``, ``SGD`` with
-or without momentum: those whose ``Optimizer.numba_step`` says how they run compiled), batches
-of 2 rows or more and layers of 2 units or more (NumPy's ``dot`` takes another BLAS routine
-for a single row or column). Any other model, data-parallel training, or ``XPNN_JIT_EPOCH=0``
-runs the step path.
+What it expresses (``compiled_chain``): ``Dense`` layers (with their regularizers), each
+optionally followed by ``ReLU``, ``LeakyReLU``, ``Sigmoid``, ``Tanh`` or ``Linear`` and, but
+for the last, then by ``Dropout``; a ``Softmax`` output with ``CategoricalCrossentropy`` (class
+indices or one-hot rows), or an element-wise one (or none) with ``BinaryCrossentropy``,
+``MeanSquaredError`` or ``MeanAbsoluteError`` and their metrics; any of xpnn's optimizers
+(``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``, ``SGD`` with or without momentum: those whose
+``Optimizer.numba_step`` says how they run compiled, ``compiled_rules``); batches of 2 rows
+or more and layers of 2 units or more (NumPy's ``dot`` takes another BLAS routine for a single
+row or column, so a regression of one output runs step by step). Any other model,
+data-parallel training, or ``XPNN_JIT_EPOCH=0`` runs the step path, and ``refusal`` says why.
 Only imported where numba is, and only for NumPy wheels' OpenBLAS (``numpy_blas``).
 """
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -38,13 +42,13 @@ import numba
 import numba.extending
 import numpy as np
 
-from ..activations import ReLU, Softmax
 from ..backends import jit, numpy_blas
 from ..backends import numpy as numpy_backend
 from ..building import EpochInProgress
 from ..layers import Dense
 from ..losses import EPSILON
 from ..optimizers.base import FLUSH_EVERY
+from . import compiled_chain as chain
 from . import compiled_rules
 from .compiled_rules import flush_states, update
 from .evaluation import Sums
@@ -63,47 +67,55 @@ ENV = jit.EPOCH_SWITCH
 CHUNK_STEPS = 64
 
 
-def _penalize(gradient, values, s, l1, l2):  # pragma: no cover - compiled by numba
-    """``Dense``'s penalty gradients added to ``gradient``, as its ``_add_penalty_gradient``
-    adds them: ``s[0]`` times 1 or -1 (where the value is negative) where ``l1``, then
-    ``s[1]`` (twice the L2 factor) times the value where ``l2``; ``s[2]`` is 1."""
-    rows, columns = gradient.shape
-    for i in range(rows):
-        for j in range(columns):
-            if l1:
-                gradient[i, j] += s[0] * (-s[2] if values[i, j] < 0 else s[2])
-            if l2:
-                gradient[i, j] += s[1] * values[i, j]
-
-
 def _numba(function: Any) -> Any:
     """``function`` compiled as the backend's kernels are (NumPy's error model)."""
     return numba.njit(function, error_model="numpy", nogil=True)
 
 
-_penalize = _numba(_penalize)
-_product, _column_sums = numpy_blas.product, numpy_blas.column_sums
-_add_row, _relu = _numba(jit._add_row), _numba(jit._relu)
-_relu_backward = _numba(jit._relu_backward)
+_add_row, _product = _numba(jit._add_row), numpy_blas.product
 _shift_rows, _normalize_rows = _numba(jit._shift_rows), _numba(jit._normalize_rows)
 _labels_loss, _one_hot_loss = _numba(jit._crossentropy_labels), _numba(jit._crossentropy_one_hot)
 
 
-def _crossentropy(probs, targets, s, dinputs):
-    """``Backend.softmax_crossentropy`` with its gradient, for class indices or target rows:
-    the backend's kernel for them, chosen as numba compiles the call (below)."""
+def _loss(kind, metric, code, out, output, targets, alpha, s, t, losses, first, second, dacts,
+          douts):  # fmt: skip
+    """The batch's summed loss, right predictions, predictions compared and the gradient of
+    the last Dense layer's output: ``Backend.softmax_crossentropy`` (the backend's kernel for
+    class indices or target rows, chosen as numba compiles the call, below) for a Softmax
+    output, else ``chain.output_loss``."""
     raise NotImplementedError("called only from compiled code")
 
 
-@numba.extending.overload(_crossentropy)
-def _crossentropy_kernel(probs, targets, s, dinputs):
-    kernel = _labels_loss if targets.ndim == 1 else _one_hot_loss
-    return lambda probs, targets, s, dinputs: kernel(probs, targets, s, dinputs, True)
+@numba.extending.overload(_loss)
+def _loss_kernel(kind, metric, code, out, output, targets, alpha, s, t, losses, first, second,
+                 dacts, douts):  # fmt: skip
+    if targets.ndim == 1:  # class indices: a Softmax output
+
+        def labels(kind, metric, code, out, output, targets, alpha, s, t, losses, first, second,
+                   dacts, douts):  # fmt: skip
+            loss, right = _labels_loss(output, targets, s, douts, True)
+            return loss, right, output.shape[0], douts
+
+        return labels
+
+    def rows(kind, metric, code, out, output, targets, alpha, s, t, losses, first, second,
+             dacts, douts):  # fmt: skip
+        if kind == chain.SOFTMAX:
+            loss, right = _one_hot_loss(output, targets, s, douts, True)
+            return loss, right, output.shape[0], douts
+        loss, right, compared, gradient = chain.output_loss(
+            kind, metric, code, out, output, targets, alpha, t, losses, first, second, dacts, douts
+        )
+        return np.float64(loss), right, compared, gradient
+
+    return rows
 
 
-def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, flushed, batch,
-           weights, biases, dweights, dbiases, relu, penalty, penalized, outs, acts, douts,
-           dacts, ones, xb, yb, params, dparams, scalars):  # fmt: skip  # pragma: no cover
+def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, flushed,
+           batch, masks,
+           weights, biases, dweights, dbiases, codes, alphas, dropped, penalty, penalized, outs,
+           acts, drops, douts, dacts, ones, xb, yb, params, dparams, scalars, kind, metric,
+           loss_scalars, losses, scratch, more_scratch):  # fmt: skip  # pragma: no cover
     """``steps`` training steps from sample ``begin``: forward, loss, backward and update, as
     ``Trainer.epoch`` runs them. Returns the steps done: fewer where a batch's loss is not
     finite (that step's update is not made).
@@ -113,16 +125,20 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
     whether each is flushed (see ``compiled_rules``), and ``first`` counts the steps before
     (for the flush); ``sums[0]``, the
     loss sum, and ``counts``, the right predictions and predictions compared, are updated in
-    place. ``weights``... are the Dense layers' views of the flat ``params`` and ``dparams``;
-    ``relu[k]`` says whether a ReLU follows layer ``k``, ``penalty[k]`` holds its regularizers'
-    factors (the weights' L1, twice L2 and 1, then the biases' alike) and ``penalized[k]``
-    which are set; ``outs``, ``acts``, ``douts``, ``dacts`` are kept buffers of ``batch`` rows;
+    place; ``masks[k][i]`` is step ``i``'s Dropout mask after layer ``k``. ``weights``... are
+    the Dense layers' views of the flat ``params`` and ``dparams``; ``codes``... describe the
+    chain and ``outs``... are its kept buffers of ``batch`` rows (``chain.Chain``);
     ``scalars``: the clip bounds, n (set here), 1, 0, 1 again, the smallest normal number.
+    ``kind`` is the loss (``chain.SOFTMAX``...), ``metric`` what an element-wise output's
+    metric counts, ``loss_scalars`` what ``chain.output_loss`` takes (the rows set here) and
+    ``losses``, ``scratch`` and ``more_scratch`` its buffers.
     """
     samples, layers = X.shape[0], len(weights)
-    loss_scalars, zero_one = scalars[:4].copy(), scalars[4:6]
+    softmax_scalars, zero_one = scalars[:4].copy(), scalars[4:6]
+    output_scalars = loss_scalars.copy()
     zero, one, tiny = scalars[4], scalars[5], scalars[6]
     batch_loss = sums[:1].copy()
+    last = layers - 1
     for i in range(steps):
         start = begin + i * batch
         stop = min(start + batch, samples)
@@ -136,45 +152,40 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
             inputs, targets = xb[:rows], yb[:rows]
         else:
             inputs, targets = X[start:stop], y[start:stop]
-        # forward: Dense (and ReLU) layers, then softmax with NumPy's exp
+        # forward: Dense layers, their activations and Dropouts, then softmax with NumPy's exp
         layer_input = inputs
         for k in range(layers):
-            out = outs[k][:rows]
+            out, act = outs[k][:rows], acts[k][:rows]
             _product(layer_input, weights[k], out, False, False)
             _add_row(out, biases[k])
-            if relu[k]:
-                _relu(out, zero_one, acts[k][:rows])
-            layer_input = acts[k][:rows]
-        probs = acts[layers - 1][:rows]
-        _shift_rows(outs[layers - 1][:rows], probs)
-        with numba.objmode():
-            np.exp(probs, out=probs)
-        _normalize_rows(probs, zero_one)
-        # the loss, the right predictions and the gradient of the softmax's inputs
-        loss_scalars[2] = rows
-        gradient = douts[layers - 1][:rows]
-        loss, right = _crossentropy(probs, targets, loss_scalars, gradient)
+            chain.activate(codes[k], out, act, alphas[k], zero_one)
+            if dropped[k]:
+                chain.times(act, masks[k][i, :rows], drops[k][:rows])
+            layer_input = drops[k][:rows]
+        output = acts[last][:rows]
+        if kind == chain.SOFTMAX:
+            _shift_rows(outs[last][:rows], output)
+            with numba.objmode():
+                np.exp(output, out=output)
+            _normalize_rows(output, zero_one)
+        # the loss, the right predictions and the gradient of the last Dense layer's output
+        softmax_scalars[2] = rows
+        output_scalars[3] = rows
+        loss, right, compared, gradient = _loss(
+            kind, metric, codes[last], outs[last][:rows], output, targets, alphas[last],
+            softmax_scalars, output_scalars, losses, scratch[:rows], more_scratch[:rows],
+            dacts[last][:rows], douts[last][:rows],
+        )  # fmt: skip
         batch_loss[0] = loss  # rounded to the dtype, as the step path's loss is
-        # backward: each Dense layer's gradients, through the ReLUs
-        for k in range(layers - 1, -1, -1):
-            layer_input = inputs if k == 0 else acts[k - 1][:rows]
-            _product(layer_input, gradient, dweights[k], True, False)
-            _column_sums(ones[:, :rows], gradient, dbiases[k])
-            if penalized[k, 0] or penalized[k, 1]:
-                _penalize(dweights[k], weights[k], penalty[k, :3], penalized[k, 0], penalized[k, 1])
-            if penalized[k, 2] or penalized[k, 3]:
-                _penalize(dbiases[k], biases[k], penalty[k, 3:], penalized[k, 2], penalized[k, 3])
-            if k > 0:
-                _product(gradient, weights[k], dacts[k - 1][:rows], False, True)
-                gradient = dacts[k - 1][:rows]
-                if relu[k - 1]:
-                    _relu_backward(gradient, outs[k - 1][:rows], zero_one, douts[k - 1][:rows])
-                    gradient = douts[k - 1][:rows]
+        # backward: each Dense layer's gradients, through the Dropouts and activations
+        chain.backward(inputs, rows, i, gradient, weights, biases, dweights, dbiases, codes,
+                       alphas, dropped, masks, outs, acts, drops, douts, dacts, penalty,
+                       penalized, ones, zero_one)  # fmt: skip
         if not np.isfinite(batch_loss[0]):
             return i  # with this step's gradients, as on the step path, but no update
         sums[0] = sums[0] + batch_loss[0]
         counts[0] += right
-        counts[1] += rows
+        counts[1] += compared
         # the optimizer's update of the flat buffer
         update(rule, params, dparams, states[0], states[1], table[i])
         if (first + i + 1) % FLUSH_EVERY == 0:
@@ -182,7 +193,7 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
     return steps
 
 
-# numba warns that object mode (NumPy's exp, above) takes the GIL back, which it does for
+# numba warns that object mode (NumPy's exp, tanh and log) takes the GIL back, which it does for
 # that call alone; the loop releases it otherwise, for other threads (even other trainings).
 warnings.filterwarnings(
     "ignore", "Code running in object mode won't allow parallel", numba.NumbaWarning
@@ -191,14 +202,20 @@ warnings.filterwarnings(
 #: The compiled loop, compiled on first use; its disk cache goes stale with the kernels it runs.
 KERNEL = jit.Kernel(
     _steps,
-    sources=(jit.__file__ or "", compiled_rules.__file__ or "", *compiled_rules.SOURCES),
+    sources=(
+        jit.__file__ or "",
+        numpy_blas.__file__ or "",
+        chain.__file__ or "",
+        compiled_rules.__file__ or "",
+        *compiled_rules.SOURCES,
+    ),
 )
 
 
 #: What the step path calls that the compiled loop does in its own way: replaced on an instance
 #: (a test, a user's hook), the step path runs.
 _STEP_METHODS = (
-    *("forward", "backward", "backward_with_sums"),
+    *("forward", "backward", "backward_with_sums", "predictions", "compare", "draw_mask"),
     *("update", "update_params", "pre_update_params", "post_update_params"),
 )
 
@@ -213,17 +230,9 @@ def refusal(trainer: Trainer) -> str | None:
     if (why := compiled_rules.refusal(optimizer)) is not None:
         return why
     layers = model.layers
-    if network.combined is None or type(layers[-1]) is not Softmax:
-        return "the output is not Softmax with CategoricalCrossentropy"
-    kinds = [type(layer) for layer in layers[:-1]]
-    if (
-        not kinds
-        or kinds[0] is not Dense
-        or kinds[-1] is not Dense
-        or not set(kinds) <= {Dense, ReLU}
-        or any(a is ReLU and b is ReLU for a, b in itertools.pairwise(kinds))
-    ):
-        return "layers other than Dense, each optionally followed by ReLU, before the Softmax"
+    why = chain.refusal(model, network.combined is not None)
+    if why is not None:
+        return why
     dense = [layer for layer in layers if type(layer) is Dense]
     if min(min(layer.n_inputs, layer.n_neurons) for layer in dense) < 2:
         return "a layer of 1 unit"
@@ -232,8 +241,8 @@ def refusal(trainer: Trainer) -> str | None:
     begins = (0,) if unfinished is None else (0, unfinished.done)
     if batch < 2 or any((trainer.samples - begin) % batch == 1 for begin in begins):
         return "a batch of 1 row"
-    parts = [*layers, optimizer, model, network.combined]
-    if any(name in vars(part) for part in parts for name in _STEP_METHODS):
+    parts = [*layers, optimizer, model, network.combined or network.loss, model.accuracy]
+    if any(name in vars(part) for part in parts if part is not None for name in _STEP_METHODS):
         return "a method of the model replaced"  # the compiled loop would not call it
     if not (X.flags.c_contiguous and y.flags.c_contiguous):
         return "X or y not C-ordered"
@@ -250,13 +259,12 @@ class CompiledEpoch:
         self.trainer = trainer
         model, network = trainer.model, trainer.network
         backend, dtype, rows = model.backend, model.backend.dtype, trainer.batch_size
-        dense = [layer for layer in model.layers if type(layer) is Dense]
-        relu = [type(b) is ReLU for a, b in zip(model.layers, model.layers[1:]) if type(a) is Dense]
+        self.chain = layout = chain.Chain(model, rows, network.combined is not None)
+        dense = layout.dense
         self.weights = tuple(layer.weights for layer in dense)
         self.biases = tuple(layer.biases for layer in dense)
         self.dweights = tuple(layer.dweights for layer in dense)
         self.dbiases = tuple(layer.dbiases for layer in dense)
-        self.relu = np.array(relu, dtype=np.bool_)
         factors = [
             [getattr(layer, f"{kind}_regularizer_{norm}") for kind in ("weight", "bias")
              for norm in ("l1", "l2")]
@@ -266,24 +274,25 @@ class CompiledEpoch:
         self.penalty = np.array(
             [(w1, 2 * w2, 1, b1, 2 * b2, 1) for w1, w2, b1, b2 in factors], dtype
         )
-        self.outs = tuple(np.empty((rows, layer.n_neurons), dtype) for layer in dense)
-        # Where no ReLU follows, a layer's output is the next one's input.
-        acts = [np.empty_like(out) if r else out for out, r in zip(self.outs, relu)]
-        acts[-1] = np.empty_like(self.outs[-1])  # the softmax's probabilities
-        self.acts = tuple(acts)
-        self.douts = tuple(np.empty_like(out) for out in self.outs)
-        self.dacts = tuple(np.empty_like(out) for out in self.outs)
         self.ones = np.ones((1, rows), dtype)
         self.xb = np.empty((rows, *trainer.X.shape[1:]), dtype)
         self.yb = np.empty((rows, *trainer.y.shape[1:]), trainer.y.dtype)
         tiny = np.finfo(dtype).smallest_normal
         self.scalars = jit.scalars(dtype, EPSILON, 1 - EPSILON, 0.0, 1.0, 0.0, 1.0, tiny)
+        # An element-wise output's loss: 0, 1, the outputs, the rows (set per step), -2, the
+        # metric's precision, the clip bounds and 0.5 (rounded to the dtype, as NumPy does).
+        self.loss_scalars = jit.scalars(dtype, 0.0, 1.0, layout.outputs, 0.0, -2.0,
+                                        layout.precision, EPSILON, 1 - EPSILON,
+                                        0.5)  # fmt: skip
         self.parameters, self.backend = network.parameters, backend
-        #: What every call of ``_steps`` takes after the step's own arguments.
-        self.arguments = (rows, self.weights, self.biases, self.dweights, self.dbiases, self.relu,
-                          self.penalty, self.penalized, self.outs, self.acts, self.douts,
-                          self.dacts, self.ones, self.xb, self.yb, network.parameters.params,
-                          network.parameters.dparams, self.scalars)  # fmt: skip
+        #: What every call of ``_steps`` takes after the step's own arguments and the masks.
+        self.arguments = (self.weights, self.biases, self.dweights, self.dbiases, layout.codes,
+                          layout.alphas, layout.dropped, self.penalty, self.penalized,
+                          layout.outs, layout.acts, layout.drops, layout.douts, layout.dacts,
+                          self.ones, self.xb, self.yb, network.parameters.params,
+                          network.parameters.dparams, self.scalars, layout.loss, layout.metric,
+                          self.loss_scalars, layout.losses,
+                          layout.first, layout.second)  # fmt: skip
 
     def optimizer_table(self, steps: int) -> tuple[int, np.ndarray, list[float]]:
         """The optimizer's rule, the scalars of each of ``steps`` steps and the learning rate
@@ -318,12 +327,16 @@ class CompiledEpoch:
         (states, flushed), updated = self.states(), False
         while begin < samples:
             steps = min(CHUNK_STEPS, -(-(samples - begin) // batch))
-            first = optimizer.iterations
+            first, draws = optimizer.iterations, self.chain.draws()
             rule, table, rates = self.optimizer_table(steps)
+            stops = range(begin + batch, begin + (steps + 1) * batch, batch)
+            self.chain.draw_masks([min(stop, samples) - stop + batch for stop in stops])
             ran = KERNEL(trainer.X, trainer.y, order, begin, steps, table, first, sums, counts,
-                         states, rule, flushed, *self.arguments)  # fmt: skip
+                         states, rule, flushed, batch, self.chain.masks,
+                         *self.arguments)  # fmt: skip
             if ran < steps:  # a loss that is not finite: the step path stops before its update
                 optimizer.iterations, optimizer.current_learning_rate = first + ran, rates[ran]
+                self.chain.set_draws([count + ran + 1 for count in draws])  # up to its forward
                 if not updated and ran == 0:  # no update made: no new state, as on the step path
                     for name in missing:
                         delattr(self.parameters, f"param_{name}")
