@@ -325,6 +325,19 @@ def test_a_loaded_model_trains_on_as_the_saved_one(book, tmp_path, capsys, optim
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
+def test_chapter_17s_weights_are_one_line_away(book, monkeypatch):
+    """``Layer_Dense.weight_scale = 0.1`` draws Chapter 17's ``0.1 * np.random.randn``
+    weights (the final code's 0.01 otherwise), from NumPy's global generator."""
+    np.random.seed(4)
+    final, chapter_17 = 0.01 * np.random.randn(1, 8), 0.1 * np.random.randn(8, 1)
+    np.random.seed(4)
+    first = Layer_Dense(1, 8)
+    monkeypatch.setattr(Layer_Dense, "weight_scale", 0.1)
+    second = Layer_Dense(8, 1)
+    np.testing.assert_array_equal(np.asarray(first.weights), final)
+    np.testing.assert_array_equal(np.asarray(second.weights), chapter_17)
+
+
 def test_optimiser_adam_has_the_notebooks_defaults():
     """The notebook's ``Optimiser_Adam()`` starts at 0.02 with decay 5e-5; the final code's
     ``Optimizer_Adam()`` at 0.001 without decay."""
