@@ -175,10 +175,11 @@ class Layer_Dense(_Wrapped):
         inner = self._layer
         # The gradient of the inputs is worked out when read (a first layer's never is), from
         # the weights of this pass: an update before that keeps a copy of them (update_params).
-        if self._leans_on(dvalues) and self._leans_on(inner.inputs):
+        inputs = getattr(inner, "inputs", None)  # None before a forward pass: an error below
+        if self._leans_on(dvalues) and self._leans_on(inputs):
             wide = _lean.products(self._exact, self._lean_dtype)
             if wide is not None and self._lean["dense_backward"](
-                inner.inputs, dvalues, inner.dweights, inner.dbiases, wide
+                inputs, dvalues, inner.dweights, inner.dbiases, wide
             ):
                 if self._regularized:
                     inner.add_penalty_gradients()
@@ -374,7 +375,7 @@ class Activation_ReLU(_Wrapped):
 
     def backward(self, dvalues: Any) -> None:
         """The book's ``dinputs = dvalues.copy(); dinputs[inputs <= 0] = 0``."""
-        inputs = self.inputs
+        inputs = getattr(self, "inputs", None)
         if self._leans_on(dvalues) and self._leans_on(inputs) and inputs.shape == dvalues.shape:
             dinputs = np.empty(dvalues.shape, self._lean_dtype)
             self._lean["relu_backward"](dvalues, inputs, dinputs)
