@@ -26,7 +26,9 @@ from xpnn.book import (
     Model,
     OnDevice,
     Optimiser_Adam,
+    Optimizer_Adagrad,
     Optimizer_Adam,
+    Optimizer_RMSprop,
     Optimizer_SGD,
 )
 
@@ -262,6 +264,78 @@ def test_model_files_are_xpnns_safe_format(book, tmp_path, capsys):
     with pytest.raises(xpnn.XpnnFileError):
         Model.load(tmp_path / "missing.model")
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        lambda: Optimizer_SGD(learning_rate=0.5, decay=1e-2, momentum=0.9),
+        lambda: Optimizer_Adagrad(learning_rate=0.5, decay=1e-2),
+        lambda: Optimizer_RMSprop(learning_rate=0.01, decay=1e-2),
+        lambda: Optimiser_Adam(learning_rate=0.05, decay=1e-2),
+    ],
+    ids=["sgd-momentum", "adagrad", "rmsprop", "adam"],
+)
+def test_a_loaded_model_trains_on_as_the_saved_one(book, tmp_path, capsys, optimizer):
+    """``save`` keeps the optimizer's state, as the book's pickled model does: trained,
+    saved, loaded and trained more, a model prints and ends as one trained without a break
+    (bit for bit on NumPy): the step count, the decayed rate and every layer's momentums or
+    caches come back."""
+    X, y = spiral(30)
+
+    def make() -> Model:
+        np.random.seed(0)
+        model = Model()
+        model.add(Layer_Dense(2, 16, weight_regularizer_l2=5e-4))
+        model.add(Activation_ReLU())
+        model.add(Layer_Dense(16, 3))
+        model.add(Activation_Softmax())
+        model.set(
+            loss=Loss_CategoricalCrossentropy(),
+            optimizer=optimizer(),
+            accuracy=Accuracy_Categorical(),
+        )
+        model.finalize()
+        return model
+
+    steady, broken = make(), make()
+    for model in (steady, broken):
+        model.train(X, y, epochs=2, batch_size=32, print_every=100)
+    path = tmp_path / "halfway.model"
+    broken.save(path)
+    loaded = Model.load(path)
+    capsys.readouterr()
+    steady.train(X, y, epochs=2, batch_size=32, print_every=1)
+    expected = capsys.readouterr().out
+    loaded.train(X, y, epochs=2, batch_size=32, print_every=1)
+    got = capsys.readouterr().out
+    assert loaded.optimizer.iterations == steady.optimizer.iterations == 12
+    assert loaded.optimizer.current_learning_rate == steady.optimizer.current_learning_rate
+    pairs = [
+        (np.asarray(a), np.asarray(b))
+        for saved, fresh in zip(steady.get_parameters(), loaded.get_parameters())
+        for a, b in zip(saved, fresh)
+    ]
+    if book == "numpy":
+        assert got == expected
+        assert all(np.array_equal(a, b) for a, b in pairs)
+    else:
+        assert got.splitlines()[0] == expected.splitlines()[0]
+        for a, b in pairs:
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_chapter_17s_weights_are_one_line_away(book, monkeypatch):
+    """``Layer_Dense.weight_scale = 0.1`` draws Chapter 17's ``0.1 * np.random.randn``
+    weights (the final code's 0.01 otherwise), from NumPy's global generator."""
+    np.random.seed(4)
+    final, chapter_17 = 0.01 * np.random.randn(1, 8), 0.1 * np.random.randn(8, 1)
+    np.random.seed(4)
+    first = Layer_Dense(1, 8)
+    monkeypatch.setattr(Layer_Dense, "weight_scale", 0.1)
+    second = Layer_Dense(8, 1)
+    np.testing.assert_array_equal(np.asarray(first.weights), final)
+    np.testing.assert_array_equal(np.asarray(second.weights), chapter_17)
 
 
 def test_optimiser_adam_has_the_notebooks_defaults():

@@ -200,14 +200,18 @@ class Dense(Layer):
         dvalues = self._gradient(dvalues)
         self.backend.matmul(self.inputs.T, dvalues, out=self.dweights)
         self.backend.sum_rows(dvalues, out=self.dbiases)
-        if self.weight_regularizer_l1 or self.weight_regularizer_l2:
-            self._add_penalty_gradient(self.dweights, self.weights, "weight")
-        if self.bias_regularizer_l1 or self.bias_regularizer_l2:
-            self._add_penalty_gradient(self.dbiases, self.biases, "bias")
+        self.add_penalty_gradients()
         self.dinputs = None
         if need_dinputs:
             self.dinputs = self.backend.matmul(dvalues, self.weights.T)
         return self.dinputs
+
+    def add_penalty_gradients(self) -> None:
+        """Add the regularizers' gradients to ``dweights`` and ``dbiases`` (those set)."""
+        if self.weight_regularizer_l1 or self.weight_regularizer_l2:
+            self._add_penalty_gradient(self.dweights, self.weights, "weight")
+        if self.bias_regularizer_l1 or self.bias_regularizer_l2:
+            self._add_penalty_gradient(self.dbiases, self.biases, "bias")
 
     def _add_penalty_gradient(self, gradient: Any, values: Any, kind: str) -> None:
         l1 = getattr(self, f"{kind}_regularizer_l1")

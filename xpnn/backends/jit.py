@@ -164,6 +164,12 @@ class Kernel:
         self._compiled = compiled
         return compiled
 
+    def dispatcher(self) -> Any:
+        """The compiled function itself (numba's dispatcher, which compiles for each new kind
+        of argument on its first call): a hot loop calls it without this object's frame."""
+        compiled = self._compiled
+        return self._compile() if compiled is None else compiled
+
     def __call__(self, *args: Any) -> Any:
         """Run the compiled function (compiling it the first time)."""
         compiled = self._compiled

@@ -16,7 +16,8 @@ import numpy as np
 from .. import activations, layers
 from ..backends import Backend
 from ..building import ParameterBuffer
-from ._device import Part, backend_for, device_array, float_name
+from . import _lean
+from ._device import Part, _BookProducts, backend_for, device_array, float_name
 
 __all__ = [
     "Activation_Linear",
@@ -35,13 +36,30 @@ _STATES = frozenset(
 
 
 class _Wrapped(Part):
-    """A book object with an xpnn layer inside (``_layer``), which does the computing."""
+    """A book object with an xpnn layer inside (``_layer``), which does the computing.
+
+    On the numpy backend with numba, ``_lean`` holds the compiled passes (``_kernels``) that
+    its methods run for NumPy arrays of ``_lean_dtype``, the backend's float dtype.
+    """
 
     _layer: Any
+    _lean: dict[str, Any] | None = None
+    _lean_dtype: np.dtype | None = None
 
     def _bind(self, backend: Backend) -> None:
         self._backend = backend
         self._layer.backend = backend
+        self._lean = _lean.kernels(backend)
+        self._lean_dtype = np.dtype(backend.dtype_name)
+
+    def _leans_on(self, a: Any) -> bool:
+        """True where ``a`` takes the compiled passes: a 2-D NumPy array of the dtype."""
+        return (
+            self._lean is not None
+            and type(a) is np.ndarray
+            and a.dtype is self._lean_dtype
+            and a.ndim == 2
+        )
 
     def forward(self, inputs: Any, training: bool = False) -> None:
         """The book's forward pass: ``self.output`` from ``inputs``."""
@@ -111,6 +129,24 @@ class Layer_Dense(_Wrapped):
         self._backend = backend
         self._buffer = ParameterBuffer(backend, [inner])
         self._sizes = (n_inputs * n_neurons, n_neurons)
+        self._lean = _lean.kernels(backend)
+        self._lean_dtype = np.dtype(backend.dtype_name)
+        self._exact = isinstance(backend, _BookProducts)
+        self._regularized = inner.regularized
+
+    def forward(self, inputs: Any, training: bool = False) -> None:
+        """The book's forward pass: ``self.output = np.dot(inputs, weights) + biases``."""
+        if self._leans_on(inputs):
+            wide = _lean.products(self._exact, self._lean_dtype)
+            inner = self._layer
+            output = np.empty((inputs.shape[0], inner.n_neurons), self._lean_dtype)
+            if wide is not None and self._lean["dense_forward"](
+                inputs, inner.weights, inner.biases, output, wide
+            ):
+                self.inputs = inner.inputs = inputs
+                self.output = inner.output = output
+                return
+        super().forward(inputs, training)
 
     @classmethod
     def _from_arrays(cls, weights: Any, biases: Any, regularizers: tuple) -> Layer_Dense:
@@ -136,11 +172,24 @@ class Layer_Dense(_Wrapped):
         masks) gives a float64 bias gradient, and from then on float64 bias states, as the
         book's ``np.sum`` and in-place arithmetic give them.
         """
-        values = self._take(dvalues, "dvalues")
-        self._layer.backward(values, need_dinputs=False)
+        inner = self._layer
         # The gradient of the inputs is worked out when read (a first layer's never is), from
         # the weights of this pass: an update before that keeps a copy of them (update_params).
+        inputs = getattr(inner, "inputs", None)  # None before a forward pass: an error below
+        if self._leans_on(dvalues) and self._leans_on(inputs):
+            wide = _lean.products(self._exact, self._lean_dtype)
+            if wide is not None and self._lean["dense_backward"](
+                inputs, dvalues, inner.dweights, inner.dbiases, wide
+            ):
+                if self._regularized:
+                    inner.add_penalty_gradients()
+                self._pending, self._pending_weights, self._dinputs = dvalues, None, None
+                self._pending_wide, self._wide_dbiases = wide, None
+                return
+        values = self._take(dvalues, "dvalues")
+        inner.backward(values, need_dinputs=False)
         self._pending, self._pending_weights, self._dinputs = values, None, None
+        self._pending_wide = None
         if values.dtype != self._layer.biases.dtype:
             self._wide_dbiases = self._wide_bias_gradient(values)
         else:
@@ -149,16 +198,25 @@ class Layer_Dense(_Wrapped):
     _wide_dbiases: Any = None
     _pending: Any = None
     _pending_weights: Any = None
+    _pending_wide: bool | None = None  # the compiled pass's ``wide``, where it took the pass
     _dinputs: Any = None
 
     @property
     def dinputs(self) -> Any:
         """The gradient of the inputs, ``dvalues @ weights.T`` (the weights of the pass)."""
-        if self._pending is not None:
+        pending = self._pending
+        if pending is not None:
             weights = (
                 self._layer.weights if self._pending_weights is None else self._pending_weights
             )
-            self._dinputs = self._show(self._backend.matmul(self._pending, weights.T))
+            dinputs = None
+            if self._pending_wide is not None:
+                dinputs = np.empty((pending.shape[0], weights.shape[0]), self._lean_dtype)
+                if not self._lean["input_gradient"](pending, weights, dinputs, self._pending_wide):
+                    dinputs = None
+            if dinputs is None:
+                dinputs = self._show(self._backend.matmul(pending, weights.T))
+            self._dinputs = dinputs
             self._pending = self._pending_weights = None
         return self._dinputs
 
@@ -169,7 +227,11 @@ class Layer_Dense(_Wrapped):
     def _before_update(self) -> None:
         """Keep the weights the unread input gradient needs before they change."""
         if self._pending is not None and self._pending_weights is None:
-            self._pending_weights = self._backend.xp.asarray(self._layer.weights, copy=True)
+            weights = self._layer.weights
+            if type(weights) is np.ndarray:
+                self._pending_weights = weights.copy()
+            else:
+                self._pending_weights = self._backend.xp.asarray(weights, copy=True)
 
     #: The float64 bias states (by the book's names) once a float64 gradient arrived.
     _wide_states: dict | None = None
@@ -300,6 +362,26 @@ class Activation_ReLU(_Wrapped):
     def __init__(self) -> None:
         super().__init__()
         self._layer = activations.ReLU(backend=backend_for("numpy", "float32"))
+
+    def forward(self, inputs: Any, training: bool = False) -> None:
+        """The book's ``self.output = np.maximum(0, inputs)``."""
+        if self._leans_on(inputs):
+            output = np.empty(inputs.shape, self._lean_dtype)
+            self._lean["relu"](inputs, output)
+            self.inputs = self._layer.inputs = inputs
+            self.output = self._layer.output = output
+            return
+        super().forward(inputs, training)
+
+    def backward(self, dvalues: Any) -> None:
+        """The book's ``dinputs = dvalues.copy(); dinputs[inputs <= 0] = 0``."""
+        inputs = getattr(self, "inputs", None)
+        if self._leans_on(dvalues) and self._leans_on(inputs) and inputs.shape == dvalues.shape:
+            dinputs = np.empty(dvalues.shape, self._lean_dtype)
+            self._lean["relu_backward"](dvalues, inputs, dinputs)
+            self.dinputs = dinputs
+            return
+        super().backward(dvalues)
 
 
 class Activation_Softmax(_Wrapped):

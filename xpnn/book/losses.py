@@ -190,12 +190,55 @@ class Activation_Softmax_Loss_CategoricalCrossentropy(Part):
 
     _pass: tuple | None = None
 
+    def _leans(self, values: Any, labels: Any) -> bool:
+        """True where the compiled passes take ``values`` and ``labels``: the book's own
+        softmax and loss, a 2-D NumPy array of the softmax's dtype and class indices."""
+        activation = self.activation
+        return (
+            activation._lean is not None
+            and type(values) is np.ndarray
+            and values.dtype is activation._lean_dtype
+            and values.ndim == 2
+            and type(labels) is np.ndarray
+            and labels.ndim == 1
+            and labels.dtype.kind in "iu"
+            and type(activation) is Activation_Softmax
+            and type(self.loss) is Loss_CategoricalCrossentropy
+        )
+
+    def _lean_forward(self, inputs: Any, y_true: Any) -> Any:
+        """``forward`` in compiled passes and NumPy's ``exp`` and ``log``, as the book's NumPy
+        lines compute it; None (nothing changed) where a label is outside the classes."""
+        kernels, dtype = self.activation._lean, inputs.dtype
+        output = np.empty(inputs.shape, dtype)
+        kernels["shift_rows"](inputs, output)
+        np.exp(output, out=output)
+        rows = inputs.shape[0]
+        confidences = np.empty(rows, dtype)
+        if rows != y_true.shape[0] or not kernels["normalize_take"](
+            output, y_true, EPSILON, confidences
+        ):
+            return None
+        np.log(confidences, out=confidences)
+        total = dtype.type(kernels["negated_sum"](confidences))
+        self.activation.inputs = inputs
+        self.output = self.activation.output = output
+        self._pass = None
+        loss = self.loss
+        loss.accumulated_sum += total
+        loss.accumulated_count += rows
+        return total.dtype.type(total / rows)  # np.mean's own steps
+
     def forward(self, inputs: Any, y_true: Any) -> Any:
         """Softmax of ``inputs`` into ``self.output``; returns the mean loss.
 
         With ``use(exact=False)`` on NumPy one compiled pass gives the loss (summed in float64)
         and the gradient, which ``backward`` takes if it is given the same outputs and labels.
         """
+        if self._leans(inputs, y_true) and inputs.shape[0] > 0:
+            loss = self._lean_forward(inputs, y_true)
+            if loss is not None:
+                return loss
         self.activation.forward(inputs)
         self.output = self.activation.output
         backend = self.activation._backend
@@ -221,6 +264,11 @@ class Activation_Softmax_Loss_CategoricalCrossentropy(Part):
         if done is not None and done[0] is dvalues and done[1] is y_true:
             self.dinputs = done[2]
             return
+        if self._leans(dvalues, y_true) and y_true.shape[0] == dvalues.shape[0]:
+            dinputs = np.empty(dvalues.shape, dvalues.dtype)
+            if self.activation._lean["crossentropy_backward"](dvalues, y_true, dinputs):
+                self.dinputs = dinputs
+                return
         probabilities = self._take(dvalues, "dvalues")
         backend = self._backend
         labels = backend.ensure_labels(device_array(y_true))

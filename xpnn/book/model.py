@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import activations, layers, losses, metrics, optimizers
+from ..backends import to_numpy
 from ..model import Model as XpnnModel
 from . import layers as book_layers
 from . import losses as book_losses
@@ -234,9 +235,13 @@ class Model:
         self.set_parameters(mirror.get_parameters())
 
     def save(self, path: str | os.PathLike) -> None:
-        """Save the model, in xpnn's format: its layers, parameters, loss, accuracy and
-        optimizer settings (the optimizer's state and step count start afresh on loading)."""
-        self._as_xpnn().save(path)
+        """Save the model, in xpnn's format: its layers, parameters, loss, accuracy, optimizer
+        settings and the optimizer's state (step count, current learning rate and each layer's
+        momentums or caches), so a loaded model goes on training as the saved one would, as
+        the book's pickled model does."""
+        mirror = self._as_xpnn()
+        _keep_optimizer_state(self, mirror)
+        mirror.save(path)
 
     @staticmethod
     def load(path: str | os.PathLike) -> Model:
@@ -255,6 +260,7 @@ class Model:
             accuracy=_book_accuracy(saved.accuracy),
         )
         model.finalize()
+        _take_optimizer_state(saved, model)
         return model
 
     def _as_xpnn(self) -> XpnnModel:
@@ -275,6 +281,58 @@ class Model:
         mirror.finalize()
         mirror.set_parameters([tuple(map(np.asarray, p)) for p in self.get_parameters()])
         return mirror
+
+
+def _state_names(optimizer: Any) -> tuple[str, ...]:
+    return tuple(getattr(optimizer, "state_names", ()))
+
+
+def _keep_optimizer_state(model: Model, mirror: XpnnModel) -> None:
+    """Give ``mirror`` (what ``save`` writes) the step count, rate and state of ``model``'s
+    optimizer: each state of every trainable layer, in the order of the mirror's flat buffer
+    (each layer's weights, then its biases). Float64 bias states (see ``Layer_Dense``) are
+    kept in the model's dtype."""
+    optimizer = model.optimizer
+    if optimizer is None or mirror.optimizer is None:
+        return
+    mirror.optimizer.iterations = optimizer.iterations
+    mirror.optimizer.current_learning_rate = optimizer.current_learning_rate
+    buffer = mirror.network.parameters
+    for name in _state_names(optimizer):
+        pieces = []
+        for layer in model.trainable_layers:
+            state = getattr(getattr(layer, "_buffer", None), f"param_{name}", None)
+            if state is None:
+                break
+            state = np.array(to_numpy(state))
+            wide = (layer._wide_states or {}).get(f"bias_{name}")
+            if wide is not None:
+                state[layer._sizes[0] :] = to_numpy(wide).reshape(-1)
+            pieces.append(state)
+        else:
+            if pieces:
+                setattr(buffer, f"param_{name}", buffer.backend.asarray(np.concatenate(pieces)))
+
+
+def _take_optimizer_state(saved: XpnnModel, model: Model) -> None:
+    """Give ``model`` (a loaded book model) the optimizer state ``saved`` was loaded with."""
+    optimizer = model.optimizer
+    if optimizer is None or saved.optimizer is None:
+        return
+    optimizer.iterations = saved.optimizer.iterations
+    optimizer.current_learning_rate = saved.optimizer.current_learning_rate
+    buffer = saved.network.parameters
+    for name in _state_names(optimizer):
+        state = getattr(buffer, f"param_{name}", None)
+        if state is None:
+            continue
+        state = to_numpy(state)
+        offset = 0
+        for layer in model.trainable_layers:
+            size = int(layer._buffer.params.shape[0])
+            piece = np.array(state[offset : offset + size])
+            setattr(layer._buffer, f"param_{name}", layer._backend.asarray(piece))
+            offset += size
 
 
 def _xpnn_layer(layer: Any) -> Any:

@@ -16,6 +16,8 @@ import numpy as np
 
 from .. import optimizers
 from ..backends import Backend, get_backend
+from ..backends.jit import scalars
+from ..optimizers import adam
 
 __all__ = [
     "Optimiser_Adam",
@@ -37,7 +39,8 @@ class _Book:
         if buffer is not None:
             layer._before_update()
         if buffer is not None and layer._wide_states is None and layer._wide_dbiases is None:
-            self.update(buffer, "param", buffer.params, buffer.dparams)  # type: ignore[attr-defined]
+            if not self._lean_update(buffer):
+                self.update(buffer, "param", buffer.params, buffer.dparams)  # type: ignore[attr-defined]
             return
         if buffer is not None:  # float64 bias gradients: the weights and biases apart
             self._update_wide(layer, buffer)
@@ -48,6 +51,11 @@ class _Book:
             ("bias", "biases", "dbiases"),
         ):
             self.update(holder, prefix, getattr(layer, param), getattr(layer, grad))  # type: ignore[attr-defined]
+
+    def _lean_update(self, buffer: Any) -> bool:
+        """The update of a book layer's flat buffer by a shorter way than ``update``, where the
+        rule has one (False: take ``update``)."""
+        return False
 
     def _update_wide(self, layer: Any, buffer: Any) -> None:
         """The weights from their part of the flat buffer (the compiled update), the biases
@@ -150,6 +158,33 @@ class Optimizer_RMSprop(_Book, optimizers.RMSprop):
 
 class Optimizer_Adam(_Book, optimizers.Adam):
     """Adam: momentum and RMSprop's cache, both bias-corrected."""
+
+    #: The compiled update's scalars for the step they were made for (see ``_lean_update``).
+    _lean_scalars: tuple = (None, None)
+
+    def _lean_update(self, buffer: Any) -> bool:
+        """``Adam.update``'s compiled version called straight on the buffer, with the step's
+        scalars made once for all the layers: the same update, without its Python layers.
+        Adam's first step (which makes the states) and other backends take ``update``."""
+        backend = buffer.backend
+        states = vars(buffer)
+        momentums, cache = states.get("param_momentums"), states.get("param_cache")
+        if backend.fast_path != "numba" or momentums is None or cache is None:
+            return False
+        if type(self).update is not optimizers.Adam.update:
+            return False  # a subclass's own update
+        params, dparams = buffer.params, buffer.dparams
+        key = (self.iterations, self.current_learning_rate, params.dtype)
+        made, s = self._lean_scalars
+        if made != key:
+            step = self.iterations + 1
+            settings = (self.beta_1, 1 - self.beta_1, self.beta_2, 1 - self.beta_2, self.epsilon)
+            corrections = (1 - self.beta_1**step, 1 - self.beta_2**step)
+            s = scalars(params.dtype, *settings, *corrections, -self.current_learning_rate)
+            self._lean_scalars = (key, s)
+        backend.elementwise(adam.NUMBA_KERNEL, (params, dparams, momentums, cache), s)
+        self.flush(buffer, momentums, cache)
+        return True
 
 
 class Optimiser_Adam(Optimizer_Adam):

@@ -1,0 +1,312 @@
+"""The book's NumPy lines as compiled passes, for the book's objects on the numpy backend.
+
+A step of a book script calls a dozen methods, and each ran several NumPy calls behind
+several Python layers: on the notebook's small batches that overhead is most of the time.
+Each kernel here does one method's work in one call, with the book's operations in the
+book's order and dtypes, so the numbers are NumPy's bit for bit (tested against NumPy):
+
+- products are NumPy's ``dot`` through NumPy's own BLAS (``numpy_blas``), with the arguments
+  ``dot`` passes for 2-D operands of 2 rows and 2 columns or more; with ``wide`` they are
+  ``nnfs.init()``'s ``dot``: the operands in float64, the product rounded to the output's
+  dtype;
+- sums follow NumPy's order: ``np.sum(a, axis=0)`` adds row after row (pairwise where ``a``
+  has one column), a row's or a vector's sum is NumPy's pairwise summation;
+- ``exp`` and ``log`` stay NumPy's (called between kernels): a compiled one rounds otherwise.
+
+Each kernel that can meet arrays it was not written for returns False without writing
+anything; the caller then takes the general path. Imported only where numba runs and NumPy's
+BLAS is the one its wheels ship (see ``_lean``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+from ..backends import numpy_blas
+from ..backends.jit import Kernel
+
+__all__ = ["KERNELS"]
+
+_blas = numpy_blas.product
+
+
+def _numba(function: Any) -> Any:
+    """A helper the kernels call, compiled as they are (NumPy's error model)."""
+    return numba.njit(function, error_model="numpy", nogil=True)
+
+
+@_numba
+def _c_ordered(a):  # pragma: no cover - compiled by numba
+    """True for a C-ordered 2-D array (what BLAS is handed with its row length)."""
+    return a.strides[1] == a.itemsize and a.strides[0] == a.shape[1] * a.itemsize
+
+
+@_numba
+def _widened(a):  # pragma: no cover - compiled by numba
+    """``a.astype("float64")`` for a C-ordered 2-D array."""
+    rows, columns = a.shape
+    out = np.empty((rows, columns), np.float64)
+    for i in range(rows):
+        for j in range(columns):
+            out[i, j] = a[i, j]
+    return out
+
+
+@_numba
+def _product(a, b, out, trans_a, trans_b, wide):  # pragma: no cover - compiled by numba
+    """``out = op(a) @ op(b)`` as the book's ``np.dot`` gives it (see the module's notes);
+    False, writing nothing, where NumPy would take another routine or the arrays do not fit."""
+    m = a.shape[1] if trans_a else a.shape[0]
+    k = a.shape[0] if trans_a else a.shape[1]
+    k_b = b.shape[1] if trans_b else b.shape[0]
+    n = b.shape[0] if trans_b else b.shape[1]
+    if k != k_b or out.shape[0] != m or out.shape[1] != n:
+        return False
+    if wide and k == 2:
+        # Two float32 products are exact in float64 and their sum is rounded once, whatever
+        # the order: BLAS's result (which starts from 0.0, so a zero is 0.0), without BLAS.
+        rows = np.empty((2, n), np.float64)  # op(b), widened
+        for j in range(n):
+            rows[0, j] = b[j, 0] if trans_b else b[0, j]
+            rows[1, j] = b[j, 1] if trans_b else b[1, j]
+        for i in range(m):
+            x0 = np.float64(a[0, i] if trans_a else a[i, 0])
+            x1 = np.float64(a[1, i] if trans_a else a[i, 1])
+            for j in range(n):
+                total = x0 * rows[0, j] + x1 * rows[1, j]
+                out[i, j] = abs(total) if total == 0 else total
+        return True
+    if min(m, k, n) < 2:
+        return False
+    if not (_c_ordered(a) and _c_ordered(b) and _c_ordered(out)):
+        return False
+    if wide:
+        product = np.empty((m, n), np.float64)
+        _blas(_widened(a), _widened(b), product, trans_a, trans_b)
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = product[i, j]
+        return True
+    if a.ctypes.data == b.ctypes.data:
+        return False  # NumPy takes syrk for a @ a.T
+    _blas(a, b, out, trans_a, trans_b)
+    return True
+
+
+@_numba
+def _block(a, start, n):  # pragma: no cover - compiled by numba
+    """NumPy's pairwise sum of ``a[start:start + n]`` for 1 <= n <= 128: in order below 8
+    values, else 8 running sums, added pairwise, then the rest in order."""
+    if n < 8:
+        total = a[start]
+        for i in range(1, n):
+            total += a[start + i]
+        return total
+    r0, r1, r2, r3 = a[start], a[start + 1], a[start + 2], a[start + 3]
+    r4, r5, r6, r7 = a[start + 4], a[start + 5], a[start + 6], a[start + 7]
+    i = 8
+    while i < n - n % 8:
+        r0 += a[start + i]
+        r1 += a[start + i + 1]
+        r2 += a[start + i + 2]
+        r3 += a[start + i + 3]
+        r4 += a[start + i + 4]
+        r5 += a[start + i + 5]
+        r6 += a[start + i + 6]
+        r7 += a[start + i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        total += a[start + i]
+        i += 1
+    return total
+
+
+@_numba
+def _half(n):  # pragma: no cover - compiled by numba
+    """Where NumPy's pairwise sum splits ``n`` values: half, down to a multiple of 8."""
+    half = n // 2
+    return half - half % 8
+
+
+@_numba
+def _pairwise(a, start, n):  # pragma: no cover - compiled by numba
+    """NumPy's pairwise sum of ``a[start:start + n]`` (n >= 1) in ``a``'s dtype: blocks of
+    up to 128 values (``_block``), beyond that the sum of both halves' sums.
+
+    The halving runs on a stack of its own rather than by recursion, which numba's disk cache
+    cannot hold: (start, count, the left half's sum, whether it is done) per level.
+    """
+    if n <= 128:
+        return _block(a, start, n)
+    starts = np.empty(64, np.int64)
+    counts = np.empty(64, np.int64)
+    lefts = np.empty(64, a.dtype)
+    left_done = np.zeros(64, np.bool_)
+    top = 0
+    starts[0], counts[0] = start, n
+    total = a[start]
+    while True:
+        if counts[top] > 128:  # split: the left half first
+            starts[top + 1], counts[top + 1] = starts[top], _half(counts[top])
+            left_done[top + 1] = False
+            top += 1
+            continue
+        total = _block(a, starts[top], counts[top])
+        top -= 1
+        while top >= 0 and left_done[top]:  # a right half done: its parent is done too
+            total = lefts[top] + total
+            top -= 1
+        if top < 0:
+            return total
+        lefts[top], left_done[top] = total, True  # a left half done: now the right one
+        half = _half(counts[top])
+        starts[top + 1], counts[top + 1] = starts[top] + half, counts[top] - half
+        left_done[top + 1] = False
+        top += 1
+
+
+@_numba
+def _sum(a, start, n):  # pragma: no cover - compiled by numba
+    """``np.add.reduce(a[start:start + n])``: NumPy adds the pairwise sum to 0.0, which
+    turns a sum of -0.0 into 0.0."""
+    total = _pairwise(a, start, n)
+    return abs(total) if total == 0 else total
+
+
+def _dense_forward(inputs, weights, biases, output, wide):  # pragma: no cover - numba
+    """The book's ``np.dot(inputs, weights) + biases`` into ``output``."""
+    if not _product(inputs, weights, output, False, False, wide):
+        return False
+    rows, columns = output.shape
+    for i in range(rows):
+        for j in range(columns):
+            output[i, j] += biases[0, j]
+    return True
+
+
+def _dense_backward(inputs, dvalues, dweights, dbiases, wide):  # pragma: no cover - numba
+    """The book's ``np.dot(inputs.T, dvalues)`` into ``dweights`` and
+    ``np.sum(dvalues, axis=0, keepdims=True)`` into ``dbiases``."""
+    if dvalues.shape[1] != dbiases.shape[1] or not _c_ordered(dbiases):
+        return False
+    if not _product(inputs, dvalues, dweights, True, False, wide):
+        return False
+    rows, columns = dvalues.shape
+    for j in range(columns):
+        dbiases[0, j] = dvalues[0, j]
+    for i in range(1, rows):
+        for j in range(columns):
+            dbiases[0, j] += dvalues[i, j]
+    for j in range(columns):
+        if dbiases[0, j] == 0:
+            dbiases[0, j] = abs(dbiases[0, j])  # NumPy starts from 0.0
+    return True
+
+
+def _input_gradient(dvalues, weights, dinputs, wide):  # pragma: no cover - numba
+    """The book's ``np.dot(dvalues, weights.T)`` into ``dinputs``."""
+    return _product(dvalues, weights, dinputs, False, True, wide)
+
+
+def _relu(inputs, output):  # pragma: no cover - compiled by numba
+    """``np.maximum(0, inputs)``: the input where 0 or above or NaN, else 0.0."""
+    rows, columns = inputs.shape
+    for i in range(rows):
+        for j in range(columns):
+            x = inputs[i, j]
+            output[i, j] = x if x >= 0 or x != x else 0
+
+
+def _relu_backward(dvalues, inputs, dinputs):  # pragma: no cover - compiled by numba
+    """The book's ``dinputs = dvalues.copy(); dinputs[inputs <= 0] = 0``."""
+    rows, columns = dvalues.shape
+    for i in range(rows):
+        for j in range(columns):
+            dinputs[i, j] = 0 if inputs[i, j] <= 0 else dvalues[i, j]
+
+
+def _shift_rows(inputs, output):  # pragma: no cover - compiled by numba
+    """``inputs - np.max(inputs, axis=1, keepdims=True)`` (a NaN is a row's maximum)."""
+    rows, columns = inputs.shape
+    for i in range(rows):
+        top = inputs[i, 0]
+        for j in range(1, columns):
+            x = inputs[i, j]
+            if x > top or x != x:
+                top = x
+            if top != top:
+                break
+        for j in range(columns):
+            output[i, j] = inputs[i, j] - top
+
+
+def _normalize_take(values, labels, epsilon, confidences):  # pragma: no cover - numba
+    """Each row of ``values`` over its sum (``values / np.sum(values, axis=1,
+    keepdims=True)``), in place, and the book's ``np.clip(values, epsilon, 1 - epsilon)``
+    at each row's label into ``confidences``. False, writing nothing, for a label outside
+    ``[0, classes)``."""
+    rows, columns = values.shape
+    for i in range(rows):
+        if labels[i] < 0 or labels[i] >= columns:
+            return False
+    bounds = np.empty(2, values.dtype)  # the Python floats rounded to the dtype, as NumPy does
+    bounds[0] = epsilon
+    bounds[1] = 1.0 - epsilon
+    for i in range(rows):
+        total = _sum(values[i], 0, columns)
+        for j in range(columns):
+            values[i, j] = values[i, j] / total
+        x = values[i, labels[i]]
+        if x < bounds[0]:
+            x = bounds[0]
+        elif x > bounds[1]:
+            x = bounds[1]
+        confidences[i] = x
+    return True
+
+
+def _negated_sum(logs):  # pragma: no cover - compiled by numba
+    """``np.sum(-logs)`` for the 1-D ``logs``, in their dtype."""
+    total = _pairwise(logs, 0, logs.shape[0])
+    return abs(total) if total == 0 else -total  # NumPy adds -total to 0.0
+
+
+def _crossentropy_backward(dvalues, labels, dinputs):  # pragma: no cover - numba
+    """The book's ``dinputs = dvalues.copy(); dinputs[range(n), labels] -= 1;
+    dinputs = dinputs / n``. False, writing nothing, for a label outside ``[0, classes)``."""
+    rows, columns = dvalues.shape
+    for i in range(rows):
+        if labels[i] < 0 or labels[i] >= columns:
+            return False
+    scalars = np.empty(2, dvalues.dtype)
+    scalars[0] = rows
+    scalars[1] = 1
+    n, one = scalars[0], scalars[1]
+    for i in range(rows):
+        for j in range(columns):
+            dinputs[i, j] = dvalues[i, j] / n
+        dinputs[i, labels[i]] = (dvalues[i, labels[i]] - one) / n
+    return True
+
+
+_SOURCES = (numpy_blas.__file__ or "",)
+
+#: The kernels by name, each compiled on first use (``Kernel``); call ``dispatcher()``.
+KERNELS = {
+    function.__name__.lstrip("_"): Kernel(function, sources=_SOURCES)
+    for function in (
+        _dense_forward,
+        _dense_backward,
+        _input_gradient,
+        _relu,
+        _relu_backward,
+        _shift_rows,
+        _normalize_take,
+        _negated_sum,
+        _crossentropy_backward,
+    )
+}
