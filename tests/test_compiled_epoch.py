@@ -195,24 +195,31 @@ def test_chunks_and_the_flush_of_subnormal_states(backend, optimizer, monkeypatc
             assert np.all(zero_feature == np.finfo(zero_feature.dtype).smallest_normal / 4), name
 
 
-def test_ctrl_c_inside_an_epoch_then_finishing_it(backend, monkeypatch, runs):
-    """Ctrl-C after step 7 of 10-step epochs (on the compiled path: in its first call, of 7
-    steps) stops there on both paths; the next train call finishes the epoch."""
+def _train_stopped_at_step_7(model, backend, monkeypatch):
+    """``model.train`` on the spiral in batches of 32, Ctrl-C pressed after step 7: on the
+    compiled path at the end of its first call (of ``CHUNK_STEPS`` 7 steps)."""
     monkeypatch.setattr(compiled, "CHUNK_STEPS", 7)
-    kernel = compiled.KERNEL  # the fixture's, counting
+    kernel = compiled.KERNEL  # the runs fixture's, counting
 
     def interrupting(*args):
         done = kernel(*args)
         os.kill(os.getpid(), signal.SIGINT)
         return done
 
+    if os.environ[compiled.ENV] == "1" and _compiles(backend):
+        monkeypatch.setattr(compiled, "KERNEL", interrupting)
+    else:
+        press_ctrl_c_at_step(model, 7, monkeypatch)
+    model.train(X, Y, epochs=3, batch_size=32, verbose=False)
+    monkeypatch.setattr(compiled, "KERNEL", kernel)
+
+
+def test_ctrl_c_inside_an_epoch_then_finishing_it(backend, monkeypatch, runs):
+    """Ctrl-C after step 7 of 10-step epochs (on the compiled path: in its first call, of 7
+    steps) stops there on both paths; the next train call finishes the epoch."""
+
     def train(model):
-        if os.environ[compiled.ENV] == "1" and _compiles(backend):
-            monkeypatch.setattr(compiled, "KERNEL", interrupting)
-        else:
-            press_ctrl_c_at_step(model, 7, monkeypatch)
-        model.train(X, Y, epochs=3, batch_size=32, verbose=False)
-        monkeypatch.setattr(compiled, "KERNEL", kernel)
+        _train_stopped_at_step_7(model, backend, monkeypatch)
         assert model.optimizer.iterations == 7 and model.epochs_trained == 0
         assert model.network.epoch_in_progress.done == 7 * 32
         return model.train(X, Y, epochs=2, batch_size=32, verbose=False)

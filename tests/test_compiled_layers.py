@@ -7,18 +7,22 @@ and which path ran."""
 
 from __future__ import annotations
 
-import os
-import signal
-
 import numpy as np
 import pytest
-from helpers import press_ctrl_c_at_step, spiral
+from helpers import spiral
 
 import xpnn
 
 pytest.importorskip("numba", reason="the compiled epoch needs numba (the jit extra)")
 
-from test_compiled_epoch import _assert_same, _both_ways, _compiles, _model, runs  # noqa: F401
+from test_compiled_epoch import (  # noqa: F401
+    _assert_same,
+    _both_ways,
+    _compiles,
+    _model,
+    _train_stopped_at_step_7,
+    runs,
+)
 
 from xpnn.training import compiled, compiled_chain
 
@@ -162,21 +166,9 @@ def test_dropout_with_a_regression(backend, monkeypatch, runs):  # noqa: F811
 def test_ctrl_c_inside_an_epoch_with_dropout(backend, monkeypatch, runs):  # noqa: F811
     """Ctrl-C after step 7 (the compiled path's first call): the masks drawn stop there, and
     the next train call finishes the epoch with the masks the step path draws."""
-    monkeypatch.setattr(compiled, "CHUNK_STEPS", 7)
-    kernel = compiled.KERNEL  # the fixture's, counting
-
-    def interrupting(*args):
-        done = kernel(*args)
-        os.kill(os.getpid(), signal.SIGINT)
-        return done
 
     def train(model):
-        if os.environ[compiled.ENV] == "1" and _compiles(backend):
-            monkeypatch.setattr(compiled, "KERNEL", interrupting)
-        else:
-            press_ctrl_c_at_step(model, 7, monkeypatch)
-        model.train(X, Y, epochs=3, batch_size=32, verbose=False)
-        monkeypatch.setattr(compiled, "KERNEL", kernel)
+        _train_stopped_at_step_7(model, backend, monkeypatch)
         assert model.optimizer.iterations == 7 and model.layers[2].draws == 7
         return model.train(X, Y, epochs=2, batch_size=32, verbose=False)
 
