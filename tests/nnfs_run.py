@@ -31,6 +31,18 @@ if order == "after":
 
 X, y = xpnn.datasets.spiral_data(samples=100, classes=3, seed=0)
 
+compiled_steps = []  # the steps the compiled epoch ran (where the backend has it)
+if xpnn.get_backend(backend).fast_path == "numba":
+    from xpnn.training import compiled
+
+    kernel = compiled.KERNEL
+
+    def counting(*args):
+        compiled_steps.append(args[4])  # its steps
+        return kernel(*args)
+
+    compiled.KERNEL = counting
+
 model = xpnn.Model(backend=backend, seed=0)
 model.add(xpnn.Dense(2, 64))
 model.add(xpnn.ReLU())
@@ -61,4 +73,5 @@ for name in ("weights", "biases"):
     arrays[f"loop1_{name}"] = xpnn.to_numpy(getattr(dense1, name))
     arrays[f"loop2_{name}"] = xpnn.to_numpy(getattr(dense2, name))
 arrays["loop_loss"] = xpnn.to_numpy(loss)
+arrays["compiled_steps"] = np.array(sum(compiled_steps))
 np.savez(out, **arrays)

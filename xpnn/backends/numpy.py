@@ -70,10 +70,11 @@ def _by_columns(ufunc: np.ufunc, x: np.ndarray, keepdims: bool) -> np.ndarray:
     return out[:, None] if keepdims else out
 
 
-#: NumPy's own ``dot``, taken at import: the book's ``nnfs.init()`` replaces ``np.dot`` with a
-#: wrapper that refuses ``out=``. Where it ran first, ``np.matmul`` (which it leaves alone, and
-#: which gives the same results on 2-D arrays) stands in.
-_dot = np.dot if getattr(np.dot, "__module__", None) == "numpy" else np.matmul
+#: NumPy's own ``dot`` (the array method runs the same routine): the book's ``nnfs.init()``
+#: replaces ``np.dot`` with a wrapper that refuses ``out=`` and multiplies in float64, but
+#: leaves the method alone, so xpnn's products are the same before or after it, on the step
+#: path and in the compiled epoch alike.
+_dot = np.ndarray.dot
 
 
 class NumpyBackend(Backend):

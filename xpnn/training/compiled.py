@@ -43,7 +43,6 @@ import numba.extending
 import numpy as np
 
 from ..backends import jit, numpy_blas
-from ..backends import numpy as numpy_backend
 from ..building import EpochInProgress
 from ..layers import Dense
 from ..losses import EPSILON
@@ -246,8 +245,6 @@ def refusal(trainer: Trainer) -> str | None:
         return "a method of the model replaced"  # the compiled loop would not call it
     if not (X.flags.c_contiguous and y.flags.c_contiguous):
         return "X or y not C-ordered"
-    if numpy_backend._dot is not np.dot:  # the book's nnfs.init() replaced it: matmul runs
-        return "NumPy's dot replaced"
     return numpy_blas.load()
 
 
