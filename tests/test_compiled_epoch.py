@@ -404,6 +404,17 @@ def test_the_header_says_which_path_runs(backend, monkeypatch, capsys):
         _model(backend).train(X, Y, epochs=1, batch_size=32, verbose="lines")
         header = capsys.readouterr().out.splitlines()[0]
         assert ("epochs compiled" in header) == (setting == "1" and _compiles(backend))
+        # where the backend has a compiled epoch and it does not run, the header says why
+        off = setting == "0" and _compiles(backend)
+        assert (f"step by step: {compiled.ENV} turns it off" in header) == off
+
+
+def test_the_header_says_why_a_model_runs_step_by_step(backend, capsys):
+    layers = [xpnn.Dense(2, 8), xpnn.ReLU(), xpnn.ReLU(), xpnn.Dense(8, 3)]
+    _model(backend, layers=layers).train(X, Y, epochs=1, batch_size=32, verbose="lines")
+    header = capsys.readouterr().out.splitlines()[0]
+    why = "step by step: layers other than Dense, each followed by at most one element-wise"
+    assert (why in header) == _compiles(backend)
 
 
 @pytest.mark.parametrize("setting", ["2", "maybe"])

@@ -172,6 +172,8 @@ class Trainer:
         # report is kept to go back to.
         self.snapshot = None if model.backend.on_host else Snapshot(network, model.optimizer)
         self.check_epoch_in_progress()
+        #: Why the compiled epoch does not run where the backend has it (said in the header).
+        self.step_by_step: str | None = None
         self.compiled = self.compiled_epoch()
 
     def check_epoch_in_progress(self) -> None:
@@ -196,7 +198,8 @@ class Trainer:
             return None
         from . import compiled  # imports numba: only where the backend runs it
 
-        return None if compiled.refusal(self) else compiled.CompiledEpoch(self)
+        self.step_by_step = compiled.refusal(self)
+        return None if self.step_by_step else compiled.CompiledEpoch(self)
 
     def run(self, epochs: int) -> History:
         """Train ``epochs`` more epochs (the first may finish one Ctrl-C stopped); the History."""
@@ -211,12 +214,15 @@ class Trainer:
         if self.display is not None and self.note is not None:  # said once, when shown
             why = self.note.take()
             chosen = "" if why is None else f"; backend='auto' chose it: {why}"
+        path = ", epochs compiled" if self.compiled is not None else ""
+        if self.step_by_step:
+            path = f", step by step: {self.step_by_step}"
         shown = progress.Progress(
             self.display,
             first,
             final,
             f"xpnn: training on {backend.name} ({backend.device}, {backend.dtype_name}"
-            f"{', epochs compiled' if self.compiled is not None else ''}{chosen}): {samples} "
+            f"{path}{chosen}): {samples} "
             f"samples, {steps} step{'s' if steps > 1 else ''} per epoch{self.placement()}",
         )
         best = Best(self.early_stopping) if self.early_stopping else None
