@@ -105,6 +105,21 @@ def test_a_damaged_entry_is_dropped_in_every_mode_of_failure(cache_folder, monke
     assert _fresh_run()[:2] == (1, 0)  # the entry saved after the drop is whole
 
 
+def test_a_compile_is_announced_where_the_cache_has_none(cache_folder):
+    """Inside ``announcing_compiles`` a kernel about to compile says so (a training run shows
+    it); one loaded from the disk cache says nothing, nor does a compile outside the block."""
+    calls = []
+    with jit.announcing_compiles(lambda: calls.append("compiling")):
+        assert _fresh_run()[:2] == (0, 1)
+        assert calls == ["compiling"]
+        assert _fresh_run()[:2] == (1, 0)
+    assert calls == ["compiling"]
+    for entry in cache_folder.rglob("*.nb*"):
+        entry.unlink()
+    assert _fresh_run()[:2] == (0, 1)  # compiled again, with no one to tell
+    assert calls == ["compiling"]
+
+
 def test_a_cache_that_cannot_be_saved_is_a_warning(cache_folder, monkeypatch):
     """A full disk as numba saves the compiled kernel: the kernel runs, with a warning."""
 

@@ -31,6 +31,27 @@ def test_bar_shows_epochs_and_the_last_report(capsys, data):
     assert "loss=" in captured.err and "acc=" in captured.err
 
 
+@pytest.mark.parametrize("verbose", ["lines", "bar", False])
+def test_a_compile_is_said_once_beside_the_lines(capsys, data, monkeypatch, verbose):
+    """numba compiling a kernel during a run (as a first run does) is said once, on stderr,
+    so the printed lines stay the reports; silent runs say nothing."""
+    from xpnn.backends import jit
+    from xpnn.training import loop
+
+    original = loop.Trainer.epoch
+
+    def epoch(self, number, interrupt):
+        jit.compiling()  # what the disk cache calls as a kernel starts compiling
+        jit.compiling()
+        return original(self, number, interrupt)
+
+    monkeypatch.setattr(loop.Trainer, "epoch", epoch)
+    seed_model("numpy", seed=0).train(*data, epochs=2, print_every=1, verbose=verbose)
+    out, err = capsys.readouterr()
+    assert loop.COMPILING not in out
+    assert err.count(loop.COMPILING) == (1 if verbose else 0)
+
+
 def test_silent_and_bad_verbose(capsys, data):
     model = seed_model("numpy", seed=0)
     model.train(*data, epochs=3, verbose=False)

@@ -135,6 +135,13 @@ class Progress:
         elif self.display == "lines":
             print(text)
 
+    def notice(self, text: str) -> None:
+        """A line beside the run's output (on stderr), not part of its reports."""
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        elif self.display == "lines":
+            print(text, file=sys.stderr)
+
     def close(self) -> None:
         """Finish the bar."""
         if self.bar is not None:

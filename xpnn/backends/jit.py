@@ -18,12 +18,14 @@ rounding.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import logging
 import os
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,6 +38,8 @@ __all__ = [
     "PARALLEL_FROM",
     "JitBackend",
     "Kernel",
+    "announcing_compiles",
+    "compiling",
     "enabled",
     "epochs_compiled",
     "flat",
@@ -119,6 +123,31 @@ def _import_numba() -> Any:
 def numpy_backend(dtype: str = "float32") -> NumpyBackend:
     """The NumPy backend for ``dtype``: compiled (:class:`JitBackend`) where :func:`enabled`."""
     return JitBackend(dtype) if enabled() else NumpyBackend(dtype)
+
+
+#: What to call as a kernel starts compiling (its disk cache holding none for its arguments):
+#: set by ``announcing_compiles`` for the calling thread alone.
+_announce: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "xpnn_announce_compiles", default=None
+)
+
+
+@contextlib.contextmanager
+def announcing_compiles(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` each time a kernel starts compiling in this block (this thread's
+    calls alone): a training run says so, since a first run waits seconds for numba."""
+    token = _announce.set(callback)
+    try:
+        yield
+    finally:
+        _announce.reset(token)
+
+
+def compiling() -> None:
+    """A kernel starts compiling (``jit_cache`` calls this): tell ``announcing_compiles``."""
+    callback = _announce.get()
+    if callback is not None:
+        callback()
 
 
 class Kernel:

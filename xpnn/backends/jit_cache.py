@@ -116,7 +116,15 @@ class CheckedCache(FunctionCache):
 
     def load_overload(self, sig: Any, target_context: Any) -> Any:
         """numba's ``load_overload``, after the folder's check; None (compile) where the folder
-        is unsafe or the entry damaged."""
+        is unsafe or the entry damaged, or holds none: then ``jit.compiling`` is told first."""
+        loaded = self._load(sig, target_context)
+        if loaded is None:
+            from . import jit
+
+            jit.compiling()
+        return loaded
+
+    def _load(self, sig: Any, target_context: Any) -> Any:
         if not self._enabled:
             return None
         problem = unsafe(self.cache_path, self._files())

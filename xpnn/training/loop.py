@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import blas_threads, data, progress
 from .._checks import positive_int
-from ..backends.jit import epochs_compiled
+from ..backends.jit import announcing_compiles, epochs_compiled
 from ..building import EpochInProgress, check_settings, finalized
 from ..description import check_savable
 from ..files import check_writable
@@ -34,7 +34,13 @@ from .stopping import NonFiniteLossError, Snapshot, StopOnInterrupt
 if TYPE_CHECKING:
     from ..building import ModelFace, Network
 
-__all__ = ["Trainer", "train"]
+__all__ = ["COMPILING", "Trainer", "train"]
+
+#: Said once in a run's progress where numba compiles a kernel (none in its cache yet).
+COMPILING = (
+    "xpnn: numba is compiling the training loop for this model (once: its cache keeps it "
+    "for later runs)"
+)
 
 
 @dataclasses.dataclass
@@ -227,8 +233,15 @@ class Trainer:
         )
         best = Best(self.early_stopping) if self.early_stopping else None
         started = time.perf_counter()
+        announced: list[bool] = []
+
+        def compiling() -> None:  # numba's first compile of a kernel for these arrays
+            if not announced:
+                announced.append(True)
+                shown.notice(COMPILING)
+
         try:
-            with self.interruption() as interrupt:
+            with self.interruption() as interrupt, announcing_compiles(compiling):
                 for epoch in range(first, final + 1):
                     figures = self.epoch(epoch, interrupt)
                     unfinished = network.epoch_in_progress
