@@ -796,3 +796,29 @@ def test_a_layer_twice_in_one_model_is_refused():
     model.set(loss=xpnn.MeanSquaredError())
     with pytest.raises(ValueError, match=r"layer 2: this ReLU\(\) is in the model twice"):
         model.finalize()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: xpnn.Dense(a, 3),
+        lambda a: xpnn.Adam(learning_rate=a),
+        lambda a: seed_model("numpy", seed=0).train(*spiral(10, 3), epochs=a, verbose=False),
+    ],
+    ids=["Dense n_inputs", "Adam learning_rate", "train epochs"],
+)
+def test_an_array_where_a_number_belongs_is_named_by_its_shape(backend, make):
+    """An error names a wrong array by its type, shape and dtype, not by its thousand values."""
+    wrong = xpnn.get_backend(backend).xp.zeros((1000, 2))
+    with pytest.raises((TypeError, ValueError)) as raised:
+        make(wrong)
+    message = str(raised.value)
+    assert "of shape (1000, 2) and dtype" in message
+    assert len(message) < 200
+
+
+def test_a_long_value_in_an_error_is_cut():
+    with pytest.raises(TypeError) as raised:
+        xpnn.Model(seed=0).add("x" * 1000)
+    message = str(raised.value)
+    assert message.endswith("...") and len(message) < 200

@@ -59,12 +59,22 @@ def same_shape(a: Any, shape: tuple[int, ...], argument: str, what: str) -> None
         )
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, kept short: an array (of any library) by its
+    type, shape and dtype, anything else cut at ``limit`` characters."""
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if isinstance(shape, tuple) and shape and dtype is not None:
+        return f"{type(value).__name__} of shape {shape} and dtype {dtype}"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def positive_int(value: Any, argument: str) -> int:
     """``value`` as an int >= 1, or a ValueError/TypeError that names ``argument``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{argument} must be a positive integer; got {value!r}")
+        raise TypeError(f"{argument} must be a positive integer; got {shown(value)}")
     if value < 1:
-        raise ValueError(f"{argument} must be a positive integer; got {value!r}")
+        raise ValueError(f"{argument} must be a positive integer; got {shown(value)}")
     return int(value)
 
 
@@ -79,12 +89,12 @@ def real(
 ) -> float:
     """``value`` as a finite float within the bounds, or an error that names ``argument``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{argument} must be a real number; got {value!r}")
+        raise TypeError(f"{argument} must be a real number; got {shown(value)}")
     value = float(value)
     if not _within(value, low, high, low_open, high_open):
         raise ValueError(
             f"{argument} must be a finite number in {_interval(low, high, low_open, high_open)}; "
-            f"got {value!r}"
+            f"got {shown(value)}"
         )
     return value
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._checks import shown
 from .backends import to_numpy
 
 if TYPE_CHECKING:
@@ -135,6 +136,6 @@ def digest(values: np.ndarray | None) -> str | None:
 def checked(group: Communicator, shard: Any) -> None:
     """Refuse a ``shard`` that is not a bool, on every rank (the others wait to agree)."""
     if not isinstance(shard, bool):
-        error = TypeError(f"shard must be True or False; got {shard!r}")
+        error = TypeError(f"shard must be True or False; got {shown(shard)}")
         agree(group, None, error)
         raise error

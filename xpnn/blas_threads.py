@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from ._checks import shown
+
 if TYPE_CHECKING:
     from .building import ModelFace
 
@@ -71,7 +73,7 @@ def setting() -> int | str:
     raise ValueError(
         f"{ENV} must be a positive integer (BLAS threads while xpnn trains, evaluates and "
         f"predicts), 'auto' (xpnn chooses from the model's size) or 'off' (BLAS left as it "
-        f"is); got {raw!r}"
+        f"is); got {shown(raw)}"
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ._checks import HasSettings
+from ._checks import HasSettings, shown
 from .activations import Softmax
 from .backends import Backend, to_numpy
 from .backends.base import refuse_masked
@@ -279,7 +279,7 @@ def take_parts(model: ModelFace, **parts: Any) -> None:
     for argument, value in parts.items():
         kind = _KINDS[argument]
         if value is not None and not isinstance(value, kind):
-            raise TypeError(f"{argument} must be an xpnn {kind.__name__}; got {value!r}")
+            raise TypeError(f"{argument} must be an xpnn {kind.__name__}; got {shown(value)}")
     changes = [
         (argument, value, getattr(model, argument))
         for argument, value in parts.items()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import parts
-from ._checks import Part
+from ._checks import Part, shown
 
 if TYPE_CHECKING:
     from .building import ModelFace
@@ -146,7 +146,9 @@ def checkpoint_info(checkpoint: Any) -> dict[str, Any]:
     most ``MAX_DEPTH`` deep (a NumPy scalar at the top taken as its Python value); TypeError or
     ValueError naming ``checkpoint`` otherwise."""
     if not isinstance(checkpoint, Mapping):
-        raise TypeError(f"checkpoint must be a dict such as {{'epoch': 12}}; got {checkpoint!r}")
+        raise TypeError(
+            f"checkpoint must be a dict such as {{'epoch': 12}}; got {shown(checkpoint)}"
+        )
     info = {k: v.item() if isinstance(v, np.generic) else v for k, v in checkpoint.items()}
     if not all(isinstance(key, str) for key in info):
         raise TypeError("checkpoint keys must be strings")

@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ._checks import shown
+
 try:
     import fcntl
 except ImportError:  # Windows: an open file cannot be removed there anyway
@@ -70,7 +72,7 @@ def fetch(
         deadline = DEADLINE_BASE + size / SLOWEST_RATE
     for name, value in (("timeout", timeout), ("deadline", deadline)):
         if not value > 0:  # also refuses NaN: a socket would not wait at all
-            raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
+            raise ValueError(f"{name} must be a positive number of seconds; got {shown(value)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import NON_NEGATIVE, POSITIVE, host_numbers, real
+from ._checks import NON_NEGATIVE, POSITIVE, host_numbers, real, shown
 from .backends import Backend, to_numpy
 from .layers import Layer
 from .losses import Loss, SoftmaxCategoricalCrossentropy
@@ -119,7 +119,7 @@ def check_gradients(
     if isinstance(part, Layer):
         names = tuple(part.parameter_names)
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int; got {seed!r}")
+        raise TypeError(f"seed must be an int; got {shown(seed)}")
     checked = _float_backend(backend, target_dtype)
     default_step, default_rtol, default_atol = DEFAULTS[checked.dtype_name]
     step = default_step if step is None else real(step, "step", **POSITIVE)
@@ -165,7 +165,7 @@ def _check_part(part: Any) -> Backend:
 
 def _check_dtype(dtype: Any) -> str | None:
     if dtype is not None and dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be None, 'float32' or 'float64'; got {dtype!r}")
+        raise ValueError(f"dtype must be None, 'float32' or 'float64'; got {shown(dtype)}")
     return None if dtype is None else str(dtype)
 
 
@@ -220,7 +220,7 @@ def _check_parameter_names(part: Any) -> None:
         if not (isinstance(entry, tuple) and len(entry) == 3):
             raise TypeError(
                 f"part {part!r}: each parameter_names entry must be (prefix, parameter, "
-                f"gradient), as ('weight', 'weights', 'dweights'); got {entry!r}"
+                f"gradient), as ('weight', 'weights', 'dweights'); got {shown(entry)}"
             )
         if getattr(part, entry[1], None) is None:
             raise TypeError(f"part {part!r} names the parameter {entry[1]!r} but has none")

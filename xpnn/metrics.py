@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._checks import POSITIVE, HasSettings, Part, Settings, real
+from ._checks import POSITIVE, HasSettings, Part, Settings, real, shown
 from .activations import Sigmoid, Softmax
 from .backends import Backend, get_backend, to_numpy
 
@@ -51,7 +51,7 @@ class CategoricalAccuracy(Accuracy):
     ) -> None:
         super().__init__(backend=backend, dtype=dtype)
         if not isinstance(binary, bool):
-            raise TypeError(f"binary must be True or False; got {binary!r}")
+            raise TypeError(f"binary must be True or False; got {shown(binary)}")
         self.binary = binary
 
     def output_problem(self, layer: Any, loss: Any) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import building, data, distributed, io, progress, summary, training
+from ._checks import shown
 from .backends import Backend, get_backend, to_numpy
 from .backends.base import auto_choice
 from .history import History
@@ -89,7 +90,7 @@ class Model:
         A layer belongs to one model: one already in this model or in another is refused.
         """
         if not isinstance(layer, Layer):
-            raise TypeError(f"layer must be an xpnn layer (Dense, ReLU, ...); got {layer!r}")
+            raise TypeError(f"layer must be an xpnn layer (Dense, ReLU, ...); got {shown(layer)}")
         layer.claim(self, "layer")  # the layer knows its model: no search through the list
         self.layers.append(layer)
         self._network = None
@@ -246,7 +247,7 @@ class Model:
         ``shard=True`` each passes its own part, and the figures are over all the parts.
         """
         if not isinstance(verbose, bool):
-            raise TypeError(f"verbose must be True or False; got {verbose!r}")
+            raise TypeError(f"verbose must be True or False; got {shown(verbose)}")
         if comm is not None:
             return distributed.evaluate(self, X, y, comm, batch_size, verbose=verbose, shard=shard)
         if shard is not False:

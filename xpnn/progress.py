@@ -6,6 +6,7 @@ import math
 import sys
 from typing import Any
 
+from ._checks import shown
 from .history import History
 
 MODES = ("bar", "lines")
@@ -42,7 +43,7 @@ def mode(verbose: Any) -> str | None:
         return "bar" if sys.stdout.isatty() or in_notebook() else "lines"
     if verbose in MODES:
         return str(verbose)
-    raise ValueError(f"verbose must be True, False, 'bar' or 'lines'; got {verbose!r}")
+    raise ValueError(f"verbose must be True, False, 'bar' or 'lines'; got {shown(verbose)}")
 
 
 def number(value: float) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import shown
 from .activations import Linear, ReLU, Sigmoid, Tanh
 from .backends import check_backend_name
 from .optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
@@ -93,22 +94,26 @@ def check(estimator: Any) -> None:
     def number(name: str, low: float, high: float = math.inf, *, open_low: bool = False) -> None:
         value = getattr(estimator, name)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{owner} {name} must be a real number; got {value!r}")
+            raise TypeError(f"{owner} {name} must be a real number; got {shown(value)}")
         too_low = value <= low if open_low else value < low
         if not math.isfinite(value) or too_low or value >= high:
             interval = f"{'(' if open_low else '['}{low:g}, {high:g})"
-            raise ValueError(f"{owner} {name} must be a finite number in {interval}; got {value!r}")
+            raise ValueError(
+                f"{owner} {name} must be a finite number in {interval}; got {shown(value)}"
+            )
 
     def integer(name: str, extra: str = "") -> None:
         value = getattr(estimator, name)
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{owner} {name} must be a positive integer{extra}; got {value!r}")
+            raise ValueError(
+                f"{owner} {name} must be a positive integer{extra}; got {shown(value)}"
+            )
 
     def choice(name: str, choices: Any) -> None:
         value = getattr(estimator, name)
         if not isinstance(value, str) or value not in choices:
             raise ValueError(
-                f"{owner} {name} must be one of {', '.join(map(repr, choices))}; got {value!r}"
+                f"{owner} {name} must be one of {', '.join(map(repr, choices))}; got {shown(value)}"
             )
 
     def flag(name: str) -> None:
@@ -130,7 +135,7 @@ def check(estimator: Any) -> None:
     integer("n_iter_no_change")
     if not isinstance(estimator.verbose, (numbers.Integral, np.bool_)):
         raise TypeError(
-            f"{owner} verbose must be True, False or an integer; got {estimator.verbose!r}"
+            f"{owner} verbose must be True, False or an integer; got {shown(estimator.verbose)}"
         )
     choice("optimizer", tuple(OPTIMIZERS))
     number("decay", 0.0)
@@ -148,7 +153,7 @@ def check(estimator: Any) -> None:
     ):
         raise ValueError(
             f"{owner} random_state must be None, an integer in [0, 2**32 - 1] or a "
-            f"numpy.random.RandomState; got {seed!r}"
+            f"numpy.random.RandomState; got {shown(seed)}"
         )
 
 
@@ -163,7 +168,7 @@ def fixed_dtype(estimator: Any) -> str | None:
     if name not in ("float32", "float64"):
         raise ValueError(
             f"{type(estimator).__name__} dtype must be None (the input's: float32 stays "
-            f"float32, anything else float64), 'float32' or 'float64'; got {estimator.dtype!r}"
+            f"float32, anything else float64), 'float32' or 'float64'; got {shown(estimator.dtype)}"
         )
     return name
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import shown
 from .backends import Backend, devices, to_numpy
 
 __all__ = [
@@ -264,7 +265,7 @@ def use_device(comm: Any, device: int | None = None) -> int:
     if device is None:
         device = local % count
     elif isinstance(device, bool) or not isinstance(device, int) or not 0 <= device < count:
-        raise ValueError(f"device must be an int in [0, {count}) on this node; got {device!r}")
+        raise ValueError(f"device must be an int in [0, {count}) on this node; got {shown(device)}")
     cupy.cuda.Device(device).use()
     if named:
         devices.record(device, f"use_device(comm, device={device})", by_user=True)
@@ -400,18 +401,18 @@ def communicator(
         return comm
     if transport not in ("auto", *TRANSPORTS):
         raise ValueError(
-            f"transport must be 'auto', 'host', 'nccl' or 'cuda-mpi'; got {transport!r}"
+            f"transport must be 'auto', 'host', 'nccl' or 'cuda-mpi'; got {shown(transport)}"
         )
     try:
         from mpi4py import MPI
     except ImportError:
         raise TypeError(
             f"comm must be an mpi4py communicator (install xpnn[mpi]) or an "
-            f"xpnn.distributed.Communicator; got {comm!r}"
+            f"xpnn.distributed.Communicator; got {shown(comm)}"
         ) from None
     if not isinstance(comm, MPI.Intracomm):
         raise TypeError(
-            f"comm must be an mpi4py intracommunicator such as MPI.COMM_WORLD; got {comm!r}"
+            f"comm must be an mpi4py intracommunicator such as MPI.COMM_WORLD; got {shown(comm)}"
         )
     host = HostMPI(comm, backend)
     if backend.name != "cupy":

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import shown
+
 __all__ = ["BACKEND_NAMES", "Backend", "check_backend_name", "get_backend", "to_numpy"]
 
 BACKEND_NAMES = ("numpy", "cupy", "torch", "strict", "auto")
@@ -272,7 +274,7 @@ def check_backend_name(name: Any) -> tuple[str, str | None]:
     if library not in (*_CLASSES, "auto") or (colon and not (device and takes_device)):
         raise ValueError(
             f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))} or 'torch:<device>' "
-            f"('torch:cpu', 'torch:cuda', 'torch:mps'); got {name!r}"
+            f"('torch:cpu', 'torch:cuda', 'torch:mps'); got {shown(name)}"
         )
     return library, device if colon else None
 
@@ -301,7 +303,7 @@ def _dtype_name(dtype: Any) -> str:
     except TypeError:
         name = repr(dtype)
     if name not in FLOAT_DTYPES:
-        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+        raise ValueError(f"dtype must be 'float32' or 'float64'; got {shown(dtype)}")
     return name
 
 

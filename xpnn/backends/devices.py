@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._checks import shown
+
 __all__ = ["LOCAL_RANK_VARIABLES", "Choice", "choose", "chosen", "record"]
 
 #: The node-local rank as launchers set it, in the order read: MPI launchers' own before
@@ -72,7 +74,7 @@ def choose(cupy: Any, environ: Mapping[str, str] | None = None) -> Choice | None
         if not (named.isdigit() and int(named) < count):
             raise ValueError(
                 f"XPNN_DEVICE must be a CUDA device number in [0, {count}) (the devices CUDA "
-                f"shows this process); got {named!r}"
+                f"shows this process); got {shown(named)}"
             )
         return _use(cupy, int(named), f"XPNN_DEVICE={named}", True)
     current = cupy.cuda.Device().id

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import shown
 from .numpy import NumpyBackend
 
 __all__ = [
@@ -83,7 +84,7 @@ def switch(name: str, default: bool, on: str = "compiled path", off: str = "plai
     except KeyError:
         raise ValueError(
             f"{name} must be one of 1, true, yes, on ({on}) or 0, false, no, off ({off}), in "
-            f"any case; got {value!r}"
+            f"any case; got {shown(value)}"
         ) from None
 
 
@@ -229,7 +230,7 @@ def threads() -> int:
     if not configured:
         return 1
     if not configured.isdecimal() or int(configured) < 1:
-        raise ValueError(f"XPNN_JIT_THREADS must be a positive integer; got {configured!r}")
+        raise ValueError(f"XPNN_JIT_THREADS must be a positive integer; got {shown(configured)}")
     return int(configured)
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._checks import shown
 from ..backends import to_numpy
 from ..building import EpochInProgress
 from ..description import MAX_COUNT, MAX_SEED, check_count, checkpoint_info
@@ -330,4 +331,4 @@ def check_epoch(epoch: Any, type_error: type[Exception], value_error: type[Excep
     if isinstance(epoch, bool) or not isinstance(epoch, int):
         raise type_error(f"checkpoint['epoch'] must be an integer; got {epoch!r:.80}")
     if epoch < 0:
-        raise value_error(f"checkpoint['epoch'] must be >= 0; got {epoch!r}")
+        raise value_error(f"checkpoint['epoch'] must be >= 0; got {shown(epoch)}")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import blas_threads, data, progress
-from .._checks import positive_int
+from .._checks import positive_int, shown
 from ..backends.jit import announcing_compiles, epochs_compiled
 from ..building import EpochInProgress, check_settings, finalized
 from ..description import check_savable
@@ -102,12 +102,12 @@ def train(
     if batch_size is not None:
         batch_size = positive_int(batch_size, "batch_size")
     if not isinstance(shuffle, bool):
-        raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+        raise TypeError(f"shuffle must be True or False; got {shown(shuffle)}")
     display = progress.mode(verbose)
     checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, os.PathLike)):
-            raise TypeError(f"checkpoint must be a file path; got {checkpoint!r}")
+            raise TypeError(f"checkpoint must be a file path; got {shown(checkpoint)}")
         check_writable(checkpoint, "checkpoint")
         check_savable(model, "checkpoint")  # here, not at the first checkpoint epochs later
     if early_stopping is not None:
