@@ -145,7 +145,7 @@ def times(values, mask, output):  # pragma: no cover - compiled by numba
 
 _relu, _relu_backward = _numba(jit._relu), _numba(jit._relu_backward)
 _add_row = _numba(jit._add_row)
-_product, _column_sums = numpy_blas.product, numpy_blas.column_sums
+_product = numpy_blas.product
 
 
 @_numba
@@ -261,7 +261,7 @@ def backward(inputs, rows, step, gradient, weights, biases, dweights, dbiases, c
     for k in range(len(weights) - 1, -1, -1):
         layer_input = inputs if k == 0 else drops[k - 1][:rows]
         _product(layer_input, gradient, dweights[k], True, False)
-        _column_sums(ones[:, :rows], gradient, dbiases[k])
+        _product(ones[:, :rows], gradient, dbiases[k], False, False)  # Backend.sum_rows
         if penalized[k, 0] or penalized[k, 1]:
             _penalize(dweights[k], weights[k], penalty[k, :3], penalized[k, 0], penalized[k, 1])
         if penalized[k, 2] or penalized[k, 3]:
