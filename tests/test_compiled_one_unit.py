@@ -134,11 +134,13 @@ def test_one_output(backend, dtype, case, batch_size, monkeypatch, runs):  # noq
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_one_input_feature_and_one_hidden_unit(backend, dtype, monkeypatch, runs):  # noqa: F811
     """Dense(1, 16) first (an outer product forward, a column of inputs backward), a hidden
-    layer of 1 unit between two others, a Softmax output, shuffled, a last batch of 1 row."""
+    layer of 1 unit between two others (with a Dropout of 1 column after it), a Softmax
+    output, shuffled, a last batch of 1 row."""
     d = xpnn.Dense
 
     def make():
-        layers = [d(1, 16), xpnn.Tanh(), d(16, 1), xpnn.ReLU(), d(1, 8), xpnn.ReLU(), d(8, 3)]
+        layers = [d(1, 16), xpnn.Tanh(), d(16, 1), xpnn.ReLU(), xpnn.Dropout(0.2), d(1, 8),
+                  xpnn.ReLU(), d(8, 3)]  # fmt: skip
         return _model(backend, dtype, layers=layers)
 
     def train(model):
