@@ -461,4 +461,13 @@ def test_the_compiled_loops_cache_goes_stale_with_the_kernels_it_calls(tmp_path)
         compiled.chain.__file__,
         xpnn.backends.jit.__file__,
         xpnn.backends.numpy_blas.__file__,
+        xpnn.backends.numba_sums.__file__,
     }
+    # The book's kernels call the products and sums too.
+    from xpnn.book import _kernels
+
+    for kernel in _kernels.KERNELS.values():
+        assert set(kernel.sources) == {
+            xpnn.backends.numpy_blas.__file__,
+            xpnn.backends.numba_sums.__file__,
+        }

@@ -42,7 +42,7 @@ import numba
 import numba.extending
 import numpy as np
 
-from ..backends import jit, numpy_blas
+from ..backends import jit, numba_sums, numpy_blas
 from ..backends import numpy as numpy_backend
 from ..building import EpochInProgress
 from ..losses import EPSILON
@@ -204,6 +204,7 @@ KERNEL = jit.Kernel(
     sources=(
         jit.__file__ or "",
         numpy_blas.__file__ or "",
+        numba_sums.__file__ or "",
         chain.__file__ or "",
         compiled_rules.__file__ or "",
         *compiled_rules.SOURCES,
