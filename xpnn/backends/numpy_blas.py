@@ -83,7 +83,8 @@ def _product(a, b, out, trans_a, trans_b):  # pragma: no cover - compiled by num
     0.0 in float64); a matrix times a column, or a row times a matrix, is ``gemv``; the rest
     (an outer product, k = 1, included) is ``gemm``, with the transposes and leading
     dimensions NumPy derives from each operand's strides. NumPy takes ``syrk`` for an array
-    times its own transpose (one buffer): not reproduced, and never asked for here."""
+    times its own transpose (one buffer): not reproduced; the compiled epoch never multiplies
+    an array by itself, and the book's kernels check for it."""
     p = a.shape[1] if trans_a else a.shape[0]
     q = a.shape[0] if trans_a else a.shape[1]
     r = b.shape[0] if trans_b else b.shape[1]
@@ -95,7 +96,7 @@ def _product(a, b, out, trans_a, trans_b):  # pragma: no cover - compiled by num
     if trans_b:
         sb0, sb1 = sb1, sb0
     single = a.itemsize == 4
-    if q > 1 and p > 1 and r > 1:  # matrix times matrix: gemm, as before
+    if q > 1 and p > 1 and r > 1:  # matrix times matrix: gemm
         ta, tb = (_TRANS if trans_a else _NO_TRANS), (_TRANS if trans_b else _NO_TRANS)
         lda, ldb, ldc = a.shape[1], b.shape[1], out.shape[1]
         if single:
