@@ -335,7 +335,6 @@ def test_which_models_run_compiled(backend, monkeypatch, runs):
         "Dropout before ReLU": dict(layers=[d(2, 32), xpnn.Dropout(0.1), xpnn.ReLU(), d(32, 3)]),
         "a Softmax inside": dict(layers=[d(2, 32), xpnn.Softmax(), d(32, 3)]),
         "two ReLUs": dict(layers=[d(2, 32), xpnn.ReLU(), xpnn.ReLU(), d(32, 3)]),
-        "1 unit": dict(layers=[d(2, 1), xpnn.ReLU(), d(1, 3)]),
         "an optimizer with no compiled loop": dict(optimizer=_Halving(0.1, 0.0)),
         "a subclass that replaces the update": dict(optimizer=_LoggedRMSprop()),
     }
@@ -346,11 +345,13 @@ def test_which_models_run_compiled(backend, monkeypatch, runs):
         assert not runs, name
     assert compiled_rules.refusal(_Halving(0.1, 0.0)) == "_Halving has no compiled epoch"
     assert compiled_rules.refusal(_LoggedRMSprop()) == "_LoggedRMSprop replaces its update"
-    # Batches of 1 row (NumPy's dot takes another BLAS routine for them).
-    for samples, batch in ((300, 1), (289, 32)):
+    # A layer of 1 unit and batches of 1 row run compiled (test_compiled_one_unit.py).
+    for layers, samples, batch in [([d(2, 1), xpnn.ReLU(), d(1, 3)], 300, 32), (None, 30, 1),
+                                   (None, 289, 32)]:  # fmt: skip
         runs.clear()
-        _model(backend).train(X[:samples], Y[:samples], epochs=1, batch_size=batch, verbose=False)
-        assert not runs, (samples, batch)
+        model = _model(backend, layers=layers)
+        model.train(X[:samples], Y[:samples], epochs=1, batch_size=batch, verbose=False)
+        assert bool(runs) == _compiles(backend), (samples, batch)
     # A method replaced on the instance (a hook) is called by the step path alone, each step.
     for part, name in [(0, "forward"), (2, "backward"), (None, "post_update_params")]:
         runs.clear()
@@ -363,20 +364,6 @@ def test_which_models_run_compiled(backend, monkeypatch, runs):
     runs.clear()
     _model(backend).train(X, Y, epochs=1, batch_size=32, verbose=False)
     assert bool(runs) == _compiles(backend)
-
-
-def test_an_output_of_one_unit_takes_the_step_path(backend, runs):
-    """NumPy's dot takes another BLAS routine for a single column (the compiled epoch runs
-    Sigmoid with BinaryCrossentropy on 2 outputs or more: test_compiled_layers.py)."""
-    model = xpnn.Model(backend=backend, seed=0)
-    model.add(xpnn.Dense(2, 16))
-    model.add(xpnn.ReLU())
-    model.add(xpnn.Dense(16, 1))
-    model.add(xpnn.Sigmoid())
-    model.set(loss=xpnn.BinaryCrossentropy(), optimizer=xpnn.Adam())
-    model.finalize()
-    model.train(X, (Y == 1).astype(float)[:, None], epochs=1, batch_size=32, verbose=False)
-    assert not runs
 
 
 def test_a_data_parallel_trainer_takes_the_step_path(backend, runs):
@@ -485,4 +472,13 @@ def test_the_compiled_loops_cache_goes_stale_with_the_kernels_it_calls(tmp_path)
         compiled.chain.__file__,
         xpnn.backends.jit.__file__,
         xpnn.backends.numpy_blas.__file__,
+        xpnn.backends.numba_sums.__file__,
     }
+    # The book's kernels call the products and sums too.
+    from xpnn.book import _kernels
+
+    for kernel in _kernels.KERNELS.values():
+        assert set(kernel.sources) == {
+            xpnn.backends.numpy_blas.__file__,
+            xpnn.backends.numba_sums.__file__,
+        }

@@ -24,6 +24,7 @@ from test_compiled_epoch import (  # noqa: F401
     runs,
 )
 
+from xpnn.backends import numba_sums
 from xpnn.training import compiled, compiled_chain
 
 X, Y = spiral(100, 3)
@@ -247,16 +248,17 @@ def test_models_still_refused(backend, monkeypatch, runs):  # noqa: F811
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_pairwise_sum_is_numpys(dtype):
-    """``compiled_chain._sum`` adds as NumPy's ``sum`` adds a 1-D array (and ``mean`` each row
-    of a 2-D one): bit for bit, over the sizes where its order changes (8, 128, the halves)."""
+    """``numba_sums.numpy_sum`` (the compiled epoch's and the book kernels' sum) adds as
+    NumPy's ``sum`` adds a 1-D array (and ``mean`` each row of a 2-D one): bit for bit, over
+    the sizes where its order changes (8, 128, the halves), and from an offset."""
     rng = np.random.default_rng(0)
-    zero = np.zeros(1, dtype)[0]
     for n in [*range(1, 300), 1000, 1031, 4096, 8193, 20000]:
-        a = (rng.standard_normal(n) * rng.uniform(0, 1e3, n)).astype(dtype)
-        assert compiled_chain._sum(a, zero) == np.sum(a), n
+        a = (rng.standard_normal(n + 3) * rng.uniform(0, 1e3, n + 3)).astype(dtype)
+        assert numba_sums.numpy_sum(a, 0, n) == np.sum(a[:n]), n
+        assert numba_sums.numpy_sum(a, 3, n) == np.sum(a[3:]), n
     zeros = np.array([-0.0, -0.0], dtype)
-    assert str(compiled_chain._sum(zeros, zero)) == str(np.sum(zeros)) == "0.0"
+    assert str(numba_sums.numpy_sum(zeros, 0, 2)) == str(np.sum(zeros)) == "0.0"
     for columns in (1, 3, 8, 13, 40, 129):
         a = rng.standard_normal((5, columns)).astype(dtype)
-        means = [compiled_chain._sum(row, zero) / np.asarray(columns, dtype) for row in a]
+        means = [numba_sums.numpy_sum(row, 0, columns) / np.asarray(columns, dtype) for row in a]
         np.testing.assert_array_equal(np.array(means, dtype), np.mean(a, axis=-1), strict=True)

@@ -9,8 +9,9 @@ finished as the step path finishes it.
 It runs the same operations in the same order as the step path, so its numbers are the step
 path's bit for bit (tested):
 
-- the matrix products call NumPy's own BLAS (``cblas_?gemm`` and, for the bias gradients,
-  ``cblas_?gemv``, with the arguments NumPy's ``dot`` passes), under the same thread limits;
+- the matrix products call NumPy's own BLAS with the routine and arguments NumPy's ``dot``
+  chooses for each shape (``numpy_blas.product``: ``gemm``, ``gemv`` for the bias gradients
+  and a single row or column, ``dot``, ``axpy``), under the same thread limits;
 - the element-wise passes are the backend's own kernels (``xpnn.backends.jit``), the layers'
   and losses' in ``compiled_chain``, and the optimizers' own compiled loops (``compiled_rules``,
   with their flush of subnormal states); NumPy's ``exp``, ``tanh`` and ``log`` (softmax's,
@@ -26,9 +27,8 @@ for the last, then by ``Dropout``; a ``Softmax`` output with ``CategoricalCrosse
 indices or one-hot rows), or an element-wise one (or none) with ``BinaryCrossentropy``,
 ``MeanSquaredError`` or ``MeanAbsoluteError`` and their metrics; any of xpnn's optimizers
 (``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``, ``SGD`` with or without momentum: those whose
-``Optimizer.numba_step`` says how they run compiled, ``compiled_rules``); batches of 2 rows
-or more and layers of 2 units or more (NumPy's ``dot`` takes another BLAS routine for a single
-row or column, so a regression of one output runs step by step). Any other model,
+``Optimizer.numba_step`` says how they run compiled, ``compiled_rules``); layers and batches
+of any size, one unit, input or row included. Any other model,
 data-parallel training, or ``XPNN_JIT_EPOCH=0`` runs the step path, and ``refusal`` says why.
 Only imported where numba is, and only for NumPy wheels' OpenBLAS (``numpy_blas``).
 """
@@ -42,9 +42,8 @@ import numba
 import numba.extending
 import numpy as np
 
-from ..backends import jit, numpy_blas
+from ..backends import jit, numba_sums, numpy_blas
 from ..building import EpochInProgress
-from ..layers import Dense
 from ..losses import EPSILON
 from ..optimizers.base import FLUSH_EVERY
 from . import compiled_chain as chain
@@ -204,6 +203,7 @@ KERNEL = jit.Kernel(
     sources=(
         jit.__file__ or "",
         numpy_blas.__file__ or "",
+        numba_sums.__file__ or "",
         chain.__file__ or "",
         compiled_rules.__file__ or "",
         *compiled_rules.SOURCES,
@@ -232,14 +232,7 @@ def refusal(trainer: Trainer) -> str | None:
     why = chain.refusal(model, network.combined is not None)
     if why is not None:
         return why
-    dense = [layer for layer in layers if type(layer) is Dense]
-    if min(min(layer.n_inputs, layer.n_neurons) for layer in dense) < 2:
-        return "a layer of 1 unit"
-    X, y, batch = trainer.X, trainer.y, trainer.batch_size
-    unfinished = network.epoch_in_progress
-    begins = (0,) if unfinished is None else (0, unfinished.done)
-    if batch < 2 or any((trainer.samples - begin) % batch == 1 for begin in begins):
-        return "a batch of 1 row"
+    X, y = trainer.X, trainer.y
     parts = [*layers, optimizer, model, network.combined or network.loss, model.accuracy]
     if any(name in vars(part) for part in parts if part is not None for name in _STEP_METHODS):
         return "a method of the model replaced"  # the compiled loop would not call it

@@ -12,7 +12,7 @@ Every pass does what the step path's NumPy operations do, in the same order and 
 dtype, so the numbers are the same bit for bit (tested): the four arithmetic operations round
 alike wherever they run; NumPy's ``exp``, ``tanh`` and ``log`` (its own vectorised versions,
 which numba's do not match) are called back in object mode, each from a small function of its
-own; a sum over a row or a batch follows NumPy's pairwise order (``_pairwise``); Dropout's
+own; a sum over a row or a batch follows NumPy's pairwise order (``numba_sums``); Dropout's
 masks are drawn on the host, by the layer itself, before each chunk of steps.
 """
 
@@ -24,7 +24,7 @@ import numba
 import numpy as np
 
 from ..activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
-from ..backends import jit, numpy_blas
+from ..backends import jit, numba_sums, numpy_blas
 from ..layers import Dense, Dropout
 from ..losses import BinaryCrossentropy, MeanAbsoluteError, MeanSquaredError
 from ..metrics import CategoricalAccuracy, RegressionAccuracy
@@ -44,71 +44,6 @@ UNCOUNTED, BINARY_CLASSES, REGRESSION = range(3)
 def _numba(function: Any) -> Any:
     """``function`` compiled as the backend's kernels are (NumPy's error model)."""
     return numba.njit(function, error_model="numpy", nogil=True)
-
-
-@_numba
-def _block(a, lo, n, zero):  # pragma: no cover - compiled by numba
-    """The sum of ``a[lo:lo + n]`` for ``n`` up to 128, as NumPy's pairwise sum adds a block:
-    one by one below 8 values, else in 8 running sums, then the rest one by one."""
-    if n < 8:
-        total = zero
-        for i in range(n):
-            total += a[lo + i]
-        return total
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    while i < n - n % 8:
-        j = lo + i
-        r0, r1, r2, r3 = r0 + a[j], r1 + a[j + 1], r2 + a[j + 2], r3 + a[j + 3]
-        r4, r5, r6, r7 = r4 + a[j + 4], r5 + a[j + 5], r6 + a[j + 6], r7 + a[j + 7]
-        i += 8
-    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        total += a[lo + i]
-        i += 1
-    return total
-
-
-@_numba
-def _pairwise(a, n, zero):  # pragma: no cover - compiled by numba
-    """The sum of ``a[:n]`` (1-D, contiguous) as NumPy's ``add.reduce`` adds it: ``_block``
-    up to 128 values, else the sum of the two halves' sums, the first a multiple of 8 long.
-
-    The halves are walked with a stack of its own: numba's disk cache cannot load a compiled
-    caller of a recursive function."""
-    if n <= 128:
-        return _block(a, 0, n, zero)
-    starts, sizes = np.zeros(64, np.int64), np.zeros(64, np.int64)
-    stage, lefts = np.zeros(64, np.int64), np.zeros(64, a.dtype)
-    depth, sizes[0], value = 0, n, zero
-    while depth >= 0:
-        size = sizes[depth]
-        if size > 128:  # the left half first
-            half = size // 2 - size // 2 % 8
-            stage[depth] = 1
-            depth += 1
-            starts[depth], sizes[depth], stage[depth] = starts[depth - 1], half, 0
-            continue
-        value = _block(a, starts[depth], size, zero)
-        depth -= 1
-        while depth >= 0:  # hand the sum up: a left half's waits for its right half's
-            if stage[depth] == 1:
-                lefts[depth], stage[depth] = value, 2
-                half = sizes[depth] // 2 - sizes[depth] // 2 % 8
-                depth += 1
-                starts[depth] = starts[depth - 1] + half
-                sizes[depth], stage[depth] = sizes[depth - 1] - half, 0
-                break
-            value = lefts[depth] + value
-            depth -= 1
-    return value
-
-
-@_numba
-def _sum(a, zero):  # pragma: no cover - compiled by numba
-    """NumPy's ``sum`` of ``a`` (1-D, contiguous): 0 plus the pairwise sum of all of it."""
-    return zero + _pairwise(a, a.size, zero)
 
 
 # -- activations: forward and backward, as the classes in xpnn.activations compute them ------
@@ -145,7 +80,7 @@ def times(values, mask, output):  # pragma: no cover - compiled by numba
 
 _relu, _relu_backward = _numba(jit._relu), _numba(jit._relu_backward)
 _add_row = _numba(jit._add_row)
-_product, _column_sums = numpy_blas.product, numpy_blas.column_sums
+_product, _sum = numpy_blas.product, numba_sums.numpy_sum
 
 
 @_numba
@@ -261,7 +196,7 @@ def backward(inputs, rows, step, gradient, weights, biases, dweights, dbiases, c
     for k in range(len(weights) - 1, -1, -1):
         layer_input = inputs if k == 0 else drops[k - 1][:rows]
         _product(layer_input, gradient, dweights[k], True, False)
-        _column_sums(ones[:, :rows], gradient, dbiases[k])
+        _product(ones[:, :rows], gradient, dbiases[k], False, False)  # Backend.sum_rows
         if penalized[k, 0] or penalized[k, 1]:
             _penalize(dweights[k], weights[k], penalty[k, :3], penalized[k, 0], penalized[k, 1])
         if penalized[k, 2] or penalized[k, 3]:
@@ -325,7 +260,7 @@ def output_loss(loss, metric, code, out, output, targets, alpha, s, losses, firs
                 sign = one if e > 0 else (zero - one if e < 0 else (zero if e == 0 else e))
                 gradient[i, j] = sign / outputs / n
     for i in range(rows):
-        losses[i] = _sum(first[i], zero) / outputs
+        losses[i] = _sum(first[i], 0, columns) / outputs
     right = 0
     if metric == BINARY_CLASSES:
         for i in range(rows):
@@ -337,7 +272,7 @@ def output_loss(loss, metric, code, out, output, targets, alpha, s, losses, firs
                 right += abs(output[i, j] - targets[i, j]) < precision
     compared = rows * columns if metric != UNCOUNTED else 0
     dinputs = _activate_backward(code, gradient, out, output, alpha, s[:2], dout)
-    return _sum(losses[:rows], zero), right, compared, dinputs
+    return _sum(losses, 0, rows), right, compared, dinputs
 
 
 # -- the host side: what a model is made of, and the buffers ------------------------------
