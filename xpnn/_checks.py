@@ -63,8 +63,8 @@ def shown(value: Any, limit: int = 80) -> str:
     """``repr(value)`` for an error message, kept short: an array (of any library) by its
     type, shape and dtype, anything else cut at ``limit`` characters."""
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    if isinstance(shape, tuple) and shape and dtype is not None:
-        return f"{type(value).__name__} of shape {shape} and dtype {dtype}"
+    if isinstance(shape, tuple) and shape and dtype is not None:  # torch's Size is a tuple
+        return f"{type(value).__name__} of shape {tuple(int(n) for n in shape)} and dtype {dtype}"
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
