@@ -139,9 +139,14 @@ class Layer_Dense(_Wrapped):
         if self._leans_on(inputs):
             wide = _lean.products(self._exact, self._lean_dtype)
             inner = self._layer
-            output = np.empty((inputs.shape[0], inner.n_neurons), self._lean_dtype)
+            rows, n_inputs = inputs.shape
+            output = np.empty((rows, inner.n_neurons), self._lean_dtype)
             if wide is not None and self._lean["dense_forward"](
-                inputs, inner.weights, inner.biases, output, wide
+                inputs,
+                inner.weights,
+                inner.biases,
+                output,
+                _lean.wide_mode(wide, rows, n_inputs, inner.n_neurons, False, False),
             ):
                 self.inputs = inner.inputs = inputs
                 self.output = inner.output = output
@@ -178,8 +183,13 @@ class Layer_Dense(_Wrapped):
         inputs = getattr(inner, "inputs", None)  # None before a forward pass: an error below
         if self._leans_on(dvalues) and self._leans_on(inputs):
             wide = _lean.products(self._exact, self._lean_dtype)
+            rows, n_inputs = inputs.shape
             if wide is not None and self._lean["dense_backward"](
-                inputs, dvalues, inner.dweights, inner.dbiases, wide
+                inputs,
+                dvalues,
+                inner.dweights,
+                inner.dbiases,
+                _lean.wide_mode(wide, n_inputs, rows, dvalues.shape[1], True, False),
             ):
                 if self._regularized:
                     inner.add_penalty_gradients()
@@ -198,7 +208,7 @@ class Layer_Dense(_Wrapped):
     _wide_dbiases: Any = None
     _pending: Any = None
     _pending_weights: Any = None
-    _pending_wide: bool | None = None  # the compiled pass's ``wide``, where it took the pass
+    _pending_wide: bool | None = None  # ``_lean.products``, where the compiled pass ran
     _dinputs: Any = None
 
     @property
@@ -210,9 +220,12 @@ class Layer_Dense(_Wrapped):
                 self._layer.weights if self._pending_weights is None else self._pending_weights
             )
             dinputs = None
-            if self._pending_wide is not None:
-                dinputs = np.empty((pending.shape[0], weights.shape[0]), self._lean_dtype)
-                if not self._lean["input_gradient"](pending, weights, dinputs, self._pending_wide):
+            wide = self._pending_wide
+            if wide is not None:
+                rows, (n_inputs, n_neurons) = pending.shape[0], weights.shape
+                mode = _lean.wide_mode(wide, rows, n_neurons, n_inputs, False, True)
+                dinputs = np.empty((rows, n_inputs), self._lean_dtype)
+                if not self._lean["input_gradient"](pending, weights, dinputs, mode):
                     dinputs = None
             if dinputs is None:
                 dinputs = self._show(self._backend.matmul(pending, weights.T))
