@@ -71,10 +71,20 @@ class _Wrapped(Part):
     #: softmax's ``output`` to check its gradient.
     _remembers = "inputs"
 
+    def _before_forward(self) -> RuntimeError:
+        """The error of a backward pass before any forward pass, naming the book's class."""
+        return RuntimeError(
+            f"{type(self).__name__}.backward() before forward(): dvalues is the gradient of "
+            "the output of the last forward pass, and there has been none"
+        )
+
     def backward(self, dvalues: Any) -> None:
         """The book's backward pass: ``self.dinputs`` from the gradient ``dvalues``."""
+        remembered = getattr(self, self._remembers, None)
+        if remembered is None:
+            raise self._before_forward()
         gradient = self._take(dvalues, "dvalues")
-        setattr(self._layer, self._remembers, self._take(getattr(self, self._remembers)))
+        setattr(self._layer, self._remembers, self._take(remembered))
         self.dinputs = self._show(self._layer.backward(gradient))
 
     def predictions(self, outputs: Any) -> Any:
@@ -180,7 +190,9 @@ class Layer_Dense(_Wrapped):
         inner = self._layer
         # The gradient of the inputs is worked out when read (a first layer's never is), from
         # the weights of this pass: an update before that keeps a copy of them (update_params).
-        inputs = getattr(inner, "inputs", None)  # None before a forward pass: an error below
+        inputs = getattr(inner, "inputs", None)
+        if inputs is None:
+            raise self._before_forward()
         if self._leans_on(dvalues) and self._leans_on(inputs):
             wide = _lean.products(self._exact, self._lean_dtype)
             rows, n_inputs = inputs.shape
@@ -358,6 +370,11 @@ class Layer_Dropout(Part):
 
     def backward(self, dvalues: Any) -> None:
         """The gradient through the same mask."""
+        if getattr(self, "_mask", None) is None:
+            raise RuntimeError(
+                "Layer_Dropout.backward() before forward() in training: dvalues goes back "
+                "through the mask of the last training pass, and there has been none"
+            )
         self.dinputs = self._show(self._take(dvalues, "dvalues") * self._mask)
 
 
