@@ -30,6 +30,7 @@ import numpy as np
 
 from ..backends import numba_sums, numpy_blas
 from ..backends.jit import Kernel
+from . import _lean
 from ._lean import ORDERED
 
 __all__ = ["KERNELS"]
@@ -273,7 +274,7 @@ def _ordered_product(a, b, out, trans_a, trans_b):  # pragma: no cover - compile
     _ordered(a, b, out, trans_a, trans_b)
 
 
-_SOURCES = (numpy_blas.__file__ or "", numba_sums.__file__ or "")
+_SOURCES = (numpy_blas.__file__ or "", numba_sums.__file__ or "", _lean.__file__ or "")  # ORDERED
 
 #: The kernels by name, each compiled on first use (``Kernel``); call ``dispatcher()``.
 KERNELS = {
