@@ -367,6 +367,37 @@ def test_use_refuses_what_it_cannot_run():
     assert done.returncode != 0 and "XPNN_BOOK_BACKEND" in done.stderr
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Layer_Dense(2, 3),
+        lambda: Layer_Dropout(0.1),
+        Activation_ReLU,
+        Activation_Softmax,
+        xpnn.book.Activation_Sigmoid,
+        xpnn.book.Activation_Linear,
+    ],
+    ids=["Layer_Dense", "Layer_Dropout", "ReLU", "Softmax", "Sigmoid", "Linear"],
+)
+def test_a_backward_pass_before_any_forward_pass_is_named(book, make):
+    """``backward`` before ``forward`` says so, naming the book's class (not an attribute
+    missing deep inside, nor xpnn's own layer), and sets no gradient."""
+    layer = make()
+    dvalues = np.ones((4, 3), np.float32)
+    name = type(layer).__name__
+    with pytest.raises(RuntimeError, match=rf"^{name}\.backward\(\) before forward\(\)"):
+        layer.backward(dvalues)
+    assert getattr(layer, "dinputs", None) is None
+
+
+def test_use_names_a_wrong_value_briefly():
+    """``use``'s errors show a wrong value as other errors do: an array by its shape."""
+    with pytest.raises(ValueError, match=r"backend must be .* got ndarray of shape \(1000,\)"):
+        xpnn.book.use(np.zeros(1000))
+    with pytest.raises(ValueError, match=r"dtype must be .* got ndarray of shape \(3,\)"):
+        xpnn.book.use("numpy", dtype=np.zeros(3))
+
+
 @pytest.mark.parametrize("kind", ["Dense", "Dropout"])
 def test_layers_without_a_seed_draw_it_from_numpys_global_generator(backend, kind):
     """``seed=None`` means what scikit-learn's ``random_state=None`` means: after the same

@@ -14,7 +14,9 @@ import pytest
 pytest.importorskip("numba", reason="the compiled passes need numba (the jit extra)")
 
 from xpnn.backends import numpy_blas
+from xpnn.book import _lean
 from xpnn.book._kernels import KERNELS
+from xpnn.book._lean import ORDERED, OWN, WIDE
 
 if numpy_blas.load() is not None:  # pragma: no cover - NumPy with another BLAS
     pytest.skip("NumPy's BLAS is not its wheels' OpenBLAS", allow_module_level=True)
@@ -112,9 +114,10 @@ def test_dense_passes_are_the_books_products_and_sums(dtype, rows, n_inputs, n_n
     """``np.dot(inputs, weights) + biases``, ``np.dot(inputs.T, dvalues)``,
     ``np.sum(dvalues, axis=0, keepdims=True)`` and ``np.dot(dvalues, weights.T)``, with
     NumPy's ``dot`` or nnfs's (float64 products rounded to float32; sums of two terms
-    without BLAS), bit for bit; shapes for which NumPy takes another routine than a matrix
-    product (a single row or column) are declined, except nnfs's sums of two products, which
-    every routine rounds alike."""
+    without BLAS), bit for bit, each product in the mode ``_lean.wide_mode`` gives its shape
+    (nnfs's products summed in order where this machine's BLAS sums them so); shapes for which
+    NumPy takes another routine than a matrix product (a single row or column) are declined,
+    except nnfs's sums of two products, which every routine rounds alike."""
     if wide and dtype == "float64":
         pytest.skip("nnfs's dot meets float32 layers (float64 ones take the general path)")
     rng = np.random.default_rng(rows * 1000 + n_inputs * 10 + n_neurons)
@@ -124,20 +127,30 @@ def test_dense_passes_are_the_books_products_and_sums(dtype, rows, n_inputs, n_n
     dvalues = values(rng, (rows, n_neurons), dtype)
     dot = nnfs_dot if wide else np.dot
     two_terms = wide and n_inputs == 2
+
+    def mode(m, k, n, trans_a, trans_b):
+        return _lean.wide_mode(wide, m, k, n, trans_a, trans_b)
+
     output = np.empty((rows, n_neurons), dtype)
-    done = kernel("dense_forward")(inputs, weights, biases, output, wide)
+    done = kernel("dense_forward")(
+        inputs, weights, biases, output, mode(rows, n_inputs, n_neurons, False, False)
+    )
     assert done == (two_terms or min(rows, n_inputs, n_neurons) >= 2)
     if done:
         assert same(output, dot(inputs, weights) + biases)
     dweights = np.empty((n_inputs, n_neurons), dtype)
     dbiases = np.empty((1, n_neurons), dtype)
-    done = kernel("dense_backward")(inputs, dvalues, dweights, dbiases, wide)
+    done = kernel("dense_backward")(
+        inputs, dvalues, dweights, dbiases, mode(n_inputs, rows, n_neurons, True, False)
+    )
     assert done == ((wide and rows == 2) or min(rows, n_inputs, n_neurons) >= 2)
     if done:
         assert same(dweights, dot(inputs.T, dvalues))
         assert same(dbiases, np.sum(dvalues, axis=0, keepdims=True))
     dinputs = np.empty((rows, n_inputs), dtype)
-    done = kernel("input_gradient")(dvalues, weights, dinputs, wide)
+    done = kernel("input_gradient")(
+        dvalues, weights, dinputs, mode(rows, n_neurons, n_inputs, False, True)
+    )
     assert done == ((wide and n_neurons == 2) or min(rows, n_inputs, n_neurons) >= 2)
     if done:
         assert same(dinputs, dot(dvalues, weights.T))
@@ -149,8 +162,98 @@ def test_arrays_not_laid_out_as_blas_takes_them_are_declined(dtype):
     inputs = values(rng, (8, 12), dtype)[:, ::2]
     weights = values(rng, (6, 4), dtype)
     output = np.full((8, 4), 7.0, dtype)
-    assert not kernel("dense_forward")(inputs, weights, np.zeros((1, 4), dtype), output, False)
+    assert not kernel("dense_forward")(inputs, weights, np.zeros((1, 4), dtype), output, OWN)
     assert np.all(output == 7.0)
+
+
+def summed_in_order(a, b):
+    """``a @ b`` of float32 operands, each product in float64 (exact) and each output's
+    products added one after the other from 0.0: the order the kernels' ``ORDERED`` keeps."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    total = np.zeros((a.shape[0], b.shape[1]))
+    for term in range(a.shape[1]):
+        total = total + a[:, term : term + 1] * b[term : term + 1, :]
+    return total
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [
+    (128, 64, 3), (64, 128, 3), (2, 128, 64), (128, 3, 64), (56, 64, 3), (9, 7, 8),
+    (13, 5, 7), (2, 2, 2), (3, 300, 17),
+])  # fmt: skip
+@pytest.mark.parametrize("trans_a", [False, True], ids=["a", "a.T"])
+@pytest.mark.parametrize("trans_b", [False, True], ids=["b", "b.T"])
+def test_ordered_products_add_each_outputs_terms_in_order(m, k, n, trans_a, trans_b):
+    """The kernels' own float64 sum of float32 products, along output rows (8 columns or more)
+    and down output columns (fewer), from operands laid out either way, against the same
+    additions made one term at a time by NumPy; into a float64 output and rounded into a
+    float32 one."""
+    rng = np.random.default_rng(m * k * n)
+    a = values(rng, (k, m) if trans_a else (m, k), "float32")
+    b = values(rng, (n, k) if trans_b else (k, n), "float32")
+    expected = summed_in_order(a.T if trans_a else a, b.T if trans_b else b)
+    product = kernel("ordered_product")
+    wide = np.empty((m, n), np.float64)
+    product(a, b, wide, trans_a, trans_b)
+    assert same(wide, expected)
+    narrow = np.empty((m, n), np.float32)
+    product(a, b, narrow, trans_a, trans_b)
+    assert same(narrow, expected.astype(np.float32))
+
+
+def test_nnfs_products_are_summed_in_order_only_where_blas_sums_them_so(monkeypatch):
+    """``wide_mode`` asks NumPy's BLAS once per shape: a BLAS adding the terms in another
+    order (here: last to first) keeps every shape on BLAS, one adding them in order lets the
+    small narrow ones be summed in order, never one past ``ORDERED_LIMIT`` or wide on every
+    side; the answer is kept."""
+    calls = []
+
+    def backwards(a, b):
+        calls.append(a.shape)
+        return summed_in_order(a[:, ::-1], b[::-1, :])
+
+    def in_order(a, b):
+        calls.append(a.shape)
+        return summed_in_order(a, b)
+
+    monkeypatch.setattr(_lean, "_modes", {})
+    monkeypatch.setattr(_lean, "_numpy_dot", backwards)
+    assert _lean.wide_mode(True, 64, 128, 3, True, False) == WIDE
+    assert calls  # asked
+    monkeypatch.setattr(_lean, "_modes", {})
+    monkeypatch.setattr(_lean, "_numpy_dot", in_order)
+    assert _lean.wide_mode(True, 64, 128, 3, True, False) == ORDERED
+    asked = len(calls)
+    assert _lean.wide_mode(True, 64, 128, 3, True, False) == ORDERED
+    assert len(calls) == asked  # kept, not asked again
+    big = _lean.ORDERED_LIMIT + 1
+    assert _lean.wide_mode(True, big, 1, 1, False, False) == WIDE
+    assert len(calls) == asked  # too large to sum in order: BLAS, without asking
+    assert _lean.wide_mode(True, 64, 64, 16, False, False) == WIDE
+    assert len(calls) == asked  # many terms, rows and columns: BLAS, without asking
+    assert _lean.wide_mode(False, 64, 128, 3, True, False) == OWN
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [
+    (128, 64, 3), (64, 128, 3), (2, 128, 64), (128, 3, 64), (3, 9, 5), (7, 9, 5), (5, 17, 5),
+    (17, 9, 5), (2, 300, 3), (33, 9, 5),
+])  # fmt: skip
+@pytest.mark.parametrize(("trans_a", "trans_b"), [(False, False), (True, False), (False, True)])
+def test_the_products_summed_in_order_are_this_machines_blas_products(m, k, n, trans_a, trans_b):
+    """Where ``wide_mode`` sums nnfs's products in order, NumPy's float64 ``dot`` gives the
+    same numbers on fresh operands; shapes where OpenBLAS's kernels add some terms apart (an
+    odd tail, past 256 terms) are among them, so a probe that let those through fails here."""
+    if _lean.wide_mode(True, m, k, n, trans_a, trans_b) != ORDERED:
+        return  # BLAS computes it, as NumPy does: nothing of the kernels' own to compare
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        a = _lean._spread(rng, (k, m) if trans_a else (m, k))
+        b = _lean._spread(rng, (n, k) if trans_b else (k, n))
+        expected = np.dot(
+            (a.T if trans_a else a).astype("float64"), (b.T if trans_b else b).astype("float64")
+        )
+        summed = np.empty((m, n), np.float64)
+        kernel("ordered_product")(a, b, summed, trans_a, trans_b)
+        assert same(summed, expected)
 
 
 def test_relu_and_its_gradient_are_the_books(dtype):

@@ -474,11 +474,12 @@ def test_the_compiled_loops_cache_goes_stale_with_the_kernels_it_calls(tmp_path)
         xpnn.backends.numpy_blas.__file__,
         xpnn.backends.numba_sums.__file__,
     }
-    # The book's kernels call the products and sums too.
-    from xpnn.book import _kernels
+    # The book's kernels call the products and sums too, and read ``_lean``'s modes.
+    from xpnn.book import _kernels, _lean
 
     for kernel in _kernels.KERNELS.values():
         assert set(kernel.sources) == {
             xpnn.backends.numpy_blas.__file__,
             xpnn.backends.numba_sums.__file__,
+            _lean.__file__,
         }

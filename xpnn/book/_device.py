@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import shown
 from ..backends import Backend, get_backend, to_numpy
 from ..backends.base import BACKEND_NAMES, FLOAT_DTYPES
 
@@ -45,13 +46,13 @@ def use(backend: str = "numpy", dtype: str | None = None, *, exact: bool = True)
     Raises ValueError (unknown name), ImportError or RuntimeError (the library is missing or
     cannot compute) before anything changes.
     """
-    if backend == "auto" or backend not in BACKEND_NAMES:
+    if not isinstance(backend, str) or backend == "auto" or backend not in BACKEND_NAMES:
         names = ", ".join(repr(n) for n in BACKEND_NAMES if n != "auto")
-        raise ValueError(f"backend must be one of {names}; got {backend!r}")
-    if dtype is not None and dtype not in FLOAT_DTYPES:
-        raise ValueError(f"dtype must be 'float32', 'float64' or None; got {dtype!r}")
+        raise ValueError(f"backend must be one of {names}; got {shown(backend)}")
+    if dtype is not None and (not isinstance(dtype, str) or dtype not in FLOAT_DTYPES):
+        raise ValueError(f"dtype must be 'float32', 'float64' or None; got {shown(dtype)}")
     if not isinstance(exact, bool):
-        raise TypeError(f"exact must be True or False; got {exact!r}")
+        raise TypeError(f"exact must be True or False; got {shown(exact)}")
     get_backend(backend, dtype or "float32")  # fails here, before the setting changes
     _settings.update(backend=backend, dtype=dtype, exact=exact)
 

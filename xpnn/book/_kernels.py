@@ -6,9 +6,12 @@ Each kernel here does one method's work in one call, with the book's operations 
 book's order and dtypes, so the numbers are NumPy's bit for bit (tested against NumPy):
 
 - products are NumPy's ``dot`` through NumPy's own BLAS (``numpy_blas``), with the arguments
-  ``dot`` passes for 2-D operands of 2 rows and 2 columns or more; with ``wide`` they are
-  ``nnfs.init()``'s ``dot``: the operands in float64, the product rounded to the output's
-  dtype;
+  ``dot`` passes for 2-D operands of 2 rows and 2 columns or more; with ``wide`` (``_lean.WIDE`` or
+  ``_lean.ORDERED``) they are ``nnfs.init()``'s ``dot``: the operands in float64, the product
+  rounded to the output's dtype. A product of two float32 numbers is exact in float64, so
+  BLAS's float64 result depends only on the order it adds the products in: where NumPy's
+  BLAS adds them in order for a shape (``_lean.wide_mode`` asks it once), ``ORDERED`` sums
+  them here, in that order, without widened copies or a BLAS call;
 - sums follow NumPy's order: ``np.sum(a, axis=0)`` adds row after row (pairwise where ``a``
   has one column), a row's or a vector's sum is NumPy's pairwise summation;
 - ``exp`` and ``log`` stay NumPy's (called between kernels): a compiled one rounds otherwise.
@@ -27,6 +30,8 @@ import numpy as np
 
 from ..backends import numba_sums, numpy_blas
 from ..backends.jit import Kernel
+from . import _lean
+from ._lean import ORDERED
 
 __all__ = ["KERNELS"]
 
@@ -57,6 +62,54 @@ def _widened(a):  # pragma: no cover - compiled by numba
 
 
 @_numba
+def _ordered(a, b, out, trans_a, trans_b):  # pragma: no cover - compiled by numba
+    """``out = op(a) @ op(b)`` for C-ordered 2-D arrays, each product of two elements in
+    float64 and the products of each output added in order, from 0.0; the sum rounded to
+    ``out``'s dtype. Long output rows are computed along the row, short ones down the column,
+    so the inner loop runs over many independent sums (vectorised) either way."""
+    m = a.shape[1] if trans_a else a.shape[0]
+    k = a.shape[0] if trans_a else a.shape[1]
+    n = b.shape[0] if trans_b else b.shape[1]
+    if n >= 8 or n >= m:
+        rows = np.empty((k, n), np.float64)  # op(b), widened
+        for t in range(k):
+            for j in range(n):
+                rows[t, j] = b[j, t] if trans_b else b[t, j]
+        total = np.empty(n, np.float64)
+        for i in range(m):
+            total[:] = 0.0
+            for t in range(k):
+                x = np.float64(a[t, i] if trans_a else a[i, t])
+                row = rows[t]
+                for j in range(n):
+                    total[j] += x * row[j]
+            for j in range(n):
+                out[i, j] = total[j]
+        return
+    if trans_a:
+        columns = a  # op(a) transposed is ``a`` itself
+    else:
+        columns = np.empty((k, m), a.dtype)
+        for i0 in range(0, m - m % 8, 8):  # 8 rows at a time: a run of 8 values written together
+            for t in range(k):
+                for r in range(8):
+                    columns[t, i0 + r] = a[i0 + r, t]
+        for i in range(m - m % 8, m):
+            for t in range(k):
+                columns[t, i] = a[i, t]
+    total = np.empty(m, np.float64)
+    for j in range(n):
+        total[:] = 0.0
+        for t in range(k):
+            y = np.float64(b[j, t] if trans_b else b[t, j])
+            column = columns[t]
+            for i in range(m):
+                total[i] += np.float64(column[i]) * y
+        for i in range(m):
+            out[i, j] = total[i]
+
+
+@_numba
 def _product(a, b, out, trans_a, trans_b, wide):  # pragma: no cover - compiled by numba
     """``out = op(a) @ op(b)`` as the book's ``np.dot`` gives it (see the module's notes);
     False, writing nothing, where NumPy would take another routine or the arrays do not fit."""
@@ -84,6 +137,9 @@ def _product(a, b, out, trans_a, trans_b, wide):  # pragma: no cover - compiled 
         return False
     if not (_c_ordered(a) and _c_ordered(b) and _c_ordered(out)):
         return False
+    if wide == ORDERED:
+        _ordered(a, b, out, trans_a, trans_b)
+        return True
     if wide:
         product = np.empty((m, n), np.float64)
         _blas(_widened(a), _widened(b), product, trans_a, trans_b)
@@ -213,7 +269,12 @@ def _crossentropy_backward(dvalues, labels, dinputs):  # pragma: no cover - numb
     return True
 
 
-_SOURCES = (numpy_blas.__file__ or "", numba_sums.__file__ or "")
+def _ordered_product(a, b, out, trans_a, trans_b):  # pragma: no cover - compiled by numba
+    """``ORDERED``'s product alone (``_lean.wide_mode`` compares it with NumPy's)."""
+    _ordered(a, b, out, trans_a, trans_b)
+
+
+_SOURCES = (numpy_blas.__file__ or "", numba_sums.__file__ or "", _lean.__file__ or "")  # ORDERED
 
 #: The kernels by name, each compiled on first use (``Kernel``); call ``dispatcher()``.
 KERNELS = {
@@ -228,5 +289,6 @@ KERNELS = {
         _normalize_take,
         _negated_sum,
         _crossentropy_backward,
+        _ordered_product,
     )
 }

@@ -15,9 +15,13 @@ import numpy as np
 
 from ..backends import Backend
 
-__all__ = ["FLOAT32", "kernels", "products"]
+__all__ = ["FLOAT32", "ORDERED", "OWN", "WIDE", "kernels", "products", "wide_mode"]
 
 FLOAT32 = np.dtype("float32")
+
+#: The kernels' ``wide``: products in the arrays' own dtype (NumPy's ``dot``); ``nnfs.init()``'s
+#: float64 products through BLAS; the same products summed in order by the kernels.
+OWN, WIDE, ORDERED = 0, 1, 2
 
 try:  # NumPy's own dot, whatever a script has put in np.dot since
     from numpy._core.multiarray import dot as _numpy_dot
@@ -78,3 +82,62 @@ def products(exact: bool, dtype: np.dtype) -> bool | None:
     if kind and dtype is not FLOAT32:
         return None
     return kind
+
+
+#: The largest product (rows x terms x columns) summed in order by the kernels, where it has
+#: few terms or few rows or columns (``ORDERED_NARROW``): the kernels' loops are quicker than
+#: a BLAS call on widened copies there (measured), BLAS's blocked routine beyond.
+ORDERED_LIMIT = 1 << 16
+ORDERED_NARROW = (8, 4)  # at most this many terms, or this many rows or columns
+
+#: How many draws of operands ``_sums_in_order`` compares: one in five missing another order
+#: (the worst seen), eight miss it with odds of 3 in a million.
+DRAWS = 8
+
+_modes: dict[tuple[int, int, int, bool, bool], int] = {}  # wide_mode's answers, by shape
+
+
+def wide_mode(wide: bool, m: int, k: int, n: int, trans_a: bool, trans_b: bool) -> int:
+    """The kernels' ``wide`` for the product ``op(a) @ op(b)`` of ``m`` rows, ``k`` terms and
+    ``n`` columns, ``wide`` being ``products``'s answer: ``OWN`` for NumPy's own ``dot``; for
+    ``nnfs.init()``'s, ``ORDERED`` where the product is small and narrow (``ORDERED_LIMIT``)
+    and NumPy's BLAS adds its terms in order (asked once per shape, see ``_sums_in_order``),
+    else ``WIDE``."""
+    if not wide:
+        return OWN
+    key = (m, k, n, trans_a, trans_b)
+    mode = _modes.get(key)
+    if mode is None:
+        terms, sides = ORDERED_NARROW
+        quick = m * k * n <= ORDERED_LIMIT and (k <= terms or min(m, n) <= sides)
+        mode = _modes[key] = ORDERED if quick and _sums_in_order(*key) else WIDE
+    return mode
+
+
+def _sums_in_order(m: int, k: int, n: int, trans_a: bool, trans_b: bool) -> bool:
+    """True where NumPy's float64 ``dot`` of widened float32 operands of this shape equals,
+    bit for bit, the kernels' sum of the same products in order. BLAS's routine depends on
+    the shape, never on the values; operands spread over 12 orders of magnitude make another
+    order show in the last bits (OpenBLAS's kernels that add a tail of the terms apart showed
+    in 16 draws of 20 at worst), and ``DRAWS`` draws must all agree."""
+    from ._kernels import KERNELS
+
+    ordered = KERNELS["ordered_product"].dispatcher()
+    rng = np.random.default_rng([m, k, n, trans_a, trans_b])  # not the script's generator
+    for _ in range(DRAWS):
+        a = _spread(rng, (k, m) if trans_a else (m, k))
+        b = _spread(rng, (n, k) if trans_b else (k, n))
+        wide_a = (a.T if trans_a else a).astype(np.float64)
+        wide_b = (b.T if trans_b else b).astype(np.float64)
+        expected = _numpy_dot(wide_a, wide_b)
+        summed = np.empty((m, n), np.float64)
+        ordered(a, b, summed, trans_a, trans_b)
+        if summed.tobytes() != expected.tobytes():
+            return False
+    return True
+
+
+def _spread(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """float32 numbers of either sign, their magnitudes from 2**-20 to 2**20."""
+    scale = np.exp2(rng.integers(-20, 21, shape))
+    return (rng.standard_normal(shape) * scale).astype(np.float32)

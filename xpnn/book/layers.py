@@ -71,10 +71,20 @@ class _Wrapped(Part):
     #: softmax's ``output`` to check its gradient.
     _remembers = "inputs"
 
+    def _before_forward(self) -> RuntimeError:
+        """The error of a backward pass before any forward pass, naming the book's class."""
+        return RuntimeError(
+            f"{type(self).__name__}.backward() before forward(): dvalues is the gradient of "
+            "the output of the last forward pass, and there has been none"
+        )
+
     def backward(self, dvalues: Any) -> None:
         """The book's backward pass: ``self.dinputs`` from the gradient ``dvalues``."""
+        remembered = getattr(self, self._remembers, None)
+        if remembered is None:
+            raise self._before_forward()
         gradient = self._take(dvalues, "dvalues")
-        setattr(self._layer, self._remembers, self._take(getattr(self, self._remembers)))
+        setattr(self._layer, self._remembers, self._take(remembered))
         self.dinputs = self._show(self._layer.backward(gradient))
 
     def predictions(self, outputs: Any) -> Any:
@@ -139,9 +149,14 @@ class Layer_Dense(_Wrapped):
         if self._leans_on(inputs):
             wide = _lean.products(self._exact, self._lean_dtype)
             inner = self._layer
-            output = np.empty((inputs.shape[0], inner.n_neurons), self._lean_dtype)
+            rows, n_inputs = inputs.shape
+            output = np.empty((rows, inner.n_neurons), self._lean_dtype)
             if wide is not None and self._lean["dense_forward"](
-                inputs, inner.weights, inner.biases, output, wide
+                inputs,
+                inner.weights,
+                inner.biases,
+                output,
+                _lean.wide_mode(wide, rows, n_inputs, inner.n_neurons, False, False),
             ):
                 self.inputs = inner.inputs = inputs
                 self.output = inner.output = output
@@ -175,11 +190,18 @@ class Layer_Dense(_Wrapped):
         inner = self._layer
         # The gradient of the inputs is worked out when read (a first layer's never is), from
         # the weights of this pass: an update before that keeps a copy of them (update_params).
-        inputs = getattr(inner, "inputs", None)  # None before a forward pass: an error below
+        inputs = getattr(inner, "inputs", None)
+        if inputs is None:
+            raise self._before_forward()
         if self._leans_on(dvalues) and self._leans_on(inputs):
             wide = _lean.products(self._exact, self._lean_dtype)
+            rows, n_inputs = inputs.shape
             if wide is not None and self._lean["dense_backward"](
-                inputs, dvalues, inner.dweights, inner.dbiases, wide
+                inputs,
+                dvalues,
+                inner.dweights,
+                inner.dbiases,
+                _lean.wide_mode(wide, n_inputs, rows, dvalues.shape[1], True, False),
             ):
                 if self._regularized:
                     inner.add_penalty_gradients()
@@ -198,7 +220,7 @@ class Layer_Dense(_Wrapped):
     _wide_dbiases: Any = None
     _pending: Any = None
     _pending_weights: Any = None
-    _pending_wide: bool | None = None  # the compiled pass's ``wide``, where it took the pass
+    _pending_wide: bool | None = None  # ``_lean.products``, where the compiled pass ran
     _dinputs: Any = None
 
     @property
@@ -210,9 +232,12 @@ class Layer_Dense(_Wrapped):
                 self._layer.weights if self._pending_weights is None else self._pending_weights
             )
             dinputs = None
-            if self._pending_wide is not None:
-                dinputs = np.empty((pending.shape[0], weights.shape[0]), self._lean_dtype)
-                if not self._lean["input_gradient"](pending, weights, dinputs, self._pending_wide):
+            wide = self._pending_wide
+            if wide is not None:
+                rows, (n_inputs, n_neurons) = pending.shape[0], weights.shape
+                mode = _lean.wide_mode(wide, rows, n_neurons, n_inputs, False, True)
+                dinputs = np.empty((rows, n_inputs), self._lean_dtype)
+                if not self._lean["input_gradient"](pending, weights, dinputs, mode):
                     dinputs = None
             if dinputs is None:
                 dinputs = self._show(self._backend.matmul(pending, weights.T))
@@ -345,6 +370,11 @@ class Layer_Dropout(Part):
 
     def backward(self, dvalues: Any) -> None:
         """The gradient through the same mask."""
+        if getattr(self, "_mask", None) is None:
+            raise RuntimeError(
+                "Layer_Dropout.backward() before forward() in training: dvalues goes back "
+                "through the mask of the last training pass, and there has been none"
+            )
         self.dinputs = self._show(self._take(dvalues, "dvalues") * self._mask)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import optimizers
 from ..backends import Backend, get_backend
-from ..backends.jit import scalars
+from ..backends.jit import PARALLEL_FROM, scalars
 from ..optimizers import adam
 
 __all__ = [
@@ -182,7 +182,10 @@ class Optimizer_Adam(_Book, optimizers.Adam):
             corrections = (1 - self.beta_1**step, 1 - self.beta_2**step)
             s = scalars(params.dtype, *settings, *corrections, -self.current_learning_rate)
             self._lean_scalars = (key, s)
-        backend.elementwise(adam.NUMBA_KERNEL, (params, dparams, momentums, cache), s)
+        if params.size < PARALLEL_FROM:  # one pass (the book's layers): the loop itself
+            adam.NUMBA_KERNEL.dispatcher()(params, dparams, momentums, cache, s)
+        else:
+            backend.elementwise(adam.NUMBA_KERNEL, (params, dparams, momentums, cache), s)
         self.flush(buffer, momentums, cache)
         return True
 
