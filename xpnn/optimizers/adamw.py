@@ -70,15 +70,19 @@ def torch_update(
 
 
 def _numba_loop(p: Any, g: Any, m: Any, c: Any, s: Any) -> None:  # pragma: no cover - numba
-    """The reference for one value at a time, in one pass; ``s`` holds the scalars."""
+    """The reference for one value at a time, in one pass; ``s`` holds the scalars (a
+    division by a correction that rounds to 1 left out, as in Adam's loop)."""
     beta_1, one_minus_beta_1, beta_2, one_minus_beta_2 = s[0], s[1], s[2], s[3]
     epsilon, correction_1, correction_2, neg_learning_rate = s[4], s[5], s[6], s[7]
     shrink = s[8]
+    unit_1, unit_2 = correction_1 == 1, correction_2 == 1
     for i in range(p.size):
         p[i] = p[i] * shrink
         m[i] = beta_1 * m[i] + one_minus_beta_1 * g[i]
         c[i] = beta_2 * c[i] + one_minus_beta_2 * (g[i] * g[i])
-        p[i] += neg_learning_rate * (m[i] / correction_1) / (np.sqrt(c[i] / correction_2) + epsilon)
+        corrected_m = m[i] if unit_1 else m[i] / correction_1
+        corrected_c = c[i] if unit_2 else c[i] / correction_2
+        p[i] += neg_learning_rate * corrected_m / (np.sqrt(corrected_c) + epsilon)
 
 
 #: The loop, compiled on first use.
