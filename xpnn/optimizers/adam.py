@@ -118,8 +118,8 @@ def _numba_loop(p: Any, g: Any, m: Any, c: Any, s: Any) -> None:  # pragma: no c
     A bias correction that rounds to 1 in the arrays' type gives each value back when divided
     into it, so that division is left out: the same numbers, a division fewer per value. With
     the default betas, ``1 - beta_1 ** t`` rounds to 1 from step 165 in float32 (356 in
-    float64) and ``1 - beta_2 ** t`` from step 17,321 (37,412); W2's update is then 11 to 17%,
-    and 22 to 27%, quicker (``benchmarks/optimizer_step.py --step``)."""
+    float64) and ``1 - beta_2 ** t`` from step 17,321 (37,412); W2's update then takes 5 to
+    17%, and 8 to 27%, less time (docs/performance.md)."""
     beta_1, one_minus_beta_1, beta_2, one_minus_beta_2 = s[0], s[1], s[2], s[3]
     epsilon, correction_1, correction_2, neg_learning_rate = s[4], s[5], s[6], s[7]
     unit_1, unit_2 = correction_1 == 1, correction_2 == 1
