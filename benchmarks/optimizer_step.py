@@ -8,8 +8,8 @@ bound is that traffic at the bandwidth this machine reaches over arrays of the s
 measured here with the best of NumPy's copy (one thread) and a compiled copy on every core.
 Each version of the update is timed on the same arrays; the medians over rounds are printed,
 each round alternating the order. ``--step`` sets the bias corrections: from step 165 the
-momentum's rounds to 1 in float32 (from step 17,321 the cache's too) and the compiled and
-NumPy versions leave that division out.
+momentum's rounds to 1 in float32 (from step 17,321 the cache's too) and the compiled loop
+leaves that division out.
 """
 
 from __future__ import annotations
