@@ -472,6 +472,7 @@ def test_the_compiled_loops_cache_goes_stale_with_the_kernels_it_calls(tmp_path)
         compiled.chain.__file__,
         xpnn.backends.jit.__file__,
         xpnn.backends.numpy_blas.__file__,
+        xpnn.backends.numpy_loops.__file__,
         xpnn.backends.numba_sums.__file__,
     }
     # The book's kernels call the products and sums too, and read ``_lean``'s modes.

@@ -15,8 +15,8 @@ path's bit for bit (tested):
 - the element-wise passes are the backend's own kernels (``xpnn.backends.jit``), the layers'
   and losses' in ``compiled_chain``, and the optimizers' own compiled loops (``compiled_rules``,
   with their flush of subnormal states); NumPy's ``exp``, ``tanh`` and ``log`` (softmax's,
-  sigmoid's, tanh's, binary cross-entropy's: compiled ones round differently) are NumPy's,
-  called back in object mode for about a microsecond each;
+  sigmoid's, tanh's, binary cross-entropy's: compiled ones round differently) are NumPy's own
+  inner loops, called as C functions (``numpy_loops``);
 - the scalars of each step (decayed learning rate, bias corrections) are the optimizer's,
   computed on the host in Python as the step path computes them, and Dropout's masks are
   drawn by the layers on the host before each chunk.
@@ -42,7 +42,7 @@ import numba
 import numba.extending
 import numpy as np
 
-from ..backends import jit, numba_sums, numpy_blas
+from ..backends import jit, numba_sums, numpy_blas, numpy_loops
 from ..building import EpochInProgress
 from ..losses import EPSILON
 from ..optimizers.base import FLUSH_EVERY
@@ -163,8 +163,7 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
         output = acts[last][:rows]
         if kind == chain.SOFTMAX:
             _shift_rows(outs[last][:rows], output)
-            with numba.objmode():
-                np.exp(output, out=output)
+            numpy_loops.exp(output, output)
             _normalize_rows(output, zero_one)
         # the loss, the right predictions and the gradient of the last Dense layer's output
         softmax_scalars[2] = rows
@@ -191,8 +190,9 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
     return steps
 
 
-# numba warns that object mode (NumPy's exp, tanh and log) takes the GIL back, which it does for
-# that call alone; the loop releases it otherwise, for other threads (even other trainings).
+# numba warns that object mode (NumPy's exp where a sigmoid overflows, for NumPy's warning) takes
+# the GIL back, which it does for that call alone; the loop releases it otherwise, for other
+# threads (even other trainings).
 warnings.filterwarnings(
     "ignore", "Code running in object mode won't allow parallel", numba.NumbaWarning
 )
@@ -203,6 +203,7 @@ KERNEL = jit.Kernel(
     sources=(
         jit.__file__ or "",
         numpy_blas.__file__ or "",
+        numpy_loops.__file__ or "",
         numba_sums.__file__ or "",
         chain.__file__ or "",
         compiled_rules.__file__ or "",

@@ -11,8 +11,8 @@ but for the last, by a ``Dropout``; its output is ``Softmax`` with ``Categorical
 Every pass does what the step path's NumPy operations do, in the same order and in the same
 dtype, so the numbers are the same bit for bit (tested): the four arithmetic operations round
 alike wherever they run; NumPy's ``exp``, ``tanh`` and ``log`` (its own vectorised versions,
-which numba's do not match) are called back in object mode, each from a small function of its
-own; a sum over a row or a batch follows NumPy's pairwise order (``numba_sums``); Dropout's
+which numba's do not match) are its inner loops, called as C functions (``numpy_loops``); a
+sum over a row or a batch follows NumPy's pairwise order (``numba_sums``); Dropout's
 masks are drawn on the host, by the layer itself, before each chunk of steps.
 """
 
@@ -25,6 +25,9 @@ import numpy as np
 
 from ..activations import LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from ..backends import jit, numba_sums, numpy_blas
+from ..backends.numpy_loops import exp as numpy_exp
+from ..backends.numpy_loops import log as numpy_log
+from ..backends.numpy_loops import tanh as numpy_tanh
 from ..layers import Dense, Dropout
 from ..losses import BinaryCrossentropy, MeanAbsoluteError, MeanSquaredError
 from ..metrics import CategoricalAccuracy, RegressionAccuracy
@@ -98,37 +101,20 @@ def _penalize(gradient, values, s, l1, l2):  # pragma: no cover - compiled by nu
 
 
 @_numba
-def _numpy_exp(values):  # pragma: no cover - compiled by numba
-    """NumPy's ``exp`` of ``values`` in place, called back in object mode (numba's rounds
-    differently). Object mode runs in a function of its own: numba 0.68 fails to compile it
-    inside the compiled loop's layer loop."""
-    with numba.objmode():
-        np.exp(values, out=values)
-
-
-@_numba
-def _numpy_tanh(inputs, output):  # pragma: no cover - compiled by numba
-    """NumPy's ``tanh`` of ``inputs`` into ``output``, in object mode (see ``_numpy_exp``)."""
-    with numba.objmode():
-        np.tanh(inputs, out=output)
-
-
-@_numba
-def _numpy_logs(first, second):  # pragma: no cover - compiled by numba
-    """NumPy's ``log`` of ``first`` and of ``second`` in place, in object mode."""
-    with numba.objmode():
-        np.log(first, out=first)
-        np.log(second, out=second)
-
-
-@_numba
 def _sigmoid(inputs, one, output):  # pragma: no cover - compiled by numba
     """``1 / (1 + exp(-inputs))`` into ``output``, with NumPy's ``exp``."""
     rows, columns = inputs.shape
     for i in range(rows):
         for j in range(columns):
             output[i, j] = -inputs[i, j]
-    _numpy_exp(output)
+    numpy_exp(output, output)
+    overflowed = False
+    for i in range(rows):
+        for j in range(columns):
+            overflowed |= np.isinf(output[i, j]) and np.isfinite(inputs[i, j])
+    if overflowed:  # NumPy warns (or raises, as np.errstate says): let its exp say so
+        with numba.objmode():
+            np.exp(np.negative(inputs), out=output)
     for i in range(rows):
         for j in range(columns):
             output[i, j] = one / (one + output[i, j])
@@ -163,7 +149,7 @@ def activate(code, out, act, alpha, s):  # pragma: no cover - compiled by numba
     elif code == SIGMOID:
         _sigmoid(out, s[1], act)
     elif code == TANH:
-        _numpy_tanh(out, act)
+        numpy_tanh(out, act)
 
 
 @_numba
@@ -242,7 +228,8 @@ def output_loss(loss, metric, code, out, output, targets, alpha, s, losses, firs
             for j in range(columns):
                 c = _clip(output[i, j], low, high)
                 first[i, j], second[i, j] = c, one - c
-        _numpy_logs(first, second)
+        numpy_log(first, first)
+        numpy_log(second, second)
     for i in range(rows):
         for j in range(columns):
             p, y = output[i, j], targets[i, j]
