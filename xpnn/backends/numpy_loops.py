@@ -29,7 +29,9 @@ import llvmlite.binding
 import numba
 import numba.extending
 import numpy as np
+from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 
 __all__ = ["exp", "log", "loops", "tanh"]
 
@@ -177,11 +179,46 @@ def _load() -> None:
 
 _load()
 
-_ptr = types.voidptr
-_EXTERNAL = {
-    (name, dtype_name): types.ExternalFunction(
-        _symbol(name, dtype_name), types.void(_ptr, _ptr, _ptr, _ptr)
-    )
+
+def _caller(symbol: str) -> Any:
+    """An intrinsic for compiled code that calls the loop named ``symbol`` over ``count``
+    values ``source_step`` and ``target_step`` bytes apart, from and to two addresses: its
+    arguments laid out on the stack, as NumPy lays them out for its loops."""
+
+    @numba.extending.intrinsic
+    def call(typingctx, source, target, count, source_step, target_step):
+        arguments = (source, target, count, source_step, target_step)
+        if not all(isinstance(a, types.Integer) for a in arguments):
+            return None
+
+        def codegen(context, builder, signature, args):
+            byte_pointer = ir.IntType(8).as_pointer()
+            size = context.get_value_type(types.intp)
+            loop = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(ir.VoidType(), [byte_pointer.as_pointer(), size.as_pointer(),
+                                                size.as_pointer(), byte_pointer]),
+                symbol,
+            )  # fmt: skip
+            values = [builder.zext(a, size) if a.type.width < size.width else a for a in args]
+            pointers = cgutils.alloca_once(builder, byte_pointer, size=2)
+            builder.store(builder.inttoptr(values[0], byte_pointer), pointers)
+            builder.store(builder.inttoptr(values[1], byte_pointer),
+                          builder.gep(pointers, [ir.Constant(ir.IntType(32), 1)]))  # fmt: skip
+            counts = cgutils.alloca_once_value(builder, values[2])
+            steps = cgutils.alloca_once(builder, size, size=2)
+            builder.store(values[3], steps)
+            builder.store(values[4], builder.gep(steps, [ir.Constant(ir.IntType(32), 1)]))
+            builder.call(loop, [pointers, counts, steps, ir.Constant(byte_pointer, None)])
+            return context.get_dummy_value()
+
+        return types.void(*arguments), codegen
+
+    return call
+
+
+_CALLERS = {
+    (name, dtype_name): _caller(_symbol(name, dtype_name))
     for name in _UFUNCS
     for dtype_name in _DTYPES
 }
@@ -197,27 +234,18 @@ def _applier(name: str) -> Any:
 
     @numba.extending.overload(apply, jit_options={"nogil": True})
     def _compiled(source, target):
-        loop = _EXTERNAL[name, str(source.dtype)]
+        call = _CALLERS[name, str(source.dtype)]
 
         def run(source, target):  # pragma: no cover - compiled by numba
             rows, columns = source.shape
             item = source.itemsize
-            block = np.empty(5, np.intp)  # the loop's arguments: two pointers, a count, steps
-            block[3], block[4] = source.strides[1], target.strides[1]
-            whole = (
-                source.strides[1] == item == target.strides[1]
-                and source.strides[0] == columns * item == target.strides[0]
-            )
-            if whole:  # both C-ordered: one call over every value
-                block[0], block[1] = source.ctypes.data, target.ctypes.data
-                block[2] = rows * columns
-                loop(block[0:2].ctypes.data, block[2:3].ctypes.data, block[3:5].ctypes.data, 0)
+            across, down = source.strides[1], target.strides[1]
+            if across == item == down and source.strides[0] == columns * item == target.strides[0]:
+                # both C-ordered: one call over every value
+                call(source.ctypes.data, target.ctypes.data, rows * columns, item, item)
                 return
             for i in range(rows):
-                block[0] = source[i].ctypes.data
-                block[1] = target[i].ctypes.data
-                block[2] = columns
-                loop(block[0:2].ctypes.data, block[2:3].ctypes.data, block[3:5].ctypes.data, 0)
+                call(source[i].ctypes.data, target[i].ctypes.data, columns, across, down)
 
         return run
 
