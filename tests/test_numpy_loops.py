@@ -10,6 +10,7 @@ gives the step path's numbers.
 from __future__ import annotations
 
 import ctypes
+import os
 import subprocess
 import sys
 import textwrap
@@ -180,8 +181,9 @@ def test_training_on_the_callbacks_equals_the_step_path(tmp_path):
         print("same")
         """
     )
+    env = dict(os.environ, XPNN_JIT="1")  # the compiled epoch, even in the plain-NumPy session
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)  # fmt: skip
+                          cwd=ROOT, env=env, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "same"
 
