@@ -111,13 +111,12 @@ def _sigmoid(inputs, one, output):  # pragma: no cover - compiled by numba
     overflowed = False
     for i in range(rows):
         for j in range(columns):
-            overflowed |= np.isinf(output[i, j]) and np.isfinite(inputs[i, j])
-    if overflowed:  # NumPy warns (or raises, as np.errstate says): let its exp say so
-        with numba.objmode():
-            np.exp(np.negative(inputs), out=output)
-    for i in range(rows):
-        for j in range(columns):
-            output[i, j] = one / (one + output[i, j])
+            e = output[i, j]
+            overflowed |= np.isinf(e) and np.isfinite(inputs[i, j])
+            output[i, j] = one / (one + e)
+    if overflowed:  # the step path's exp warns (or raises, as np.errstate says): let NumPy's
+        with numba.objmode():  # say so, its values (the same) left unused
+            np.exp(np.negative(inputs))
 
 
 @_numba
