@@ -1,6 +1,7 @@
 """xpnn beside PyTorch eager: time per training step on the same workloads, printed as ratios.
 
-    python benchmarks/run.py [--quick] [--workloads W1,W2,W3,W4] [--backend numpy|cupy|torch]
+    python benchmarks/run.py [--quick] [--workloads W1,W2,W3,W4] [--rounds N]
+                             [--backend numpy|cupy|torch]
 
 Every measurement runs in a fresh child process (benchmarks/child.py), xpnn and its peer
 (PyTorch; scikit-learn's MLPClassifier for W4) in alternating order over several rounds; a
@@ -11,6 +12,7 @@ See benchmarks/README.md for the workloads and how to read the numbers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -318,8 +320,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few epochs and rounds: a smoke run")
     parser.add_argument("--workloads", default="W1,W2,W3,W4", help="comma-separated: W1,...,W4")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="rounds per side (default: each workload's plan)"
+    )
     parser.add_argument("--backend", choices=["numpy", "cupy", "torch"], default="numpy")
     args = parser.parse_args()
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be a positive integer; got {args.rounds}")
     names = [name.strip().upper() for name in args.workloads.split(",") if name.strip()]
     if unknown := sorted(set(names) - set(PLANS)):
         parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(PLANS)}")
@@ -334,6 +341,8 @@ def main() -> None:
     }
     for name in names:
         plan = PLANS[name][1 if args.quick else 0]
+        if args.rounds is not None:
+            plan = dataclasses.replace(plan, rounds=args.rounds)
         before, start = cpu_seconds(), time.perf_counter()
         runs = [measure(name, plan, n, e, args.backend) for n, e in zip(plan.sizes, plan.epochs)]
         if name == "W3":
