@@ -46,7 +46,7 @@ def test_without_cupy_it_says_so(gpu_check, monkeypatch, capsys):
 def test_steps_run_in_order_and_a_failure_sets_the_status(gpu_check, monkeypatch, tmp_path, capsys):
     ran = []
 
-    def run_step(step, out, pytest_args):
+    def run_step(step, out, pytest_args, timeout):
         ran.append((step, pytest_args))
         return step != "examples", 1.0
 
@@ -91,20 +91,42 @@ def test_the_tests_step_runs_the_suite_on_cupy_alone(gpu_check, tmp_path):
 
 
 def test_a_step_runs_on_the_real_cupy_and_logs_each_command(gpu_check, monkeypatch, tmp_path):
-    calls = []
-
-    def run(command, cwd, env, stdout, stderr):
-        calls.append((command, env))
-        return gpu_check.subprocess.CompletedProcess(
-            command, 1 if "manual_loop.py" in command[1] else 0
-        )
-
+    show = "import os; print([os.environ.get(n) for n in ('XPNN_TEST_BACKENDS', "
+    show += "'XPNN_REQUIRE_GPU', 'XPNN_CUPY_API')])"
+    python = sys.executable
+    steps = [[python, "-c", show], [python, "-c", "raise SystemExit(3)"], [python, "-c", "pass"]]
+    monkeypatch.setattr(gpu_check, "commands", lambda *args: steps)
     monkeypatch.setenv("XPNN_CUPY_API", "1")
-    monkeypatch.setattr(gpu_check.subprocess, "run", run)
     passed, _ = gpu_check.run_step("examples", tmp_path, [])
-    assert not passed and len(calls) == len(gpu_check.EXAMPLES)  # one failure: the rest still run
-    for _, env in calls:
-        assert env["XPNN_TEST_BACKENDS"] == "cupy" and env["XPNN_REQUIRE_GPU"] == "1"
-        assert "XPNN_CUPY_API" not in env  # the stand-in never takes the GPU's place
+    assert not passed  # one command failed: the others still ran
     log = (tmp_path / "examples.log").read_text(encoding="utf-8")
-    assert log.count("$ ") == len(calls) and log.count("exit status 1") == 1
+    assert "['cupy', '1', None]" in log  # the real CuPy: never the stand-in
+    assert log.count("$ ") == 3 and "exit status 3" in log and log.count("exit status 0") == 2
+
+
+def test_a_command_past_the_timeout_is_stopped_with_its_children(gpu_check, monkeypatch, tmp_path):
+    python = sys.executable
+    forever = "import subprocess, sys, time; "
+    forever += "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+    forever += "time.sleep(600)"
+    monkeypatch.setattr(
+        gpu_check, "commands", lambda *args: [[python, "-c", forever], [python, "-c", "pass"]]
+    )
+    stopped = []
+    kill = gpu_check.os.killpg
+
+    def killpg(group, signal):
+        stopped.append(group)
+        kill(group, signal)
+
+    monkeypatch.setattr(gpu_check.os, "killpg", killpg)
+    passed, _ = gpu_check.run_step("bench", tmp_path, [], timeout=0.5)
+    assert not passed and len(stopped) == 1  # the whole group: the command and its child
+    log = (tmp_path / "bench.log").read_text(encoding="utf-8")
+    assert "stopped: still running after 0.5 s" in log and log.endswith("exit status 0\n")
+
+
+def test_the_timeout_must_be_positive(gpu_check, capsys):
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--timeout", "0"])
+    assert "--timeout must be a positive number of seconds; got 0" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The checks that need an NVIDIA GPU, in one run, with the Python that runs this file.
 
-    python tools/gpu_check.py [--steps device,tests,examples,bench] [--out DIR] [-- PYTEST_ARGS]
+    python tools/gpu_check.py [--steps device,tests,examples,bench] [--out DIR]
+                              [--timeout SECONDS] [-- PYTEST_ARGS]
 
 For a machine with an NVIDIA GPU and CuPy (the ``cuda12`` or ``cuda13`` extra, or a CuPy
 already there) beside xpnn's test dependencies. It installs nothing, so it also runs where no
@@ -20,14 +21,16 @@ own where one is). The steps, in this order:
   CUDA; needs a CUDA build of PyTorch).
 
 Each step writes its output to ``DIR/<step>.log`` and a line saying whether it passed and how
-long it took. The exit status is 0 where every step passed, 1 where one failed, and 2 where no
-GPU is usable (then nothing else runs).
+long it took. ``--timeout`` stops a command that runs longer (with the processes it started)
+as a failure, and the run goes on. The exit status is 0 where every step passed, 1 where one
+failed, and 2 where no GPU is usable (then nothing else runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,9 +87,13 @@ def commands(step: str, out: Path, pytest_args: list[str]) -> list[list[str]]:
     return [[python, "benchmarks/run.py", "--backend", "cupy", "--quick"]]
 
 
-def run_step(step: str, out: Path, pytest_args: list[str]) -> tuple[bool, float]:
+def run_step(
+    step: str, out: Path, pytest_args: list[str], timeout: float | None = None
+) -> tuple[bool, float]:
     """Run ``step``'s commands from the repository's root, its output into ``out/<step>.log``;
-    whether every command passed, and the seconds taken."""
+    whether every command passed, and the seconds taken. A command still running after
+    ``timeout`` seconds is stopped with everything it started (an ``mpiexec``'s ranks too) and
+    counts as failed; the step's next command runs."""
     env = {**os.environ, "XPNN_TEST_BACKENDS": "cupy", "XPNN_REQUIRE_GPU": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("XPNN_CUPY_API", None)  # the real CuPy, never the stand-in
@@ -95,9 +102,20 @@ def run_step(step: str, out: Path, pytest_args: list[str]) -> tuple[bool, float]
         for command in commands(step, out, pytest_args):
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
-            done = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            log.write(f"exit status {done.returncode}\n")
-            passed = passed and done.returncode == 0
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                status = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                log.write(f"stopped: still running after {timeout:g} s\n")
+                passed = False
+                continue
+            log.write(f"exit status {status}\n")
+            passed = passed and status == 0
     return passed, time.perf_counter() - started
 
 
@@ -108,11 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", default=",".join(STEPS), help=f"comma-separated, of {', '.join(STEPS)}"
     )
     parser.add_argument("--out", type=Path, help="folder for the logs (default: a new one)")
+    parser.add_argument(
+        "--timeout", type=float, help="seconds a command may run before it is stopped (a failure)"
+    )
     parser.add_argument("pytest_args", nargs="*", help="after --: arguments for the tests step")
     args = parser.parse_args(argv)
     steps = [step.strip() for step in args.steps.split(",") if step.strip()]
     if unknown := [step for step in steps if step not in STEPS]:
         parser.error(f"--steps: unknown {', '.join(unknown)}; choose from {', '.join(STEPS)}")
+    if args.timeout is not None and not args.timeout > 0:
+        parser.error(f"--timeout must be a positive number of seconds; got {args.timeout:g}")
     sys.path.insert(0, str(ROOT))
     from xpnn.backends.cupy import CupyBackend
 
@@ -128,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gpu_check: logs in {out}")
     failed = []
     for step in steps:
-        passed, seconds = run_step(step, out, args.pytest_args)
+        passed, seconds = run_step(step, out, args.pytest_args, args.timeout)
         print(f"{step:9} {'passed' if passed else 'FAILED'} in {seconds:.0f} s ({out / step}.log)")
         if not passed:
             failed.append(step)
