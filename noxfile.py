@@ -34,6 +34,15 @@ nox.options.reuse_existing_virtualenvs = True
 # depends on the backend), so the backend sessions leave them out.
 EXAMPLE_TESTS = ["tests/test_examples.py", "tests/test_notebook.py"]
 NOT_EXAMPLES = [f"--ignore={path}" for path in EXAMPLE_TESTS]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def brief_runs(out: str) -> list[list[str]]:
+    """Each example's brief run, from examples/brief_runs.txt (tools/gpu_check.py reads it
+    too): the script and its arguments, figures into ``out``."""
+    with open(os.path.join(HERE, "examples", "brief_runs.txt"), encoding="utf-8") as runs:
+        lines = [line for line in runs if line.strip() and not line.startswith("#")]
+    return [[arg.format(out=out) for arg in shlex.split(line)] for line in lines]
 
 
 def _cuda_major() -> int | None:
@@ -139,14 +148,8 @@ def examples(session: nox.Session) -> None:
     session.install("-e", ".[examples]", "pytest>=8")
     session.run("pytest", *EXAMPLE_TESTS, *session.posargs)
     out = session.create_tmp()
-    for script in ("spiral.py", "digits.py", "regression_sine.py"):
-        session.run("python", f"examples/{script}", "--epochs", "20", "--out", out)
-    session.run("python", "examples/manual_loop.py", "--epochs", "20")
-    for script in ("custom_layer.py", "custom_optimizer.py"):
-        session.run("python", f"examples/{script}", "--epochs", "20", "--out", out)
-    # No network here: a small stand-in written as the four IDX files, read as the real ones.
-    session.run("python", "examples/fashion_mnist.py", "--synthetic", "--epochs", "2", "--out", out)
-    session.run("python", "examples/sklearn_digits.py", "--epochs", "5")
+    for script, *args in brief_runs(out):
+        session.run("python", f"examples/{script}", *args)
     # The notebook in a real Jupyter kernel (nbclient): its cells must run without an error.
     session.run("jupyter", "execute", "examples/notebook.ipynb")
 

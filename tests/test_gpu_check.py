@@ -72,14 +72,18 @@ def test_an_unknown_step_is_refused(gpu_check, capsys):
 
 
 def test_every_example_runs_on_cupy(gpu_check, tmp_path):
-    """Each example but the MPI one (it runs under mpiexec) is in the examples step, with
-    ``--backend cupy`` that its parser accepts."""
+    """Each example but the MPI one (it runs under mpiexec) is in examples/brief_runs.txt (the
+    list the examples nox session runs too), and the examples step runs it with ``--backend
+    cupy`` that its parser accepts, its figures in the output folder."""
     scripts = {path.name for path in (ROOT / "examples").glob("*.py")} - {"distributed.py"}
-    assert {script for script, *_ in gpu_check.EXAMPLES} == scripts
+    assert sorted(script for script, *_ in gpu_check.brief_runs(tmp_path)) == sorted(scripts)
     commands = gpu_check.commands("examples", tmp_path, [])
     assert len(commands) == len(scripts)
     for command in commands:
         assert command[0] == sys.executable and command[-2:] == ["--backend", "cupy"]
+        assert "{out}" not in " ".join(command)
+        if "--out" in command:
+            assert command[command.index("--out") + 1] == str(tmp_path / "figures")
         text = (ROOT / command[1]).read_text(encoding="utf-8")
         assert '"cupy"' in text  # among the --backend choices
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -40,17 +41,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("device", "tests", "examples", "bench")
 
-#: Each example with its brief settings (``{out}``: a folder for its figures).
-EXAMPLES = (
-    ("spiral.py", "--epochs", "20", "--out", "{out}"),
-    ("digits.py", "--epochs", "20", "--out", "{out}"),
-    ("regression_sine.py", "--epochs", "20", "--out", "{out}"),
-    ("manual_loop.py", "--epochs", "20"),
-    ("custom_layer.py", "--epochs", "20", "--out", "{out}"),
-    ("custom_optimizer.py", "--epochs", "20", "--out", "{out}"),
-    ("fashion_mnist.py", "--synthetic", "--epochs", "2", "--out", "{out}"),
-    ("sklearn_digits.py", "--epochs", "5"),
-)
+
+def brief_runs(out: Path) -> list[list[str]]:
+    """Each example's brief run, from examples/brief_runs.txt (the ``examples`` nox session
+    reads it too): the script and its arguments, figures into ``out``."""
+    text = (ROOT / "examples" / "brief_runs.txt").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return [[arg.format(out=out) for arg in shlex.split(line)] for line in lines]
+
 
 _DEVICE = """
 import cupy
@@ -80,10 +78,9 @@ def commands(step: str, out: Path, pytest_args: list[str]) -> list[list[str]]:
     if step == "examples":
         figures = out / "figures"
         return [
-            [python, f"examples/{script}", *(a.format(out=figures) for a in args), "--backend",
-             "cupy"]
-            for script, *args in EXAMPLES
-        ]  # fmt: skip
+            [python, f"examples/{script}", *args, "--backend", "cupy"]
+            for script, *args in brief_runs(figures)
+        ]
     return [[python, "benchmarks/run.py", "--backend", "cupy", "--quick"]]
 
 
