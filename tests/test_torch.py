@@ -12,6 +12,7 @@ from helpers import load_model, seed_model, spiral
 from test_optimizers import RULES, UPDATES
 
 import xpnn
+from xpnn.backends import devices
 from xpnn.backends import torch as torch_backend
 
 torch = pytest.importorskip("torch", reason="torch is not installed (the torch extra)")
@@ -103,6 +104,68 @@ def test_torch_takes_cuda_then_mps_then_the_cpu(monkeypatch, usable, chosen):
     monkeypatch.setattr(torch_backend, "unusable", unusable)
     monkeypatch.setattr(torch_backend, "_probed", lambda _torch, kind: kind)
     assert torch_backend._device(torch, None) == chosen
+
+
+@pytest.mark.parametrize(
+    ("environ", "current", "chosen"),
+    [
+        ({}, None, "cuda"),  # no launcher: torch's current device
+        ({"MPI_LOCALRANKID": "3"}, None, "cuda:1"),  # 3 modulo 2 devices
+        ({"SLURM_LOCALID": "1", "OMPI_COMM_WORLD_LOCAL_RANK": "2"}, None, "cuda:0"),
+        ({"XPNN_DEVICE": "1", "MPI_LOCALRANKID": "0"}, None, "cuda:1"),
+        ({"MPI_LOCALRANKID": "0"}, 1, "cuda:1"),  # torch.cuda.set_device(1) first: kept
+        ({"MPI_LOCALRANKID": "1"}, 0, "cuda:1"),
+    ],
+    ids=["alone", "rank", "mpi-before-slurm", "xpnn-device", "set-device", "device-0-current"],
+)
+def test_each_rank_takes_a_cuda_device_of_its_own(monkeypatch, environ, current, chosen):
+    """``backend="torch"`` on several CUDA devices takes this process's as CuPy does
+    (``devices.pick``), before anything runs on a device: no rank probes another's."""
+    probed = []
+
+    def unusable(_torch, where):
+        probed.append(where)
+        return None
+
+    def current_device():
+        assert current is not None, "asked for the current device before CUDA started"
+        return current
+
+    monkeypatch.setattr(torch_backend, "unusable", unusable)
+    monkeypatch.setattr(torch_backend, "_probed", lambda _torch, where: where)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: current is not None)
+    monkeypatch.setattr(torch.cuda, "current_device", current_device)
+    for name in (*devices.LOCAL_RANK_VARIABLES, "XPNN_DEVICE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert torch_backend._device(torch, None) == chosen
+    assert probed == [chosen]
+
+
+@pytest.mark.parametrize("wrong", ["2", "-1", "cuda:1"])
+def test_a_bad_xpnn_device_is_refused_on_torch(monkeypatch, wrong):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch_backend, "unusable", lambda *_: pytest.fail("probed a device"))
+    monkeypatch.setenv("XPNN_DEVICE", wrong)
+    with pytest.raises(
+        ValueError, match=rf"XPNN_DEVICE must be a device number in \[0, 2\).*'{wrong}'"
+    ):
+        torch_backend._device(torch, None)
+
+
+def test_one_device_or_none_leaves_the_choice_to_torch(monkeypatch):
+    monkeypatch.setenv("MPI_LOCALRANKID", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert torch_backend._this_process(torch, "cuda") == "cuda:0"  # 1 modulo 1
+    assert torch_backend._this_process(torch, "mps") == "mps"  # one device: nothing to choose
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert torch_backend._this_process(torch, "cuda") == "cuda"  # unusable: the probe says why
 
 
 def test_auto_never_picks_torch(monkeypatch, caplog):

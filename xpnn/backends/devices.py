@@ -7,19 +7,20 @@ it was called first; else ``XPNN_DEVICE``; else a device made current beforehand
 (``cupy.cuda.Device(k).use()``) is kept; else, under an MPI launcher, the node-local rank it
 gives (``LOCAL_RANK_VARIABLES``) modulo the node's device count. ``CUDA_VISIBLE_DEVICES``
 limits the devices counted, as CUDA does. ``chosen()`` says what was decided, so that training
-can check a model's device and say it.
+can check a model's device and say it. ``backend="torch"`` on CUDA or XPU takes its device by
+the same rules (``pick``), as the index in its ``torch.device``, making nothing current.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .._checks import shown
 
-__all__ = ["LOCAL_RANK_VARIABLES", "Choice", "choose", "chosen", "record"]
+__all__ = ["LOCAL_RANK_VARIABLES", "Choice", "choose", "chosen", "pick", "record"]
 
 #: The node-local rank as launchers set it, in the order read: MPI launchers' own before
 #: Slurm's, since ``mpiexec`` inside a Slurm batch script inherits the script's SLURM_LOCALID.
@@ -67,25 +68,35 @@ def choose(cupy: Any, environ: Mapping[str, str] | None = None) -> Choice | None
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception:  # no driver: the backend's probe says so
         return None
+    picked = pick(count, lambda: cupy.cuda.Device().id, environ)
+    return None if picked is None else _use(cupy, picked.device, picked.why, picked.by_user)
+
+
+def pick(count: int, current: Callable[[], int], environ: Mapping[str, str]) -> Choice | None:
+    """The device this process takes among the ``count`` it sees, and why, as the module says
+    (``current()``: the device current now, 0 unless the user made another current); None
+    where nothing says (no launcher) or there is no device. Changes nothing. ValueError for a
+    bad ``XPNN_DEVICE``. CuPy's choice (``choose``) and torch's (``backend="torch"`` on CUDA
+    or XPU) alike."""
     if count < 1:
         return None
     named = environ.get("XPNN_DEVICE", "").strip()
     if named:
         if not (named.isdigit() and int(named) < count):
             raise ValueError(
-                f"XPNN_DEVICE must be a CUDA device number in [0, {count}) (the devices CUDA "
+                f"XPNN_DEVICE must be a device number in [0, {count}) (the devices CUDA "
                 f"shows this process); got {shown(named)}"
             )
-        return _use(cupy, int(named), f"XPNN_DEVICE={named}", True)
-    current = cupy.cuda.Device().id
-    if current != 0:  # made current before xpnn first used CuPy: the user's choice
-        return _use(cupy, current, f"device {current} was current", True)
+        return Choice(int(named), f"XPNN_DEVICE={named}", True)
+    device = current()
+    if device != 0:  # made current before xpnn first used the device: the user's choice
+        return Choice(device, f"device {device} was current", True)
     for name in LOCAL_RANK_VARIABLES:
         local = environ.get(name, "").strip()
         if local.isdigit():
             device = int(local) % count
             why = f"node-local rank {local} ({name}) modulo {count} device{'s' * (count > 1)}"
-            return _use(cupy, device, why, False)
+            return Choice(device, why, False)
     return None
 
 

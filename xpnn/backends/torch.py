@@ -8,10 +8,12 @@ buffer). ``torch`` is imported when the first torch backend is made, never befor
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import numpy as np
 
+from . import devices
 from .base import Backend, to_numpy
 
 __all__ = ["DEVICE_ORDER", "HostFloat64", "TorchBackend", "scratch_pair"]
@@ -25,8 +27,9 @@ TORCH_EXTRA = 'pip install "xpnn[torch]" (or a torch build for your device from 
 
 class TorchBackend(Backend):
     """PyTorch on one device: ``"torch"`` takes CUDA where it works, else MPS, else XPU, else
-    the CPU; ``"torch:<device>"`` (``"torch:cpu"``, ``"torch:mps"``, ``"torch:cuda:1"``)
-    chooses.
+    the CPU (on several CUDA or XPU devices, as CuPy does: ``XPNN_DEVICE``, a device made
+    current, or an MPI launcher's node-local rank modulo the devices; ``devices.pick``);
+    ``"torch:<device>"`` (``"torch:cpu"``, ``"torch:mps"``, ``"torch:cuda:1"``) chooses.
 
     Optimizers run their ``torch_update`` (in-place torch operations on the flat buffer), the
     same operations in the same order as the reference. Like a GPU library's, its arrays are
@@ -204,14 +207,33 @@ def _device(torch: Any, device: str | None) -> Any:
     works, else the CPU), with its index, once a small computation ran there."""
     if device is None:
         for kind in DEVICE_ORDER:
-            if unusable(torch, kind) is None:
-                return _probed(torch, kind)
+            where = _this_process(torch, kind)
+            if unusable(torch, where) is None:
+                return _probed(torch, where)
         return _probed(torch, "cpu")
     _parse(torch, device)
     problem = unusable(torch, device)
     if problem is not None:
         raise RuntimeError(f'backend="torch:{device}": {problem}; use backend="torch:cpu"')
     return _probed(torch, device)
+
+
+def _this_process(torch: Any, kind: str) -> str:
+    """``kind`` with the index of the device this process takes where there are several (CUDA,
+    XPU), by ``devices.pick``'s rules: ``XPNN_DEVICE``, else a device the user made current,
+    else an MPI launcher's node-local rank modulo the devices; else ``kind`` alone (torch's
+    current device). Asked before anything runs on a device, so that no rank makes a context
+    on another's."""
+    module = getattr(torch, kind, None)
+    if kind not in ("cuda", "xpu") or module is None or not module.is_available():
+        return kind
+    initialized = getattr(module, "is_initialized", lambda: True)
+
+    def current() -> int:
+        return int(module.current_device()) if initialized() else 0
+
+    choice = devices.pick(int(module.device_count()), current, os.environ)
+    return kind if choice is None else f"{kind}:{choice.device}"
 
 
 def _parse(torch: Any, device: str) -> Any:
