@@ -135,6 +135,7 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
     softmax_scalars, zero_one = scalars[:4].copy(), scalars[4:6]
     output_scalars = loss_scalars.copy()
     zero, one, tiny = scalars[4], scalars[5], scalars[6]
+    no = chain.not_literal(False)  # no transpose (see ``not_literal``)
     batch_loss = sums[:1].copy()
     last = layers - 1
     for i in range(steps):
@@ -154,7 +155,7 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
         layer_input = inputs
         for k in range(layers):
             out, act = outs[k][:rows], acts[k][:rows]
-            _product(layer_input, weights[k], out, False, False)
+            _product(layer_input, weights[k], out, no, no)
             _add_row(out, biases[k])
             chain.activate(codes[k], out, act, alphas[k], zero_one)
             if dropped[k]:
@@ -265,7 +266,7 @@ class CompiledEpoch:
         self.penalty = np.array(
             [(w1, 2 * w2, 1, b1, 2 * b2, 1) for w1, w2, b1, b2 in factors], dtype
         )
-        self.ones = np.ones((1, rows), dtype)
+        self.ones = np.ones(rows, dtype)  # the bias gradient's row of ones (``chain.backward``)
         self.xb = np.empty((rows, *trainer.X.shape[1:]), dtype)
         self.yb = np.empty((rows, *trainer.y.shape[1:]), trainer.y.dtype)
         tiny = np.finfo(dtype).smallest_normal

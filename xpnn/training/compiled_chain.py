@@ -32,7 +32,16 @@ from ..layers import Dense, Dropout
 from ..losses import BinaryCrossentropy, MeanAbsoluteError, MeanSquaredError
 from ..metrics import CategoricalAccuracy, RegressionAccuracy
 
-__all__ = ["ACTIVATIONS", "LOSSES", "Chain", "activate", "backward", "output_loss", "refusal"]
+__all__ = [
+    "ACTIVATIONS",
+    "LOSSES",
+    "Chain",
+    "activate",
+    "backward",
+    "not_literal",
+    "output_loss",
+    "refusal",
+]
 
 #: The activation after each Dense layer, by code (none and ``Linear`` alike pass values on).
 NONE, RELU, LEAKY, SIGMOID, TANH = range(5)
@@ -79,6 +88,14 @@ def times(values, mask, output):  # pragma: no cover - compiled by numba
     for i in range(rows):
         for j in range(columns):
             output[i, j] = values[i, j] * mask[i, j]
+
+
+@_numba
+def not_literal(flag):  # pragma: no cover - compiled by numba
+    """``flag`` as a plain boolean. ``_product``'s transposes go in so: numba compiles a
+    function once per combination of literal (constant) arguments, and each copy of
+    ``_product``, with the BLAS calls it holds, adds about a second to a cold compile."""
+    return np.bool_(flag)
 
 
 _relu, _relu_backward = _numba(jit._relu), _numba(jit._relu_backward)
@@ -178,17 +195,19 @@ def backward(inputs, rows, step, gradient, weights, biases, dweights, dbiases, c
     """Each Dense layer's gradients, from ``gradient`` (the last one's output's), back through
     the Dropouts and activations between them, as ``Dense.backward`` computes them (with the
     regularizers' gradients, ``_penalize``)."""
+    no, yes = not_literal(False), not_literal(True)
+    row_of_ones = ones[:rows].reshape(1, rows)  # C-ordered, as every other operand
     for k in range(len(weights) - 1, -1, -1):
         layer_input = inputs if k == 0 else drops[k - 1][:rows]
-        _product(layer_input, gradient, dweights[k], True, False)
-        _product(ones[:, :rows], gradient, dbiases[k], False, False)  # Backend.sum_rows
+        _product(layer_input, gradient, dweights[k], yes, no)
+        _product(row_of_ones, gradient, dbiases[k], no, no)  # Backend.sum_rows
         if penalized[k, 0] or penalized[k, 1]:
             _penalize(dweights[k], weights[k], penalty[k, :3], penalized[k, 0], penalized[k, 1])
         if penalized[k, 2] or penalized[k, 3]:
             _penalize(dbiases[k], biases[k], penalty[k, 3:], penalized[k, 2], penalized[k, 3])
         if k > 0:
             dact = dacts[k - 1][:rows]
-            _product(gradient, weights[k], dact, False, True)
+            _product(gradient, weights[k], dact, no, yes)
             if dropped[k - 1]:
                 times(dact, masks[k - 1][step, :rows], dact)
             gradient = _activate_backward(codes[k - 1], dact, outs[k - 1][:rows],
