@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import types
 
-__all__ = ["column_sums", "load", "product"]
+__all__ = ["column_sums", "load", "not_literal", "product"]
 
 _ROW_MAJOR, _COLUMN_MAJOR, _NO_TRANS, _TRANS = 101, 102, 111, 112
 _i32, _i64, _ptr = types.int32, types.int64, types.voidptr
@@ -165,6 +165,14 @@ def _column_sums(ones, a, out):  # pragma: no cover - compiled by numba
     else:
         _dgemv(_ROW_MAJOR, _TRANS, rows, columns, 1.0, a.ctypes.data, columns, ones.ctypes.data,
                1, 0.0, out.ctypes.data, 1)  # fmt: skip
+
+
+@numba.njit(error_model="numpy", nogil=True)
+def not_literal(flag):  # pragma: no cover - compiled by numba
+    """``flag`` as a plain boolean, for ``product``'s transposes: numba compiles a function
+    once per combination of constant (literal) arguments, and each copy of ``product``, with
+    the BLAS calls it holds, adds about a second to a cold compile."""
+    return np.bool_(flag)
 
 
 product = numba.njit(_product, error_model="numpy", nogil=True)

@@ -35,7 +35,7 @@ from ._lean import ORDERED
 
 __all__ = ["KERNELS"]
 
-_blas = numpy_blas.product
+_blas, _not_literal = numpy_blas.product, numpy_blas.not_literal
 _pairwise, _sum = numba_sums.pairwise, numba_sums.numpy_sum
 
 
@@ -155,7 +155,8 @@ def _product(a, b, out, trans_a, trans_b, wide):  # pragma: no cover - compiled 
 
 def _dense_forward(inputs, weights, biases, output, wide):  # pragma: no cover - numba
     """The book's ``np.dot(inputs, weights) + biases`` into ``output``."""
-    if not _product(inputs, weights, output, False, False, wide):
+    no = _not_literal(False)  # one compiled _product for every kernel (see ``not_literal``)
+    if not _product(inputs, weights, output, no, no, wide):
         return False
     rows, columns = output.shape
     for i in range(rows):
@@ -169,7 +170,7 @@ def _dense_backward(inputs, dvalues, dweights, dbiases, wide):  # pragma: no cov
     ``np.sum(dvalues, axis=0, keepdims=True)`` into ``dbiases``."""
     if dvalues.shape[1] != dbiases.shape[1] or not _c_ordered(dbiases):
         return False
-    if not _product(inputs, dvalues, dweights, True, False, wide):
+    if not _product(inputs, dvalues, dweights, _not_literal(True), _not_literal(False), wide):
         return False
     rows, columns = dvalues.shape
     for j in range(columns):
@@ -185,7 +186,7 @@ def _dense_backward(inputs, dvalues, dweights, dbiases, wide):  # pragma: no cov
 
 def _input_gradient(dvalues, weights, dinputs, wide):  # pragma: no cover - numba
     """The book's ``np.dot(dvalues, weights.T)`` into ``dinputs``."""
-    return _product(dvalues, weights, dinputs, False, True, wide)
+    return _product(dvalues, weights, dinputs, _not_literal(False), _not_literal(True), wide)
 
 
 def _relu(inputs, output):  # pragma: no cover - compiled by numba

@@ -90,17 +90,10 @@ def times(values, mask, output):  # pragma: no cover - compiled by numba
             output[i, j] = values[i, j] * mask[i, j]
 
 
-@_numba
-def not_literal(flag):  # pragma: no cover - compiled by numba
-    """``flag`` as a plain boolean. ``_product``'s transposes go in so: numba compiles a
-    function once per combination of literal (constant) arguments, and each copy of
-    ``_product``, with the BLAS calls it holds, adds about a second to a cold compile."""
-    return np.bool_(flag)
-
-
 _relu, _relu_backward = _numba(jit._relu), _numba(jit._relu_backward)
 _add_row = _numba(jit._add_row)
 _product, _sum = numpy_blas.product, numba_sums.numpy_sum
+not_literal = numpy_blas.not_literal
 
 
 @_numba
