@@ -126,10 +126,11 @@ def _product(a, b, out, trans_a, trans_b):  # pragma: no cover - compiled by num
         else:
             total = 0.0 + _ddot(q, a.ctypes.data, sa1, b.ctypes.data, sb0)
         out[0, 0] = total
-    elif r == 1:  # a matrix times a column: gemv
-        _gemv(single, _NO_TRANS, a, trans_a, p, q, b, sb0, out)
-    else:  # a row times a matrix: gemv of the matrix transposed
-        _gemv(single, _TRANS, b, trans_b, q, r, a, sa1, out)
+    else:  # a matrix times a column (gemv), or a row times a matrix (gemv of it transposed)
+        column = r == 1  # one call for both: one compiled ``_gemv`` (see ``not_literal``)
+        matrix, transposed = (a, trans_a) if column else (b, trans_b)
+        m, n, x, incx = (p, q, b, sb0) if column else (q, r, a, sa1)
+        _gemv(single, _NO_TRANS if column else _TRANS, matrix, transposed, m, n, x, incx, out)
 
 
 @numba.njit(error_model="numpy", nogil=True)
