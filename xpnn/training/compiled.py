@@ -71,6 +71,7 @@ def _numba(function: Any) -> Any:
 
 
 _add_row, _product = _numba(jit._add_row), numpy_blas.product
+_not_literal = numpy_blas.not_literal
 _shift_rows, _normalize_rows = _numba(jit._shift_rows), _numba(jit._normalize_rows)
 _labels_loss, _one_hot_loss = _numba(jit._crossentropy_labels), _numba(jit._crossentropy_one_hot)
 
@@ -135,7 +136,7 @@ def _steps(X, y, order, begin, steps, table, first, sums, counts, states, rule, 
     softmax_scalars, zero_one = scalars[:4].copy(), scalars[4:6]
     output_scalars = loss_scalars.copy()
     zero, one, tiny = scalars[4], scalars[5], scalars[6]
-    no = chain.not_literal(False)  # no transpose (see ``not_literal``)
+    no = _not_literal(False)  # no transpose (see ``numpy_blas.not_literal``)
     batch_loss = sums[:1].copy()
     last = layers - 1
     for i in range(steps):

@@ -38,7 +38,6 @@ __all__ = [
     "Chain",
     "activate",
     "backward",
-    "not_literal",
     "output_loss",
     "refusal",
 ]
@@ -93,7 +92,7 @@ def times(values, mask, output):  # pragma: no cover - compiled by numba
 _relu, _relu_backward = _numba(jit._relu), _numba(jit._relu_backward)
 _add_row = _numba(jit._add_row)
 _product, _sum = numpy_blas.product, numba_sums.numpy_sum
-not_literal = numpy_blas.not_literal
+_not_literal = numpy_blas.not_literal
 
 
 @_numba
@@ -188,7 +187,7 @@ def backward(inputs, rows, step, gradient, weights, biases, dweights, dbiases, c
     """Each Dense layer's gradients, from ``gradient`` (the last one's output's), back through
     the Dropouts and activations between them, as ``Dense.backward`` computes them (with the
     regularizers' gradients, ``_penalize``)."""
-    no, yes = not_literal(False), not_literal(True)
+    no, yes = _not_literal(False), _not_literal(True)  # see ``numpy_blas.not_literal``
     row_of_ones = ones[:rows].reshape(1, rows)  # C-ordered, as every other operand
     for k in range(len(weights) - 1, -1, -1):
         layer_input = inputs if k == 0 else drops[k - 1][:rows]
