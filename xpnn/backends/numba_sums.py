@@ -59,8 +59,8 @@ def pairwise(a, start, n):  # pragma: no cover - compiled by numba
     cannot load a compiled caller of a recursive function. Per level: (start, count, the
     left half's sum, whether it is done).
     """
-    if n <= 128:
-        return _block(a, start, n)
+    if n <= 128:  # start as a plain integer: one compiled _block for a constant start too
+        return _block(a, np.int64(start), n)
     starts = np.empty(64, np.int64)
     counts = np.empty(64, np.int64)
     lefts = np.empty(64, a.dtype)
