@@ -8,9 +8,12 @@ which looks in the disk cache on its first call.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -118,6 +121,44 @@ def test_a_compile_is_announced_where_the_cache_has_none(cache_folder):
         entry.unlink()
     assert _fresh_run()[:2] == (0, 1)  # compiled again, with no one to tell
     assert calls == ["compiling"]
+
+
+def test_a_compile_outside_a_training_run_is_logged_once(cache_folder, monkeypatch, caplog):
+    """A hand-written loop (the book's scripts) has no progress to show a compile in: the
+    process's first compile outside ``announcing_compiles`` is logged instead, once; one
+    inside the block is the block's to show, and a kernel loaded from the cache says nothing."""
+    monkeypatch.setattr(jit, "_compile_logged", False)
+
+    def drop_entries():
+        for entry in cache_folder.rglob("*.nb*"):
+            entry.unlink()
+
+    def logged():
+        return [r for r in caplog.records if r.getMessage() == jit.COMPILING]
+
+    with caplog.at_level(logging.WARNING, logger="xpnn"):
+        with jit.announcing_compiles(lambda: None):
+            assert _fresh_run()[:2] == (0, 1)
+        assert _fresh_run()[:2] == (1, 0)
+        assert logged() == []
+        drop_entries()
+        assert _fresh_run()[:2] == (0, 1)
+        (record,) = logged()
+        assert (record.name, record.levelno) == ("xpnn", logging.WARNING)
+        drop_entries()
+        assert _fresh_run()[:2] == (0, 1)
+    assert len(logged()) == 1
+
+
+def test_the_compile_notice_reaches_stderr_without_logging_set_up():
+    """Where the user has not set up logging (a book script), Python's default handler prints
+    the notice on stderr, once, and the script's own output is left alone."""
+    script = "from xpnn.backends import jit\njit.compiling(); print('epoch: 0'); jit.compiling()\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout == "epoch: 0\n"
+    assert done.stderr == jit.COMPILING + "\n"
 
 
 def test_a_cache_that_cannot_be_saved_is_a_warning(cache_folder, monkeypatch):

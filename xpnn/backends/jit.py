@@ -35,6 +35,7 @@ from .._checks import shown
 from .numpy import NumpyBackend
 
 __all__ = [
+    "COMPILING",
     "EPOCH_SWITCH",
     "PARALLEL_FROM",
     "JitBackend",
@@ -144,11 +145,29 @@ def announcing_compiles(callback: Callable[[], None]) -> Iterator[None]:
         _announce.reset(token)
 
 
+#: Logged once per process where a kernel compiles outside ``announcing_compiles`` (a
+#: hand-written loop, the book's scripts): no progress shows it, and the wait is seconds.
+COMPILING = (
+    "xpnn: numba is compiling xpnn's kernels for these arrays (once: its cache keeps them for "
+    "later runs)"
+)
+_compile_logged = False
+_compile_logged_lock = threading.Lock()
+
+
 def compiling() -> None:
-    """A kernel starts compiling (``jit_cache`` calls this): tell ``announcing_compiles``."""
+    """A kernel starts compiling (``jit_cache`` calls this): tell ``announcing_compiles``, or
+    else, the first time in this process, log ``COMPILING`` (logger ``xpnn``, at WARNING, so
+    Python's default handler prints it on stderr where logging is not set up)."""
+    global _compile_logged
     callback = _announce.get()
     if callback is not None:
         callback()
+        return
+    with _compile_logged_lock:
+        first, _compile_logged = not _compile_logged, True
+    if first:
+        log.warning(COMPILING)
 
 
 class Kernel:
