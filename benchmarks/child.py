@@ -29,14 +29,17 @@ def max_rss_mib() -> float:
 
 
 def blas_threads() -> dict[str, Any]:
-    """The BLAS libraries loaded in this process and their thread counts (threadpoolctl)."""
+    """The BLAS libraries loaded in this process (with the kernels OpenBLAS chose for the CPU)
+    and their thread counts (threadpoolctl)."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return {}
-    return {
-        f"{lib['internal_api']} {lib['version']}": lib["num_threads"] for lib in threadpool_info()
-    }
+    found = {}
+    for lib in threadpool_info():
+        kernels = f" ({lib['architecture']} kernels)" if lib.get("architecture") else ""
+        found[f"{lib['internal_api']} {lib['version']}{kernels}"] = lib["num_threads"]
+    return found
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

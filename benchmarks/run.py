@@ -298,12 +298,14 @@ def report_others(before: tuple[float, float], wall: float) -> None:
 
 def print_environment(info: dict[str, Any], args: argparse.Namespace) -> None:
     """The header: versions, CPU, BLAS and threads."""
-    blas = ", ".join(f"{lib} ({n} threads by default)" for lib, n in info["numpy_blas"].items())
+    blas = ", ".join(f"{lib}: {n} threads by default" for lib, n in info["numpy_blas"].items())
     print("xpnn vs PyTorch eager benchmark" + (" (--quick)" if args.quick else ""))
     print(f"python {info['python']} on {info['platform']}")
     load = ", ".join(f"{v:.2f}" for v in info["loadavg"])
     print(f"cpu    {info['cpu']}, {info['cores']} cores; load average {load}")
     print(f"numpy  {info['numpy']}, BLAS: {blas}")
+    if "OPENBLAS_CORETYPE" in os.environ:  # chooses OpenBLAS's kernels (shown above)
+        print(f"       OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} chose its kernels")
     print(
         f"torch  {info['torch']}, {info['torch_threads']} threads by default, "
         f"MKL {info['torch_mkl']}, oneDNN {info['torch_mkldnn']}"
