@@ -113,9 +113,11 @@ def cupy_api(session: nox.Session) -> None:
 def mpi(session: nox.Session) -> None:
     """Data-parallel training under real MPI: mpi4py and the mpich wheel's mpiexec, the rules
     run with ``mpiexec -n 2`` and ``-n 3`` (tests/test_mpi.py, each launch with a timeout), the
-    in-process ones (tests/test_distributed.py) and the example on 2 ranks."""
+    in-process ones (tests/test_distributed.py), the code of docs/guides/mpi.md (in one process)
+    and the example on 2 ranks."""
     session.install("-e", ".[test,mpi]")
-    tests = ["tests/test_mpi.py", "tests/test_distributed.py"]
+    page = "tests/test_examples.py::test_the_code_of_a_page_runs[docs/guides/mpi.md]"
+    tests = ["tests/test_mpi.py", "tests/test_distributed.py", page]
     session.run("pytest", *tests, *session.posargs, env={"XPNN_TEST_BACKENDS": "numpy,strict"})
     session.run(
         "mpiexec", "-n", "2", "python", "-m", "mpi4py", "examples/distributed.py", "--epochs", "20",
