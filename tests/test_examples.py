@@ -4,6 +4,7 @@ figures they draw."""
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
 import subprocess
@@ -144,3 +145,37 @@ def test_the_code_of_a_page_runs(page, tmp_path):
     assert shown.returncode == 0, shown.stderr
     for written in re.findall(r"\"([\w-]+\.(?:png|xpnn))\"", code):
         assert (tmp_path / written).is_file(), f"{page} says it writes {written}"
+
+
+def commands() -> list[tuple[str, str, list[str]]]:
+    """Each command the docs (and the examples' own docstrings) give for an example: (page,
+    script, its options and their values)."""
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *EXAMPLES]:
+        for line in page.read_text().splitlines():
+            for script, rest in re.findall(r"python3? (?:-m mpi4py )?examples/(\w+\.py)(.*)", line):
+                rest = re.split(r"[`#|]", rest)[0]
+                options = re.findall(r"(?<![\w-])(--?[a-z][\w-]*)(?:[ =]([\w.]+))?", rest)
+                found.append((str(page.relative_to(ROOT)), script, options))
+    return found
+
+
+@functools.cache
+def help_text(script: str) -> str:
+    shown = run(str(ROOT / "examples" / script), "--help")
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout
+
+
+def test_the_commands_the_docs_give_run_existing_examples_with_their_options():
+    found = commands()
+    assert len(found) >= 20  # the pages were read
+    for page, script, options in found:
+        assert (ROOT / "examples" / script).is_file(), f"{page}: no examples/{script}"
+        shown = help_text(script)
+        known = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", shown))
+        for option, value in options:
+            assert option in known, f"{page}: examples/{script} has no {option}"
+            choices = re.search(rf"{option} {{([^}}]+)}}", shown)
+            if choices and value:  # a value outside the choices argparse lists
+                assert value in choices[1].split(","), f"{page}: {script} {option} {value}"
