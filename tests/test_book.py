@@ -359,12 +359,20 @@ def test_use_refuses_what_it_cannot_run():
     with pytest.raises(TypeError, match="exact"):
         xpnn.book.use("numpy", exact="yes")
     assert xpnn.book._device.current() == before
-    env = dict(os.environ, XPNN_BOOK_BACKEND="gpu", XPNN_CUPY_API="0")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [sys.executable, "-c", "import xpnn.book"], capture_output=True, text=True, env=env
-    )
-    assert done.returncode != 0 and "XPNN_BOOK_BACKEND" in done.stderr
+    for name, value, exact in [
+        ("XPNN_BOOK_BACKEND", "gpu", None),
+        ("XPNN_BOOK_EXACT", "maybe", None),
+        ("XPNN_BOOK_EXACT", " Off ", False),
+        ("XPNN_BOOK_EXACT", "", True),
+    ]:
+        env = {**os.environ, name: value, "XPNN_CUPY_API": "0"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+        code = "import xpnn.book; print(xpnn.book._device._settings['exact'])"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        if exact is None:
+            assert done.returncode != 0 and name in done.stderr, (name, value, done.stderr)
+        else:
+            assert done.stdout.split() == [str(exact)], (name, value, done.stderr)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from helpers import assert_on_backend, spiral
@@ -57,8 +59,11 @@ def test_layers_refuse_arrays_of_another_backend(backend):
     if backend == "numpy":
         pytest.skip("NumPy arrays are host data, which every backend moves on purpose")
     foreign = xpnn.get_backend(backend).zeros((2, 2))
-    with pytest.raises(TypeError, match=r"inputs is a .* array"):
+    with pytest.raises(TypeError, match=r"inputs is a .* array") as refused:
         xpnn.Dense(2, 3, backend="numpy").forward(foreign)
+    advised = re.search(r"create it with backend='([\w:]+)'", str(refused.value))
+    assert advised, refused.value
+    assert xpnn.get_backend(advised[1]).name == xpnn.get_backend(backend).name  # it exists
 
 
 @pytest.mark.parametrize(

@@ -234,6 +234,19 @@ def test_autos_log_message(caplog):
     assert record.getMessage() == f"backend='auto' chose {name!r}: {reason}"
 
 
+def test_auto_is_chosen_and_logged_once_as_a_file_loads(caplog, tmp_path):
+    model = xpnn.Model(seed=0)
+    model.add(xpnn.Dense(2, 3))
+    model.add(xpnn.Softmax())
+    model.set(loss=xpnn.CategoricalCrossentropy(), optimizer=xpnn.Adam())
+    model.finalize()
+    model.save(tmp_path / "model.xpnn")
+    with caplog.at_level(logging.INFO, logger="xpnn"):
+        loaded = xpnn.Model.load(tmp_path / "model.xpnn", backend="auto")
+    (record,) = [r for r in caplog.records if "backend='auto' chose" in r.getMessage()]
+    assert f"chose {loaded.backend.name!r}" in record.getMessage()
+
+
 @pytest.fixture
 def notebook(monkeypatch):
     """A stand-in for a Jupyter kernel: IPython imported, its shell the ZMQ one."""

@@ -21,6 +21,8 @@ __all__ = ["BACKEND_NAMES", "Backend", "check_backend_name", "get_backend", "to_
 
 BACKEND_NAMES = ("numpy", "cupy", "torch", "strict", "auto")
 FLOAT_DTYPES = ("float32", "float64")
+#: The backend that computes on each array library's arrays, by the library's module name.
+_BACKEND_OF = {"cupy": "cupy", "torch": "torch", "array_api_strict": "strict"}
 
 log = logging.getLogger("xpnn")
 
@@ -108,10 +110,11 @@ class Backend:
         if not device_array and not hasattr(a, "__array_namespace__"):
             return  # a list, or another host container: NumPy converts it
         where = getattr(a, "device", "?")
+        backend = _BACKEND_OF.get(library)
+        make = f"create it with backend={backend!r}, or " if backend else ""
         raise TypeError(
             f"{argument} is a {library} array on device {where}, but this object works on the "
-            f"{self.name!r} backend ({self.device}); create it with backend={library!r}, or pass "
-            f"host (NumPy) data"
+            f"{self.name!r} backend ({self.device}); {make}pass host (NumPy) data"
         )
 
     def zeros(self, shape: int | tuple[int, ...], dtype: Any = None) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import shown
-from ..backends import Backend, get_backend, to_numpy
+from ..backends import Backend, get_backend, jit, to_numpy
 from ..backends.base import BACKEND_NAMES, FLOAT_DTYPES
 
 __all__ = ["OnDevice", "Part", "current", "use"]
@@ -69,7 +69,7 @@ def current() -> tuple[str, str | None]:
 def _from_environment() -> None:
     backend = os.environ.get(BACKEND_VARIABLE, "").strip() or "numpy"
     dtype = os.environ.get(DTYPE_VARIABLE, "").strip() or None
-    exact = os.environ.get(EXACT_VARIABLE, "1").strip() != "0"
+    exact = jit.switch(EXACT_VARIABLE, True, "the book's products", "xpnn's own products")
     try:
         use(backend, dtype, exact=exact)
     except ValueError as error:

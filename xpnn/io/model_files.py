@@ -149,13 +149,14 @@ def load_checkpoint(
     after N more epochs (bit for bit on the same backend, NumPy at least).
     """
     path = file_name(path)
-    get_backend("numpy" if backend is None else backend, dtype)  # argument errors first
+    # argument errors first; "auto" is resolved (and its choice logged) once, by the model
+    get_backend("numpy" if backend is None or backend == "auto" else backend, dtype)
     with reading(path), reader.open_file(path) as opened:
         kind = opened.metadata.get("kind")
         if kind == "parameters":
             raise Invalid(
                 "it holds parameters only (save_parameters); build the model and call "
-                "load_parameters(model, path)"
+                "model.load_parameters(path)"
             )
         expect(kind == "model", f"unknown kind {kind!r:.80}")
         plan = _plan_model(opened.metadata, opened.tensors)
