@@ -276,18 +276,24 @@ def test_model_files_are_xpnns_safe_format(book, tmp_path, capsys):
     ],
     ids=["sgd-momentum", "adagrad", "rmsprop", "adam"],
 )
-def test_a_loaded_model_trains_on_as_the_saved_one(book, tmp_path, capsys, optimizer):
+@pytest.mark.parametrize("dropout", [False, True], ids=["", "dropout"])
+def test_a_loaded_model_trains_on_as_the_saved_one(book, tmp_path, capsys, optimizer, dropout):
     """``save`` keeps the optimizer's state, as the book's pickled model does: trained,
     saved, loaded and trained more, a model prints and ends as one trained without a break
     (bit for bit on NumPy): the step count, the decayed rate and every layer's momentums or
-    caches come back."""
+    caches come back, the float64 ones too (a Dropout's float64 mask makes the book's bias
+    gradients, and so their states, float64)."""
     X, y = spiral(30)
+    if dropout:  # float32 layers, as after nnfs.init(), and the mask's float64 gradients
+        xpnn.book.use(book, "float32")
 
     def make() -> Model:
         np.random.seed(0)
         model = Model()
         model.add(Layer_Dense(2, 16, weight_regularizer_l2=5e-4))
         model.add(Activation_ReLU())
+        if dropout:
+            model.add(Layer_Dropout(0.1))
         model.add(Layer_Dense(16, 3))
         model.add(Activation_Softmax())
         model.set(
@@ -300,13 +306,22 @@ def test_a_loaded_model_trains_on_as_the_saved_one(book, tmp_path, capsys, optim
 
     steady, broken = make(), make()
     for model in (steady, broken):
+        np.random.seed(1)  # the same dropout masks
         model.train(X, y, epochs=2, batch_size=32, print_every=100)
     path = tmp_path / "halfway.model"
     broken.save(path)
     loaded = Model.load(path)
     capsys.readouterr()
+    for saved, back in zip(broken.trainable_layers, loaded.trainable_layers):
+        for name in ("weight_momentums", "bias_momentums", "weight_cache", "bias_cache"):
+            if hasattr(saved, name):  # the optimizer keeps it: back whole, in its own dtype
+                kept, got_back = np.asarray(getattr(saved, name)), np.asarray(getattr(back, name))
+                assert got_back.dtype == kept.dtype, name
+                np.testing.assert_array_equal(got_back, kept)
+    np.random.seed(2)
     steady.train(X, y, epochs=2, batch_size=32, print_every=1)
     expected = capsys.readouterr().out
+    np.random.seed(2)
     loaded.train(X, y, epochs=2, batch_size=32, print_every=1)
     got = capsys.readouterr().out
     assert loaded.optimizer.iterations == steady.optimizer.iterations == 12
@@ -323,6 +338,34 @@ def test_a_loaded_model_trains_on_as_the_saved_one(book, tmp_path, capsys, optim
         assert got.splitlines()[0] == expected.splitlines()[0]
         for a, b in pairs:
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        [],
+        {"7": {}},
+        {"0": {"bias_momentums": [0.0] * 16}},
+        {"0": {"bias_momentums": [0.0] * 15, "bias_cache": [0.0] * 16}},
+        {"0": {"bias_momentums": ["0"] * 16, "bias_cache": [0.0] * 16}},
+    ],
+    ids=["not-an-object", "no-such-layer", "a-state-missing", "a-short-state", "strings"],
+)
+def test_a_file_whose_float64_bias_states_do_not_fit_is_refused(tmp_path, kept):
+    """The float64 bias states a book model's file keeps are checked as it loads."""
+    np.random.seed(0)
+    model = Model()
+    model.add(Layer_Dense(2, 16))
+    model.add(Activation_ReLU())
+    model.add(Layer_Dense(16, 3))
+    model.add(Activation_Softmax())
+    model.set(loss=Loss_CategoricalCrossentropy(), optimizer=Optimizer_Adam())
+    model.finalize()
+    path = tmp_path / "tampered.model"
+    checkpoint = {"epoch": 0, xpnn.book.model._WIDE: kept}
+    xpnn.io.save_model(model._as_xpnn(), path, checkpoint=checkpoint)
+    with pytest.raises(xpnn.XpnnFileError, match="book_float64_bias_states"):
+        Model.load(path)
 
 
 def test_chapter_17s_weights_are_one_line_away(book, monkeypatch):

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import activations, layers, losses, metrics, optimizers
+from .. import activations, io, layers, losses, metrics, optimizers
 from ..backends import to_numpy
+from ..io.format import expect
+from ..io.reader import reading
 from ..model import Model as XpnnModel
 from . import layers as book_layers
 from . import losses as book_losses
@@ -241,7 +243,8 @@ class Model:
         the book's pickled model does."""
         mirror = self._as_xpnn()
         _keep_optimizer_state(self, mirror)
-        mirror.save(path)
+        kept = {"epoch": mirror.epochs_trained, _WIDE: _wide_states(self)}
+        io.save_model(mirror, path, checkpoint=kept)
 
     @staticmethod
     def load(path: str | os.PathLike) -> Model:
@@ -250,7 +253,9 @@ class Model:
         Raises ``xpnn.XpnnFileError`` for any file that cannot be loaded.
         """
         library, dtype = current()
-        saved = XpnnModel.load(path, backend=library.removesuffix("-exact"), dtype=dtype)
+        saved, kept = io.load_checkpoint(
+            XpnnModel, path, backend=library.removesuffix("-exact"), dtype=dtype
+        )
         model = Model()
         for layer in saved.layers:
             model.add(_book_layer(layer))
@@ -261,6 +266,8 @@ class Model:
         )
         model.finalize()
         _take_optimizer_state(saved, model)
+        with reading(path):
+            _take_wide_states(model, (kept or {}).get(_WIDE, {}))
         return model
 
     def _as_xpnn(self) -> XpnnModel:
@@ -333,6 +340,56 @@ def _take_optimizer_state(saved: XpnnModel, model: Model) -> None:
             piece = np.array(state[offset : offset + size])
             setattr(layer._buffer, f"param_{name}", layer._backend.asarray(piece))
             offset += size
+
+
+#: The checkpoint entry that keeps the float64 bias states (see ``Layer_Dense``) whole.
+_WIDE = "book_float64_bias_states"
+
+
+def _wide_states(model: Model) -> dict[str, dict[str, list[float]]]:
+    """Each trainable layer's float64 bias states, by the layer's place and the state's name,
+    as JSON numbers: a float64 goes through JSON unchanged, so a loaded model's updates are the
+    saved one's, not those of states rounded to the model's dtype."""
+    kept = {}
+    for k, layer in enumerate(model.trainable_layers):
+        states = getattr(layer, "_wide_states", None) or {}
+        values = {name: to_numpy(state).reshape(-1).tolist() for name, state in states.items()}
+        if not all(np.isfinite(v).all() for v in values.values()):
+            raise ValueError(
+                f"trainable layer {k}'s bias states hold NaN or infinity: such a model cannot "
+                "be saved"
+            )
+        if values:
+            kept[str(k)] = values
+    return kept
+
+
+def _take_wide_states(model: Model, kept: Any) -> None:
+    """Give ``model``'s Dense layers the float64 bias states ``_wide_states`` kept, checked
+    (``Invalid`` names what does not fit)."""
+    expect(isinstance(kept, dict), f"{_WIDE} is not a JSON object")
+    names = {f"bias_{name}" for name in _state_names(model.optimizer)}
+    for place, states in kept.items():
+        k = int(place) if place.isdigit() else -1
+        layer = model.trainable_layers[k] if 0 <= k < len(model.trainable_layers) else None
+        expect(isinstance(layer, book_layers.Layer_Dense), f"{_WIDE}: no Dense layer {place!r}")
+        width = layer._layer.n_neurons
+        expect(
+            isinstance(states, dict) and set(states) == names,
+            f"{_WIDE}[{place!r}] must hold {sorted(names)}",
+        )
+        wide = {}
+        for name, values in states.items():
+            expect(
+                isinstance(values, list)
+                and len(values) == width
+                and all(type(v) in (int, float) for v in values),
+                f"{_WIDE}[{place!r}][{name!r}] must be a list of {width} numbers",
+            )
+            host = np.array(values, np.float64).reshape(1, width)
+            wide[name] = layer._backend.asarray(host, dtype=layer._backend.xp.float64)
+        if layer._backend.dtype_name != "float64":  # a float64 model keeps them in its buffer
+            layer._wide_states = wide
 
 
 def _xpnn_layer(layer: Any) -> Any:
