@@ -225,6 +225,80 @@ def test_finalize_lays_out_the_network_and_a_change_drops_it(backend, data):
     assert model.network is not network and model.network.epochs_trained == 0
 
 
+def _dropout_model(backend) -> xpnn.Model:
+    model = xpnn.Model(backend=backend, seed=0)
+    for layer in (xpnn.Dense(2, 16), xpnn.ReLU(), xpnn.Dropout(0.1), xpnn.Dense(16, 3)):
+        model.add(layer)
+    model.add(xpnn.Softmax())
+    model.set(
+        loss=xpnn.CategoricalCrossentropy(),
+        optimizer=xpnn.Adam(learning_rate=0.02, decay=1e-2),
+        accuracy=xpnn.CategoricalAccuracy(),
+    )
+    model.finalize()
+    return model
+
+
+def test_finalize_again_keeps_what_training_made(backend, data, tmp_path):
+    """A second ``finalize`` (a notebook cell run again, a loaded model finalized) keeps the
+    parameters, the optimizer's step count and state, the epoch count and Dropout's masks:
+    training goes on as if it had not been called. So does ``set`` of a new metric."""
+    X, y = data[0][::5], data[1][::5]
+    steady, again = _dropout_model(backend), _dropout_model(backend)
+    for model in (steady, again):
+        model.train(X, y, epochs=3, batch_size=32, verbose=False)
+    again.finalize()
+    again.set(accuracy=xpnn.CategoricalAccuracy())
+    again.finalize()
+    assert again.epochs_trained == 3 and again.optimizer.iterations == steady.optimizer.iterations
+    again.save(tmp_path / "again.xpnn")
+    loaded = xpnn.Model.load(tmp_path / "again.xpnn", backend=backend)
+    loaded.finalize()
+    for model in (steady, again, loaded):
+        model.train(X, y, epochs=2, batch_size=32, verbose=False)
+    expected = _host_params(steady)
+    for model in (again, loaded):
+        assert model.epochs_trained == 5
+        for got, want in zip(_host_params(model), expected):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_finalize_after_a_new_optimizer_keeps_the_parameters(backend, data):
+    """``set(optimizer=...)`` then ``finalize``: the trained parameters stay (fine-tuning with
+    another optimizer), the new optimizer starts from step 0."""
+    X, y = data[0][::5], data[1][::5]
+    model = _dropout_model(backend)
+    model.train(X, y, epochs=3, batch_size=32, verbose=False)
+    trained = _host_params(model)
+    model.set(optimizer=xpnn.SGD(learning_rate=0.1))
+    model.finalize()
+    assert model.optimizer.iterations == 0 and model.epochs_trained == 0
+    for got, want in zip(_host_params(model), trained):
+        np.testing.assert_array_equal(got, want)
+    model.train(X, y, epochs=1, batch_size=32, verbose=False)
+    assert model.optimizer.iterations == -(-len(X) // 32)
+
+
+def test_finalize_after_a_new_layer_draws_only_its_parameters(backend):
+    """A layer added after training: the layers built before keep their parameters, the new
+    one draws its own, and the optimizer, whose state no longer fits, starts afresh."""
+    X = np.linspace(-1, 1, 64, dtype=np.float32).reshape(-1, 1)
+    model = xpnn.Model(backend=backend, seed=0)
+    for layer in (xpnn.Dense(1, 8), xpnn.Tanh(), xpnn.Dense(8, 1)):
+        model.add(layer)
+    model.set(loss=xpnn.MeanSquaredError(), optimizer=xpnn.Adam(learning_rate=0.01, decay=0.1))
+    model.finalize()
+    model.train(X, np.sin(3 * X), epochs=3, batch_size=16, verbose=False)
+    trained = _host_params(model)
+    model.add(xpnn.Dense(1, 1))
+    model.finalize()
+    kept = _host_params(model)
+    for got, want in zip(kept[:4], trained):
+        np.testing.assert_array_equal(got, want)
+    assert kept[4].shape == (1, 1) and kept[4][0, 0] != 0  # drawn
+    assert model.optimizer.iterations == 0 and model.optimizer.current_learning_rate == 0.01
+
+
 def test_no_module_reads_a_private_attribute_of_model():
     """Model's neighbours read its network and its public API, never ``model._...``."""
     package = Path(xpnn.__file__).parent

@@ -74,6 +74,8 @@ class Model:
         #: turns outputs into classes (Softmax, Sigmoid) or values.
         self.output_layer_activation: Layer | None = None
         self._network: building.Network | None = None
+        #: What the last ``finalize`` laid out (its network, layers and parts), for the next.
+        self._finalized: tuple[building.Network, tuple[Layer, ...], tuple[Any, ...]] | None = None
 
     def __repr__(self) -> str:
         layers = ", ".join(map(repr, self.layers))
@@ -110,17 +112,48 @@ class Model:
         """Check the model, move everything onto its backend and draw initial weights from its seed.
 
         A softmax output with categorical cross-entropy trains through their combined gradient.
+
+        Called again, it keeps what training (or loading) made. With nothing added or set since,
+        nothing changes. After ``add`` or ``set``, the layers it built before keep their
+        parameters (a Dropout its masks' seed and count) and only new ones draw theirs; where
+        the layers with parameters and the optimizer are the same, the optimizer's state and
+        the epoch count go on too, else they start afresh (a new optimizer from step 0).
         """
+        parts = (self.loss, self.optimizer, self.accuracy)
+        before = self._finalized
+        if (
+            self._network is not None
+            and before is not None
+            and _same(before[1], self.layers)
+            and _same(before[2], parts)
+        ):
+            return  # nothing added or set since: the parameters and training state stay
         building.check_model(self)
         self._network = None  # a failure below leaves the model to be finalized again
+        built = () if before is None else before[1]
         for layer in self.layers:
-            layer.build(self.backend, self.rng)
+            if not any(layer is kept for kept in built):
+                layer.build(self.backend, self.rng)
         self.loss.build(self.backend)
         if self.accuracy is not None:
             self.accuracy.build(self.backend)
         # With the combined softmax and loss too, the last layer is the Softmax that predicts.
         self.output_layer_activation = self.layers[-1]
-        self._network = building.wire(self)
+        network = building.wire(self)
+        optimizer = self.optimizer
+        if before is not None and optimizer is not None and before[2][1] is optimizer:
+            old = before[0]
+            if _same(old.trainable, network.trainable):  # its state fits: it goes on
+                for name in optimizer.kept_states():
+                    state = getattr(old.parameters, f"param_{name}", None)
+                    if state is not None:
+                        setattr(network.parameters, f"param_{name}", state)
+                network.epochs_trained = old.epochs_trained
+            else:  # other parameters: it starts afresh, as a new one would
+                optimizer.iterations, optimizer.scratch = 0, {}
+                optimizer.current_learning_rate = optimizer.learning_rate
+        self._network = network
+        self._finalized = (network, tuple(self.layers), parts)
 
     @property
     def network(self) -> building.Network | None:
@@ -323,3 +356,8 @@ class Model:
         moves = building.parameter_moves(self, parameters)
         for target, value in moves:
             target[...] = self.backend.asarray(value)
+
+
+def _same(these: Any, those: Any) -> bool:
+    """Whether two sequences hold the same objects, in order."""
+    return len(these) == len(those) and all(a is b for a, b in zip(these, those))
