@@ -137,7 +137,9 @@ def test_checkpoint_arguments_are_checked(tmp_path):
         model.train(X, y, checkpoint=3, verbose=False)
     with pytest.raises(ValueError, match="checkpoint_every"):
         model.train(X, y, checkpoint=tmp_path / "c", checkpoint_every=0, verbose=False)
-    assert model.optimizer.iterations == 0
+    with pytest.raises(ValueError, match="checkpoint_every says how often checkpoint is written"):
+        model.train(X, y, checkpoint_every=5, verbose=False)  # no file would be written
+    assert model.optimizer.iterations == 0 and not list(tmp_path.iterdir())
     with pytest.raises(xpnn.XpnnFileError, match="cannot load"):
         xpnn.Model.load(tmp_path / "nothing-here.xpnn")
 

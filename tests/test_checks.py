@@ -163,6 +163,22 @@ def test_set_parameters_checks_values_in_the_model_dtype(backend, values, messag
     _assert_unchanged(model, before)
 
 
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        (None, "parameters must be a list of tuples of arrays"),
+        ({0: (1, 2)}, "parameters must be a list of tuples of arrays"),
+        ([5, 6], r"parameters\[0\] must be a tuple of arrays; got 5"),
+    ],
+)
+def test_set_parameters_refuses_what_is_not_a_list_of_tuples(backend, parameters, message):
+    model = _model(backend)
+    before = _parameters(model)
+    with pytest.raises(TypeError, match=message):
+        model.set_parameters(parameters)
+    _assert_unchanged(model, before)
+
+
 def test_set_parameters_takes_what_the_dtype_holds(backend):
     model = _model(backend, dtype="float64")
     parameters = model.get_parameters()
@@ -822,3 +838,29 @@ def test_a_long_value_in_an_error_is_cut():
         xpnn.Model(seed=0).add("x" * 1000)
     message = str(raised.value)
     assert message.endswith("...") and len(message) < 200
+
+
+@pytest.mark.parametrize(
+    ("seed", "error"),
+    [("42", TypeError), (-1, ValueError), ([1, 2], TypeError), (True, TypeError), (1.5, TypeError)],
+)
+@pytest.mark.parametrize(
+    ("make", "generators"),
+    [
+        (lambda seed: xpnn.Model(seed=seed), False),
+        (lambda seed: xpnn.Dense(2, 3, seed=seed), False),
+        (lambda seed: xpnn.Dropout(0.1, seed=seed), False),
+        (lambda seed: xpnn.datasets.spiral_data(10, 3, seed=seed), True),
+        (lambda seed: xpnn.datasets.vertical_data(10, 3, seed=seed), True),
+    ],
+    ids=["Model", "Dense", "Dropout", "spiral_data", "vertical_data"],
+)
+def test_a_seed_that_is_not_one_is_refused_by_name(make, generators, seed, error):
+    """NumPy's own errors for a bad seed do not name it. A model and its layers take None or
+    an int (a file records an int); the data sets take what ``np.random.default_rng`` takes,
+    a list of ints too."""
+    if generators and seed == [1, 2]:
+        make(seed)
+        return
+    with pytest.raises(error, match="seed must be None"):
+        make(seed)

@@ -99,6 +99,14 @@ def test_plot_writes_a_png(tmp_path, data):
     assert path.stat().st_size > 10_000  # three panels of curves, not an empty canvas
     with pytest.raises(ValueError, match="empty"):
         xpnn.History().plot(tmp_path / "empty.png")
+    written = history.plot(str(tmp_path / "no-suffix"))  # as matplotlib writes it: a .png
+    assert written == tmp_path / "no-suffix.png" and written.is_file()
+    with pytest.raises(ValueError, match="is a folder"):
+        history.plot(tmp_path)
+    with pytest.raises(FileNotFoundError, match="the folder .*missing.* does not exist"):
+        history.plot(tmp_path / "missing" / "curves.png")
+    with pytest.raises(TypeError, match="path must be a file path"):
+        history.plot(3)
 
 
 def test_early_stopping_restores_the_best(backend):

@@ -69,6 +69,18 @@ def shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
+def seed_value(seed: Any, argument: str = "seed") -> int | None:
+    """``seed`` as None or an int >= 0 (what a saved model records), or a TypeError or
+    ValueError naming ``argument``: NumPy's own errors do not name it."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{argument} must be None or a non-negative integer; got {shown(seed)}")
+    if seed < 0:
+        raise ValueError(f"{argument} must be None or a non-negative integer; got {seed}")
+    return int(seed)
+
+
 def positive_int(value: Any, argument: str) -> int:
     """``value`` as an int >= 1, or a ValueError/TypeError that names ``argument``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -386,6 +386,9 @@ def parameter_moves(model: ModelFace, parameters: list[tuple[Any, ...]]) -> list
     """``set_parameters``: (target view, checked host value) pairs, every count, shape and value
     checked before anything is written."""
     trainable = finalized(model, "set_parameters").trainable
+    expected = "a list of tuples of arrays, one per layer with parameters, as get_parameters gives"
+    if isinstance(parameters, (str, bytes, dict)) or not hasattr(parameters, "__iter__"):
+        raise TypeError(f"parameters must be {expected}; got {shown(parameters)}")
     parameters = list(parameters)
     if len(parameters) != len(trainable):
         raise ValueError(
@@ -394,6 +397,8 @@ def parameter_moves(model: ModelFace, parameters: list[tuple[Any, ...]]) -> list
         )
     moves = []
     for index, (layer, values) in enumerate(zip(trainable, parameters)):
+        if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"parameters[{index}] must be a tuple of arrays; got {shown(values)}")
         values = tuple(values)
         if len(values) != len(layer.parameter_names):
             raise ValueError(

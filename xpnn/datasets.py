@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import positive_int
+from ._checks import positive_int, shown
 from .download import fetch, remove_leftovers
 from .idx import read_idx
 
@@ -39,6 +39,19 @@ def _labels(samples: int, classes: int) -> np.ndarray:
     return np.repeat(np.arange(classes, dtype=dtype), samples)
 
 
+def _generator(seed: Seed) -> np.random.Generator:
+    """``np.random.default_rng(seed)``, or an error that names ``seed``."""
+    if isinstance(seed, bool):
+        raise TypeError("seed must be None, an int, a SeedSequence or a Generator; got a bool")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:
+        raise type(error)(
+            f"seed must be None, a non-negative int, a SeedSequence or a Generator; got "
+            f"{shown(seed)} ({error})"
+        ) from None
+
+
 def spiral_data(samples: int, classes: int, seed: Seed = None) -> tuple[np.ndarray, np.ndarray]:
     """``classes`` interleaved spiral arms of ``samples`` points each: the book's main dataset.
 
@@ -53,7 +66,7 @@ def spiral_data(samples: int, classes: int, seed: Seed = None) -> tuple[np.ndarr
     """
     samples = positive_int(samples, "samples")
     classes = positive_int(classes, "classes")
-    rng = np.random.default_rng(seed)
+    rng = _generator(seed)
     radius = np.linspace(0.0, 1.0, samples)
     arms = []
     for c in range(classes):  # one draw per arm, in class order, as nnfs draws them
@@ -70,7 +83,7 @@ def vertical_data(samples: int, classes: int, seed: Seed = None) -> tuple[np.nda
     """
     samples = positive_int(samples, "samples")
     classes = positive_int(classes, "classes")
-    rng = np.random.default_rng(seed)
+    rng = _generator(seed)
     blobs = []
     for c in range(classes):  # x noise then y noise for each class, as nnfs draws them
         x = rng.standard_normal(samples) * 0.1 + c / 3

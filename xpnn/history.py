@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+from ._checks import shown
 
 __all__ = ["History"]
 
@@ -73,6 +76,8 @@ class History:
             raise ImportError('History.plot needs matplotlib: pip install "xpnn[plot]"') from error
         if not len(self):
             raise ValueError("the history is empty: there is nothing to plot")
+        if path is not None:
+            path = _png_path(path)
         epochs = self.history["epoch"]
         panels: list[tuple[str, list[tuple[str, str | None]]]] = [
             ("loss", [("loss", "training"), ("val_loss", "validation")]),
@@ -98,7 +103,6 @@ class History:
         figure.tight_layout()
         if path is None:
             return figure
-        path = Path(path)
         figure.savefig(path, dpi=100)
         return path
 
@@ -123,3 +127,20 @@ def _notebook_figure(figure_class: type) -> type:
             return buffer.getvalue()
 
     return HistoryFigure
+
+
+def _png_path(path: str | Path) -> Path:
+    """Where ``plot`` writes: ``path``, with ``.png`` added where it has no suffix (as
+    matplotlib adds it); an error naming ``path`` where no file can be written there."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path; got {shown(path)}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a folder: give a file name, such as curves.png")
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"path {str(path)!r}: the folder {str(path.parent)!r} does not exist"
+        )
+    return path

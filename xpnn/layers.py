@@ -19,6 +19,7 @@ from ._checks import (
     positive_int,
     real,
     same_shape,
+    seed_value,
 )
 from .backends import Backend, get_backend
 
@@ -29,8 +30,8 @@ def layer_seed(seed: int | None) -> int:
     """The seed a layer made outside a model draws from: ``seed`` itself, or for None one
     drawn from NumPy's global generator, as scikit-learn's ``random_state=None`` does, so
     ``np.random.seed(0)`` (or the book's ``nnfs.init()``) makes a run repeatable."""
-    if seed is not None:
-        return seed
+    if seed_value(seed) is not None:
+        return int(seed)
     return int(np.random.randint(np.iinfo(np.int32).max))  # noqa: NPY002 (the global one)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import building, data, distributed, io, progress, summary, training
-from ._checks import shown
+from ._checks import seed_value, shown
 from .backends import Backend, get_backend, to_numpy
 from .backends.base import auto_choice
 from .history import History
@@ -64,8 +64,8 @@ class Model:
         if isinstance(backend, str) and backend == "auto":
             backend, self._auto_note.text = auto_choice()
         self.backend = get_backend(backend, dtype)
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed_value(seed)
+        self.rng = np.random.default_rng(self.seed)
         self.layers: list[Layer] = []
         self.loss: Loss | None = None
         self.optimizer: Optimizer | None = None
@@ -213,7 +213,7 @@ class Model:
         validation_data: tuple[Any, Any] | None = None,
         early_stopping: int | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
-        checkpoint_every: int = 1,
+        checkpoint_every: int | None = None,
         print_every: int = 100,
         verbose: bool | str = True,
         comm: Any = None,
@@ -228,12 +228,12 @@ class Model:
         ``early_stopping=patience`` stops when its loss has not improved for ``patience``
         epochs, restoring the best parameters. ``verbose``: True a bar on a terminal or in a
         notebook, the book's lines elsewhere; "bar" or "lines" choose; False is silent.
-        ``checkpoint=path`` saves as ``save`` does every ``checkpoint_every`` epochs, at the
-        end and on Ctrl-C (the path is checked before the first step). ``comm`` (an mpi4py
-        communicator) trains data-parallel over its processes, each rank on its share of every
-        global batch (``xpnn.distributed``); with ``shard=True`` each rank passes only its own
-        part of the data (and of ``validation_data``), and a global batch takes from every part
-        (``xpnn.sharding``).
+        ``checkpoint=path`` saves as ``save`` does every ``checkpoint_every`` epochs (None:
+        each), at the end and on Ctrl-C (the path is checked before the first step). ``comm``
+        (an mpi4py communicator) trains data-parallel over its processes, each rank on its
+        share of every global batch (``xpnn.distributed``); with ``shard=True`` each rank passes
+        only its own part of the data (and of ``validation_data``), and a global batch takes
+        from every part (``xpnn.sharding``).
 
         A NaN or infinite loss raises NonFiniteLossError. Ctrl-C stops after the current step
         and returns the History so far; the next ``train`` on the same X finishes an epoch it

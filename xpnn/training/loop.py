@@ -83,7 +83,7 @@ def train(
     validation_data: tuple[Any, Any] | None,
     early_stopping: int | None,
     checkpoint: str | os.PathLike | None,
-    checkpoint_every: int,
+    checkpoint_every: int | None,
     print_every: int,
     verbose: bool | str,
     note: progress.Note | None = None,
@@ -104,7 +104,13 @@ def train(
     if not isinstance(shuffle, bool):
         raise TypeError(f"shuffle must be True or False; got {shown(shuffle)}")
     display = progress.mode(verbose)
-    checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+    if checkpoint_every is not None and checkpoint is None:
+        raise ValueError(
+            "checkpoint_every says how often checkpoint is written: give checkpoint=path too"
+        )
+    checkpoint_every = (
+        1 if checkpoint_every is None else positive_int(checkpoint_every, "checkpoint_every")
+    )
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError(f"checkpoint must be a file path; got {shown(checkpoint)}")
