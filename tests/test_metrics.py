@@ -50,3 +50,22 @@ def test_metric_arguments_are_checked():
         xpnn.CategoricalAccuracy(binary="yes")
     with pytest.raises(RuntimeError, match="init"):
         xpnn.RegressionAccuracy().compare(np.zeros(2), np.zeros(2))
+
+
+@pytest.mark.parametrize(
+    ("metric", "predictions", "y"),
+    [
+        (lambda: xpnn.CategoricalAccuracy(), np.zeros(4, np.int64), np.zeros(3, np.int64)),
+        (lambda: xpnn.CategoricalAccuracy(binary=True), np.zeros((4, 1)), np.zeros(4)),
+        (lambda: xpnn.RegressionAccuracy(precision=0.1), np.zeros((4, 1)), np.zeros(4)),
+    ],
+    ids=["categorical", "binary", "regression"],
+)
+def test_targets_of_another_shape_are_refused_by_name(backend, metric, predictions, y):
+    """NumPy would broadcast (4, 1) against (4,) into 16 comparisons, a wrong figure, or fail
+    with an error that names neither array."""
+    made = metric()
+    made.build(xpnn.get_backend(backend))
+    predictions = xpnn.get_backend(backend).asarray(predictions, dtype=None)
+    with pytest.raises(ValueError, match=r"y has shape \(\d+,\) but the prediction array"):
+        made.calculate(predictions, y)

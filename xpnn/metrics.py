@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._checks import POSITIVE, HasSettings, Part, Settings, real, shown
+from ._checks import POSITIVE, HasSettings, Part, Settings, real, same_shape, shown
 from .activations import Sigmoid, Softmax
 from .backends import Backend, get_backend, to_numpy
 
@@ -88,10 +88,13 @@ class CategoricalAccuracy(Accuracy):
     def compare(self, predictions: Any, y: Any) -> Any:
         """True where the predicted class is the label (or, binary, where each output matches)."""
         if self.binary:
-            return predictions == self.backend.ensure(y, "y")
-        y = self.backend.ensure_labels(y, "y")
-        if y.ndim == 2:
-            y = self.backend.xp.argmax(y, axis=1)
+            y = self.backend.ensure(y, "y")
+        else:
+            y = self.backend.ensure_labels(y, "y")
+            if y.ndim == 2:
+                y = self.backend.xp.argmax(y, axis=1)
+        if y.shape != predictions.shape:  # NumPy would broadcast, or fail without naming y
+            same_shape(y, predictions.shape, "y", "the prediction array")
         return predictions == y
 
 
@@ -153,4 +156,6 @@ class RegressionAccuracy(Accuracy):
         if self.precision is None:
             raise RuntimeError("RegressionAccuracy has no precision yet: call init(y) first")
         y = self.backend.ensure(y, "y")
+        if y.shape != predictions.shape:
+            same_shape(y, predictions.shape, "y", "the prediction array")
         return self.backend.xp.abs(predictions - y) < self.precision
