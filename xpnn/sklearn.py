@@ -227,12 +227,22 @@ class _BaseMLP(BaseEstimator):
                 seed, split = self._seeds()
                 rows = None
                 if not partial and self.early_stopping:  # held out, stratified for classes
-                    rows = train_test_split(
-                        np.arange(X.shape[0]),
-                        test_size=self.validation_fraction,
-                        random_state=split,
-                        stratify=targets if classifier else None,
-                    )
+                    try:
+                        rows = train_test_split(
+                            np.arange(X.shape[0]),
+                            test_size=self.validation_fraction,
+                            random_state=split,
+                            stratify=targets if classifier else None,
+                        )
+                    except ValueError as error:  # too few samples (of a class) to hold out
+                        held = "of each class " if classifier else ""
+                        raise ValueError(
+                            f"{type(self).__name__}: early_stopping=True holds out "
+                            f"validation_fraction={self.validation_fraction} of the samples "
+                            f"{held}for validation, and these cannot be split so ({error}); "
+                            "give more samples, another validation_fraction, or "
+                            "early_stopping=False"
+                        ) from None
                 batch = self._batch(X.shape[0] if rows is None else len(rows[0]))
                 check_in_dtype(self, dtype, batch)
                 model = self._build(backend, X.shape[1], n_outputs, batch, seed)
