@@ -476,3 +476,44 @@ def test_layers_without_a_seed_draw_it_from_numpys_global_generator(backend, kin
     seeded = drawn(make(seed=7))
     np.random.seed(2)
     assert np.array_equal(seeded, drawn(make(seed=7)))
+
+
+def test_train_and_evaluate_check_their_arguments_before_a_step(book):
+    """Where the book's code would fail midway (a step or an epoch already made) or deep inside
+    NumPy, the model names the argument first and changes nothing."""
+    X, y = spiral(30)
+    np.random.seed(0)
+    model = Model()
+    with pytest.raises(TypeError, match=r"loss must be an object, such as Loss_Categorical"):
+        model.set(loss=Loss_CategoricalCrossentropy)  # the class, without ()
+    for layer in (Layer_Dense(2, 8), Activation_ReLU(), Layer_Dense(8, 3), Activation_Softmax()):
+        model.add(layer)
+    with pytest.raises(ValueError, match=r"no loss or accuracy or optimizer: call set"):
+        model.train(X, y)
+    model.set(
+        loss=Loss_CategoricalCrossentropy(),
+        optimizer=Optimizer_Adam(),
+        accuracy=Accuracy_Categorical(),
+    )
+    with pytest.raises(ValueError, match=r"call finalize\(\) before train"):
+        model.train(X, y)
+    model.finalize()
+    before = [np.array(np.asarray(a)) for pair in model.get_parameters() for a in pair]
+    refused = [
+        (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
+        (dict(batch_size=12.5), TypeError, "batch_size must be a positive integer"),
+        (dict(epochs=1.5), TypeError, "epochs must be a positive integer"),
+        (dict(print_every=0), ValueError, "print_every must be a positive integer"),
+        (dict(validation_data=(X,)), TypeError, r"validation_data must be a pair"),
+        (dict(validation_data=(X, y[:5])), ValueError, "validation_data must have as many rows"),
+    ]
+    for settings, error, message in refused:
+        with pytest.raises(error, match=message):
+            model.train(X, y, **settings)
+    with pytest.raises(ValueError, match="X and y must have as many rows; got 90 and 89"):
+        model.train(X, y[:-1])
+    with pytest.raises(ValueError, match="X_val and y_val must have as many rows"):
+        model.evaluate(X, y[:-1])
+    assert model.optimizer.iterations == 0
+    after = [np.asarray(a) for pair in model.get_parameters() for a in pair]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))

@@ -103,7 +103,7 @@ def test_plot_writes_a_png(tmp_path, data):
     assert written == tmp_path / "no-suffix.png" and written.is_file()
     with pytest.raises(ValueError, match="is a folder"):
         history.plot(tmp_path)
-    with pytest.raises(FileNotFoundError, match="the folder .*missing.* does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"the folder .*missing.* does not exist"):
         history.plot(tmp_path / "missing" / "curves.png")
     with pytest.raises(TypeError, match="path must be a file path"):
         history.plot(3)

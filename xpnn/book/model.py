@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import activations, io, layers, losses, metrics, optimizers
+from .._checks import positive_int
 from ..backends import to_numpy
 from ..io.format import expect
 from ..io.reader import reading
@@ -54,6 +55,17 @@ def _steps(samples: int, batch_size: int | None) -> int:
     return steps + 1 if steps * batch_size < samples else steps
 
 
+def _rows(data: Any) -> int | None:
+    """How many samples ``data`` holds (its first dimension); None for a scalar or no array."""
+    shape = getattr(data, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) else None
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
 def _batch(data: Any, step: int, batch_size: int | None) -> Any:
     return data if batch_size is None else data[step * batch_size : (step + 1) * batch_size]
 
@@ -75,6 +87,12 @@ class Model:
 
     def set(self, *, loss: Any = None, optimizer: Any = None, accuracy: Any = None) -> None:
         """Set the loss, the optimizer and the accuracy (any of them)."""
+        for argument, part in (("loss", loss), ("optimizer", optimizer), ("accuracy", accuracy)):
+            if isinstance(part, type):  # Loss_CategoricalCrossentropy without its ()
+                raise TypeError(
+                    f"{argument} must be an object, such as {part.__name__}(); got the class "
+                    f"{part.__name__} itself"
+                )
         if loss is not None:
             self.loss = loss
         if optimizer is not None:
@@ -120,6 +138,15 @@ class Model:
         """Train ``epochs`` epochs in batches, printing as the book's final code does: the
         epoch, a step line every ``print_every`` steps and at the last, the epoch's figures,
         and the validation's."""
+        batch_size = self._check(X, y, "train", batch_size)
+        epochs, print_every = (
+            positive_int(epochs, "epochs"),
+            positive_int(print_every, "print_every"),
+        )
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a pair (X_val, y_val)")
+            self._check(*validation_data, "train", None, "validation_data")
         self.accuracy.init(y)
         train_steps = _steps(len(X), batch_size)
         for epoch in range(1, epochs + 1):
@@ -160,8 +187,30 @@ class Model:
             if validation_data is not None:
                 self.evaluate(*validation_data, batch_size=batch_size)
 
+    def _check(
+        self, X: Any, y: Any, what: str, batch_size: int | None, data: str = "X and y"
+    ) -> int | None:
+        """The batch size, checked with the model and the data before ``what`` changes
+        anything: the book's code would fail midway (a step made, an epoch trained) or deep
+        inside NumPy."""
+        missing = [name for name in ("loss", "accuracy") if getattr(self, name) is None]
+        if what == "train" and self.optimizer is None:
+            missing.append("optimizer")
+        if missing:
+            raise ValueError(
+                f"the model has no {' or '.join(missing)}: call set(...) and finalize() before "
+                f"{what}()"
+            )
+        if not hasattr(self, "trainable_layers"):
+            raise ValueError(f"call finalize() before {what}()")
+        rows = [_rows(X), _rows(y)]
+        if None in rows or rows[0] != rows[1]:
+            raise ValueError(f"{data} must have as many rows; got {rows[0]} and {rows[1]}")
+        return None if batch_size is None else positive_int(batch_size, "batch_size")
+
     def evaluate(self, X_val: Any, y_val: Any, *, batch_size: int | None = None) -> None:
         """Print the loss and accuracy on ``X_val`` (dropout off): ``validation, acc: ...``."""
+        batch_size = self._check(X_val, y_val, "evaluate", batch_size, "X_val and y_val")
         self.loss.new_pass()
         self.accuracy.new_pass()
         for step in range(_steps(len(X_val), batch_size)):
