@@ -517,3 +517,13 @@ def test_train_and_evaluate_check_their_arguments_before_a_step(book):
     assert model.optimizer.iterations == 0
     after = [np.asarray(a) for pair in model.get_parameters() for a in pair]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+@pytest.mark.parametrize("dtype", [str, complex, object])
+def test_layers_refuse_what_holds_no_real_numbers(book, dtype):
+    """As xpnn's own layers do: NumPy would parse text, drop imaginary parts with only a
+    warning, or compute on objects."""
+    X = np.ones((3, 2), np.float32).astype(dtype)
+    for layer in (Layer_Dense(2, 4), Activation_ReLU(), Layer_Dropout(0.1)):
+        with pytest.raises(TypeError, match="inputs must hold real numbers"):
+            layer.forward(X)

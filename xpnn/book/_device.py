@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import shown
+from .._checks import ensure_numbers, shown
 from ..backends import Backend, get_backend, jit, to_numpy
 from ..backends.base import BACKEND_NAMES, FLOAT_DTYPES
 
@@ -194,7 +194,7 @@ class Part:
         if backend is not None and type(a) is backend.array_type and a.dtype == backend.dtype:
             return a  # the hot loop's case
         backend = self._follow(a)
-        return backend.ensure(a, argument)
+        return ensure_numbers(backend, a, argument)  # text, complex, objects refused by name
 
     def _follow(self, a: Any) -> Backend:
         """Set the backend from ``a``'s float dtype (float32 for anything else)."""

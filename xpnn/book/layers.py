@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import activations, layers
+from .._checks import ensure_numbers
 from ..backends import Backend
 from ..building import ParameterBuffer
 from . import _lean
@@ -178,7 +179,7 @@ class Layer_Dense(_Wrapped):
         backend = self._backend
         if type(a) is backend.array_type and a.dtype == backend.dtype:
             return a
-        return backend.ensure(a, argument)
+        return ensure_numbers(backend, a, argument)  # text, complex, objects refused by name
 
     def backward(self, dvalues: Any) -> None:
         """Gradients of the weights and biases (with the regularizers') and of the inputs.
