@@ -17,6 +17,7 @@ import xpnn
 import xpnn.book
 from xpnn.book import (
     Accuracy_Categorical,
+    Accuracy_Regression,
     Activation_ReLU,
     Activation_Softmax,
     Activation_Softmax_Loss_CategoricalCrossentropy,
@@ -527,3 +528,23 @@ def test_layers_refuse_what_holds_no_real_numbers(book, dtype):
     for layer in (Layer_Dense(2, 4), Activation_ReLU(), Layer_Dropout(0.1)):
         with pytest.raises(TypeError, match="inputs must hold real numbers"):
             layer.forward(X)
+
+
+def test_labels_that_do_not_fit_the_outputs_are_refused_by_name(book):
+    """The fused softmax and loss and the accuracies take one label per row (or rows of the
+    outputs' width): NumPy would drop an extra label, or broadcast, without a word."""
+    rng = np.random.default_rng(0)
+    outputs = rng.random((6, 3)).astype(np.float32)
+    outputs /= outputs.sum(axis=1, keepdims=True)
+    fused = Activation_Softmax_Loss_CategoricalCrossentropy()
+    for labels in (np.zeros(7, np.int64), np.zeros(5, np.int64), np.eye(4)[[0, 1, 2, 0, 1, 2]]):
+        with pytest.raises(ValueError, match=r"y_true has shape .* does not fit the softmax"):
+            fused.backward(outputs, labels)
+    with pytest.raises(ValueError, match=r"y has shape \(5,\) but the predictions"):
+        Accuracy_Categorical().calculate(np.zeros(6, np.int64), np.zeros(5, np.int64))
+    with pytest.raises(ValueError, match=r"y has shape \(6,\) but the predictions"):
+        Accuracy_Categorical(binary=True).calculate(np.zeros((6, 1)), np.zeros(6))
+    regression = Accuracy_Regression()
+    regression.init(np.arange(6.0))
+    with pytest.raises(ValueError, match=r"y has shape \(6,\) but the predictions"):
+        regression.calculate(np.zeros((6, 1)), np.arange(6.0))

@@ -272,6 +272,13 @@ class Activation_Softmax_Loss_CategoricalCrossentropy(Part):
         probabilities = self._take(dvalues, "dvalues")
         backend = self._backend
         labels = backend.ensure_labels(device_array(y_true))
+        rows, classes = probabilities.shape
+        if labels.shape[0] != rows or (labels.ndim == 2 and labels.shape[1] != classes):
+            raise ValueError(
+                f"y_true has shape {tuple(labels.shape)}, which does not fit the softmax "
+                f"outputs' {(rows, classes)}: one class index per row, or one-hot rows of "
+                f"{classes}"
+            )
         if labels.ndim == 2:
             labels = backend.xp.argmax(labels, axis=1)
         _, _, dinputs = backend.softmax_crossentropy(probabilities, labels, EPSILON)
@@ -336,6 +343,7 @@ class Accuracy_Categorical(Accuracy):
         values, targets, backend = self._pair(predictions, y, labels=not self.binary)
         if not self.binary and len(targets.shape) == 2:
             targets = (np if backend is None else backend.xp).argmax(targets, axis=1)
+        _fits(targets, values)
         if backend is not None and values.dtype != targets.dtype:
             values = backend.xp.astype(values, targets.dtype)  # 0/1 classes against 0/1 floats
         right = values == targets
@@ -358,7 +366,18 @@ class Accuracy_Regression(Accuracy):
     def compare(self, predictions: Any, y: Any) -> Any:
         """True where the prediction is within ``precision`` of its target."""
         values, targets, backend = self._pair(predictions, y, labels=False)
+        _fits(targets, values)
         if backend is None:
             return np.absolute(values - targets) < self.precision
         right = backend.xp.abs(values - targets) < float(self.precision)
         return OnDevice(right, backend)
+
+
+def _fits(targets: Any, predictions: Any) -> None:
+    """ValueError naming ``y`` unless it is shaped as the predictions: NumPy would broadcast
+    (n, 1) against (n,) into n * n comparisons, or fail without naming either."""
+    if tuple(targets.shape) != tuple(predictions.shape):
+        raise ValueError(
+            f"y has shape {tuple(targets.shape)} but the predictions have shape "
+            f"{tuple(predictions.shape)}; they must match"
+        )
