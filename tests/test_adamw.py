@@ -103,6 +103,13 @@ def test_settings_defaults_and_state():
     assert set(vars(layer)) - before == expected
 
 
+def test_a_decay_that_would_flip_the_parameters_is_refused():
+    """Each step multiplies the parameters by ``1 - learning_rate * weight_decay``."""
+    with pytest.raises(ValueError, match=r"learning_rate \* weight_decay must be below 1"):
+        xpnn.AdamW(learning_rate=0.01, weight_decay=200)
+    assert xpnn.AdamW(learning_rate=0.01, weight_decay=99).weight_decay == 99
+
+
 def test_subnormal_states_are_flushed_every_flush_every_steps(backend):
     """As Adam's: a state stuck at the smallest subnormal is zeroed at step FLUSH_EVERY."""
     be = xpnn.get_backend(backend, "float32")

@@ -614,3 +614,16 @@ def test_a_running_download_holds_its_temporary_locked(tmp_path):
         download.fetch(url, tmp_path / "file.gz", "0" * 64, 10, deadline=600)
     assert seen == {"locked": True, "removed": []}
     assert not only_hidden(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"download": "no"}, "download must be True or False"), ({"root": 5}, "root must be a")],
+)
+def test_arguments_of_another_type_are_refused_before_any_file_or_request(
+    tmp_path, monkeypatch, settings, message
+):
+    monkeypatch.setenv("XPNN_DATA", str(tmp_path))  # "no" is truthy: it would download here
+    with pytest.raises(TypeError, match=message):
+        datasets.fashion_mnist(**settings)
+    assert not list(tmp_path.iterdir())

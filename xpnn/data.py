@@ -208,7 +208,10 @@ def _host_or_own(backend: Backend, a: Any, argument: str) -> Any:
     try:
         array = np.asarray(a)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"{argument} must be an array; got {type(a).__name__}") from error
+        raise TypeError(
+            f"{argument} must be an array of numbers, with rows of one length; got "
+            f"{type(a).__name__} ({error})"
+        ) from error
     if array.ndim == 0 and array.dtype == object:  # not an array-like at all (a sparse matrix)
         raise TypeError(f"{argument} must be an array of numbers; got {type(a).__name__}")
     return array

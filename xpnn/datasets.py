@@ -150,6 +150,10 @@ def fashion_mnist(
     FileNotFoundError names them. A file that is not what it should be raises a ValueError
     naming it; a failed download says how to supply the files by hand.
     """
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be True or False; got {shown(download)}")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a folder path; got {shown(root)}")
     folder = data_home() / "fashion-mnist" if root is None else Path(root)
     paths = {name: folder / name for name in FASHION_MNIST_FILES}
     remove_leftovers(folder, FASHION_MNIST_FILES)

@@ -190,6 +190,12 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(learning_rate, decay, epsilon, beta_1, beta_2)
         self.weight_decay = real(weight_decay, "weight_decay", **NON_NEGATIVE)
+        if self.learning_rate * self.weight_decay >= 1:  # the rate only decays from here
+            raise ValueError(
+                f"learning_rate * weight_decay must be below 1: each step multiplies the "
+                f"parameters by 1 - {self.learning_rate!r} * {self.weight_decay!r}, which "
+                "would flip or zero them"
+            )
 
     def update(self, layer: Any, prefix: str, param: Any, grad: Any) -> None:
         """One AdamW step on ``param``."""
