@@ -527,7 +527,7 @@ class _Frame:
             "X must hold real numbers",
         ),
         ({"X": {"a": 1}}, TypeError, "X must be an array of numbers; got dict"),
-        ({"X": [[1.0, 2.0], [3.0]]}, TypeError, "X must be an array of numbers, with rows of one length; got list"),
+        ({"X": [[1.0, 2.0], [3.0]]}, TypeError, "X must be an array of numbers, with rows of one"),
         ({"y": Y_GOOD + 0j}, TypeError, "y must hold numbers; got dtype complex128"),
         ({"y": Y_GOOD.astype(object)}, TypeError, "y must hold numbers; got dtype object"),
     ],

@@ -157,3 +157,19 @@ def test_ctrl_c_keeps_the_latest_parameters_and_the_checkpoint_agrees(
     press_ctrl_c_at_step(unstopped, step, monkeypatch)
     unstopped.train(X, Y, epochs=100, **SETTINGS)
     _assert_same(model, unstopped)
+
+
+def test_an_early_stop_reports_the_last_epoch_run(backend, capsys):
+    """Reports come every ``print_every`` epochs and at the last: an early stop's last epoch
+    is reported before the message that says why training stopped."""
+    model = _model(backend)
+    history = model.train(
+        X, Y, epochs=100, validation_data=(X_VAL, Y_VAL), early_stopping=3,
+        **{**SETTINGS, "print_every": 1000, "verbose": "lines"},
+    )  # fmt: skip
+    last = history["epoch"][-1]
+    assert last < 100  # it stopped early
+    lines = capsys.readouterr().out.splitlines()
+    reported = [n for n, line in enumerate(lines) if line.startswith(f"epoch: {last},")]
+    stopped = [n for n, line in enumerate(lines) if line.startswith("xpnn: early stop at")]
+    assert len(reported) == 1 and len(stopped) == 1 and reported[0] < stopped[0], lines

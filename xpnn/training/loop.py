@@ -278,6 +278,8 @@ class Trainer:
                         if reported:
                             shown.report(history, regularized)
                     stop = best is not None and self.stop_early(best, history)
+                    if stop and not reported:  # the last epoch run is reported, as the last
+                        shown.report(history, regularized)
                     if best is not None and (stop or epoch == final) and best.epoch != epoch:
                         best.restore(network)  # the run ends: the best epoch's parameters
                         why = (
