@@ -627,3 +627,9 @@ def test_arguments_of_another_type_are_refused_before_any_file_or_request(
     with pytest.raises(TypeError, match=message):
         datasets.fashion_mnist(**settings)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("shape", [6, [None, 28, 28], (None, 28.0, 28), (-1,)])
+def test_read_idx_names_a_shape_that_is_not_one(tmp_path, shape):
+    with pytest.raises(TypeError, match="shape must be a tuple of sizes"):
+        read_idx(tmp_path / "any.gz", shape)

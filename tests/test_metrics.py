@@ -69,3 +69,15 @@ def test_targets_of_another_shape_are_refused_by_name(backend, metric, predictio
     predictions = xpnn.get_backend(backend).asarray(predictions, dtype=None)
     with pytest.raises(ValueError, match=r"y has shape \(\d+,\) but the prediction array"):
         made.calculate(predictions, y)
+
+
+def test_predictions_take_host_outputs_and_refuse_text(backend):
+    """``output_layer_activation.predictions`` on a list (outputs copied by hand, say)."""
+    be = xpnn.get_backend(backend)
+    classes = xpnn.Softmax(backend=be).predictions([[0.1, 0.9], [0.8, 0.2]])
+    assert_on_backend(classes, be)
+    np.testing.assert_array_equal(xpnn.to_numpy(classes), [1, 0])
+    binary = xpnn.Sigmoid(backend=be).predictions([[0.7], [0.2]])
+    np.testing.assert_array_equal(xpnn.to_numpy(binary), [[1.0], [0.0]])
+    with pytest.raises(TypeError, match="outputs must hold real numbers"):
+        xpnn.Softmax(backend=be).predictions([["a", "b"]])

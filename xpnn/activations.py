@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from ._checks import NON_NEGATIVE, Settings, real
+from ._checks import NON_NEGATIVE, Settings, ensure_numbers, real
 from .backends import Backend
 from .layers import Layer
 
@@ -61,6 +61,8 @@ class Softmax(Layer):
 
     def predictions(self, outputs: Any) -> Any:
         """The most probable class of each row."""
+        if not self.backend.is_own(outputs):  # host data (a list, say): checked, moved
+            outputs = ensure_numbers(self.backend, outputs, "outputs")
         return self.backend.xp.argmax(outputs, axis=1)
 
 
@@ -83,6 +85,8 @@ class Sigmoid(Layer):
 
     def predictions(self, outputs: Any) -> Any:
         """1 where the probability is above 0.5, else 0 (in the float dtype, like the targets)."""
+        if not self.backend.is_own(outputs):  # host data (a list, say): checked, moved
+            outputs = ensure_numbers(self.backend, outputs, "outputs")
         return self.backend.xp.astype(outputs > 0.5, self.backend.dtype)
 
 

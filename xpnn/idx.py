@@ -45,6 +45,14 @@ def read_idx(
     or type, other dimensions, or more or fewer bytes than they give. The header is checked
     before any value is decompressed, and no more values are decompressed than it gives.
     """
+    sizes = shape if isinstance(shape, tuple) else ()
+    if not isinstance(shape, tuple) or not all(
+        n is None or (type(n) is int and n >= 0) for n in sizes
+    ):
+        raise TypeError(
+            f"shape must be a tuple of sizes (int, or None for any), such as (None, 28, 28); "
+            f"got {shape!r:.80}"
+        )
     path = Path(path)
     with _opened(path) as (file, stored):
         try:
