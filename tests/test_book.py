@@ -545,6 +545,8 @@ def test_labels_that_do_not_fit_the_outputs_are_refused_by_name(book):
     with pytest.raises(ValueError, match=r"y has shape \(6,\) but the predictions"):
         Accuracy_Categorical(binary=True).calculate(np.zeros((6, 1)), np.zeros(6))
     regression = Accuracy_Regression()
+    with pytest.raises(RuntimeError, match=r"no precision yet: call init\(y\) first"):
+        regression.calculate(np.zeros(6), np.arange(6.0))
     regression.init(np.arange(6.0))
     with pytest.raises(ValueError, match=r"y has shape \(6,\) but the predictions"):
         regression.calculate(np.zeros((6, 1)), np.arange(6.0))

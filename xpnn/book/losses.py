@@ -365,6 +365,10 @@ class Accuracy_Regression(Accuracy):
 
     def compare(self, predictions: Any, y: Any) -> Any:
         """True where the prediction is within ``precision`` of its target."""
+        if self.precision is None:
+            raise RuntimeError(
+                "Accuracy_Regression has no precision yet: call init(y) first (Model.train does)"
+            )
         values, targets, backend = self._pair(predictions, y, labels=False)
         _fits(targets, values)
         if backend is None:
