@@ -51,6 +51,21 @@ def seed_model(backend, seed: int = 0, dtype: str = "float32", **adam) -> xpnn.M
     return model
 
 
+def dropout_model(backend) -> xpnn.Model:
+    """The batch example's network with Dropout after the hidden layer."""
+    model = xpnn.Model(backend=backend, seed=0)
+    for layer in (xpnn.Dense(2, 64), xpnn.ReLU(), xpnn.Dropout(0.1), xpnn.Dense(64, 3)):
+        model.add(layer)
+    model.add(xpnn.Softmax())
+    model.set(
+        loss=xpnn.CategoricalCrossentropy(),
+        optimizer=xpnn.Adam(learning_rate=0.05, decay=5e-7),
+        accuracy=xpnn.CategoricalAccuracy(),
+    )
+    model.finalize()
+    return model
+
+
 def press_ctrl_c_at_step(model: xpnn.Model, step: int, monkeypatch) -> None:
     """Send SIGINT to this process right after the optimizer's ``step``-th update."""
     import os

@@ -380,7 +380,7 @@ def test_a_data_parallel_trainer_takes_the_step_path(backend, runs):
 
     model = _model(backend)
     loop.train(model, X, Y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
-               early_stopping=None, checkpoint=None, checkpoint_every=1, print_every=1,
+               early_stopping=None, checkpoint=None, checkpoint_every=None, print_every=1,
                verbose=False, trainer=Combining)  # fmt: skip
     assert not runs and model.optimizer.iterations == 10
 

@@ -985,8 +985,12 @@ def test_what_save_writes_load_reads_at_the_bounds(tmp_path):
         tiny_model(2**512).save(path)
     with pytest.raises(ValueError, match=r"seeded with an int below 2\*\*512.* 1329 bits"):
         tiny_model(10**400).save(path)  # beyond a float: the message does not overflow
+    with pytest.raises(TypeError, match=r"seed must be None or a non-negative integer"):
+        tiny_model(np.random.SeedSequence(1))  # refused as the model is made, not at saving
+    model = tiny_model(0)
+    model.seed = np.random.SeedSequence(1)  # set by hand: saving still refuses it
     with pytest.raises(TypeError, match=r"seeded with an int .* its seed is a SeedSequence"):
-        tiny_model(np.random.SeedSequence(1)).save(path)
+        model.save(path)
     for setting in ("optimizer.iterations", "epochs_trained"):
         model = tiny_model(0)
         owner = model.optimizer if setting.startswith("optimizer") else model

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_on_backend, book_step, seed_model, spiral, tolerance
+from helpers import assert_on_backend, book_step, dropout_model, seed_model, spiral, tolerance
 
 import xpnn
 
@@ -225,26 +225,12 @@ def test_finalize_lays_out_the_network_and_a_change_drops_it(backend, data):
     assert model.network is not network and model.network.epochs_trained == 0
 
 
-def _dropout_model(backend) -> xpnn.Model:
-    model = xpnn.Model(backend=backend, seed=0)
-    for layer in (xpnn.Dense(2, 16), xpnn.ReLU(), xpnn.Dropout(0.1), xpnn.Dense(16, 3)):
-        model.add(layer)
-    model.add(xpnn.Softmax())
-    model.set(
-        loss=xpnn.CategoricalCrossentropy(),
-        optimizer=xpnn.Adam(learning_rate=0.02, decay=1e-2),
-        accuracy=xpnn.CategoricalAccuracy(),
-    )
-    model.finalize()
-    return model
-
-
 def test_finalize_again_keeps_what_training_made(backend, data, tmp_path):
     """A second ``finalize`` (a notebook cell run again, a loaded model finalized) keeps the
     parameters, the optimizer's step count and state, the epoch count and Dropout's masks:
     training goes on as if it had not been called. So does ``set`` of a new metric."""
     X, y = data[0][::5], data[1][::5]
-    steady, again = _dropout_model(backend), _dropout_model(backend)
+    steady, again = dropout_model(backend), dropout_model(backend)
     for model in (steady, again):
         model.train(X, y, epochs=3, batch_size=32, verbose=False)
     again.finalize()
@@ -267,7 +253,7 @@ def test_finalize_after_a_new_optimizer_keeps_the_parameters(backend, data):
     """``set(optimizer=...)`` then ``finalize``: the trained parameters stay (fine-tuning with
     another optimizer), the new optimizer starts from step 0."""
     X, y = data[0][::5], data[1][::5]
-    model = _dropout_model(backend)
+    model = dropout_model(backend)
     model.train(X, y, epochs=3, batch_size=32, verbose=False)
     trained = _host_params(model)
     model.set(optimizer=xpnn.SGD(learning_rate=0.1))

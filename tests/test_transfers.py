@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import seed_model, spiral
+from helpers import dropout_model, seed_model, spiral
 
 import xpnn
 
@@ -98,21 +98,6 @@ class Reads:
     @count.setter
     def count(self, value: int) -> None:
         self._count = value
-
-
-def dropout_model(backend) -> xpnn.Model:
-    """The batch example's network with Dropout after the hidden layer."""
-    model = xpnn.Model(backend=backend, seed=0)
-    for layer in (xpnn.Dense(2, 64), xpnn.ReLU(), xpnn.Dropout(0.1), xpnn.Dense(64, 3)):
-        model.add(layer)
-    model.add(xpnn.Softmax())
-    model.set(
-        loss=xpnn.CategoricalCrossentropy(),
-        optimizer=xpnn.Adam(learning_rate=0.05, decay=5e-7),
-        accuracy=xpnn.CategoricalAccuracy(),
-    )
-    model.finalize()
-    return model
 
 
 def _reads(backend, count_reads, epochs: int, print_every: int, validation: bool) -> int:
