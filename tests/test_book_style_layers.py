@@ -56,6 +56,22 @@ class InPlaceScale(Scale):
         return self.dinputs
 
 
+class Silent(Scale):
+    """The book's very style: ``forward(self, inputs, training)`` without a default, and
+    neither pass returning anything (the model reads ``output`` and ``dinputs``)."""
+
+    def forward(self, inputs, training):
+        super().forward(inputs)
+
+    def backward(self, dvalues):
+        super().backward(dvalues)
+
+
+class Unset(Scale):
+    def forward(self, inputs, training):
+        self.inputs = inputs  # and no output
+
+
 class WrongShape(Scale):
     def backward(self, dvalues):
         super().backward(dvalues)
@@ -96,6 +112,22 @@ def test_a_layer_that_binds_new_gradients_trains_as_one_that_writes_in_place(bac
     for a, b in zip(book.get_parameters(), own.get_parameters(), strict=True):
         for x, z in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, z)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-layer", "inner-layer"])
+def test_a_layer_whose_passes_return_nothing_trains_as_one_that_returns(backend, first):
+    silent, book = trained(backend, Silent, first), trained(backend, Scale, first)
+    for a, b in zip(silent.get_parameters(), book.get_parameters(), strict=True):
+        for x, z in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, z)
+    xpnn.check_gradients(Silent(3, backend=backend), np.linspace(-1, 1, 6).reshape(2, 3))
+
+
+def test_a_pass_that_sets_nothing_is_named(backend):
+    with pytest.raises(TypeError, match=r"Unset.forward returned nothing and set no output"):
+        trained(backend, Unset, first=False)
+    with pytest.raises(TypeError, match=r"Unset.forward returned nothing and set no output"):
+        xpnn.check_gradients(Unset(3, backend=backend), np.ones((2, 3)))
 
 
 def test_a_gradient_of_another_shape_is_named(backend):

@@ -230,6 +230,7 @@ BAD_ARGUMENTS = {
     "rtol": (xpnn.ReLU, TWO, {"rtol": -1}, ValueError, "rtol"),
     "atol": (xpnn.ReLU, TWO, {"atol": "0"}, TypeError, "atol"),
     "seed": (xpnn.ReLU, TWO, {"seed": 0.5}, TypeError, "seed"),
+    "negative seed": (xpnn.ReLU, TWO, {"seed": -1}, ValueError, "seed must be a non-negative"),
     "dtype": (xpnn.ReLU, TWO, {"dtype": "float16"}, ValueError, "dtype"),
 }
 

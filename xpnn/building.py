@@ -202,7 +202,7 @@ class Network:
     def forward(self, X: Any, training: bool = False) -> Any:
         """Run ``X`` through every layer and return the last layer's output."""
         for layer in self.layers:
-            X = layer.forward(X, training)
+            X = passed_on(layer, layer.forward(X, training), "forward", "output")
         return X
 
     def backward(self, output: Any, y: Any) -> None:
@@ -210,13 +210,13 @@ class Network:
         if self.combined is not None:
             dvalues = self.combined.backward(output, y)
         else:
-            dvalues = self.loss.backward(output, y)
+            dvalues = passed_on(self.loss, self.loss.backward(output, y), "backward", "dinputs")
         self.backward_from(dvalues)
 
     def backward_from(self, dvalues: Any) -> None:
         """``backward`` from ``dvalues``, the gradient of the loss for the last layer it runs."""
         for layer in self.backward_chain:
-            dvalues = layer.backward(dvalues)
+            dvalues = passed_on(layer, layer.backward(dvalues), "backward", "dinputs")
         if self._first_takes_flag:
             self.first_trainable.backward(dvalues, need_dinputs=False)
         elif self.first_trainable is not None:  # a layer written as the book writes backward
@@ -239,6 +239,20 @@ class Network:
         for layer in self.trainable:
             total = total + self.loss.regularization_loss(layer)
         return total
+
+
+def passed_on(part: Any, returned: Any, method: str, name: str) -> Any:
+    """What ``part``'s ``method`` passes to the next part: what it returned, or, where it
+    returned nothing (as the book's classes do), the attribute ``name`` it set."""
+    if returned is not None:
+        return returned
+    value = getattr(part, name, None)
+    if value is None:
+        raise TypeError(
+            f"{type(part).__name__}.{method} returned nothing and set no {name}: set "
+            f"self.{name} (and return it)"
+        )
+    return value
 
 
 def takes_keyword(function: Any, name: str) -> bool:

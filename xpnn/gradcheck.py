@@ -7,6 +7,7 @@ own backend, in float64 where that backend has it, and leaves the part as it fou
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable
@@ -120,6 +121,8 @@ def check_gradients(
         names = tuple(part.parameter_names)
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int; got {shown(seed)}")
+    if seed < 0:  # NumPy's own error would not name it
+        raise ValueError(f"seed must be a non-negative int; got {seed}")
     checked = _float_backend(backend, target_dtype)
     default_step, default_rtol, default_atol = DEFAULTS[checked.dtype_name]
     step = default_step if step is None else real(step, "step", **POSITIVE)
@@ -290,8 +293,15 @@ def _passes(
             return part.forward(backend.asarray(values), targets)
         if is_loss:
             return part.calculate(backend.asarray(values), targets)
-        output = part.forward(backend.asarray(values))
-        return part.output if output is None else output
+        values = backend.asarray(values)  # as a model calls it (the book's takes training)
+        returned = part.forward(values, False) if _takes_training(part) else part.forward(values)
+        output = getattr(part, "output", None) if returned is None else returned
+        if output is None:
+            raise TypeError(
+                f"{type(part).__name__}.forward returned nothing and set no output: set "
+                "self.output (and return it)"
+            )
+        return output
 
     def scalar(output: Any) -> float:
         total = to_numpy(output).astype(np.float64)
@@ -324,6 +334,18 @@ def _passes(
     for _, name, gradient in () if is_loss else tuple(part.parameter_names):
         analytic[name] = _gradient(part, gradient, name, tuple(getattr(part, name).shape))
     return evaluate, analytic
+
+
+def _takes_training(part: Any) -> bool:
+    """Whether ``part.forward`` takes a second argument, ``training``, as a model passes it."""
+    try:
+        parameters = list(inspect.signature(part.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in positional for p in parameters) >= 2 or any(
+        p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters
+    )
 
 
 def _gradient(part: Any, attribute: str, of: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -189,7 +189,7 @@ class Model:
     def forward(self, X: Any, training: bool = False) -> Any:
         """Run ``X`` through every layer and return the last layer's output."""
         for layer in self.layers:
-            X = layer.forward(X, training)
+            X = building.passed_on(layer, layer.forward(X, training), "forward", "output")
         return X
 
     def backward(self, output: Any, y: Any) -> None:
