@@ -146,8 +146,8 @@ def checkpoints(backend: str, out: str) -> dict:
     shown = io.StringIO()
     with contextlib.redirect_stdout(shown):
         model = build(backend)
-        model.train(X, y, epochs=2, batch_size=16, checkpoint=path, print_every=1,
-                    verbose="lines", comm=COMM)  # fmt: skip
+        model.train(X, y, epochs=4, batch_size=16, checkpoint=path, checkpoint_every=2,
+                    print_every=1, verbose="lines", comm=COMM)  # fmt: skip
     xpnn.io.save_model = save_model
     COMM.Barrier()  # the file is whole before any rank reads it
     resumed = xpnn.Model.load(path, backend=backend, dtype="float64")

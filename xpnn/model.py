@@ -240,6 +240,12 @@ class Model:
         stopped inside (``discard_epoch_in_progress()`` forgets it). Epochs are numbered from
         the model's first, so a resumed run goes on counting.
         """
+        # Checked here, not in the loop: under MPI every rank but the first trains with
+        # checkpoint=None and the same checkpoint_every.
+        if checkpoint_every is not None and checkpoint is None:
+            raise ValueError(
+                "checkpoint_every says how often checkpoint is written: give checkpoint=path too"
+            )
         run = training.train
         if comm is not None:
             run = functools.partial(distributed.train, comm=comm, shard=shard)

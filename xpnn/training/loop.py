@@ -104,10 +104,6 @@ def train(
     if not isinstance(shuffle, bool):
         raise TypeError(f"shuffle must be True or False; got {shown(shuffle)}")
     display = progress.mode(verbose)
-    if checkpoint_every is not None and checkpoint is None:
-        raise ValueError(
-            "checkpoint_every says how often checkpoint is written: give checkpoint=path too"
-        )
     checkpoint_every = (
         1 if checkpoint_every is None else positive_int(checkpoint_every, "checkpoint_every")
     )
