@@ -73,9 +73,10 @@ def expected_failed_checks(estimator: BaseEstimator) -> dict[str, str]:
     for ``parametrize_with_checks(..., expected_failed_checks=expected_failed_checks)`` or
     ``check_estimator(estimator, expected_failed_checks=...)``.
 
-    None with ``dtype=None`` (the default: the checks' float64 data is computed in float64)
-    or ``dtype="float64"``. With ``dtype="float32"``, the two checks whose tolerance lies below
-    float32's resolution: a batch of another size may change an output's last bit.
+    An empty dict with ``dtype=None`` (the default: the checks' float64 data is
+    computed in float64) or ``dtype="float64"``. With ``dtype="float32"``, the two checks
+    whose tolerance lies below float32's resolution: a batch of another size may change an
+    output's last bit.
     """
     dtype = getattr(estimator, "dtype", None)
     if dtype is None or np.dtype(dtype).name != "float32":

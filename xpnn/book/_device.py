@@ -34,7 +34,7 @@ _backends: dict[tuple[str, str], Backend] = {}
 
 def use(backend: str = "numpy", dtype: str | None = None, *, exact: bool = True) -> None:
     """Make the book's objects created from now on compute on ``backend`` ("numpy", "cupy",
-    "strict"), in ``dtype`` ("float32" or "float64"; None follows the arrays: float32 after
+    "strict", "torch"), in ``dtype`` ("float32" or "float64"; None follows the arrays: float32 after
     ``nnfs.init()``, float64 without it, as the book's own arrays are).
 
     ``exact`` (NumPy only): the matrix products are the book's ``np.dot`` (after
