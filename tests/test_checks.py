@@ -864,3 +864,14 @@ def test_a_seed_that_is_not_one_is_refused_by_name(make, generators, seed, error
         return
     with pytest.raises(error, match="seed must be None"):
         make(seed)
+
+
+@pytest.mark.parametrize("batch_size", [float("nan"), float("inf"), 2.5])
+def test_evaluate_and_predict_name_a_batch_size_that_is_not_one(backend, batch_size):
+    model = _model(backend)
+    for call in (
+        lambda: model.evaluate(X_GOOD, Y_GOOD, batch_size=batch_size),
+        lambda: model.predict(X_GOOD, batch_size=batch_size),
+    ):
+        with pytest.raises(TypeError, match="batch_size must be a positive integer"):
+            call()

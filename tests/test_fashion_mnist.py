@@ -63,6 +63,8 @@ def test_the_cache_folder_and_its_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("XPNN_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert datasets.data_home() == tmp_path / "xdg" / "xpnn"
+    monkeypatch.setenv("XPNN_DATA", "   ")  # blank: as if unset, not a folder named "   "
+    assert datasets.data_home() == tmp_path / "xdg" / "xpnn"
 
 
 def test_missing_files_without_download(tmp_path):

@@ -344,3 +344,10 @@ def test_optimizers_keep_the_state_they_declare(which):
     prefixes = [prefix for prefix, _, _ in layer.trainable_parameters()]
     expected = {f"{prefix}_{name}" for prefix in prefixes for name in optimizer.state_names}
     assert set(vars(layer)) - before == expected
+
+
+@pytest.mark.parametrize("thing", [None, "dense", np.ones(3)])
+def test_update_params_names_what_is_not_a_layer(thing):
+    """The manual loop's ``optimizer.update_params(dense1)`` with something else."""
+    with pytest.raises(TypeError, match="layer must be an xpnn layer"):
+        xpnn.Adam().update_params(thing)

@@ -132,3 +132,16 @@ def test_early_stopping_restores_the_best(backend):
         model.train(X, y, early_stopping=3, verbose=False)
     with pytest.raises(ValueError, match="early_stopping"):
         model.train(X, y, early_stopping=0, validation_data=(X_val, y_val), verbose=False)
+
+
+def test_history_names_what_it_does_not_keep():
+    history = xpnn.History()
+    history.append(epoch=1, loss=0.5)
+    assert "loss" in history and "acc" not in history and list(history)[:2] == ["epoch", "loss"]
+    with pytest.raises(KeyError, match=r"no figure 'acc'; it keeps \['epoch', 'loss'"):
+        history["acc"]
+    with pytest.raises(ValueError, match=r"no figure \['acurracy'\]"):
+        history.append(epoch=2, acurracy=0.9)  # misspelled: once dropped without a word
+    with pytest.raises(TypeError, match="loss must be a real number; got '0.4'"):
+        history.append(epoch=2, loss="0.4")
+    assert len(history) == 1  # nothing added by a refused epoch

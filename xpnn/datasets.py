@@ -130,8 +130,9 @@ FASHION_MNIST_COUNTS = {"train": 60_000, "t10k": 10_000}
 def data_home() -> Path:
     """The folder data sets are cached in: ``$XPNN_DATA``, else ``$XDG_CACHE_HOME/xpnn``, else
     ``~/.cache/xpnn``."""
-    if os.environ.get("XPNN_DATA"):
-        return Path(os.environ["XPNN_DATA"]).expanduser()
+    chosen = os.environ.get("XPNN_DATA", "").strip()  # blank: unset, as the other variables
+    if chosen:
+        return Path(chosen).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "xpnn"
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +48,29 @@ class History:
         self.history: dict[str, list[float]] = {name: [] for name in NAMES}
 
     def append(self, **figures: float) -> None:
-        """Add one epoch; names not given are NaN."""
+        """Add one epoch; names not given are NaN. An unknown name, or a figure that is not a
+        real number, is refused before anything is added."""
+        unknown = sorted(set(figures) - set(NAMES))
+        if unknown:
+            raise ValueError(f"History has no figure {unknown}; it keeps {list(NAMES)}")
+        for name, value in figures.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a real number; got {shown(value)}")
         for name, values in self.history.items():
             values.append(figures.get(name, math.nan))
 
     def __getitem__(self, name: str) -> list[float]:
-        return self.history[name]
+        try:
+            return self.history[name]
+        except (KeyError, TypeError):
+            raise KeyError(f"History has no figure {name!r}; it keeps {list(NAMES)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.history
+
+    def __iter__(self) -> Iterator[str]:
+        """The figures' names, as a dict's keys."""
+        return iter(self.history)
 
     def __len__(self) -> int:
         return len(self.history["epoch"])

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._checks import NON_NEGATIVE, POSITIVE, HasSettings, Part, Settings, real
+from .._checks import NON_NEGATIVE, POSITIVE, HasSettings, Part, Settings, real, shown
 
 __all__ = ["FLUSH_EVERY", "Optimizer"]
 
@@ -71,7 +71,10 @@ class Optimizer(HasSettings, Part):
 
     def update_params(self, layer: Any) -> None:
         """Update every trainable array of ``layer`` in place from its gradient."""
-        for prefix, param, grad in layer.trainable_parameters():
+        parameters = getattr(layer, "trainable_parameters", None)
+        if parameters is None:
+            raise TypeError(f"layer must be an xpnn layer (Dense, ...); got {shown(layer)}")
+        for prefix, param, grad in parameters():
             self.update(layer, prefix, param, grad)
 
     def post_update_params(self) -> None:

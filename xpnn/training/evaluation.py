@@ -92,6 +92,8 @@ def evaluate(
 ) -> dict[str, float]:
     """``Model.evaluate`` over prepared ``(X, y)``: the figures, read in one transfer; with
     ``verbose``, the book's validation line too."""
+    if batch_size is not None:  # before rows() reads it
+        batch_size = positive_int(batch_size, "batch_size")
     with blas_threads.limited(model, blas_threads.rows(X, batch_size)):
         figures = sums(model, X, y, batch_size)
         figures.regularization = model.regularization_loss()
@@ -116,6 +118,8 @@ def evaluate(
 def predict(model: ModelFace, X: Any, batch_size: int | None) -> Any:
     """``Model.predict`` over prepared ``X``: the outputs, checked finite in one read."""
     xp = model.backend.xp
+    if batch_size is not None:  # before rows() reads it
+        batch_size = positive_int(batch_size, "batch_size")
     with blas_threads.limited(model, blas_threads.rows(X, batch_size)):
         outputs = [model.forward(batch_X) for batch_X, _ in slices(X, None, batch_size)]
     outputs = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
