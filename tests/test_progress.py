@@ -142,6 +142,6 @@ def test_history_names_what_it_does_not_keep():
         history["acc"]
     with pytest.raises(ValueError, match=r"no figure \['acurracy'\]"):
         history.append(epoch=2, acurracy=0.9)  # misspelled: once dropped without a word
-    with pytest.raises(TypeError, match="loss must be a real number; got '0.4'"):
+    with pytest.raises(TypeError, match=r"loss must be a real number; got '0\.4'"):
         history.append(epoch=2, loss="0.4")
     assert len(history) == 1  # nothing added by a refused epoch
