@@ -225,6 +225,12 @@ def test_other_data_cannot_finish_an_epoch_in_progress(tmp_path, monkeypatch):
     before = _params(model)
     with pytest.raises(ValueError, match=r"X has 207 samples, but epoch 2 stopped after 128 of"):
         model.train(X[:-3], y[:-3], verbose=False)
+    other = X.copy()
+    other[5, 0] += 1  # as many samples, one value changed: the mix would train silently
+    with pytest.raises(ValueError, match=r"X and y are not the data that epoch 2 stopped"):
+        model.train(other, y, verbose=False)
+    with pytest.raises(ValueError, match=r"X and y are not the data that epoch 2 stopped"):
+        model.train(X, np.roll(y, 1), verbose=False)
     assert model.optimizer.iterations == 6 and model.network.epoch_in_progress is not None
     for a, b in zip(before, _params(model)):
         np.testing.assert_array_equal(a, b)

@@ -144,6 +144,9 @@ class EpochInProgress:
     ) -> None:
         self.samples, self.done, self.steps, self.order = samples, done, steps, order
         self.loss_sum, self.correct, self.compared = loss_sum, correct, compared
+        #: A digest of the data it stopped on (``agreement.data_digest``), where known: the
+        #: next ``train`` finishes it on the same data only. A checkpoint does not keep it.
+        self.data: str | None = None
 
 
 class Network:

@@ -342,7 +342,7 @@ class CompiledEpoch:
         if counting:
             correct, compared = counts[0], int(counts[1])
         if begin < samples:
-            network.epoch_in_progress = EpochInProgress(
-                samples, begin, done, host_order, loss_sum, correct, compared
+            network.epoch_in_progress = trainer.stopped_at(
+                EpochInProgress(samples, begin, done, host_order, loss_sum, correct, compared)
             )
         return Sums(loss_sum / samples, correct, compared, model.regularization_loss())

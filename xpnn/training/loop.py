@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import blas_threads, data, progress
 from .._checks import positive_int, shown
+from ..agreement import data_digest
 from ..backends.jit import announcing_compiles, epochs_compiled
 from ..building import EpochInProgress, check_settings, finalized
 from ..description import check_savable
@@ -187,12 +188,23 @@ class Trainer:
     def check_epoch_in_progress(self) -> None:
         """Refuse (before any step) to finish an epoch Ctrl-C stopped on other data."""
         unfinished, samples = self.network.epoch_in_progress, self.X.shape[0]
-        if unfinished is not None and samples != unfinished.samples:
-            raise ValueError(
-                f"X has {samples} samples, but epoch {self.model.epochs_trained + 1} stopped "
-                f"after {unfinished.done} of {unfinished.samples} samples (Ctrl-C): train on "
-                f"the same X and y to finish it, or call discard_epoch_in_progress() first"
-            )
+        if unfinished is None:
+            return
+        stopped = (
+            f"epoch {self.model.epochs_trained + 1} stopped after {unfinished.done} of "
+            f"{unfinished.samples} samples (Ctrl-C): train on the same X and y to finish it, "
+            "or call discard_epoch_in_progress() first"
+        )
+        if samples != unfinished.samples:
+            raise ValueError(f"X has {samples} samples, but {stopped}")
+        if unfinished.data is not None and data_digest(self.X, self.y) != unfinished.data:
+            raise ValueError(f"X and y are not the data that {stopped}")
+
+    def stopped_at(self, unfinished: EpochInProgress) -> EpochInProgress:
+        """``unfinished``, with a digest of the data it stopped on (one pass over it, at
+        Ctrl-C only), so that the next ``train`` finishes it on the same data."""
+        unfinished.data = data_digest(self.X, self.y)
+        return unfinished
 
     def compiled_epoch(self) -> Any:
         """What runs each epoch's steps in one compiled call (``training.compiled``) where it
@@ -405,8 +417,10 @@ class Trainer:
             optimizer.post_update_params()
             if interrupt.stopped:
                 if stop < samples:
-                    network.epoch_in_progress = EpochInProgress(
-                        samples, stop, step, host_order, loss_sum, correct, compared
+                    network.epoch_in_progress = self.stopped_at(
+                        EpochInProgress(
+                            samples, stop, step, host_order, loss_sum, correct, compared
+                        )
                     )
                 break
         return Sums(loss_sum / samples, correct, compared, model.regularization_loss())
