@@ -17,6 +17,7 @@ import numpy as np
 
 from ._checks import NON_NEGATIVE, POSITIVE, host_numbers, real, shown
 from .backends import Backend, to_numpy
+from .building import passed_on
 from .layers import Layer
 from .losses import Loss, SoftmaxCategoricalCrossentropy
 
@@ -295,13 +296,7 @@ def _passes(
             return part.calculate(backend.asarray(values), targets)
         values = backend.asarray(values)  # as a model calls it (the book's takes training)
         returned = part.forward(values, False) if _takes_training(part) else part.forward(values)
-        output = getattr(part, "output", None) if returned is None else returned
-        if output is None:
-            raise TypeError(
-                f"{type(part).__name__}.forward returned nothing and set no output: set "
-                "self.output (and return it)"
-            )
-        return output
+        return passed_on(part, returned, "forward", "output")
 
     def scalar(output: Any) -> float:
         total = to_numpy(output).astype(np.float64)
