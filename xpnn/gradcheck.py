@@ -7,7 +7,6 @@ own backend, in float64 where that backend has it, and leaves the part as it fou
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 from collections.abc import Callable
@@ -17,7 +16,7 @@ import numpy as np
 
 from ._checks import NON_NEGATIVE, POSITIVE, host_numbers, real, shown
 from .backends import Backend, to_numpy
-from .building import passed_on
+from .building import passed_on, takes_keyword
 from .layers import Layer
 from .losses import Loss, SoftmaxCategoricalCrossentropy
 
@@ -295,7 +294,8 @@ def _passes(
         if is_loss:
             return part.calculate(backend.asarray(values), targets)
         values = backend.asarray(values)  # as a model calls it (the book's takes training)
-        returned = part.forward(values, False) if _takes_training(part) else part.forward(values)
+        training = takes_keyword(part.forward, "training")  # the book's forward requires it
+        returned = part.forward(values, False) if training else part.forward(values)
         return passed_on(part, returned, "forward", "output")
 
     def scalar(output: Any) -> float:
@@ -329,18 +329,6 @@ def _passes(
     for _, name, gradient in () if is_loss else tuple(part.parameter_names):
         analytic[name] = _gradient(part, gradient, name, tuple(getattr(part, name).shape))
     return evaluate, analytic
-
-
-def _takes_training(part: Any) -> bool:
-    """Whether ``part.forward`` takes a second argument, ``training``, as a model passes it."""
-    try:
-        parameters = list(inspect.signature(part.forward).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sum(p.kind in positional for p in parameters) >= 2 or any(
-        p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters
-    )
 
 
 def _gradient(part: Any, attribute: str, of: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import losses
+from .._checks import same_shape
 from ..backends import Backend
 from ._device import OnDevice, Part, _BookProducts, backend_for, device_array
 from .layers import Activation_Softmax
@@ -343,7 +344,8 @@ class Accuracy_Categorical(Accuracy):
         values, targets, backend = self._pair(predictions, y, labels=not self.binary)
         if not self.binary and len(targets.shape) == 2:
             targets = (np if backend is None else backend.xp).argmax(targets, axis=1)
-        _fits(targets, values)
+        if tuple(targets.shape) != tuple(values.shape):  # NumPy would broadcast them
+            same_shape(targets, values.shape, "y", "the predictions' array")
         if backend is not None and values.dtype != targets.dtype:
             values = backend.xp.astype(values, targets.dtype)  # 0/1 classes against 0/1 floats
         right = values == targets
@@ -370,18 +372,9 @@ class Accuracy_Regression(Accuracy):
                 "Accuracy_Regression has no precision yet: call init(y) first (Model.train does)"
             )
         values, targets, backend = self._pair(predictions, y, labels=False)
-        _fits(targets, values)
+        if tuple(targets.shape) != tuple(values.shape):  # NumPy would broadcast them
+            same_shape(targets, values.shape, "y", "the predictions' array")
         if backend is None:
             return np.absolute(values - targets) < self.precision
         right = backend.xp.abs(values - targets) < float(self.precision)
         return OnDevice(right, backend)
-
-
-def _fits(targets: Any, predictions: Any) -> None:
-    """ValueError naming ``y`` unless it is shaped as the predictions: NumPy would broadcast
-    (n, 1) against (n,) into n * n comparisons, or fail without naming either."""
-    if tuple(targets.shape) != tuple(predictions.shape):
-        raise ValueError(
-            f"y has shape {tuple(targets.shape)} but the predictions have shape "
-            f"{tuple(predictions.shape)}; they must match"
-        )
